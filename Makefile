@@ -1,0 +1,44 @@
+# Every set-up step lives here, so a fresh machine needs only `make demo` or `make test`.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest clean constraints
+
+setup: $(STAMP)
+
+# uv is bootstrapped into its own small venv so that syncing .venv never uninstalls it.
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+# constraints.txt pins every package exactly (regenerate with `make constraints`).
+$(STAMP): pyproject.toml constraints.txt | $(UV)
+	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(PY) --constraints constraints.txt -e '.[all]' --group dev
+	touch $@
+
+constraints: | $(UV)
+	$(UV) pip compile pyproject.toml --all-extras --group dev --no-header --no-annotate \
+		--python-version 3.11 -o constraints.txt
+
+demo: $(STAMP)
+	$(PY) -m examples.chat.app
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,131 @@
+"""Test helpers: real uvicorn servers on free loopback ports and a small sac-sock client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from typed_ss import Server, uvicorn_settings
+
+__all__ = [
+    "Client",
+    "ServerFrame",
+    "connect_client",
+    "eventually",
+    "free_socket",
+    "parse_server_frame",
+    "running",
+]
+
+
+def free_socket() -> socket.socket:
+    """A TCP socket bound to 127.0.0.1 on a port the OS picked, ready to hand to uvicorn."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def running(app: Any, server: Server, **overrides: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn (recommended settings plus ``overrides``) on a free port, in this
+    event loop; yields the ``ws://`` base URL and stops the server on exit."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    settings = {**uvicorn_settings(server), "log_level": "warning", **overrides}
+    uv = uvicorn.Server(uvicorn.Config(app, **settings))
+    task = asyncio.create_task(uv.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: uv.started or task.done(), within=10)
+        if task.done():
+            task.result()
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
+        sock.close()  # uvicorn closes it too; closing twice is harmless
+
+
+async def eventually(condition: Callable[[], object], within: float = 5.0, interval: float = 0.01) -> None:
+    """Wait until ``condition()`` is true; fail the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
+
+
+@dataclass(frozen=True)
+class ServerFrame:
+    """A server frame split the way the JS client splits it."""
+
+    event: str
+    letter: str
+    payload: str | bytes
+    binary: bool
+
+    def json(self) -> Any:
+        assert self.letter == "J", f"expected a J frame, got {self.letter!r}"
+        return json.loads(self.payload)
+
+
+def parse_server_frame(message: str | bytes) -> ServerFrame:
+    if isinstance(message, str):
+        soh = message.index("\x01")
+        stx = message.index("\x02", soh)
+        return ServerFrame(message[:soh], message[soh + 1 : stx], message[stx + 1 :], False)
+    soh = message.index(b"\x01")
+    stx = message.index(b"\x02", soh)
+    return ServerFrame(message[:soh].decode(), message[soh + 1 : stx].decode(), message[stx + 1 :], True)
+
+
+class Client:
+    """A sac-sock client on a real WebSocket connection (the ``websockets`` library)."""
+
+    def __init__(self, ws: ClientConnection, hello: dict[str, Any]) -> None:
+        self.ws = ws
+        self.hello = hello
+        self.id: str = hello["id"]
+
+    async def send(self, event: str, payload: str | bytes = "") -> None:
+        """Send a client frame the way the original JS client does."""
+        if isinstance(payload, bytes):
+            await self.ws.send(event.encode() + b"\x02" + payload)
+        else:
+            await self.ws.send(f"{event}\x02{payload}")
+
+    async def recv(self, within: float = 5.0) -> ServerFrame:
+        return parse_server_frame(await asyncio.wait_for(self.ws.recv(), within))
+
+    async def expect(self, event: str, within: float = 5.0) -> ServerFrame:
+        frame = await self.recv(within)
+        assert frame.event == event, f"expected event {event!r}, got {frame}"
+        return frame
+
+    async def nothing_within(self, seconds: float) -> None:
+        """Assert that no frame arrives for ``seconds``."""
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), seconds)
+        except TimeoutError:
+            return
+        raise AssertionError(f"expected no frame, got {parse_server_frame(message)}")
+
+
+@asynccontextmanager
+async def connect_client(url: str, path: str = "/socket", **kwargs: Any) -> AsyncIterator[Client]:
+    """Connect, offering ``sac-sock``, and read the ``__hello`` frame."""
+    kwargs.setdefault("subprotocols", ["sac-sock"])
+    kwargs.setdefault("open_timeout", 10)
+    async with connect(url + path, **kwargs) as ws:
+        hello = parse_server_frame(await asyncio.wait_for(ws.recv(), 5))
+        assert hello.event == "__hello", hello
+        yield Client(ws, hello.json())

@@ -1,0 +1,48 @@
+"""typed-ss: event-based WebSockets for Python, wire-compatible with Sacrificial-Socket.
+
+Handlers are declared with ``@ss.on("event")`` and receive raw ``bytes``, ``str`` or a validated
+msgspec / pydantic model, as their annotation says. Sockets join rooms; the server and each socket can
+emit, roomcast, broadcast and socketcast.
+"""
+
+from typed_ss.errors import (
+    BackendError,
+    CloseCode,
+    ConfigurationError,
+    EncodeError,
+    HandlerSignatureError,
+    InvalidName,
+    LimitExceeded,
+    MissingDependencyError,
+    PayloadValidationError,
+    ProtocolError,
+    TypedSSError,
+)
+from typed_ss.handlers import Handler
+from typed_ss.server import AuthHook, Limits, Server, SocketHook
+from typed_ss.serving import run, uvicorn_settings
+from typed_ss.socket import Socket
+
+__all__ = [
+    "AuthHook",
+    "BackendError",
+    "CloseCode",
+    "ConfigurationError",
+    "EncodeError",
+    "Handler",
+    "HandlerSignatureError",
+    "InvalidName",
+    "LimitExceeded",
+    "Limits",
+    "MissingDependencyError",
+    "PayloadValidationError",
+    "ProtocolError",
+    "Server",
+    "Socket",
+    "SocketHook",
+    "TypedSSError",
+    "run",
+    "uvicorn_settings",
+]
+
+__version__ = "0.1.0"

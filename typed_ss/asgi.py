@@ -1,0 +1,193 @@
+"""The ASGI adapter: the only module that knows ASGI messages.
+
+:func:`handle` serves the three ASGI scope types for a :class:`~typed_ss.server.Server`: ``websocket``
+(one connection, through :class:`ASGITransport`), ``lifespan`` (start and stop the server with the
+process) and ``http`` (a plain 426 answer, for a server mounted on its own).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import Message, Receive, Scope, Send
+
+from typed_ss.protocol import Frame
+from typed_ss.transport import Disconnected, PendingSend
+
+if TYPE_CHECKING:
+    from typed_ss.server import Server
+
+__all__ = ["ASGITransport", "handle"]
+
+logger = logging.getLogger("typed_ss")
+
+
+class _Suspended:
+    """The rest of a coroutine that :func:`_start_eagerly` ran until it first suspended.
+
+    Awaiting it resumes the coroutine where it stopped, forwarding results, exceptions and
+    cancellation exactly as ``await coro`` would have.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, yielded = self._coro, self._yielded
+        try:
+            while True:
+                try:
+                    sent = yield yielded
+                except BaseException as exc:  # thrown in by the awaiting task, e.g. CancelledError
+                    yielded = coro.throw(exc)
+                else:
+                    yielded = coro.send(sent)
+        except StopIteration:
+            return
+        except _GONE:
+            raise Disconnected() from None
+
+    def close(self) -> None:
+        """Abandon the send, letting the coroutine clean up (it is never resumed)."""
+        self._coro.close()
+
+
+# uvicorn raises ClientDisconnected (an OSError) once the client is gone, and RuntimeError for a send
+# after the close; both mean nothing more can be sent.
+_GONE = (OSError, RuntimeError)
+
+
+def _start_eagerly(send: Awaitable[None]) -> PendingSend | None:
+    """Run ``coro`` synchronously until it finishes (return ``None``) or suspends (return the rest).
+
+    uvicorn's ``send`` only suspends while the connection's write buffer is over its high-water mark,
+    so a send to a healthy client completes here without a task or an event-loop round trip. Only
+    ASGI ``send`` coroutines are started this way: they do not depend on which task runs them.
+    """
+    coro = send if isinstance(send, Coroutine) else _as_coroutine(send)
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    except _GONE:
+        coro.close()
+        raise Disconnected() from None
+    return _Suspended(coro, yielded)
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+class ASGITransport:
+    """A :class:`~typed_ss.transport.Transport` over one ASGI ``websocket`` scope."""
+
+    __slots__ = ("_receive", "_request", "_send", "_subprotocols")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._request = HTTPConnection(scope)
+        self._subprotocols: Sequence[str] = scope.get("subprotocols", ())
+        self._receive = receive
+        self._send = send
+
+    @property
+    def request(self) -> HTTPConnection:
+        return self._request
+
+    @property
+    def subprotocols(self) -> Sequence[str]:
+        return self._subprotocols
+
+    async def accept(self, subprotocol: str | None) -> None:
+        try:
+            await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+        except _GONE:
+            raise Disconnected() from None
+
+    async def refuse(self, status: int) -> None:
+        if "websocket.http.response" in self._request.scope.get("extensions", {}):
+            body = f"{status} WebSocket upgrade refused\n".encode()
+            await self._send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await self._send({"type": "websocket.http.response.body", "body": body})
+        else:
+            # A close before the accept is answered with HTTP 403 by every ASGI server.
+            await self._send({"type": "websocket.close", "code": 1008})
+
+    async def receive(self) -> str | bytes:
+        message = await self._receive()
+        if message["type"] == "websocket.receive":
+            text: str | None = message.get("text")
+            if text is not None:
+                return text
+            data: bytes | None = message.get("bytes")
+            return data if data is not None else b""
+        if message["type"] == "websocket.disconnect":
+            raise Disconnected(message.get("code", 1005))
+        raise Disconnected()
+
+    def send(self, frame: Frame) -> PendingSend | None:
+        message: Message = (
+            {"type": "websocket.send", "text": frame}
+            if isinstance(frame, str)
+            else {"type": "websocket.send", "bytes": frame}
+        )
+        return _start_eagerly(self._send(message))
+
+    def close(self, code: int, reason: str) -> PendingSend | None:
+        return _start_eagerly(self._send({"type": "websocket.close", "code": code, "reason": reason}))
+
+
+async def handle(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one ASGI scope for ``server``."""
+    kind = scope["type"]
+    if kind == "websocket":
+        message = await receive()
+        if message["type"] != "websocket.connect":  # the client left before the handshake
+            return
+        await server.serve(ASGITransport(scope, receive, send))
+    elif kind == "lifespan":
+        await _lifespan(server, receive, send)
+    elif kind == "http":
+        body = b"426 Upgrade Required: this endpoint speaks WebSocket (subprotocol sac-sock)\n"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 426,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"upgrade", b"websocket")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(server: Server, receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await server.startup()
+            except Exception as exc:
+                logger.exception("typed-ss server failed to start")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                await server.shutdown()
+            except Exception as exc:
+                logger.exception("typed-ss server failed to shut down cleanly")
+                await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.shutdown.complete"})
+            return

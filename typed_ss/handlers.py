@@ -1,0 +1,211 @@
+"""The registry behind ``@ss.on``: one handler and one payload decoder per event, built at registration.
+
+A handler is ``async def handler(sock: Socket, payload: T) -> None``. ``T`` decides how the payload is
+decoded before the handler sees it:
+
+- ``bytes`` (or no annotation): the raw payload, unchanged, as in the original;
+- ``str``: the payload as UTF-8 text;
+- a pydantic ``BaseModel`` subclass: validated from JSON by pydantic;
+- anything msgspec can decode from JSON (a ``msgspec.Struct``, a dataclass, ``int``, ``list[str]``,
+  ``Literal[...]``, a union ...): validated from JSON by msgspec.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import msgspec
+
+from typed_ss.errors import HandlerSignatureError, PayloadValidationError
+
+if TYPE_CHECKING:
+    from typed_ss.socket import Socket
+
+__all__ = ["Decoder", "Handler", "HandlerSpec", "build_decoder", "inspect_handler", "is_async_callable"]
+
+M = TypeVar("M")
+
+Handler: TypeAlias = Callable[["Socket", M], Awaitable[None]]
+"""An event handler: ``async def (sock, payload) -> None``."""
+
+Decoder: TypeAlias = Callable[[bytes], object]
+"""Turns a raw payload into the value a handler receives, or raises PayloadValidationError."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """One registered event: its handler, the payload type it declared and the decoder built for it."""
+
+    event: str
+    handler: Handler[Any]
+    payload_type: object
+    decode: Decoder | None
+    """``None`` for raw ``bytes`` handlers: the payload is passed through untouched."""
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine: an ``async def`` function, a partial of one, or an
+    object whose ``__call__`` is ``async def``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+    )
+
+
+def inspect_handler(event: str, fn: Handler[Any], explicit: object | None) -> HandlerSpec:
+    """Check a handler's signature and build its decoder.
+
+    Raises:
+        HandlerSignatureError: ``fn`` is not an ``async def``, does not take exactly two positional
+            parameters, has an annotation that cannot be resolved or contradicts ``explicit``, or its
+            payload type cannot be decoded from JSON.
+    """
+    where = _describe(fn)
+    if not is_async_callable(fn):
+        raise HandlerSignatureError(
+            f"the handler for event {event!r} ({where}) must be an `async def` function: "
+            "async def handler(sock: Socket, payload: T) -> None"
+        )
+    try:
+        signature = inspect.signature(fn)
+        signature.bind(None, None)
+    except (TypeError, ValueError):
+        raise HandlerSignatureError(
+            f"the handler for event {event!r} ({where}) must take exactly two positional parameters, "
+            "the socket and the payload: async def handler(sock: Socket, payload: T) -> None"
+        ) from None
+
+    annotated = _payload_annotation(event, fn, where, signature, explicit is not None)
+    payload_type: object
+    if explicit is None:
+        payload_type = bytes if annotated is None else annotated
+    else:
+        if annotated is not None and not _compatible(annotated, explicit):
+            raise HandlerSignatureError(
+                f"the handler for event {event!r} ({where}) annotates its payload as {_name(annotated)} "
+                f"but was registered with the model {_name(explicit)}; make them agree"
+            )
+        payload_type = explicit
+    return HandlerSpec(event, fn, payload_type, build_decoder(event, payload_type, where))
+
+
+def _payload_annotation(
+    event: str, fn: Handler[Any], where: str, signature: inspect.Signature, has_explicit: bool
+) -> object | None:
+    """The annotation of the second parameter, resolved, or ``None`` when there is none."""
+    parameter = list(signature.parameters.values())[1] if len(signature.parameters) > 1 else None
+    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        return None
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:  # NameError for a forward reference, or anything a bad annotation raises
+        if has_explicit:
+            return None
+        raise HandlerSignatureError(
+            f"cannot resolve the payload annotation of the handler for event {event!r} ({where}): {exc}. "
+            "Define the model at module level, or pass it explicitly: @ss.on(event, Model)"
+        ) from exc
+    return hints.get(parameter.name)
+
+
+def _compatible(annotated: object, explicit: object) -> bool:
+    if annotated is explicit or annotated == explicit or annotated in (Any, object):
+        return True
+    return isinstance(annotated, type) and isinstance(explicit, type) and issubclass(explicit, annotated)
+
+
+def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder | None:
+    """The decoder for ``payload_type``: ``None`` for raw bytes, else a callable raising
+    :class:`PayloadValidationError` with a message that is safe to send to the client."""
+    if payload_type is bytes:
+        return None
+    if payload_type is str:
+        return _utf8_decoder(event)
+    if _is_pydantic_model(payload_type):
+        return _pydantic_decoder(event, payload_type.model_validate_json)  # type: ignore[attr-defined]
+    try:
+        decoder = msgspec.json.Decoder(payload_type)
+    except TypeError as exc:
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is not None:
+            # Types msgspec does not know, such as list[SomePydanticModel], may still be pydantic's.
+            try:
+                adapter = pydantic.TypeAdapter(payload_type)
+            except Exception:
+                pass
+            else:
+                return _pydantic_decoder(event, adapter.validate_json)
+        raise HandlerSignatureError(
+            f"the payload type {_name(payload_type)} of the handler for event {event!r} {where} "
+            f"cannot be decoded from JSON: {exc}"
+        ) from exc
+    return _msgspec_decoder(event, decoder)
+
+
+def _utf8_decoder(event: str) -> Decoder:
+    def decode(payload: bytes) -> object:
+        try:
+            return payload.decode()
+        except UnicodeDecodeError as exc:
+            raise PayloadValidationError(event, f"payload is not valid UTF-8 at byte {exc.start}") from None
+
+    return decode
+
+
+def _msgspec_decoder(event: str, decoder: msgspec.json.Decoder[Any]) -> Decoder:
+    def decode(payload: bytes) -> object:
+        try:
+            return decoder.decode(payload)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise PayloadValidationError(event, str(exc)) from None
+        except RecursionError:
+            raise PayloadValidationError(event, "JSON nests too deeply") from None
+
+    return decode
+
+
+def _pydantic_decoder(event: str, validate: Callable[[bytes], object]) -> Decoder:
+    validation_error: type[Exception] = sys.modules["pydantic"].ValidationError
+
+    def decode(payload: bytes) -> object:
+        try:
+            return validate(payload)
+        except validation_error as exc:
+            raise PayloadValidationError(event, _pydantic_detail(exc)) from None
+        except RecursionError:
+            raise PayloadValidationError(event, "JSON nests too deeply") from None
+
+    return decode
+
+
+def _pydantic_detail(exc: Any) -> str:
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    parts = []
+    for error in errors[:3]:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        parts.append(f"{error['msg']} - at `${path}`")
+    if len(errors) > 3:
+        parts.append(f"and {len(errors) - 3} more errors")
+    return "; ".join(parts)
+
+
+def _is_pydantic_model(tp: object) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+def _name(tp: object) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp)
+
+
+def _describe(fn: object) -> str:
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__qualname__", repr(fn))
+    return f"{name} at {code.co_filename}:{code.co_firstlineno}" if code else name

@@ -1,0 +1,116 @@
+"""The hub: which sockets are connected, which rooms they are in, and fan-out.
+
+A cast encodes its frame once and pushes it to every local recipient; a push never waits for a socket
+(see :mod:`typed_ss.socket`). Other instances are reached through one seam, :class:`Relay`: the hub
+hands it every locally started cast, and delivers what other instances started with
+:meth:`Hub.deliver`. Without a relay everything stays local.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol
+
+from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame
+
+if TYPE_CHECKING:
+    from typed_ss.socket import Socket
+
+__all__ = ["Hub", "Relay"]
+
+
+class Relay(Protocol):
+    """Carries casts between instances (implemented by the multihome layer)."""
+
+    def publish(self, room: str | None, frame: Frame) -> None:
+        """Pass a locally started cast on to other instances; ``room`` is ``None`` for a broadcast.
+        Must not wait on the network."""
+        ...
+
+
+class Hub:
+    """Sockets by id, and the room index: room name to its local members."""
+
+    __slots__ = ("_rooms", "_sockets", "relay")
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, Socket] = {}
+        self._rooms: dict[str, set[Socket]] = {}
+        self.relay: Relay | None = None
+
+    @property
+    def sockets(self) -> Mapping[str, Socket]:
+        """A read-only live view of the local sockets by id."""
+        return MappingProxyType(self._sockets)
+
+    def room_size(self, room: str) -> int:
+        """How many local sockets are in ``room``."""
+        return len(self._rooms.get(room, ()))
+
+    @property
+    def room_names(self) -> frozenset[str]:
+        """The rooms that have at least one local member (internal per-socket rooms excluded)."""
+        return frozenset(room for room in self._rooms if not room.startswith(SOCKET_ROOM_PREFIX))
+
+    # --- membership --------------------------------------------------------------------------------
+
+    async def attach(self, sock: Socket) -> None:
+        """Add a newly accepted socket, in its own ``__socket_id:`` room."""
+        self._sockets[sock.id] = sock
+        await self.join(sock, SOCKET_ROOM_PREFIX + sock.id)
+
+    def detach(self, sock: Socket) -> None:
+        """Remove a socket from the index so that no cast reaches it. The socket keeps its own list
+        of rooms (the disconnect hook reads it)."""
+        if self._sockets.pop(sock.id, None) is None:
+            return
+        for room in sock._rooms:
+            members = self._rooms.get(room)
+            if members is not None:
+                members.discard(sock)
+                if not members:
+                    del self._rooms[room]
+
+    async def join(self, sock: Socket, room: str) -> None:
+        """Add ``sock`` to ``room``. Asynchronous so that a relay can subscribe before it returns."""
+        if sock.id not in self._sockets:  # detached: closing or gone
+            return
+        members = self._rooms.get(room)
+        if members is None:
+            members = self._rooms[room] = set()
+        members.add(sock)
+        sock._rooms.add(room)
+
+    async def leave(self, sock: Socket, room: str) -> None:
+        """Remove ``sock`` from ``room``, deleting the room once it is empty."""
+        sock._rooms.discard(room)
+        members = self._rooms.get(room)
+        if members is not None:
+            members.discard(sock)
+            if not members:
+                del self._rooms[room]
+
+    # --- fan-out -----------------------------------------------------------------------------------
+
+    def broadcast(self, frame: Frame) -> None:
+        """Push ``frame`` to every local socket, then hand it to the relay."""
+        for sock in self._sockets.values():
+            sock.push(frame)
+        if self.relay is not None:
+            self.relay.publish(None, frame)
+
+    def roomcast(self, room: str, frame: Frame) -> None:
+        """Push ``frame`` to every local member of ``room``, then hand it to the relay."""
+        members = self._rooms.get(room)
+        if members:
+            for sock in members:
+                sock.push(frame)
+        if self.relay is not None:
+            self.relay.publish(room, frame)
+
+    def deliver(self, room: str | None, frame: Frame) -> None:
+        """Deliver a cast that another instance started to the local recipients only."""
+        targets = self._sockets.values() if room is None else self._rooms.get(room, ())
+        for sock in targets:
+            sock.push(frame)

@@ -1,0 +1,281 @@
+"""The ``sac-sock`` wire protocol, sans I/O: the only module that knows the bytes of a frame.
+
+Client to server::
+
+    <event, UTF-8> [0x01 <flags>] 0x02 <payload>
+
+Server to client::
+
+    <event, UTF-8> 0x01 <type letter> 0x02 <payload>     S: text frame, a string
+                                                          B: binary frame, raw bytes
+                                                          J: text frame, JSON
+
+A frame is a ``str`` (sent as a WebSocket text frame) or ``bytes`` (a binary frame). Nothing here does
+I/O or knows asyncio; ``docs/protocol.md`` is the full description.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final, NamedTuple, TypeAlias
+
+import msgspec
+
+from typed_ss.errors import EncodeError, InvalidName, ProtocolError
+
+__all__ = [
+    "ERROR_EVENT",
+    "HELLO_EVENT",
+    "PROTOCOL_VERSION",
+    "RESERVED_PREFIX",
+    "SOCKET_ROOM_PREFIX",
+    "SUBPROTOCOL",
+    "ClientFrame",
+    "ErrorPayload",
+    "Frame",
+    "Hello",
+    "check_event_name",
+    "check_room_name",
+    "encode_frame",
+    "encode_json",
+    "error_frame",
+    "frame_size",
+    "hello_frame",
+    "parse_client_frame",
+]
+
+SUBPROTOCOL: Final = "sac-sock"
+"""The WebSocket subprotocol; the server selects it whenever the client offers it."""
+PROTOCOL_VERSION: Final = 1
+"""The ``v`` field of ``__hello``."""
+RESERVED_PREFIX: Final = "__"
+"""Event and room names starting with this belong to the protocol."""
+SOCKET_ROOM_PREFIX: Final = "__socket_id:"
+"""Every socket is a member of ``__socket_id:<id>``; socketcast is a roomcast to it."""
+HELLO_EVENT: Final = "__hello"
+ERROR_EVENT: Final = "__error"
+
+MAX_FLAGS_LENGTH: Final = 16
+"""Header flags longer than this make a client frame malformed (today's clients send none)."""
+
+_SOH = 0x01
+_STX = 0x02
+
+Frame: TypeAlias = str | bytes
+"""An encoded server frame: ``str`` goes out as a text frame, ``bytes`` as a binary frame."""
+
+
+class ClientFrame(NamedTuple):
+    """One parsed client frame."""
+
+    event: str
+    """The event name."""
+    flags: bytes
+    """Header flags between 0x01 and 0x02 (reserved for extensions; empty from original clients)."""
+    payload: bytes
+    """Everything after the first 0x02, unchanged (a text frame's UTF-8 bytes)."""
+
+
+def parse_client_frame(message: str | bytes, max_event_length: int) -> ClientFrame:
+    """Split a client frame into event name, flags and payload.
+
+    ``max_event_length`` bounds the event name in UTF-8 bytes; the search for the delimiter never
+    scans further than that, whatever the message size.
+
+    Raises:
+        ProtocolError: no 0x02 delimiter, an empty or too long event name, too long flags, or an event
+            name in a binary frame that is not UTF-8. This is the only exception it raises.
+    """
+    if isinstance(message, str):
+        try:
+            return _parse_text_frame(message, max_event_length)
+        except UnicodeEncodeError:  # lone surrogates: never from a real WebSocket text frame
+            raise ProtocolError("text frame is not valid UTF-8") from None
+
+    window = max_event_length + MAX_FLAGS_LENGTH + 2
+    stx = message.find(_STX, 0, window)
+    if stx < 0:
+        raise _missing_delimiter(len(message) <= window)
+    soh = message.find(_SOH, 0, stx)
+    if soh >= 0:
+        raw_name, flags = message[:soh], bytes(message[soh + 1 : stx])
+    else:
+        raw_name, flags = message[:stx], b""
+    if not raw_name:
+        raise ProtocolError("empty event name")
+    if len(raw_name) > max_event_length:
+        raise ProtocolError(f"event name longer than {max_event_length} bytes")
+    if len(flags) > MAX_FLAGS_LENGTH:
+        raise ProtocolError(f"header flags longer than {MAX_FLAGS_LENGTH} bytes")
+    try:
+        name = raw_name.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("event name is not valid UTF-8") from None
+    return ClientFrame(name, flags, bytes(message[stx + 1 :]))
+
+
+def _parse_text_frame(message: str, max_event_length: int) -> ClientFrame:
+    # Search the str directly, so the name needs no decoding back from bytes. A character is at
+    # least one UTF-8 byte, so a name that fits the limit always lies within this window.
+    window = max_event_length + MAX_FLAGS_LENGTH + 2
+    stx = message.find("\x02", 0, window)
+    if stx < 0:
+        raise _missing_delimiter(len(message) <= window)
+    head = message[:stx]
+    payload = message[stx + 1 :].encode()
+    soh = head.find("\x01")
+    if soh >= 0:
+        name, flags = head[:soh], head[soh + 1 :].encode()
+    else:
+        name, flags = head, b""
+    if not name:
+        raise ProtocolError("empty event name")
+    if len(name) > max_event_length or (not name.isascii() and len(name.encode()) > max_event_length):
+        raise ProtocolError(f"event name longer than {max_event_length} bytes")
+    if len(flags) > MAX_FLAGS_LENGTH:
+        raise ProtocolError(f"header flags longer than {MAX_FLAGS_LENGTH} bytes")
+    return ClientFrame(name, flags, payload)
+
+
+def _missing_delimiter(whole_message_scanned: bool) -> ProtocolError:
+    if whole_message_scanned:
+        return ProtocolError("no 0x02 delimiter after the event name")
+    return ProtocolError("no 0x02 delimiter within the longest allowed event name")
+
+
+# --- server frames ---------------------------------------------------------------------------------
+
+
+def _enc_hook(value: object) -> object:
+    # pydantic is optional: a pydantic model can only exist if pydantic is already imported.
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    # msgspec passes the hook's exception through unchanged; encode_json turns it into EncodeError.
+    raise TypeError(f"cannot encode objects of type {type(value).__qualname__} as JSON")
+
+
+_json_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode_json(value: object) -> bytes:
+    """Encode ``value`` as compact JSON: msgspec types, dataclasses, builtins and pydantic models.
+
+    Raises:
+        EncodeError: the value (or something inside it) has no JSON form.
+    """
+    pydantic = sys.modules.get("pydantic")
+    try:
+        if pydantic is not None and isinstance(value, pydantic.BaseModel):
+            text: str = value.model_dump_json(by_alias=True)
+            return text.encode()
+        return _json_encoder.encode(value)
+    except (TypeError, ValueError, msgspec.EncodeError, RecursionError) as exc:
+        # pydantic's serialisation errors are ValueErrors; msgspec's are TypeErrors or EncodeErrors, and
+        # a value that contains itself recurses until Python stops it.
+        raise EncodeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
+
+
+def encode_frame(event: str, data: object) -> Frame:
+    """Encode one server frame; the caller has checked the event name.
+
+    ``str`` becomes an ``S`` text frame, ``bytes``/``bytearray``/``memoryview`` a ``B`` binary frame,
+    anything else a ``J`` text frame holding its JSON.
+
+    Raises:
+        EncodeError: ``data`` cannot be encoded (no JSON form, or a string with lone surrogates that
+            has no UTF-8 form). Nothing is sent in that case, never an empty payload.
+    """
+    if isinstance(data, str):
+        if not data.isascii():
+            _check_utf8(data)
+        return "".join((event, "\x01S\x02", data))  # join, not an f-string: str enums keep their text
+    if isinstance(data, bytes | bytearray | memoryview):
+        if isinstance(data, memoryview) and not data.c_contiguous:
+            data = data.tobytes()
+        return b"".join((event.encode(), b"\x01B\x02", data))
+    return f"{event}\x01J\x02{encode_json(data).decode()}"
+
+
+def _check_utf8(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"string has no UTF-8 form: {exc.reason}") from None
+
+
+def frame_size(frame: Frame) -> int:
+    """The size a frame counts for against a socket's send queue (characters for text frames, which
+    equals bytes for ASCII; measuring exact UTF-8 bytes would cost an encode per frame)."""
+    return len(frame)
+
+
+class Hello(msgspec.Struct, frozen=True):
+    """The ``__hello`` payload, the first frame after the upgrade."""
+
+    v: int
+    id: str
+    max_message_size: int
+
+
+class ErrorPayload(msgspec.Struct, frozen=True):
+    """The ``__error`` payload: an invalid payload or a failed handler for ``event``."""
+
+    event: str
+    code: str
+    detail: str
+
+
+def hello_frame(socket_id: str, max_message_size: int) -> Frame:
+    """The ``__hello`` frame that gives the client its id and the limits it must respect."""
+    return encode_frame(HELLO_EVENT, Hello(PROTOCOL_VERSION, socket_id, max_message_size))
+
+
+def error_frame(event: str, code: str, detail: str) -> Frame:
+    """An ``__error`` frame; ``code`` is ``invalid_payload`` or ``handler_error``."""
+    return encode_frame(ERROR_EVENT, ErrorPayload(event, code, detail))
+
+
+# --- names -----------------------------------------------------------------------------------------
+
+
+def check_event_name(event: str, max_length: int) -> None:
+    """Check an event name that application code registers or emits.
+
+    Raises:
+        InvalidName: empty, longer than ``max_length`` UTF-8 bytes, containing 0x01 or 0x02, or
+            reserved (starting with ``__``).
+    """
+    _check_name("event", event, max_length)
+
+
+def check_room_name(room: str, max_length: int) -> None:
+    """Check a room name that application code joins or leaves.
+
+    Raises:
+        InvalidName: empty, longer than ``max_length`` UTF-8 bytes, or reserved (starting with ``__``).
+    """
+    _check_name("room", room, max_length)
+
+
+def _check_name(kind: str, name: str, max_length: int) -> None:
+    if not isinstance(name, str):
+        raise InvalidName(f"{kind} name must be a str, not {type(name).__qualname__}")
+    if not name:
+        raise InvalidName(f"{kind} name must not be empty")
+    if name.startswith(RESERVED_PREFIX):
+        raise InvalidName(
+            f"{kind} name {name!r} is reserved: names starting with '__' belong to the protocol; "
+            "choose another name"
+        )
+    if "\x01" in name or "\x02" in name:
+        raise InvalidName(f"{kind} name {name!r} contains a protocol delimiter (0x01 or 0x02)")
+    if len(name) > max_length:
+        raise InvalidName(f"{kind} name is longer than {max_length} bytes")
+    if not name.isascii():
+        try:
+            size = len(name.encode())
+        except UnicodeEncodeError:
+            raise InvalidName(f"{kind} name {name!r} has no UTF-8 form (lone surrogates)") from None
+        if size > max_length:
+            raise InvalidName(f"{kind} name is longer than {max_length} bytes")

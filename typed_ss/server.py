@@ -1,0 +1,412 @@
+"""Server: the ASGI app, its handlers and hooks, limits, origin and authentication checks, shutdown.
+
+One connection's life, in :meth:`Server.serve`: origin check, authentication hook, accept (selecting
+``sac-sock`` when offered), ``__hello``, the connect hook, then the read loop that handles the socket's
+messages in order, one at a time, and finally the teardown that runs the disconnect hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, fields
+from typing import Any, Final, TypeVar, overload
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
+
+from typed_ss import asgi
+from typed_ss.errors import (
+    CloseCode,
+    ConfigurationError,
+    HandlerSignatureError,
+    PayloadValidationError,
+    ProtocolError,
+)
+from typed_ss.handlers import Handler, HandlerSpec, inspect_handler, is_async_callable
+from typed_ss.hub import Hub
+from typed_ss.protocol import (
+    SOCKET_ROOM_PREFIX,
+    SUBPROTOCOL,
+    check_event_name,
+    encode_frame,
+    error_frame,
+    hello_frame,
+    parse_client_frame,
+)
+from typed_ss.socket import Socket
+from typed_ss.transport import Disconnected, Transport
+
+__all__ = ["AuthHook", "Limits", "Server", "SocketHook"]
+
+logger = logging.getLogger("typed_ss")
+
+M = TypeVar("M")
+SocketHook = Callable[[Socket], Awaitable[None]]
+"""``on_connect`` / ``on_disconnect`` hooks: ``async def hook(sock: Socket) -> None``."""
+AuthHook = Callable[[HTTPConnection], Awaitable[Any]]
+"""The authentication hook: ``async def auth(request) -> identity``; ``None`` refuses the upgrade."""
+_Hook = TypeVar("_Hook", bound=Callable[..., Awaitable[Any]])
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit the server enforces, with its default. ``docs/limits.md`` explains each."""
+
+    max_message_size: int = 1 * MiB
+    """Largest client message in bytes; larger ones close the socket with 1009. Advertised in
+    ``__hello``; give uvicorn the same value as ``ws_max_size`` (``typed_ss.uvicorn_settings`` does)."""
+    send_queue_bytes: int = 4 * MiB
+    """Most a congested socket may have waiting to be sent before it is cut off with 4008."""
+    send_timeout: float = 10.0
+    """Seconds one send may take before the socket is cut off with 4008."""
+    max_event_name_length: int = 128
+    """Longest event name in UTF-8 bytes, both directions."""
+    max_room_name_length: int = 255
+    """Longest room name in UTF-8 bytes."""
+    max_rooms_per_socket: int = 100
+    """Most rooms one socket may be in (its internal ``__socket_id:`` room does not count)."""
+    shutdown_timeout: float = 10.0
+    """Seconds :meth:`Server.shutdown` waits for connections to end before cancelling them."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not value > 0:
+                raise ConfigurationError(f"{field.name} must be positive, got {value!r}")
+
+
+_DEFAULTS: Final = Limits()
+
+
+class Server:
+    """An event-based WebSocket server; an ASGI app serving ``websocket`` and ``lifespan`` scopes.
+
+    Mount it with ``WebSocketRoute("/socket", ss)`` and ``Starlette(lifespan=ss.lifespan)``, or serve it
+    alone with ``uvicorn module:ss``.
+
+    Args:
+        max_message_size, send_queue_bytes, send_timeout, max_event_name_length, max_room_name_length,
+            max_rooms_per_socket, shutdown_timeout: see :class:`Limits`.
+        allowed_origins: origins (``"https://app.example.com"``) allowed besides the server's own;
+            ``["*"]`` allows every origin. Browsers from other origins are refused with HTTP 403.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = _DEFAULTS.max_message_size,
+        send_queue_bytes: int = _DEFAULTS.send_queue_bytes,
+        send_timeout: float = _DEFAULTS.send_timeout,
+        max_event_name_length: int = _DEFAULTS.max_event_name_length,
+        max_room_name_length: int = _DEFAULTS.max_room_name_length,
+        max_rooms_per_socket: int = _DEFAULTS.max_rooms_per_socket,
+        shutdown_timeout: float = _DEFAULTS.shutdown_timeout,
+        allowed_origins: Iterable[str] = (),
+    ) -> None:
+        self.limits: Final = Limits(
+            max_message_size=max_message_size,
+            send_queue_bytes=send_queue_bytes,
+            send_timeout=send_timeout,
+            max_event_name_length=max_event_name_length,
+            max_room_name_length=max_room_name_length,
+            max_rooms_per_socket=max_rooms_per_socket,
+            shutdown_timeout=shutdown_timeout,
+        )
+        if isinstance(allowed_origins, str):
+            raise ConfigurationError("allowed_origins must be a list of origins, not a single string")
+        origins = {origin.lower().rstrip("/") for origin in allowed_origins}
+        self._any_origin = "*" in origins
+        self._allowed_origins = frozenset(origins - {"*"})
+        self.hub: Final = Hub()
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._on_connect: SocketHook | None = None
+        self._on_disconnect: SocketHook | None = None
+        self._authenticate: AuthHook | None = None
+        self._accepting = True
+        self._connections: set[asyncio.Task[Any]] = set()
+        # Event names already checked; emits repeat a handful of names, so the check runs once each.
+        self._checked_events: set[str] = set()
+
+    # --- registration ------------------------------------------------------------------------------
+
+    @overload
+    def on(self, event: str) -> Callable[[Handler[M]], Handler[M]]: ...
+
+    @overload
+    def on(self, event: str, model: type[M]) -> Callable[[Handler[M]], Handler[M]]: ...
+
+    def on(self, event: str, model: type[Any] | None = None) -> Callable[[Handler[Any]], Handler[Any]]:
+        """Register the handler for a client event.
+
+        The payload type comes from the handler's annotation (``bytes`` raw, ``str`` UTF-8 text, a
+        msgspec type or a pydantic model validated from JSON) or from ``model``. The decoder is built
+        here, once.
+
+        Raises:
+            InvalidName: the event name is reserved (``__...``), empty, too long or has 0x01/0x02.
+            HandlerSignatureError: the handler is not ``async def (sock, payload) -> None``, or its
+                annotation contradicts ``model`` or cannot be decoded.
+            ConfigurationError: the event already has a handler.
+        """
+        check_event_name(event, self.limits.max_event_name_length)
+
+        def register(handler: Handler[M]) -> Handler[M]:
+            existing = self._handlers.get(event)
+            if existing is not None:
+                raise ConfigurationError(
+                    f"event {event!r} already has a handler ({_qualname(existing.handler)}); "
+                    "one handler per event: branch inside it, or use another event name"
+                )
+            self._handlers[event] = inspect_handler(event, handler, model)
+            return handler
+
+        return register
+
+    @property
+    def handlers(self) -> Mapping[str, HandlerSpec]:
+        """The registered events and their handlers, payload types and decoders."""
+        return dict(self._handlers)
+
+    def on_connect(self, hook: SocketHook) -> SocketHook:
+        """Register ``async def hook(sock) -> None``, run after ``__hello`` and before the socket's first
+        message is handled. If it raises, the socket is closed with 1011."""
+        self._on_connect = self._register_hook("on_connect", self._on_connect, hook)
+        return hook
+
+    def on_disconnect(self, hook: SocketHook) -> SocketHook:
+        """Register ``async def hook(sock) -> None``, run once the connection has ended; ``sock.rooms``
+        still lists the rooms the socket was in."""
+        self._on_disconnect = self._register_hook("on_disconnect", self._on_disconnect, hook)
+        return hook
+
+    def authenticate(self, hook: AuthHook) -> AuthHook:
+        """Register ``async def hook(request) -> identity``, run before the upgrade is accepted.
+
+        ``request`` is the upgrade request (headers, cookies, query parameters, client address).
+        Returning ``None`` refuses the connection with HTTP 403; anything else is stored as
+        ``sock.identity``. If the hook raises, the connection is refused with HTTP 500.
+        """
+        self._authenticate = self._register_hook("authenticate", self._authenticate, hook)
+        return hook
+
+    @staticmethod
+    def _register_hook(name: str, existing: _Hook | None, hook: _Hook) -> _Hook:
+        if existing is not None:
+            raise ConfigurationError(f"a {name} hook is already registered ({_qualname(existing)})")
+        if not is_async_callable(hook):
+            raise HandlerSignatureError(f"the {name} hook {_qualname(hook)} must be an `async def` function")
+        return hook
+
+    # --- the ASGI app ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await asgi.handle(self, scope, receive, send)
+
+    def lifespan(self, app: object) -> AbstractAsyncContextManager[None]:
+        """A lifespan for Starlette: ``Starlette(..., lifespan=ss.lifespan)`` starts and stops the
+        server with the application."""
+        return self._lifespan()
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        """Start accepting connections (the ASGI lifespan calls this)."""
+        self._accepting = True
+
+    async def shutdown(self) -> None:
+        """Stop accepting connections, close every socket with 1001 (going away), run the disconnect
+        hooks, and return once every connection has ended; connections still busy after
+        ``shutdown_timeout`` are cancelled. Safe to call more than once."""
+        self._accepting = False
+        for sock in list(self.hub.sockets.values()):
+            await sock.close(CloseCode.GOING_AWAY, "server shutting down")
+        current = asyncio.current_task()
+        connections = {task for task in self._connections if task is not current}
+        if not connections:
+            return
+        logger.info("typed-ss shutting down: waiting for %d connections to end", len(connections))
+        _, still_running = await asyncio.wait(connections, timeout=self.limits.shutdown_timeout)
+        if still_running:
+            logger.warning("typed-ss shutdown: cancelling %d connections still running", len(still_running))
+            for task in still_running:
+                task.cancel()
+            await asyncio.wait(still_running)
+
+    # --- one connection ----------------------------------------------------------------------------
+
+    async def serve(self, transport: Transport) -> None:
+        """Serve one connection from the handshake to the end. Transports call this."""
+        task = asyncio.current_task()
+        assert task is not None  # always called from a task
+        if not self._accepting:
+            await transport.refuse(503)
+            return
+        request = transport.request
+        if not self._origin_allowed(request.headers):
+            logger.warning("refused a WebSocket from origin %r: not allowed", request.headers.get("origin"))
+            await transport.refuse(403)
+            return
+        identity: Any = None
+        if self._authenticate is not None:
+            try:
+                identity = await self._authenticate(request)
+            except Exception:
+                logger.exception("the authenticate hook failed; refusing the connection")
+                await transport.refuse(500)
+                return
+            if identity is None:
+                logger.info("refused a WebSocket from %s: authentication failed", request.client)
+                await transport.refuse(403)
+                return
+        try:
+            await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
+        except Disconnected:
+            return
+
+        sock = Socket(self, transport, identity)
+        sock._task = task
+        self._connections.add(task)
+        await self.hub.attach(sock)
+        logger.debug("socket %s connected", sock.id)
+        sock.push(hello_frame(sock.id, self.limits.max_message_size))
+        try:
+            if self._on_connect is not None:
+                try:
+                    await self._on_connect(sock)
+                except Exception:
+                    logger.exception("the on_connect hook failed for socket %s; closing it", sock.id)
+                    await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
+            await self._read(sock)
+        except Disconnected:
+            pass
+        except asyncio.CancelledError:
+            if not sock._ended_by_server:
+                raise
+            task.uncancel()  # the server ended this connection itself: finish normally
+        finally:
+            await self._teardown(sock)
+            self._connections.discard(task)
+
+    async def _read(self, sock: Socket) -> None:
+        """Handle the socket's messages in order, one at a time, until the connection ends."""
+        receive = sock._transport.receive
+        handlers = self._handlers
+        max_size = self.limits.max_message_size
+        max_event_length = self.limits.max_event_name_length
+        while True:
+            message = await receive()
+            if sock._closing:
+                continue  # drain until the disconnect arrives
+            # A str's UTF-8 size is at most 4 bytes a character: only a long one needs measuring.
+            if len(message) > max_size // 4 and _size(message) > max_size:
+                logger.info("socket %s sent a message larger than %d bytes; closing it", sock.id, max_size)
+                await sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                continue
+            try:
+                frame = parse_client_frame(message, max_event_length)
+            except ProtocolError as exc:
+                logger.info("socket %s sent a malformed frame: %s", sock.id, exc)
+                continue
+            spec = handlers.get(frame.event)
+            if spec is None:
+                logger.debug("socket %s sent event %r, which has no handler", sock.id, frame.event)
+                continue
+            await self._dispatch(sock, spec, frame.payload)
+
+    async def _dispatch(self, sock: Socket, spec: HandlerSpec, payload: bytes) -> None:
+        value: object = payload
+        if spec.decode is not None:
+            try:
+                value = spec.decode(payload)
+            except PayloadValidationError as exc:
+                logger.info("socket %s sent an invalid payload for %r: %s", sock.id, spec.event, exc.detail)
+                sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
+                return
+        try:
+            await spec.handler(sock, value)
+        except Exception:
+            logger.exception("the handler for event %r failed on socket %s", spec.event, sock.id)
+            sock.push(error_frame(spec.event, "handler_error", "the handler for this event failed"))
+
+    async def _teardown(self, sock: Socket) -> None:
+        sock._closing = True
+        self.hub.detach(sock)
+        sock._stop_background()
+        if self._on_disconnect is not None:
+            try:
+                await self._on_disconnect(sock)
+            except Exception:
+                logger.exception("the on_disconnect hook failed for socket %s", sock.id)
+        sock._rooms.clear()
+        logger.debug("socket %s disconnected", sock.id)
+
+    def _origin_allowed(self, headers: Headers) -> bool:
+        origin = headers.get("origin")
+        if origin is None or self._any_origin:  # no Origin header: not a browser
+            return True
+        if origin.lower().rstrip("/") in self._allowed_origins:
+            return True
+        host = headers.get("host")
+        return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+    # --- casts and lookups -------------------------------------------------------------------------
+
+    def check_event(self, event: str) -> None:
+        """Check an event name that application code emits (see
+        :func:`typed_ss.protocol.check_event_name`); each distinct name is checked once."""
+        if event not in self._checked_events:
+            check_event_name(event, self.limits.max_event_name_length)
+            if len(self._checked_events) < 4096:
+                self._checked_events.add(event)
+
+    async def broadcast(self, event: str, data: object) -> None:
+        """Send to every socket on every instance. The frame is encoded once.
+
+        Raises:
+            InvalidName: a bad or reserved event name.
+            EncodeError: ``data`` cannot be encoded; nothing is sent.
+        """
+        self.check_event(event)
+        self.hub.broadcast(encode_frame(event, data))
+
+    async def roomcast(self, room: str, event: str, data: object) -> None:
+        """Send to every member of ``room`` on every instance. The frame is encoded once; the sender
+        need not be a member. Raises like :meth:`broadcast`."""
+        self.check_event(event)
+        self.hub.roomcast(room, encode_frame(event, data))
+
+    async def socketcast(self, socket_id: str, event: str, data: object) -> None:
+        """Send to the socket with id ``socket_id``, on whichever instance it is connected. Raises like
+        :meth:`broadcast`; an unknown id is not an error."""
+        await self.roomcast(SOCKET_ROOM_PREFIX + socket_id, event, data)
+
+    @property
+    def sockets(self) -> Mapping[str, Socket]:
+        """The sockets connected to this instance, by id (a read-only live view)."""
+        return self.hub.sockets
+
+    def get_socket(self, socket_id: str) -> Socket | None:
+        """The socket with id ``socket_id`` if it is connected to this instance."""
+        return self.hub.sockets.get(socket_id)
+
+
+def _qualname(fn: object) -> str:
+    return getattr(fn, "__qualname__", repr(fn))
+
+
+def _size(message: str | bytes) -> int:
+    return len(message.encode()) if isinstance(message, str) else len(message)
