@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +22,12 @@ __all__ = [
     "Client",
     "ServerFrame",
     "connect_client",
+    "connect_clients",
     "eventually",
     "free_socket",
     "parse_server_frame",
     "running",
+    "stalled_client",
 ]
 
 
@@ -129,3 +133,35 @@ async def connect_client(url: str, path: str = "/socket", **kwargs: Any) -> Asyn
         hello = parse_server_frame(await asyncio.wait_for(ws.recv(), 5))
         assert hello.event == "__hello", hello
         yield Client(ws, hello.json())
+
+
+@asynccontextmanager
+async def connect_clients(url: str, count: int) -> AsyncIterator[list[Client]]:
+    """``count`` connected clients, closed on exit."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(connect_client(url)) for _ in range(count)]
+
+
+async def stalled_client(url: str, path: str = "/socket") -> socket.socket:
+    """Open a WebSocket by hand and then never read from it again: a client that stopped reading
+    (or vanished without closing). The caller closes the returned socket."""
+    host, port = url.removeprefix("ws://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive window, so the server's buffers fill with little data.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, int(port)))
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: sac-sock\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
+        assert chunk, "the server closed the connection during the handshake"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock

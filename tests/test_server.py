@@ -3,90 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 
-import msgspec
-import pydantic
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
-from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.apps import Point, Profile, echo_server, make_app
 from tests.support import Client, connect_client, eventually, running
 from typed_ss import CloseCode, EncodeError, InvalidName, LimitExceeded, Server, Socket
-
-
-class Chat(msgspec.Struct):
-    room: str
-    text: str
-
-
-class Profile(pydantic.BaseModel):
-    name: str
-    age: int
-
-
-@dataclasses.dataclass
-class Point:
-    x: int
-    y: int
-
-
-def make_app(ss: Server) -> Starlette:
-    return Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
-
-
-def echo_server(**options: object) -> Server:
-    """A server with the handlers most tests use."""
-    ss = Server(**options)
-
-    @ss.on("echo")
-    async def echo(sock: Socket, data: bytes) -> None:
-        await sock.emit("echo", data)
-
-    @ss.on("echo_text")
-    async def echo_text(sock: Socket, text: str) -> None:
-        await sock.emit("echo_text", text)
-
-    @ss.on("echo_chat")
-    async def echo_chat(sock: Socket, msg: Chat) -> None:
-        await sock.emit("echo_chat", msg)
-
-    @ss.on("profile")
-    async def profile(sock: Socket, p: Profile) -> None:
-        await sock.emit("profile", p)
-
-    @ss.on("join")
-    async def join(sock: Socket, room: str) -> None:
-        await sock.join(room)
-        await sock.emit("joined", room)
-
-    @ss.on("leave")
-    async def leave(sock: Socket, room: str) -> None:
-        await sock.leave(room)
-        await sock.emit("left", room)
-
-    @ss.on("roomcast")
-    async def roomcast(sock: Socket, msg: Chat) -> None:
-        await sock.roomcast(msg.room, "chat", msg)
-
-    @ss.on("broadcast")
-    async def broadcast(sock: Socket, text: str) -> None:
-        await sock.broadcast("news", text)
-
-    @ss.on("socketcast")
-    async def socketcast(sock: Socket, target: str) -> None:
-        await sock.socketcast(target, "direct", f"from {sock.id}")
-
-    @ss.on("fail")
-    async def fail(sock: Socket, data: bytes) -> None:
-        raise RuntimeError("boom")
-
-    return ss
-
 
 # --- handshake -------------------------------------------------------------------------------------
 

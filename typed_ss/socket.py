@@ -261,7 +261,6 @@ class Socket:
         logger.warning("socket %s is a slow consumer and is being closed: %s", self.id, why)
         self._closing = True
         self.close_code = CloseCode.SLOW_CONSUMER
-        self._server.hub.detach(self)
         self._closer = asyncio.create_task(self._end(CloseCode.SLOW_CONSUMER, "slow consumer"))
 
     def _drop(self, why: str) -> None:
@@ -270,12 +269,15 @@ class Socket:
             return
         logger.debug("socket %s: %s", self.id, why)
         self._closing = True
-        self._server.hub.detach(self)
         self._closer = asyncio.create_task(self._end(None, ""))
 
     async def _end(self, code: int | None, reason: str) -> None:
-        """Send a close frame if there is one to send (bounded by the send timeout), then end the
-        connection's task, whose teardown runs the disconnect hook."""
+        """Leave every room at once, send a close frame if there is one to send (bounded by the send
+        timeout), then end the connection's task, whose teardown runs the disconnect hook.
+
+        Runs as its own task because it starts inside a push, which may be part of a fan-out loop over
+        the very rooms it leaves."""
+        self._server.hub.detach(self)
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None

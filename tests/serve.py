@@ -1,0 +1,58 @@
+"""Serve an app under uvicorn, with typed-ss's recommended settings, on a free loopback port.
+
+    python -m tests.serve MODULE:APP [--server MODULE:SERVER] [--set NAME=VALUE ...]
+
+Prints ``PORT <n>`` on the first line of stdout once the port is bound, so that a test (Python or
+Node) can start a real server in another process and connect to it. ``--set`` overrides a uvicorn
+setting (numbers are parsed as floats when they have a dot, else as ints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+import uvicorn
+
+from tests.support import free_socket
+from typed_ss import Server, uvicorn_settings
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _value(text: str) -> object:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("app")
+    parser.add_argument("--server", help="the typed_ss.Server (default: the module's `ss`)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args()
+    app = _load(args.app)
+    server = _load(args.server or args.app.partition(":")[0] + ":ss")
+    assert isinstance(server, Server)
+    settings: dict[str, Any] = {**uvicorn_settings(server), "log_level": "info"}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        settings[name] = _value(value)
+    sock = free_socket()
+    sock.listen(2048)  # connections made as soon as the port is printed wait in the backlog
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[sock])
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
