@@ -118,6 +118,7 @@ async def test_shutdown_closes_every_socket_with_1001_and_refuses_new_ones() -> 
     ss = echo_server()
     closed = record_disconnects(ss)
     async with running(make_app(ss), ss) as url:
+        baseline = _tasks()
         async with connect_client(url) as a, connect_client(url) as b:
             await a.send("join", "room")
             await a.expect("joined")
@@ -129,6 +130,7 @@ async def test_shutdown_closes_every_socket_with_1001_and_refuses_new_ones() -> 
             assert set(closed) == {a.id, b.id}
             assert not ss.sockets
             assert not ss.hub.room_names
+        await eventually(lambda: _tasks() <= baseline)  # no connection task left behind
         with pytest.raises(InvalidStatus) as refused:
             async with connect_client(url):
                 pass
