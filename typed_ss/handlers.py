@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -100,11 +99,13 @@ def _payload_annotation(
     event: str, fn: Handler[Any], where: str, signature: inspect.Signature, has_explicit: bool
 ) -> object | None:
     """The annotation of the second parameter, resolved, or ``None`` when there is none."""
-    parameter = list(signature.parameters.values())[1] if len(signature.parameters) > 1 else None
-    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+    parameters = list(signature.parameters.values())
+    if len(parameters) < 2 or parameters[1].annotation is inspect.Parameter.empty:
         return None
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        # eval_str resolves string annotations (`from __future__ import annotations`) in the
+        # function's own namespace, and sees through partials and objects with `async def __call__`.
+        resolved = inspect.signature(fn, eval_str=True)
     except Exception as exc:  # NameError for a forward reference, or anything a bad annotation raises
         if has_explicit:
             return None
@@ -112,7 +113,8 @@ def _payload_annotation(
             f"cannot resolve the payload annotation of the handler for event {event!r} ({where}): {exc}. "
             "Define the model at module level, or pass it explicitly: @ss.on(event, Model)"
         ) from exc
-    return hints.get(parameter.name)
+    annotation: object = list(resolved.parameters.values())[1].annotation
+    return annotation
 
 
 def _compatible(annotated: object, explicit: object) -> bool:
@@ -131,6 +133,11 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
     if _is_pydantic_model(payload_type):
         return _pydantic_decoder(event, payload_type.model_validate_json)  # type: ignore[attr-defined]
     try:
+        # msgspec accepts classes it does not know (expecting a dec_hook) and would reject their
+        # payloads only later, message by message: refuse them here, at registration.
+        unknown = _classes_msgspec_cannot_decode(msgspec.inspect.type_info(payload_type))
+        if unknown:
+            raise TypeError(f"msgspec cannot decode {', '.join(sorted(c.__qualname__ for c in unknown))}")
         decoder = msgspec.json.Decoder(payload_type)
     except TypeError as exc:
         pydantic = sys.modules.get("pydantic")
@@ -147,6 +154,25 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
             f"cannot be decoded from JSON: {exc}"
         ) from exc
     return _msgspec_decoder(event, decoder)
+
+
+def _classes_msgspec_cannot_decode(info: msgspec.inspect.Type) -> set[type]:
+    """Every class in a msgspec type tree that msgspec decodes only with a hook (``CustomType``)."""
+    found: set[type] = set()
+    seen: set[int] = set()
+    pending: list[object] = [info]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, msgspec.inspect.Field):
+            node = node.type
+        if not isinstance(node, msgspec.inspect.Type) or id(node) in seen:
+            continue
+        seen.add(id(node))  # recursive structs refer back to themselves
+        if isinstance(node, msgspec.inspect.CustomType):
+            found.add(node.cls)
+        for value in msgspec.structs.asdict(node).values():
+            pending.extend(value if isinstance(value, tuple) else (value,))
+    return found
 
 
 def _utf8_decoder(event: str) -> Decoder:

@@ -8,6 +8,7 @@ messages in order, one at a time, and finally the teardown that runs the disconn
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -201,8 +202,15 @@ class Server:
     def _register_hook(name: str, existing: _Hook | None, hook: _Hook) -> _Hook:
         if existing is not None:
             raise ConfigurationError(f"a {name} hook is already registered ({_qualname(existing)})")
-        if not is_async_callable(hook):
-            raise HandlerSignatureError(f"the {name} hook {_qualname(hook)} must be an `async def` function")
+        try:
+            inspect.signature(hook).bind(None)
+            takes_one_argument = True
+        except (TypeError, ValueError):
+            takes_one_argument = False
+        if not is_async_callable(hook) or not takes_one_argument:
+            raise HandlerSignatureError(
+                f"the {name} hook {_qualname(hook)} must be an `async def` function taking one argument"
+            )
         return hook
 
     # --- the ASGI app ------------------------------------------------------------------------------
@@ -222,6 +230,11 @@ class Server:
             yield
         finally:
             await self.shutdown()
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new connections are accepted (``False`` from :meth:`shutdown` until :meth:`startup`)."""
+        return self._accepting
 
     async def startup(self) -> None:
         """Start accepting connections (the ASGI lifespan calls this)."""
@@ -252,9 +265,6 @@ class Server:
         """Serve one connection from the handshake to the end. Transports call this."""
         task = asyncio.current_task()
         assert task is not None  # always called from a task
-        if not self._accepting:
-            await transport.refuse(503)
-            return
         request = transport.request
         if not self._origin_allowed(request.headers):
             logger.warning("refused a WebSocket from origin %r: not allowed", request.headers.get("origin"))
@@ -272,6 +282,9 @@ class Server:
                 logger.info("refused a WebSocket from %s: authentication failed", request.client)
                 await transport.refuse(403)
                 return
+        if not self.accepting:  # checked last: shutdown may begin while the hook runs
+            await transport.refuse(503)
+            return
         try:
             await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
         except Disconnected:
