@@ -6,9 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest clean constraints
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
 
-setup: $(STAMP)
+.PHONY: setup demo test lint typecheck pytest jstest clean constraints
+
+setup: $(STAMP) $(JS_STAMP)
 
 # uv is bootstrapped into its own small venv so that syncing .venv never uninstalls it.
 $(UV):
@@ -19,6 +22,11 @@ $(UV):
 $(STAMP): pyproject.toml constraints.txt | $(UV)
 	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip install --quiet --python $(PY) --constraints constraints.txt -e '.[all]' --group dev
+	touch $@
+
+# The browser client's test dependencies, exactly as package-lock.json pins them.
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 constraints: | $(UV)
@@ -38,7 +46,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+# The JS client's unit tests, and its integration tests against a real typed-ss server from .venv.
+jstest: $(STAMP) $(JS_STAMP)
+	cd $(JS) && npm test
+
+test: lint typecheck pytest jstest
 
 clean:
-	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache $(JS)/node_modules

@@ -1,0 +1,215 @@
+"use strict";
+// The client against a real typed-ss server: tests/js_app.py, served by `python -m tests.serve` with the
+// repository's .venv Python on 127.0.0.1 (`make test` creates the .venv first). Never skipped: without
+// the server these tests fail.
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+const { spawn } = require("node:child_process");
+const readline = require("node:readline");
+const { WebSocket } = require("ws");
+const SS = require("../ss.js");
+
+const REPO = path.resolve(__dirname, "..", "..", "..");
+const PYTHON = path.join(REPO, ".venv", "bin", "python");
+const SERVER_ARGS = ["-m", "tests.serve", "tests.js_app:app", "--set", "log_level=warning"];
+const LIMIT = { timeout: 15000 };
+
+/** Starts the server; resolves with {url, child, stop} once it printed its port. */
+function startServer() {
+  const child = spawn(PYTHON, SERVER_ARGS, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    await exited;
+  };
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout });
+    lines.once("line", (line) => {
+      const match = /^PORT (\d+)$/.exec(line.trim());
+      const port = match ? Number(match[1]) : NaN;
+      if (!Number.isInteger(port) || port <= 0) {
+        reject(new Error(`the server printed ${JSON.stringify(line)} instead of its port`));
+        return;
+      }
+      resolve({ url: `ws://127.0.0.1:${port}/socket`, child, stop, exited });
+    });
+    child.once("exit", (code) => reject(new Error(`the server exited with ${code} before printing its port:\n${stderr}`)));
+  });
+}
+
+let server = null;
+test.before(async () => {
+  server = await startServer();
+});
+test.after(async () => {
+  if (server) await server.stop();
+});
+
+/** A client with fast reconnects; closed when its test ends. */
+function client(t, opts = {}, url = server.url) {
+  const errors = [];
+  const ss = new SS(url, Object.assign({ WebSocket, reconnectOpts: { base: 20, cap: 100 } }, opts));
+  ss.onError((err) => errors.push(err));
+  t.after(() => ss.close());
+  return { ss, errors };
+}
+
+/** The next value an `on`-style registration hands its callback. */
+function nextEvent(ss, event) {
+  return new Promise((resolve) => ss.on(event, resolve));
+}
+
+async function until(check, what) {
+  for (let i = 0; i < 500; i++) {
+    if (check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test("__hello gives the socket id and the server's limit", LIMIT, async (t) => {
+  const { ss, errors } = client(t);
+  const whoami = nextEvent(ss, "whoami");
+  ss.emit("whoami");
+  const id = await whoami;
+  assert.match(id, /^[A-Za-z0-9_-]{32}$/);
+  assert.equal(ss.id, id);
+  assert.equal(ss.maxMessageSize, 4096);
+  assert.equal(ss.connected, true);
+  assert.deepEqual(errors, []);
+});
+
+test("S, B and J frames round-trip, queued before the connection opened", LIMIT, async (t) => {
+  const { ss, errors } = client(t);
+  const text = nextEvent(ss, "echo_text");
+  const bin = nextEvent(ss, "echo");
+  const chat = nextEvent(ss, "echo_chat");
+  assert.equal(ss.connected, false);
+  ss.emit("echo_text", "héllo ☃");
+  ss.emit("echo", Uint8Array.of(0, 1, 2, 255));
+  ss.emit("echo_chat", { room: "r", text: "hi" });
+  assert.equal(await text, "héllo ☃");
+  assert.deepEqual(Array.from(new Uint8Array(await bin)), [0, 1, 2, 255]);
+  assert.deepEqual(await chat, { room: "r", text: "hi" });
+  assert.deepEqual(errors, []);
+});
+
+test("a non-ASCII event name works in binary frames both ways", LIMIT, async (t) => {
+  const { ss } = client(t);
+  const reply = nextEvent(ss, "écho");
+  ss.emit("écho", Uint8Array.of(7, 8));
+  assert.deepEqual(Array.from(new Uint8Array(await reply)), [7, 8]);
+});
+
+test("emit with no data sends an empty payload", LIMIT, async (t) => {
+  const { ss } = client(t);
+  const reply = nextEvent(ss, "echo");
+  ss.emit("echo");
+  assert.equal((await reply).byteLength, 0);
+});
+
+test("__error reaches onError for an invalid payload and for a failing handler", LIMIT, async (t) => {
+  const { ss, errors } = client(t);
+  ss.emit("echo_chat", { room: 1 });
+  ss.emit("fail");
+  await until(() => errors.length >= 2, "two __error events");
+  assert.deepEqual(
+    errors.map((e) => [e.code, e.event, e.serverCode]),
+    [
+      ["server_error", "echo_chat", "invalid_payload"],
+      ["server_error", "fail", "handler_error"],
+    ],
+  );
+  assert.match(errors[0].detail, /\$/);
+  assert.equal(ss.connected, true);
+});
+
+test("an emit over max_message_size fails locally and the connection stays up", LIMIT, async (t) => {
+  const { ss, errors } = client(t);
+  await until(() => ss.maxMessageSize !== null, "__hello");
+  assert.equal(ss.emit("echo", new Uint8Array(5000)), false);
+  assert.equal(errors[0].code, "too_big");
+  const reply = nextEvent(ss, "echo_text");
+  ss.emit("echo_text", "still here");
+  assert.equal(await reply, "still here");
+});
+
+test("the server's 1009 is reported and the client reconnects", LIMIT, async (t) => {
+  const { ss, errors } = client(t);
+  await until(() => ss.id !== null, "__hello");
+  const firstId = ss.id;
+  const codes = [];
+  ss.onDisconnect((ev) => codes.push(ev.code));
+  ss.maxMessageSize = null; // skip the local check, as an original client would
+  ss.emit("echo", new Uint8Array(5000));
+  await until(() => ss.id !== null && ss.id !== firstId, "a new connection");
+  assert.deepEqual(codes, [1009]);
+  assert.ok(errors.some((e) => e.code === "message_too_big"));
+});
+
+for (const [code, reconnects] of [
+  [1000, false],
+  [1008, false],
+  [4001, false],
+  [4008, true],
+  [1011, true],
+]) {
+  test(`a server close with ${code} ${reconnects ? "reconnects" : "does not reconnect"}`, LIMIT, async (t) => {
+    // The decision is made inside the close event, so "was a reconnect timer set?" needs no waiting.
+    let timersSet = 0;
+    const { ss } = client(t, {
+      setTimeout: (fn, ms) => {
+        timersSet++;
+        return setTimeout(fn, ms);
+      },
+    });
+    let connects = 0;
+    const closed = new Promise((resolve) => ss.onDisconnect((ev) => resolve(ev.code)));
+    ss.onConnect(() => connects++);
+    ss.emit("kick", code);
+    assert.equal(await closed, code);
+    assert.equal(timersSet, reconnects ? 1 : 0);
+    if (reconnects) {
+      await until(() => connects === 2 && ss.connected, "the reconnect");
+    } else {
+      assert.equal(ss.emit("echo", "x"), false);
+    }
+  });
+}
+
+test("after a reconnect, onConnect re-joins the room before queued emits go out", LIMIT, async (t) => {
+  // A roomcast reaches the sender only if it is a member, and the server handles one socket's
+  // messages in order: the client hears its own queued "say" only if its "join" went first.
+  const { ss } = client(t);
+  ss.onConnect(function () {
+    this.emit("join", "lobby");
+  });
+  const heard = [];
+  ss.on("said", (msg) => heard.push(msg.text));
+  await nextEvent(ss, "joined");
+  ss.onDisconnect(function () {
+    this.emit("say", { room: "lobby", text: "after reconnect" }); // not connected: queued
+  });
+  ss.emit("kick", 1011);
+  await until(() => heard.length === 1, "the roomcast");
+  assert.deepEqual(heard, ["after reconnect"]);
+});
+
+test("a server restart (SIGTERM, 1012) disconnects, and attempts back off while it is down", LIMIT, async (t) => {
+  const own = await startServer();
+  t.after(own.stop);
+  const { ss, errors } = client(t, { reconnectOpts: { base: 20, cap: 60 } }, own.url);
+  await until(() => ss.id !== null, "__hello");
+  const closed = new Promise((resolve) => ss.onDisconnect((ev) => resolve(ev.code)));
+  own.child.kill("SIGTERM");
+  assert.equal(await closed, 1012);
+  await own.exited;
+  await until(() => errors.filter((e) => e.code === "connect_failed").length >= 2, "failed attempts");
+  assert.equal(ss.connected, false);
+});

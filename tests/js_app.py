@@ -1,0 +1,71 @@
+"""The app the JS client's integration tests (clients/js/test/integration.test.js) run against.
+
+.venv/bin/python -m tests.serve tests.js_app:app
+"""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from typed_ss import Server, Socket
+
+MAX_MESSAGE_SIZE = 4096
+
+ss = Server(max_message_size=MAX_MESSAGE_SIZE)
+
+
+class Chat(msgspec.Struct):
+    room: str
+    text: str
+
+
+@ss.on("echo")
+async def echo(sock: Socket, data: bytes) -> None:
+    await sock.emit("echo", data)  # bytes: a B frame
+
+
+@ss.on("echo_text")
+async def echo_text(sock: Socket, text: str) -> None:
+    await sock.emit("echo_text", text)  # str: an S frame
+
+
+@ss.on("echo_chat")
+async def echo_chat(sock: Socket, msg: Chat) -> None:
+    await sock.emit("echo_chat", msg)  # a Struct: a J frame
+
+
+@ss.on("écho")
+async def echo_utf8(sock: Socket, data: bytes) -> None:
+    await sock.emit("écho", data)  # a non-ASCII event name in a binary frame
+
+
+@ss.on("whoami")
+async def whoami(sock: Socket, _: bytes) -> None:
+    await sock.emit("whoami", sock.id)
+
+
+@ss.on("fail")
+async def fail(sock: Socket, _: bytes) -> None:
+    raise RuntimeError("this handler always fails")
+
+
+@ss.on("join")
+async def join(sock: Socket, room: str) -> None:
+    await sock.join(room)
+    await sock.emit("joined", room)
+
+
+@ss.on("say")
+async def say(sock: Socket, msg: Chat) -> None:
+    await sock.roomcast(msg.room, "said", msg)
+
+
+@ss.on("kick")
+async def kick(sock: Socket, code: int) -> None:
+    """Close this socket with the close code the client asks for."""
+    await sock.close(code, "kicked")
+
+
+app = Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
