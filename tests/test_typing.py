@@ -1,6 +1,6 @@
-"""mypy --strict on a user module: the issue's public-API example type-checks, a handler whose
-annotation contradicts its explicit model does not. ``tests/typing/check_api.py`` holds the finer
-checks, run by ``make typecheck``."""
+"""mypy --strict on a user module: the issue's public-API example (examples/quickstart.py)
+type-checks, a handler whose annotation contradicts its explicit model does not.
+``tests/typing/check_api.py`` holds the finer checks, run by ``make typecheck``."""
 
 from __future__ import annotations
 
@@ -11,40 +11,8 @@ from pathlib import Path
 import pytest
 from mypy import api
 
-USER_MODULE = textwrap.dedent(
-    """\
-    import msgspec
-    from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
-    from typed_ss import Server, Socket
-
-    ss = Server()
-
-    class Chat(msgspec.Struct):
-        room: str
-        text: str
-
-    @ss.on_connect
-    async def connected(sock: Socket) -> None: ...
-
-    @ss.on_disconnect
-    async def disconnected(sock: Socket) -> None: ...
-
-    @ss.on("echo")
-    async def echo(sock: Socket, data: bytes) -> None:
-        await sock.emit("echo", data)
-
-    @ss.on("join")
-    async def join(sock: Socket, room: str) -> None:
-        await sock.join(room)
-
-    @ss.on("chat")
-    async def chat(sock: Socket, msg: Chat) -> None:
-        await sock.roomcast(msg.room, "chat", msg)
-
-    app = Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
-    """
-)
+# The issue's public-API code block, as the quickstart example carries it (test_examples runs it).
+USER_MODULE = (Path(__file__).resolve().parent.parent / "examples" / "quickstart.py").read_text()
 
 CONTRADICTING_HANDLER = textwrap.dedent(
     """\
