@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: setup demo test lint typecheck pytest jstest clean constraints
+# Debian packages the tests need (chromium: the browser tests); installed only when missing.
+SYSTEM_PACKAGES := chromium
+
+.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints
 
 setup: $(STAMP) $(JS_STAMP)
 
@@ -29,6 +32,9 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+system-packages:
+	scripts/ensure-system-packages $(SYSTEM_PACKAGES)
+
 constraints: | $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --group dev --no-header --no-annotate \
 		--python-version 3.11 -o constraints.txt
@@ -43,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-packages
 	$(PY) -m pytest
 
 # The JS client's unit tests, and its integration tests against a real typed-ss server from .venv.
