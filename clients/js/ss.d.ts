@@ -62,6 +62,8 @@ declare namespace SS {
     cap?: number;
     /** The growth per failed attempt. Default 2. */
     factor?: number;
+    /** The backoff starts over only after a connection stayed open this long, in ms. Default 5000; 0 resets on every open. */
+    resetAfterMS?: number;
     /** Extra close codes after which to reconnect (overrides the built-in "do not reconnect" codes). */
     reconnectCodes?: number[];
   }
@@ -73,6 +75,7 @@ declare namespace SS {
     base: number;
     cap: number;
     factor: number;
+    resetAfterMS: number;
     reconnectCodes: number[];
   }
 
@@ -87,6 +90,8 @@ declare namespace SS {
     /** Timer functions for the backoff (tests inject fakes). Default the global ones. */
     setTimeout?: (fn: () => void, ms: number) => unknown;
     clearTimeout?: (handle: any) => void;
+    /** The clock in ms for resetAfterMS (tests inject a fake). Default performance.now, else Date.now. */
+    now?: () => number;
   }
 
   interface EmitOptions {

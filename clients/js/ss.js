@@ -53,6 +53,9 @@
       intervalMS: 1000, // the backoff base; kept under its original name for old pages
       cap: 30000,
       factor: 2,
+      // The backoff starts over only after a connection that stayed open this long (ms). A server that
+      // accepts and then closes at once (an on_connect hook failing: 1011) is not retried at the base rate.
+      resetAfterMS: 5000,
       reconnectCodes: [],
     };
     var DEFAULT_MAX_QUEUE = 1000;
@@ -308,6 +311,14 @@
       clearTimeout(handle);
     }
 
+    /** Milliseconds from a monotonic clock when there is one (a wall clock can jump), else Date.now. */
+    function defaultNow() {
+      if (typeof performance !== "undefined" && performance && typeof performance.now === "function") {
+        return performance.now();
+      }
+      return Date.now();
+    }
+
     function defaultOnError(err) {
       if (typeof console !== "undefined") {
         console.error("typed-ss-client:", err);
@@ -325,7 +336,7 @@
     class SS {
       /**
        * Opens the WebSocket at once. opts: {reconnectOpts: {enabled, replayOnConnect, intervalMS, base, cap,
-       * factor, reconnectCodes}, maxQueue, WebSocket, random, setTimeout, clearTimeout}.
+       * factor, resetAfterMS, reconnectCodes}, maxQueue, WebSocket, random, setTimeout, clearTimeout, now}.
        */
       constructor(url, opts) {
         opts = opts || {};
@@ -341,6 +352,7 @@
         this._random = opts.random || Math.random; // the options' functions are called unbound
         this._setTimeout = opts.setTimeout || defaultSetTimeout;
         this._clearTimeout = opts.clearTimeout || defaultClearTimeout;
+        this._now = opts.now || defaultNow;
         this._maxQueue = opts.maxQueue === undefined ? DEFAULT_MAX_QUEUE : opts.maxQueue;
 
         this._events = Object.create(null);
@@ -352,7 +364,9 @@
         this._state = CONNECTING;
         this._closedByUser = false;
         this._connectedOnce = false;
-        this._attempt = 0; // failed attempts since the last successful open; drives the backoff
+        // Attempts since the last connection that stayed open resetAfterMS; drives the backoff.
+        this._attempt = 0;
+        this._openedAt = null; // when the current connection opened, by this._now
         this._timer = null;
 
         if (!this._WebSocket) {
@@ -472,7 +486,8 @@
           return; // close() was called while connecting; its ws.close() is under way
         }
         this._state = OPEN;
-        this._attempt = 0;
+        var now = this._now; // unbound, like the other injected functions
+        this._openedAt = now();
         var replay = this.reconnectOpts.replayOnConnect || !this._connectedOnce;
         this._connectedOnce = true;
         if (replay) {
@@ -485,6 +500,9 @@
       _handleClose(ev) {
         var wasOpen = this._state === OPEN;
         this._ws = null;
+        if (wasOpen) {
+          this._resetBackoffIfStable();
+        }
         if (ev && ev.code === 1009) {
           this._report("message_too_big", "the server closed the connection: a message was too big (1009)", {
             closeCode: 1009,
@@ -527,6 +545,19 @@
           return RECONNECT_APP_CODES.indexOf(code) >= 0;
         }
         return true; // 1001, 1006, 1011, 1012 and every other abnormal close
+      }
+
+      /**
+       * An open alone is not a success: a server that accepts and closes at once would otherwise reset the
+       * backoff on every attempt. The count starts over only after a connection that lasted resetAfterMS.
+       */
+      _resetBackoffIfStable() {
+        var now = this._now;
+        var lasted = now() - this._openedAt;
+        this._openedAt = null;
+        if (!(lasted < this.reconnectOpts.resetAfterMS)) {
+          this._attempt = 0; // also when resetAfterMS is 0 or not a number: reset after any connection
+        }
       }
 
       /** Full jitter: a uniform delay in [0, min(cap, base * factor^attempt)). */

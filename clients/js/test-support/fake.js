@@ -67,12 +67,21 @@ function makeFakeWebSocket() {
   return FakeWebSocket;
 }
 
-/** setTimeout/clearTimeout that only run when the test says so. */
+/** setTimeout/clearTimeout that only run when the test says so, and a clock that only moves by advance(). */
 function makeClock() {
   let nextId = 1;
   const timers = new Map();
   const clock = {
     delays: [],
+    time: 0,
+    /** The injected `now`: the fake current time in ms. */
+    now() {
+      return clock.time;
+    },
+    /** Moves the fake time forward; fires no timer (fire() does that). */
+    advance(ms) {
+      clock.time += ms;
+    },
     setTimeout(fn, ms) {
       const id = nextId++;
       timers.set(id, { fn, ms });
@@ -108,6 +117,7 @@ function makeClient(opts = {}) {
         WebSocket: FakeWebSocket,
         setTimeout: clock.setTimeout,
         clearTimeout: clock.clearTimeout,
+        now: clock.now,
         random: () => 0.5,
       },
       opts,

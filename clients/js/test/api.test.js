@@ -21,6 +21,7 @@ test("reconnect defaults: enabled, replayOnConnect, intervalMS is the backoff ba
   assert.equal(ss.reconnectOpts.base, 1000);
   assert.equal(ss.reconnectOpts.cap, 30000);
   assert.equal(ss.reconnectOpts.factor, 2);
+  assert.equal(ss.reconnectOpts.resetAfterMS, 5000);
 });
 
 test("reconnect options merge over the defaults; base wins over intervalMS", () => {

@@ -183,6 +183,26 @@ for (const [code, reconnects] of [
   });
 }
 
+test("a server that closes every connection at once gets backed-off reconnects, not the base rate", LIMIT, async (t) => {
+  // Each connection opens and is closed with 1011 right away, as when an on_connect hook raises.
+  const delays = [];
+  const { ss } = client(t, {
+    reconnectOpts: { base: 20, cap: 1000 },
+    random: () => 0.999999,
+    setTimeout: (fn, ms) => {
+      delays.push(ms);
+      return setTimeout(fn, ms);
+    },
+  });
+  let connects = 0;
+  ss.onConnect(function () {
+    connects++;
+    this.emit("kick", 1011);
+  });
+  await until(() => connects === 5, "five connections");
+  assert.deepEqual(delays.slice(0, 4), [19, 39, 79, 159]);
+});
+
 test("after a reconnect, onConnect re-joins the room before queued emits go out", LIMIT, async (t) => {
   // A roomcast reaches the sender only if it is a member, and the server handles one socket's
   // messages in order: the client hears its own queued "say" only if its "join" went first.

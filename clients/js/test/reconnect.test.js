@@ -54,15 +54,88 @@ test("every delay stays under the cap, whatever random() gives", () => {
   }
 });
 
-test("a successful open resets the backoff", () => {
-  const { ws, clock } = makeClient({ reconnectOpts: { base: 100, cap: 10000 }, random: () => 0.999999 });
+test("a connection that stays open resetAfterMS (default 5000) resets the backoff", () => {
+  const { ss, ws, clock } = makeClient({ reconnectOpts: { base: 100, cap: 10000 }, random: () => 0.999999 });
+  assert.equal(ss.reconnectOpts.resetAfterMS, 5000);
   ws().serverClose(1006);
   clock.fire();
   ws().serverClose(1006);
   clock.fire();
   ws().open();
+  clock.advance(5000);
   ws().serverClose(1012);
   assert.deepEqual(clock.delays, [99, 199, 99]);
+});
+
+test("a connection closed before resetAfterMS does not reset the backoff", () => {
+  // A server whose on_connect fails accepts and then closes at once with 1011: the waits keep growing.
+  const { ws, clock, FakeWebSocket } = makeClient({
+    reconnectOpts: { base: 100, cap: 1000 },
+    random: () => 0.999999,
+  });
+  for (let i = 0; i < 6; i++) {
+    ws().open();
+    clock.advance(4999);
+    ws().serverClose(1011);
+    clock.fire();
+  }
+  assert.deepEqual(clock.delays, [99, 199, 399, 799, 999, 999]);
+  assert.equal(FakeWebSocket.instances.length, 7);
+});
+
+test("the backoff starts over after a stable connection, and grows again after it", () => {
+  const { ws, clock } = makeClient({
+    reconnectOpts: { base: 100, cap: 10000, resetAfterMS: 1000 },
+    random: () => 0.999999,
+  });
+  ws().open();
+  ws().serverClose(1011); // at once
+  clock.fire();
+  ws().open();
+  ws().serverClose(1011); // at once
+  clock.fire();
+  ws().open();
+  clock.advance(1000); // stable
+  ws().serverClose(1012);
+  clock.fire();
+  ws().open();
+  clock.advance(10);
+  ws().serverClose(1011);
+  assert.deepEqual(clock.delays, [99, 199, 99, 199]);
+});
+
+test("time spent waiting or connecting does not count towards resetAfterMS", () => {
+  const { ws, clock } = makeClient({ reconnectOpts: { base: 100, resetAfterMS: 1000 }, random: () => 0.999999 });
+  ws().open();
+  ws().serverClose(1011);
+  clock.advance(5000); // the wait
+  clock.fire();
+  clock.advance(5000); // the handshake
+  ws().open();
+  ws().serverClose(1011);
+  assert.deepEqual(clock.delays, [99, 199]);
+});
+
+test("resetAfterMS 0 resets the backoff after every open", () => {
+  const { ws, clock } = makeClient({ reconnectOpts: { base: 100, resetAfterMS: 0 }, random: () => 0.999999 });
+  ws().serverClose(1006);
+  clock.fire();
+  ws().serverClose(1006);
+  clock.fire();
+  ws().open();
+  ws().serverClose(1011);
+  assert.deepEqual(clock.delays, [99, 199, 99]);
+});
+
+test("the default clock is used when none is injected", () => {
+  const { ss, ws, clock } = makeClient({ now: undefined, reconnectOpts: { base: 100 }, random: () => 0.999999 });
+  ws().open();
+  ws().serverClose(1011); // a real clock: far less than 5000 ms later
+  clock.fire();
+  ws().open();
+  ws().serverClose(1011);
+  assert.deepEqual(clock.delays, [99, 199]);
+  assert.equal(ss.connected, false);
 });
 
 test("failed attempts are reported as connect_failed", () => {
@@ -440,8 +513,10 @@ test("injected timer and random functions are called unbound, as a browser's set
     setTimeout: record(clock.setTimeout),
     clearTimeout: record(clock.clearTimeout),
     random: record(() => 0.5),
+    now: record(clock.now),
   });
-  ws().serverClose(1006); // random, then setTimeout
+  ws().open(); // now
+  ws().serverClose(1006); // now, random, then setTimeout
   ss.close(); // clearTimeout
-  assert.deepEqual(thisValues, [undefined, undefined, undefined]);
+  assert.deepEqual(thisValues, [undefined, undefined, undefined, undefined, undefined]);
 });
