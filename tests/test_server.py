@@ -22,7 +22,12 @@ async def test_handshake_selects_subprotocol_and_sends_hello_first() -> None:
     async with running(make_app(ss), ss) as url, connect_client(url) as client:
         assert client.ws.subprotocol == "sac-sock"
         assert re.fullmatch(r"[A-Za-z0-9_-]{32}", client.id)
-        assert client.hello == {"v": 1, "id": client.id, "max_message_size": 1024 * 1024}
+        assert client.hello == {
+            "v": 1,
+            "id": client.id,
+            "max_message_size": 1024 * 1024,
+            "contract": ss.contract.fingerprint,
+        }
         assert ss.get_socket(client.id) is not None
         assert len(ss.sockets) == 1
 

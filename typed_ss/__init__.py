@@ -5,6 +5,7 @@ msgspec / pydantic model, as their annotation says. Sockets join rooms; the serv
 emit, roomcast, broadcast and socketcast.
 """
 
+from typed_ss.contract import Contract, EventContract
 from typed_ss.errors import (
     BackendError,
     CloseCode,
@@ -18,8 +19,9 @@ from typed_ss.errors import (
     ProtocolError,
     TypedSSError,
 )
+from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler
-from typed_ss.server import AuthHook, Limits, Server, SocketHook
+from typed_ss.server import AuthHook, ContractCheck, Limits, Server, SocketHook
 from typed_ss.serving import run, uvicorn_settings
 from typed_ss.socket import Socket
 
@@ -28,7 +30,10 @@ __all__ = [
     "BackendError",
     "CloseCode",
     "ConfigurationError",
+    "Contract",
+    "ContractCheck",
     "EncodeError",
+    "EventContract",
     "Handler",
     "HandlerSignatureError",
     "InvalidName",
@@ -38,6 +43,7 @@ __all__ = [
     "PayloadValidationError",
     "ProtocolError",
     "Server",
+    "ServerEvent",
     "Socket",
     "SocketHook",
     "TypedSSError",

@@ -113,3 +113,6 @@ class CloseCode(enum.IntEnum):
     SLOW_CONSUMER = 4008
     """The client read too slowly: its send queue passed ``send_queue_bytes`` or a send missed
     ``send_timeout``. Messages were lost; reconnect after a jittered delay."""
+    CONTRACT_MISMATCH = 4010
+    """The client was generated from another version of the server's contract and the server
+    refuses such clients (``contract_check="refuse"``): reload the page instead of reconnecting."""

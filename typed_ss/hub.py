@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
-from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame
+from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame, socket_room
 
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
@@ -58,7 +58,7 @@ class Hub:
     async def attach(self, sock: Socket) -> None:
         """Add a newly accepted socket, in its own ``__socket_id:`` room."""
         self._sockets[sock.id] = sock
-        await self.join(sock, SOCKET_ROOM_PREFIX + sock.id)
+        await self.join(sock, socket_room(sock.id))
 
     def detach(self, sock: Socket) -> None:
         """Remove a socket from the index so that no cast reaches it. The socket keeps its own list

@@ -38,10 +38,12 @@ __all__ = [
     "check_room_name",
     "encode_frame",
     "encode_json",
+    "encode_json_frame",
     "error_frame",
     "frame_size",
     "hello_frame",
     "parse_client_frame",
+    "socket_room",
 ]
 
 SUBPROTOCOL: Final = "sac-sock"
@@ -52,6 +54,13 @@ RESERVED_PREFIX: Final = "__"
 """Event and room names starting with this belong to the protocol."""
 SOCKET_ROOM_PREFIX: Final = "__socket_id:"
 """Every socket is a member of ``__socket_id:<id>``; socketcast is a roomcast to it."""
+
+
+def socket_room(socket_id: str) -> str:
+    """The internal room of the socket with id ``socket_id``; socketcast is a roomcast to it."""
+    return SOCKET_ROOM_PREFIX + socket_id
+
+
 HELLO_EVENT: Final = "__hello"
 ERROR_EVENT: Final = "__error"
 
@@ -194,7 +203,16 @@ def encode_frame(event: str, data: object) -> Frame:
         if isinstance(data, memoryview) and not data.c_contiguous:
             data = data.tobytes()
         return b"".join((event.encode(), b"\x01B\x02", data))
-    return f"{event}\x01J\x02{encode_json(data).decode()}"
+    return encode_json_frame(event, data)
+
+
+def encode_json_frame(event: str, value: object) -> str:
+    """Encode a ``J`` frame whatever the value's type (``str`` values too, as JSON strings).
+
+    Raises:
+        EncodeError: the value has no JSON form.
+    """
+    return f"{event}\x01J\x02{encode_json(value).decode()}"
 
 
 def _check_utf8(text: str) -> None:
@@ -216,6 +234,8 @@ class Hello(msgspec.Struct, frozen=True):
     v: int
     id: str
     max_message_size: int
+    contract: str
+    """The fingerprint of the server's contract (see :mod:`typed_ss.contract`)."""
 
 
 class ErrorPayload(msgspec.Struct, frozen=True):
@@ -226,9 +246,9 @@ class ErrorPayload(msgspec.Struct, frozen=True):
     detail: str
 
 
-def hello_frame(socket_id: str, max_message_size: int) -> Frame:
-    """The ``__hello`` frame that gives the client its id and the limits it must respect."""
-    return encode_frame(HELLO_EVENT, Hello(PROTOCOL_VERSION, socket_id, max_message_size))
+def hello_frame(socket_id: str, max_message_size: int, contract: str) -> Frame:
+    """The ``__hello`` frame: the client's id, the limits it must respect, the contract fingerprint."""
+    return encode_frame(HELLO_EVENT, Hello(PROTOCOL_VERSION, socket_id, max_message_size, contract))
 
 
 def error_frame(event: str, code: str, detail: str) -> Frame:

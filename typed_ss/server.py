@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
+from typed_ss.contract import CONTRACT_QUERY_PARAMETER, Contract, EventContract
 from typed_ss.errors import (
     CloseCode,
     ConfigurationError,
@@ -28,21 +29,22 @@ from typed_ss.errors import (
     PayloadValidationError,
     ProtocolError,
 )
-from typed_ss.handlers import Handler, HandlerSpec, inspect_handler, is_async_callable
+from typed_ss.events import ServerEvent
+from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
 from typed_ss.hub import Hub
 from typed_ss.protocol import (
-    SOCKET_ROOM_PREFIX,
     SUBPROTOCOL,
     check_event_name,
     encode_frame,
     error_frame,
     hello_frame,
     parse_client_frame,
+    socket_room,
 )
 from typed_ss.socket import Socket
 from typed_ss.transport import Disconnected, Transport
 
-__all__ = ["AuthHook", "Limits", "Server", "SocketHook"]
+__all__ = ["AuthHook", "ContractCheck", "Limits", "Server", "SocketHook"]
 
 logger = logging.getLogger("typed_ss")
 
@@ -52,6 +54,9 @@ SocketHook = Callable[[Socket], Awaitable[None]]
 AuthHook = Callable[[HTTPConnection], Awaitable[Any]]
 """The authentication hook: ``async def auth(request) -> identity``; ``None`` refuses the upgrade."""
 _Hook = TypeVar("_Hook", bound=Callable[..., Awaitable[Any]])
+T = TypeVar("T")
+ContractCheck: TypeAlias = Literal["off", "warn", "refuse"]
+"""What the server does when a generated client's contract fingerprint differs from its own."""
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -98,6 +103,10 @@ class Server:
             max_rooms_per_socket, shutdown_timeout: see :class:`Limits`.
         allowed_origins: origins (``"https://app.example.com"``) allowed besides the server's own;
             ``["*"]`` allows every origin. Browsers from other origins are refused with HTTP 403.
+        contract_check: what to do when a generated client was built from a different contract
+            (it sends its fingerprint when it connects): ``"warn"`` logs it (the default),
+            ``"refuse"`` closes the socket with 4010 so the client asks for a reload, ``"off"``
+            ignores it. Clients that send no fingerprint (the plain ss.js) are never checked.
     """
 
     def __init__(
@@ -111,6 +120,7 @@ class Server:
         max_rooms_per_socket: int = _DEFAULTS.max_rooms_per_socket,
         shutdown_timeout: float = _DEFAULTS.shutdown_timeout,
         allowed_origins: Iterable[str] = (),
+        contract_check: ContractCheck = "warn",
     ) -> None:
         self.limits: Final = Limits(
             max_message_size=max_message_size,
@@ -126,8 +136,15 @@ class Server:
         origins = {origin.lower().rstrip("/") for origin in allowed_origins}
         self._any_origin = "*" in origins
         self._allowed_origins = frozenset(origins - {"*"})
+        if contract_check not in ("off", "warn", "refuse"):
+            raise ConfigurationError(
+                f"contract_check must be 'off', 'warn' or 'refuse', not {contract_check!r}"
+            )
+        self.contract_check: Final = contract_check
         self.hub: Final = Hub()
         self._handlers: dict[str, HandlerSpec] = {}
+        self._events: dict[str, ServerEvent[Any]] = {}
+        self._contract: Contract | None = None
         self._on_connect: SocketHook | None = None
         self._on_disconnect: SocketHook | None = None
         self._authenticate: AuthHook | None = None
@@ -167,9 +184,59 @@ class Server:
                     "one handler per event: branch inside it, or use another event name"
                 )
             self._handlers[event] = inspect_handler(event, handler, model)
+            self._contract = None
             return handler
 
         return register
+
+    @overload
+    def event(self, name: str, payload_type: type[T]) -> ServerEvent[T]: ...
+
+    @overload
+    def event(self, name: str, payload_type: object) -> ServerEvent[Any]: ...
+
+    def event(self, name: str, payload_type: object) -> ServerEvent[Any]:
+        """Declare an event the server sends, and get its typed emitter.
+
+        ``chat_out = ss.event("chat", ChatOut)`` gives a ``ServerEvent[ChatOut]``:
+        ``await chat_out.emit(sock, ChatOut(...))``, ``.roomcast(room, ...)``, ``.broadcast(...)``,
+        ``.socketcast(socket_id, ...)``; mypy rejects any other payload. For a type that is not a
+        class (a union, a ``Literal``), annotate the variable:
+        ``presence: ServerEvent[Join | Leave] = ss.event("presence", Join | Leave)``.
+
+        Raises:
+            InvalidName: a reserved, empty or too long name, or one with 0x01/0x02.
+            ConfigurationError: the event is already declared.
+            HandlerSignatureError: the payload type has no JSON form.
+        """
+        check_event_name(name, self.limits.max_event_name_length)
+        if name in self._events:
+            raise ConfigurationError(f"the server event {name!r} is already declared")
+        build_decoder(name, payload_type, "(declared with ss.event)")  # refuses types with no JSON form
+        declared: ServerEvent[Any] = ServerEvent(self, name, payload_type)
+        self._events[name] = declared
+        self._contract = None
+        return declared
+
+    @property
+    def contract(self) -> Contract:
+        """The typed contract: every handled and declared event with its payload type."""
+        if self._contract is None:
+            self._contract = Contract.of(
+                [
+                    *(
+                        EventContract(
+                            name, "client_to_server", spec.payload_type, inspect.getdoc(spec.handler)
+                        )
+                        for name, spec in self._handlers.items()
+                    ),
+                    *(
+                        EventContract(name, "server_to_client", e.payload_type)
+                        for name, e in self._events.items()
+                    ),
+                ]
+            )
+        return self._contract
 
     @property
     def handlers(self) -> Mapping[str, HandlerSpec]:
@@ -295,9 +362,12 @@ class Server:
         self._connections.add(task)
         await self.hub.attach(sock)
         logger.debug("socket %s connected", sock.id)
-        sock.push(hello_frame(sock.id, self.limits.max_message_size))
+        contract = self.contract.fingerprint
+        sock.push(hello_frame(sock.id, self.limits.max_message_size, contract))
         try:
-            if self._on_connect is not None:
+            if not self._client_contract_accepted(sock, contract):
+                await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
+            elif self._on_connect is not None:
                 try:
                     await self._on_connect(sock)
                 except Exception:
@@ -367,6 +437,19 @@ class Server:
         sock._rooms.clear()
         logger.debug("socket %s disconnected", sock.id)
 
+    def _client_contract_accepted(self, sock: Socket, contract: str) -> bool:
+        client_contract = sock.request.query_params.get(CONTRACT_QUERY_PARAMETER)
+        if client_contract is None or client_contract == contract or self.contract_check == "off":
+            return True
+        logger.warning(
+            "socket %s was generated from another contract (%s; the server's is %s)%s",
+            sock.id,
+            client_contract,
+            contract,
+            ": closing it" if self.contract_check == "refuse" else "",
+        )
+        return self.contract_check != "refuse"
+
     def _origin_allowed(self, headers: Headers) -> bool:
         origin = headers.get("origin")
         if origin is None or self._any_origin:  # no Origin header: not a browser
@@ -405,7 +488,7 @@ class Server:
     async def socketcast(self, socket_id: str, event: str, data: object) -> None:
         """Send to the socket with id ``socket_id``, on whichever instance it is connected. Raises like
         :meth:`broadcast`; an unknown id is not an error."""
-        await self.roomcast(SOCKET_ROOM_PREFIX + socket_id, event, data)
+        await self.roomcast(socket_room(socket_id), event, data)
 
     @property
     def sockets(self) -> Mapping[str, Socket]:

@@ -18,7 +18,7 @@ from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 
 from typed_ss.errors import CloseCode, LimitExceeded
-from typed_ss.protocol import RESERVED_PREFIX, SOCKET_ROOM_PREFIX, Frame, check_room_name, encode_frame
+from typed_ss.protocol import RESERVED_PREFIX, Frame, check_room_name, encode_frame
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
@@ -309,8 +309,3 @@ class Socket:
         self._writer = None
         self._backlog = None
         self._backlog_bytes = 0
-
-
-def socket_room(socket_id: str) -> str:
-    """The internal room every socket is in; socketcast is a roomcast to it."""
-    return SOCKET_ROOM_PREFIX + socket_id
