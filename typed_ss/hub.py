@@ -21,11 +21,19 @@ __all__ = ["Hub", "Relay"]
 
 
 class Relay(Protocol):
-    """Carries casts between instances (implemented by the multihome layer)."""
+    """Carries casts between instances (implemented by :class:`typed_ss.multihome.Multihome`)."""
 
     def publish(self, room: str | None, frame: Frame) -> None:
         """Pass a locally started cast on to other instances; ``room`` is ``None`` for a broadcast.
         Must not wait on the network."""
+        ...
+
+    async def watch(self, room: str) -> None:
+        """Receive ``room``'s casts from other instances; returns once they will arrive."""
+        ...
+
+    def unwatch(self, room: str) -> None:
+        """Stop receiving ``room``'s casts: no local socket is in it any more. Must not wait."""
         ...
 
 
@@ -70,10 +78,11 @@ class Hub:
             if members is not None:
                 members.discard(sock)
                 if not members:
-                    del self._rooms[room]
+                    self._forget(room)
 
     async def join(self, sock: Socket, room: str) -> None:
-        """Add ``sock`` to ``room``. Asynchronous so that a relay can subscribe before it returns."""
+        """Add ``sock`` to ``room``; with a relay, returns once casts to the room from other
+        instances will arrive here too."""
         if sock.id not in self._sockets:  # detached: closing or gone
             return
         members = self._rooms.get(room)
@@ -81,6 +90,10 @@ class Hub:
             members = self._rooms[room] = set()
         members.add(sock)
         sock._rooms.add(room)
+        if self.relay is not None:
+            # Every joiner waits, not only the first: a second socket joining while the first one's
+            # subscription is on its way must not return before it is active either.
+            await self.relay.watch(room)
 
     async def leave(self, sock: Socket, room: str) -> None:
         """Remove ``sock`` from ``room``, deleting the room once it is empty."""
@@ -89,7 +102,12 @@ class Hub:
         if members is not None:
             members.discard(sock)
             if not members:
-                del self._rooms[room]
+                self._forget(room)
+
+    def _forget(self, room: str) -> None:
+        del self._rooms[room]
+        if self.relay is not None:
+            self.relay.unwatch(room)
 
     # --- fan-out -----------------------------------------------------------------------------------
 

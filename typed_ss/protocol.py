@@ -40,6 +40,8 @@ __all__ = [
     "encode_json",
     "encode_json_frame",
     "error_frame",
+    "frame_from_parts",
+    "frame_parts",
     "frame_size",
     "hello_frame",
     "parse_client_frame",
@@ -213,6 +215,35 @@ def encode_json_frame(event: str, value: object) -> str:
         EncodeError: the value has no JSON form.
     """
     return f"{event}\x01J\x02{encode_json(value).decode()}"
+
+
+def frame_parts(frame: Frame) -> tuple[str, str, bytes]:
+    """Split a server frame made by this module into event name, type letter and payload bytes."""
+    if isinstance(frame, str):
+        soh = frame.index("\x01")
+        return frame[:soh], frame[soh + 1], frame[soh + 3 :].encode()
+    soh = frame.index(b"\x01")
+    return frame[:soh].decode(), chr(frame[soh + 1]), frame[soh + 3 :]
+
+
+def frame_from_parts(event: str, letter: str, payload: bytes) -> Frame:
+    """Rebuild a server frame from :func:`frame_parts`' pieces, checking them: they may come from
+    another instance over a multihome backend.
+
+    Raises:
+        ProtocolError: an empty event name or one with 0x01/0x02, an unknown letter, or a text
+            payload that is not UTF-8.
+    """
+    if not event or "\x01" in event or "\x02" in event:
+        raise ProtocolError(f"invalid event name {event!r}")
+    if letter == "B":
+        return b"".join((event.encode(), b"\x01B\x02", payload))
+    if letter not in ("S", "J"):
+        raise ProtocolError(f"unknown type letter {letter!r}")
+    try:
+        return f"{event}\x01{letter}\x02{payload.decode()}"
+    except UnicodeDecodeError:
+        raise ProtocolError("text payload is not valid UTF-8") from None
 
 
 def _check_utf8(text: str) -> None:

@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
+from typed_ss.backends.base import Backend
 from typed_ss.contract import CONTRACT_QUERY_PARAMETER, Contract, EventContract
 from typed_ss.errors import (
     CloseCode,
@@ -32,6 +33,7 @@ from typed_ss.errors import (
 from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
 from typed_ss.hub import Hub
+from typed_ss.multihome import Multihome
 from typed_ss.protocol import (
     SUBPROTOCOL,
     check_event_name,
@@ -103,6 +105,9 @@ class Server:
             max_rooms_per_socket, shutdown_timeout: see :class:`Limits`.
         allowed_origins: origins (``"https://app.example.com"``) allowed besides the server's own;
             ``["*"]`` allows every origin. Browsers from other origins are refused with HTTP 403.
+        backend: a multihome backend (``typed_ss.backends``): broadcasts, roomcasts and
+            socketcasts then reach the sockets of every instance that shares it. Started and stopped
+            with the server; see ``docs/multihome.md``.
         contract_check: what to do when a generated client was built from a different contract
             (it sends its fingerprint when it connects): ``"warn"`` logs it (the default),
             ``"refuse"`` closes the socket with 4010 so the client asks for a reload, ``"off"``
@@ -121,6 +126,7 @@ class Server:
         shutdown_timeout: float = _DEFAULTS.shutdown_timeout,
         allowed_origins: Iterable[str] = (),
         contract_check: ContractCheck = "warn",
+        backend: Backend | None = None,
     ) -> None:
         self.limits: Final = Limits(
             max_message_size=max_message_size,
@@ -150,6 +156,9 @@ class Server:
         self._authenticate: AuthHook | None = None
         self._accepting = True
         self._connections: set[asyncio.Task[Any]] = set()
+        self.backend: Final = backend
+        self._multihome: Multihome | None = None
+        self._starting: asyncio.Lock | None = None
         # Event names already checked; emits repeat a handful of names, so the check runs once each.
         self._checked_events: set[str] = set()
 
@@ -304,8 +313,20 @@ class Server:
         return self._accepting
 
     async def startup(self) -> None:
-        """Start accepting connections (the ASGI lifespan calls this)."""
+        """Start the backend, if there is one, and accept connections (the ASGI lifespan calls this;
+        without a lifespan the first connection does)."""
         self._accepting = True
+        if self.backend is not None and self._multihome is None:
+            if self._starting is None:
+                self._starting = asyncio.Lock()
+            async with self._starting:
+                if self._multihome is None:
+                    multihome = Multihome(
+                        self.hub, self.backend, max_envelope_size=self.limits.max_message_size + 64 * KiB
+                    )
+                    await multihome.start()
+                    self._multihome = multihome
+                    self.hub.relay = multihome
 
     async def shutdown(self) -> None:
         """Stop accepting connections, close every socket with 1001 (going away), run the disconnect
@@ -316,15 +337,20 @@ class Server:
             await sock.close(CloseCode.GOING_AWAY, "server shutting down")
         current = asyncio.current_task()
         connections = {task for task in self._connections if task is not current}
-        if not connections:
-            return
-        logger.info("typed-ss shutting down: waiting for %d connections to end", len(connections))
-        _, still_running = await asyncio.wait(connections, timeout=self.limits.shutdown_timeout)
-        if still_running:
-            logger.warning("typed-ss shutdown: cancelling %d connections still running", len(still_running))
-            for task in still_running:
-                task.cancel()
-            await asyncio.wait(still_running)
+        if connections:
+            logger.info("typed-ss shutting down: waiting for %d connections to end", len(connections))
+            _, still_running = await asyncio.wait(connections, timeout=self.limits.shutdown_timeout)
+            if still_running:
+                logger.warning(
+                    "typed-ss shutdown: cancelling %d connections still running", len(still_running)
+                )
+                for task in still_running:
+                    task.cancel()
+                await asyncio.wait(still_running)
+        if self._multihome is not None:
+            multihome, self._multihome = self._multihome, None
+            self.hub.relay = None
+            await multihome.stop()
 
     # --- one connection ----------------------------------------------------------------------------
 
@@ -332,6 +358,8 @@ class Server:
         """Serve one connection from the handshake to the end. Transports call this."""
         task = asyncio.current_task()
         assert task is not None  # always called from a task
+        if self.backend is not None and self._multihome is None and self._accepting:
+            await self.startup()  # served without a lifespan
         request = transport.request
         if not self._origin_allowed(request.headers):
             logger.warning("refused a WebSocket from origin %r: not allowed", request.headers.get("origin"))
@@ -489,6 +517,16 @@ class Server:
         """Send to the socket with id ``socket_id``, on whichever instance it is connected. Raises like
         :meth:`broadcast`; an unknown id is not an error."""
         await self.roomcast(socket_room(socket_id), event, data)
+
+    def health(self) -> dict[str, Any]:
+        """The server's state: sockets, rooms, and with a backend its connection state, reconnects,
+        lost messages (gaps), duplicates and drops (see ``docs/multihome.md``)."""
+        return {
+            "accepting": self._accepting,
+            "sockets": len(self.hub.sockets),
+            "rooms": len(self.hub.room_names),
+            "multihome": None if self._multihome is None else self._multihome.health(),
+        }
 
     @property
     def sockets(self) -> Mapping[str, Socket]:

@@ -1,0 +1,243 @@
+"""The Redis backend: Redis pub/sub, one channel per topic, with its own reconnects and a self-probe.
+
+``RedisBackend(url="redis://127.0.0.1:6379/0")`` or ``RedisBackend(client=redis.asyncio.Redis(...))``;
+``group`` (default ``"typed-ss"``) prefixes every channel, so separate apps can share a Redis.
+
+- Interest-based routing: the bridge subscribes only to the broadcast channel and to the channels of
+  rooms with local members; ``PUBSUB CHANNELS <group>:*`` shows exactly that.
+- One subscriber connection. When it fails, the backend logs it as an error, reconnects with a
+  backoff capped at ``max_backoff`` (2 s), and subscribes every channel again. Messages published
+  meanwhile are lost (Redis pub/sub keeps nothing); the bridge's sequence numbers count them.
+- A self-probe: every ``probe_interval`` the backend publishes to a channel only it listens to, and
+  restarts the subscriber when the probe does not come back within ``probe_timeout``. That catches a
+  subscriber connection that looks healthy but receives nothing.
+- ``publish`` gives up after ``publish_timeout`` and raises; the bridge keeps the message in its
+  bounded outbox and retries, so neither handlers nor the event loop wait on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from typed_ss.backends.base import BackendHealth, BackendState
+from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingDependencyError("redis", "redis") from exc
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("typed_ss.backends.redis")
+
+_GONE = (RedisError, OSError, TimeoutError)
+"""What a lost or unreachable Redis raises."""
+
+
+class _Starved(Exception):
+    """The subscriber connection stopped delivering: the self-probe did not come back."""
+
+
+class RedisBackend:
+    """A :class:`~typed_ss.backends.base.Backend` over Redis pub/sub (extra ``redis``)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: aioredis.Redis | None = None,
+        group: str = "typed-ss",
+        publish_timeout: float = 1.0,
+        subscribe_timeout: float = 2.0,
+        probe_interval: float = 1.0,
+        probe_timeout: float = 3.0,
+        max_backoff: float = 2.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("RedisBackend needs either url=... or client=..., not both")
+        if not group or ":" in group:
+            raise ConfigurationError(f"group must be a non-empty name without ':', not {group!r}")
+        self._url = url
+        self._client = client
+        self._owns_client = client is None
+        self._prefix = f"{group}:"
+        self._probe_channel = f"{self._prefix}probe:{secrets.token_hex(8)}"
+        self._publish_timeout = publish_timeout
+        self._subscribe_timeout = subscribe_timeout
+        self._probe_interval = probe_interval
+        self._probe_timeout = probe_timeout
+        self._max_backoff = max_backoff
+        self._channels: set[str] = set()  # wanted; subscribed again after every reconnect
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
+        self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
+        self._arrived = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        self._state: BackendState = "stopped"
+        self._reconnects = 0
+        self._probe_failures = 0
+        self._last_error = ""
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is None:
+            # Retries are this backend's job (with its own backoff and logging), not redis-py's.
+            self._client = aioredis.Redis.from_url(
+                self._url or "", retry=Retry(NoBackoff(), 0), socket_connect_timeout=self._publish_timeout
+            )
+        self._state = "connecting"
+        self._listener = asyncio.create_task(self._listen(), name="typed-ss redis subscriber")
+
+    async def stop(self) -> None:
+        self._state = "stopped"
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        await self._close_pubsub()
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._arrived.set()
+
+    # --- the Backend interface ---------------------------------------------------------------------
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        client = self._client
+        if client is None:
+            raise BackendError("the Redis backend is not started")
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await client.publish(self._prefix + topic, data)
+        except _GONE as exc:
+            raise BackendError(f"publishing to Redis failed: {exc!r}") from exc
+
+    async def subscribe(self, topic: str) -> None:
+        channel = self._prefix + topic
+        self._channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # not connected: the next connection subscribes it
+        confirmed = self._confirmed.get(channel)
+        if confirmed is None:
+            confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self._subscribe_timeout):
+                await pubsub.subscribe(channel)
+                await asyncio.shield(confirmed)
+        except _GONE as exc:
+            # The subscriber will notice the broken connection and subscribe everything again.
+            logger.warning("subscribing to %s did not complete: %r", channel, exc)
+
+    async def unsubscribe(self, topic: str) -> None:
+        channel = self._prefix + topic
+        self._channels.discard(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            with contextlib.suppress(*_GONE):
+                async with asyncio.timeout(self._subscribe_timeout):
+                    await pubsub.unsubscribe(channel)
+
+    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        while self._state != "stopped":
+            while self._pending:
+                yield self._pending.popleft()
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def health(self) -> BackendHealth:
+        return BackendHealth(
+            name="redis",
+            state=self._state,
+            reconnects=self._reconnects,
+            detail={
+                "channels": len(self._channels),
+                "probe_failures": self._probe_failures,
+                "pending": len(self._pending),
+                "last_error": self._last_error,
+            },
+        )
+
+    # --- the subscriber ----------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Keep one subscriber connection alive; reconnect with capped backoff whenever it fails."""
+        failures = 0
+        while True:
+            try:
+                await self._run_connection()
+            except asyncio.CancelledError:
+                raise
+            except (*_GONE, _Starved) as exc:
+                self._last_error = repr(exc)
+                if self._state == "connected":
+                    self._reconnects += 1
+                    logger.error("lost the Redis subscriber connection (%r): reconnecting", exc)
+                elif failures == 0 or failures % 20 == 0:
+                    logger.error("cannot reach Redis (%r): still trying", exc)
+                self._state = "reconnecting"
+                failures += 1
+            await self._close_pubsub()
+            await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(failures, 10)))
+
+    async def _run_connection(self) -> None:
+        assert self._client is not None
+        pubsub = self._client.pubsub()
+        self._pubsub = pubsub
+        async with asyncio.timeout(self._subscribe_timeout):
+            await pubsub.subscribe(self._probe_channel, *self._channels)
+        probe_sent: float | None = None
+        next_probe = time.monotonic()
+        while True:
+            message = await pubsub.get_message(timeout=min(0.25, self._probe_interval))
+            if message is not None and self._handle(message):
+                probe_sent = None
+            now = time.monotonic()
+            if probe_sent is not None and now - probe_sent > self._probe_timeout:
+                self._probe_failures += 1
+                raise _Starved(f"the self-probe did not come back within {self._probe_timeout} s")
+            if probe_sent is None and now >= next_probe and self._state == "connected":
+                next_probe = now + self._probe_interval
+                with contextlib.suppress(*_GONE):  # a failed publish says nothing about the subscriber
+                    async with asyncio.timeout(self._publish_timeout):
+                        await self._client.publish(self._probe_channel, b"probe")
+                    probe_sent = now
+
+    def _handle(self, message: dict[str, Any]) -> bool:
+        """Route one pub/sub message; returns whether it was this backend's probe."""
+        kind = message["type"]
+        channel = message["channel"].decode()
+        if kind == "message":
+            if channel == self._probe_channel:
+                return True
+            self._pending.append((channel.removeprefix(self._prefix), message["data"]))
+            self._arrived.set()
+        elif kind == "subscribe":
+            if channel == self._probe_channel:
+                if self._state == "reconnecting":
+                    logger.warning("reconnected to Redis; subscribed %d channels again", len(self._channels))
+                self._state = "connected"
+            else:
+                confirmed = self._confirmed.pop(channel, None)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+        return False
+
+    async def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(*_GONE):
+                await pubsub.aclose()

@@ -1,0 +1,359 @@
+"""The bridge between the hub and a multihome backend: envelopes, sequence numbers, topics.
+
+Every cast started on this instance is wrapped in an :class:`Envelope` and published on its topic:
+``b`` for broadcasts, ``r:<room>`` for roomcasts (a socketcast is a roomcast to the socket's own
+room). The instance subscribes only to the broadcast topic and to the topics of rooms that have
+local members, so an instance with no member of a room gets none of its traffic.
+
+Delivery is at most once. Each publisher numbers its messages per topic; a receiver that sees a
+number skipped counts the messages as lost and logs it, and drops repeated numbers as duplicates. A
+new boot epoch, or a new stream number after the publisher recreated its counter, starts the count
+afresh. Publishing goes through a bounded outbox drained by one task, so no handler ever waits on
+the backend and messages leave in order; during an outage the outbox keeps the newest
+``outbox_size`` messages and counts the ones it drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from typed_ss.errors import ProtocolError
+from typed_ss.protocol import Frame, frame_from_parts, frame_parts
+
+if TYPE_CHECKING:
+    from typed_ss.backends.base import Backend
+    from typed_ss.hub import Hub
+
+__all__ = ["BROADCAST_TOPIC", "ENVELOPE_VERSION", "Envelope", "Multihome", "room_topic"]
+
+logger = logging.getLogger("typed_ss.multihome")
+
+ENVELOPE_VERSION: Final = 1
+BROADCAST_TOPIC: Final = "b"
+MAX_PUBLISH_BACKOFF: Final = 2.0
+"""Seconds between attempts to publish while the backend is failing, at most."""
+MAX_STREAMS: Final = 100_000
+"""Per-topic counters the publisher keeps before forgetting the least recently used."""
+
+
+def room_topic(room: str) -> str:
+    """The topic a room's casts travel on."""
+    return "r:" + room
+
+
+class Envelope(msgspec.Struct, array_like=True, frozen=True):
+    """One cast on the bus, encoded with MessagePack (never pickle)."""
+
+    v: int
+    """Envelope version; a receiver drops versions it does not know, and counts them."""
+    origin: str
+    """The publishing instance."""
+    epoch: int
+    """The publishing instance's boot epoch: a restarted instance has a new one."""
+    stream: int
+    """Identifies the publisher's counter for this topic (it changes if the counter is recreated)."""
+    seq: int
+    """1, 2, 3... per (origin, epoch, stream)."""
+    room: str | None
+    """The room of a roomcast, ``None`` for a broadcast."""
+    event: str
+    letter: str
+    """The frame's type letter: S, B or J."""
+    payload: bytes
+
+
+class _Version(msgspec.Struct, array_like=True):
+    v: int
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Envelope)
+_version_decoder = msgspec.msgpack.Decoder(_Version)
+
+
+class Multihome:
+    """Connects a :class:`~typed_ss.hub.Hub` to a backend; the hub's relay while the server runs."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        backend: Backend,
+        *,
+        max_envelope_size: int,
+        outbox_size: int = 10_000,
+        instance_id: str | None = None,
+    ) -> None:
+        self.hub = hub
+        self.backend = backend
+        self.instance_id: Final = instance_id or secrets.token_hex(8)
+        self.epoch = 0
+        self._max_envelope_size = max_envelope_size
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_size = outbox_size
+        self._outbox_ready = asyncio.Event()
+        self._outbox_drained = asyncio.Event()
+        self._streams: OrderedDict[str, list[int]] = OrderedDict()  # topic -> [stream, last seq]
+        self._stream_ids = itertools.count(1)
+        self._watched: set[str] = {BROADCAST_TOPIC}  # topics wanted, including ones on their way
+        self._subscribed: set[str] = set()  # topics the backend confirmed
+        self._subscription_ops: dict[str, asyncio.Task[None]] = {}
+        # topic -> origin -> (epoch, stream, last seq seen)
+        self._seen: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "published",
+                "publish_failures",
+                "outbox_dropped",
+                "received",
+                "delivered",
+                "lost",
+                "duplicates",
+                "malformed",
+                "oversized",
+                "unknown_version",
+                "restarts_seen",
+            ),
+            0,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the backend, subscribe to broadcasts, and start the publisher and reader tasks."""
+        self.epoch = secrets.randbits(62)
+        await self.backend.start()
+        await self.backend.subscribe(BROADCAST_TOPIC)
+        self._subscribed.add(BROADCAST_TOPIC)
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name="typed-ss multihome publisher"),
+            asyncio.create_task(self._read_loop(), name="typed-ss multihome reader"),
+        ]
+
+    async def stop(self, flush_timeout: float = 1.0) -> None:
+        """Give the outbox ``flush_timeout`` seconds to drain, then stop the tasks and the backend."""
+        if self._outbox:
+            self._outbox_drained.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush_timeout):
+                    await self._outbox_drained.wait()
+        for task in [*self._tasks, *self._subscription_ops.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._subscription_ops.values(), return_exceptions=True)
+        self._tasks = []
+        self._subscription_ops.clear()
+        await self.backend.stop()
+
+    # --- the hub's relay ---------------------------------------------------------------------------
+
+    def publish(self, room: str | None, frame: Frame) -> None:
+        """Queue a locally started cast for the other instances; never waits."""
+        topic = BROADCAST_TOPIC if room is None else room_topic(room)
+        counter = self._streams.get(topic)
+        if counter is None:
+            counter = self._streams[topic] = [next(self._stream_ids), 0]
+            if len(self._streams) > MAX_STREAMS:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(topic)
+        counter[1] += 1
+        event, letter, payload = frame_parts(frame)
+        stream, seq = counter
+        envelope = Envelope(
+            ENVELOPE_VERSION,
+            self.instance_id,
+            self.epoch,
+            stream,
+            seq,
+            room,
+            event,
+            letter,
+            payload,
+        )
+        self._outbox.append((topic, _encoder.encode(envelope)))
+        if len(self._outbox) > self._outbox_size:
+            self._outbox.popleft()
+            self.counters["outbox_dropped"] += 1
+            if self.counters["outbox_dropped"] % 1000 == 1:
+                logger.warning(
+                    "multihome outbox full (%d messages): dropping the oldest; %d dropped so far",
+                    self._outbox_size,
+                    self.counters["outbox_dropped"],
+                )
+        self._outbox_ready.set()
+
+    async def watch(self, room: str) -> None:
+        """Receive the room's casts from other instances; returns once the subscription is active."""
+        topic = room_topic(room)
+        self._watched.add(topic)
+        if topic in self._subscribed and topic not in self._subscription_ops:
+            return
+        # Shielded: a joiner that is cancelled must not cancel a subscription others rely on.
+        await asyncio.shield(self._change_subscription(topic, subscribe=True))
+
+    def unwatch(self, room: str) -> None:
+        """Stop receiving the room's casts (no local member is left); returns at once."""
+        topic = room_topic(room)
+        self._watched.discard(topic)
+        self._seen.pop(topic, None)
+        self._change_subscription(topic, subscribe=False).add_done_callback(_log_failure)
+
+    def _change_subscription(self, topic: str, *, subscribe: bool) -> asyncio.Task[None]:
+        # Changes for one topic run one after another, in the order they were asked for, so a leave
+        # followed at once by a join never ends unsubscribed.
+        previous = self._subscription_ops.get(topic)
+        task = asyncio.create_task(self._apply_subscription(previous, topic, subscribe))
+        self._subscription_ops[topic] = task
+        task.add_done_callback(lambda done: self._forget_op(topic, done))
+        return task
+
+    async def _apply_subscription(
+        self, previous: asyncio.Task[None] | None, topic: str, subscribe: bool
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if subscribe:
+            await self.backend.subscribe(topic)
+            self._subscribed.add(topic)
+        else:
+            self._subscribed.discard(topic)
+            await self.backend.unsubscribe(topic)
+
+    def _forget_op(self, topic: str, done: asyncio.Task[None]) -> None:
+        if self._subscription_ops.get(topic) is done:
+            del self._subscription_ops[topic]
+
+    # --- the two tasks -----------------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        failures = 0
+        while True:
+            if not self._outbox:
+                self._outbox_drained.set()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            topic, data = self._outbox[0]
+            try:
+                await self.backend.publish(topic, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.counters["publish_failures"] += 1
+                if failures == 1 or failures % 50 == 0:
+                    logger.error("multihome publish failed (%d in a row), retrying: %s", failures, exc)
+                await asyncio.sleep(min(MAX_PUBLISH_BACKOFF, 0.05 * 2**failures))
+                continue
+            if failures:
+                logger.warning("multihome publishing works again after %d failures", failures)
+                failures = 0
+            if self._outbox and self._outbox[0][1] is data:  # the outbox may have dropped it meanwhile
+                self._outbox.popleft()
+            self.counters["published"] += 1
+
+    async def _read_loop(self) -> None:
+        async for topic, data in self.backend.messages():
+            try:
+                self.receive(topic, data)
+            except Exception:  # one bad message must never stop the stream
+                logger.exception("multihome: failed to deliver a message on %r", topic)
+
+    def receive(self, topic: str, data: bytes) -> None:
+        """Check one message from the backend and deliver it to the local recipients."""
+        self.counters["received"] += 1
+        if len(data) > self._max_envelope_size:
+            self._reject("oversized", f"{len(data)} bytes on {topic!r}")
+            return
+        try:
+            envelope = _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            try:
+                version = _version_decoder.decode(data).v
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                version = ENVELOPE_VERSION
+            if version != ENVELOPE_VERSION:
+                self._reject("unknown_version", f"version {version} on {topic!r}")
+            else:
+                self._reject("malformed", f"undecodable message on {topic!r}")
+            return
+        if envelope.v != ENVELOPE_VERSION:
+            self._reject("unknown_version", f"version {envelope.v} on {topic!r}")
+            return
+        if envelope.origin == self.instance_id:
+            return  # our own cast, already delivered locally
+        expected = BROADCAST_TOPIC if envelope.room is None else room_topic(envelope.room)
+        if topic != expected:
+            self._reject("malformed", f"a message for {expected!r} arrived on {topic!r}")
+            return
+        if topic not in self._watched:
+            return  # a backend that delivers everything: not for this instance
+        try:
+            frame = frame_from_parts(envelope.event, envelope.letter, envelope.payload)
+        except ProtocolError as exc:
+            self._reject("malformed", f"{exc} on {topic!r}")
+            return
+        if not self._in_sequence(topic, envelope):
+            return
+        self.counters["delivered"] += 1
+        self.hub.deliver(envelope.room, frame)
+
+    def _in_sequence(self, topic: str, envelope: Envelope) -> bool:
+        origins = self._seen.setdefault(topic, {})
+        last = origins.get(envelope.origin)
+        origins[envelope.origin] = (envelope.epoch, envelope.stream, envelope.seq)
+        if last is None:
+            return True
+        epoch, stream, seq = last
+        if epoch != envelope.epoch:
+            self.counters["restarts_seen"] += 1
+            logger.info("multihome: instance %s restarted (new boot epoch)", envelope.origin)
+            return True
+        if stream != envelope.stream:
+            return True
+        if envelope.seq <= seq:
+            origins[envelope.origin] = last
+            self.counters["duplicates"] += 1
+            return False
+        if envelope.seq > seq + 1:
+            lost = envelope.seq - seq - 1
+            self.counters["lost"] += lost
+            logger.warning(
+                "multihome: lost %d message(s) from instance %s on %r (sequence %d to %d)",
+                lost,
+                envelope.origin,
+                topic,
+                seq + 1,
+                envelope.seq - 1,
+            )
+        return True
+
+    def _reject(self, counter: str, detail: str) -> None:
+        self.counters[counter] += 1
+        logger.warning("multihome: dropped a message (%s): %s", counter.replace("_", " "), detail)
+
+    # --- health ------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The bridge's counters, its outbox and subscriptions, and the backend's own health."""
+        return {
+            "instance": self.instance_id,
+            "epoch": self.epoch,
+            "backend": msgspec.structs.asdict(self.backend.health()),
+            "outbox": len(self._outbox),
+            "subscriptions": len(self._watched),
+            **self.counters,
+        }
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("multihome: changing a subscription failed", exc_info=task.exception())
