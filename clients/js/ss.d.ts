@@ -15,6 +15,8 @@ declare class SS {
   id: string | null;
   /** The server's `max_message_size` (bytes) from `__hello`; null when unknown, and then nothing is checked. */
   maxMessageSize: number | null;
+  /** The server's contract fingerprint from `__hello` (see typed-ss gen-client); null when it sent none. */
+  contract: string | null;
   /** The reconnect options in force (defaults merged with the ones given). `close()` sets `enabled` to false. */
   reconnectOpts: SS.ResolvedReconnectOptions;
 
@@ -27,6 +29,8 @@ declare class SS {
   onDisconnect(cb: (this: SS, event: SS.CloseEventLike) => void): this;
   /** Called for every problem the client handles itself (see SS.ErrorCode); the default logs to console.error. */
   onError(cb: (this: SS, error: SS.SSError) => void): this;
+  /** Called with each `__hello` payload, after id, maxMessageSize and contract are set. One callback. */
+  onHello(cb: (this: SS, hello: SS.Hello) => void): this;
   /**
    * One handler per event name (a second call replaces the first). data is a string for S frames, an
    * ArrayBuffer for B frames, the parsed value for J frames.
@@ -180,6 +184,15 @@ declare namespace SS {
     readonly closeCode?: number;
     /** closed: the queued emits that were dropped. */
     readonly dropped?: Array<{ event: string; data: unknown }>;
+  }
+
+  /** The payload of the server's `__hello` frame; servers may add fields. */
+  interface Hello {
+    v?: number;
+    id?: string;
+    max_message_size?: number;
+    contract?: string;
+    [key: string]: unknown;
   }
 
   interface ServerErrorPayload {

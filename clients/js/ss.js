@@ -346,6 +346,8 @@
         this.id = null;
         /** The server's max_message_size from __hello; null when unknown (no check is made then). */
         this.maxMessageSize = null;
+        /** The server's contract fingerprint from __hello (typed-ss gen-client); null when it sent none. */
+        this.contract = null;
         this.noop = noop;
 
         this._WebSocket = opts.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
@@ -359,6 +361,7 @@
         this._onConnect = noop;
         this._onDisconnect = noop;
         this._onError = defaultOnError;
+        this._onHello = noop;
         this._queue = [];
         this._ws = null;
         this._state = CONNECTING;
@@ -392,6 +395,12 @@
 
       onError(cb) {
         this._onError = cb;
+        return this;
+      }
+
+      /** Called with each `__hello` payload, after id, maxMessageSize and contract are set. */
+      onHello(cb) {
+        this._onHello = cb;
         return this;
       }
 
@@ -681,6 +690,8 @@
         this.id = typeof hello.id === "string" ? hello.id : null;
         var max = hello.max_message_size;
         this.maxMessageSize = typeof max === "number" && max > 0 ? max : null;
+        this.contract = typeof hello.contract === "string" ? hello.contract : null;
+        this._call(this._onHello, hello, "onHello");
       }
 
       // --- outgoing ------------------------------------------------------------------------------

@@ -210,6 +210,21 @@ test("__hello sets id and maxMessageSize and is not dispatched", () => {
   assert.deepEqual(errors, []);
 });
 
+test("__hello sets contract and calls onHello with the payload", () => {
+  const { ss, ws, errors } = connected();
+  const hellos = [];
+  ss.onHello(function (hello) {
+    hellos.push([this.id, this.contract, hello.contract]);
+  });
+  assert.equal(ss.contract, null);
+  ws().receive('__hello\x01J\x02{"v":1,"id":"abc","max_message_size":1024,"contract":"f00d"}');
+  assert.deepEqual(hellos, [["abc", "f00d", "f00d"]]);
+  ws().receive('__hello\x01J\x02{"v":1,"id":"def","max_message_size":1024}');
+  assert.equal(ss.contract, null);
+  assert.equal(hellos.length, 2);
+  assert.deepEqual(errors, []);
+});
+
 test("the id is cleared on disconnect and replaced by the next __hello", () => {
   const { ss, ws, clock } = connected();
   ws().receive('__hello\x01J\x02{"v":1,"id":"one","max_message_size":64}');
