@@ -10,7 +10,7 @@ JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
 # Debian packages the tests need (chromium: the browser tests); installed only when missing.
-SYSTEM_PACKAGES := chromium
+SYSTEM_PACKAGES := chromium redis-server
 
 .PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints
 

@@ -1,0 +1,111 @@
+"""Fixtures for the multihome suites: a real redis-server, and N linked instances over any backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from tests.apps import echo_server, make_app
+from tests.backends.redis_server import RedisServer
+from tests.support import running
+from typed_ss import Server
+from typed_ss.backends import Backend, MemoryBackend, MemoryBroker
+from typed_ss.backends.redis import RedisBackend
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
+
+
+@dataclass
+class Instance:
+    server: Server
+    url: str
+
+
+class Bus(Protocol):
+    """One backend kind under test: makes linked backends, and says who subscribes to a topic."""
+
+    name: str
+
+    def backend(self) -> Backend: ...
+
+    async def subscribers(self, topic: str) -> int: ...
+
+
+class MemoryBus:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.broker = MemoryBroker()
+
+    def backend(self) -> Backend:
+        return MemoryBackend(self.broker)
+
+    async def subscribers(self, topic: str) -> int:
+        return len(self.broker.subscribers(topic))
+
+
+class RedisBus:
+    name = "redis"
+
+    def __init__(self, redis: RedisServer) -> None:
+        self.redis = redis
+
+    def backend(self) -> Backend:
+        return RedisBackend(self.redis.url, group="conformance")
+
+    async def subscribers(self, topic: str) -> int:
+        client = self.redis.client()
+        try:
+            ((_, count),) = await client.pubsub_numsub(f"conformance:{topic}")
+            return int(count)
+        finally:
+            await client.aclose()
+
+
+Linked = Callable[..., AbstractAsyncContextManager[list[Instance]]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
+    if request.param == "memory":
+        yield MemoryBus()
+        return
+    redis = RedisServer(tmp_path)
+    await redis.start()
+    try:
+        yield RedisBus(redis)
+    finally:
+        await redis.kill()
+
+
+@pytest.fixture
+def linked(bus: Bus) -> Linked:
+    """``async with linked(3) as instances``: N servers (``echo_server`` by default) sharing the bus,
+    each served by uvicorn on its own free port."""
+
+    @asynccontextmanager
+    async def start(
+        count: int, make: Callable[..., Server] = echo_server, **options: Any
+    ) -> AsyncIterator[list[Instance]]:
+        async with AsyncExitStack() as stack:
+            instances = []
+            for _ in range(count):
+                server = make(backend=bus.backend(), **options)
+                url = await stack.enter_async_context(running(make_app(server), server))
+                instances.append(Instance(server, url))
+            yield instances
+
+    return start

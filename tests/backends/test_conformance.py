@@ -1,0 +1,171 @@
+"""What every multihome backend must do, run over each of them (the ``bus`` fixture's parameters)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+from tests.backends.conftest import Bus, Linked
+from tests.support import Client, connect_client, connect_clients
+from typed_ss.multihome import BROADCAST_TOPIC, ENVELOPE_VERSION, Envelope, room_topic
+
+pytestmark = pytest.mark.timeout(60)
+
+DATA = [("S", "héllo"), ("B", b"\x00\xffbin"), ("J", {"n": 1, "s": "x"})]
+
+
+async def test_broadcast_reaches_every_socket_on_every_instance_once(linked: Linked) -> None:
+    async with linked(3) as (a, b, c):
+        async with (
+            connect_client(a.url) as on_a,
+            connect_client(b.url) as on_b,
+            connect_client(c.url) as on_c,
+        ):
+            for letter, value in DATA:
+                await a.server.broadcast("news", value)
+                for client in (on_a, on_b, on_c):
+                    frame = await client.expect("news")
+                    assert frame.letter == letter
+                    assert (frame.json() if letter == "J" else frame.payload) == value
+            for client in (on_a, on_b, on_c):
+                await client.nothing_within(0.2)  # exactly once
+
+
+async def test_roomcast_reaches_members_on_every_instance_and_no_one_else(linked: Linked) -> None:
+    async with linked(3) as (a, b, c):
+        async with (
+            connect_client(a.url) as sender,
+            connect_client(b.url) as member,
+            connect_client(c.url) as outsider,
+        ):
+            for client in (sender, member):
+                await client.send("join", "room")
+                await client.expect("joined")
+            for letter, value in DATA:
+                await a.server.roomcast("room", "chat", value)
+                for client in (sender, member):
+                    frame = await client.expect("chat")
+                    assert frame.letter == letter
+            await member.send("roomcast", '{"room": "room", "text": "from b"}')
+            for client in (sender, member):
+                assert (await client.expect("chat")).json()["text"] == "from b"
+            await outsider.nothing_within(0.2)
+
+
+async def test_socketcast_reaches_one_socket_on_another_instance(linked: Linked) -> None:
+    async with linked(2) as (a, b):
+        async with connect_client(a.url) as on_a, connect_client(b.url) as on_b:
+            for letter, value in DATA:
+                await a.server.socketcast(on_b.id, "direct", value)
+                assert (await on_b.expect("direct")).letter == letter
+            await on_a.send("socketcast", on_b.id)
+            assert (await on_b.expect("direct")).payload == f"from {on_a.id}"
+            await on_a.nothing_within(0.2)
+
+
+async def test_order_per_publisher_is_kept(linked: Linked) -> None:
+    async with linked(3) as (a, b, c):
+        async with connect_clients(c.url, 3) as receivers:
+            count = 300
+            for i in range(count):
+                await a.server.broadcast("seq", f"a{i}")
+                await b.server.broadcast("seq", f"b{i}")
+            for client in receivers:
+                got = [str((await client.expect("seq")).payload) for _ in range(2 * count)]
+                for origin in "ab":
+                    assert [p for p in got if p[0] == origin] == [f"{origin}{i}" for i in range(count)]
+        for instance in (a, b, c):
+            assert instance.server.health()["multihome"]["lost"] == 0
+
+
+async def test_after_join_returns_every_later_roomcast_arrives(linked: Linked) -> None:
+    async with linked(2) as (a, b):
+        async with connect_client(b.url) as client:
+            sock = b.server.get_socket(client.id)
+            assert sock is not None
+            for i in range(20):
+                await sock.join(f"fresh-{i}")
+                await a.server.roomcast(f"fresh-{i}", "ping", str(i))  # published right after the join
+                assert (await client.expect("ping")).payload == str(i)
+
+
+async def test_an_instance_subscribes_only_to_rooms_with_local_members(linked: Linked, bus: Bus) -> None:
+    async with linked(3) as (a, b, _c):
+        topic = room_topic("interest")
+        assert await bus.subscribers(topic) == 0
+        assert await bus.subscribers(BROADCAST_TOPIC) == 3
+        async with connect_client(b.url) as member:
+            await member.send("join", "interest")
+            await member.expect("joined")
+            assert await bus.subscribers(topic) == 1  # b only: a and c have no member
+            received_before = a.server.health()["multihome"]["received"]
+            await b.server.roomcast("interest", "chat", "for b's room")
+            await member.expect("chat")
+            await member.send("leave", "interest")
+            await member.expect("left")
+        await _until(lambda: bus.subscribers(topic), 0)
+        assert a.server.health()["multihome"]["received"] == received_before
+
+
+async def _until(probe: object, expected: int) -> None:
+    async def matches() -> bool:
+        return await probe() == expected  # type: ignore[operator,no-any-return]
+
+    for _ in range(500):
+        if await matches():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never reached {expected}")
+
+
+async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -> None:
+    async with linked(2) as (a, b):
+        async with connect_client(b.url) as client:
+            backend = a.server.backend
+            assert backend is not None
+            good = Envelope(ENVELOPE_VERSION, "other", 1, 1, 1, None, "news", "S", b"ok")
+            bad = [
+                b"\x00not msgpack",
+                msgspec.msgpack.encode([99, "future", "format"]),  # an unknown version
+                msgspec.msgpack.encode(msgspec.structs.replace(good, letter="X")),
+                msgspec.msgpack.encode(msgspec.structs.replace(good, event="a\x01b")),
+                b"\x01" * (2 * 1024 * 1024),  # oversized
+            ]
+            for data in bad:
+                await backend.publish(BROADCAST_TOPIC, data)
+            await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
+            assert (await client.expect("news")).payload == "ok"
+            health = b.server.health()["multihome"]
+            assert (health["malformed"], health["unknown_version"], health["oversized"]) == (3, 1, 1)
+            # A repeated sequence number is a duplicate; a skipped one is a counted loss.
+            await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
+            await backend.publish(
+                BROADCAST_TOPIC, msgspec.msgpack.encode(msgspec.structs.replace(good, seq=5, payload=b"five"))
+            )
+            assert (await client.expect("news")).payload == "five"
+            health = b.server.health()["multihome"]
+            assert (health["duplicates"], health["lost"]) == (1, 3)
+
+
+async def test_health_reports_the_backend(linked: Linked, bus: Bus) -> None:
+    async with linked(2) as (a, _b):
+        health = a.server.health()
+        multihome = health["multihome"]
+        assert multihome["backend"]["name"] == bus.name
+        assert multihome["backend"]["state"] == "connected"
+        assert multihome["outbox"] == 0
+    assert a.server.health()["multihome"] is None  # stopped with the server
+
+
+async def test_many_sockets_on_many_instances(linked: Linked) -> None:
+    async with linked(3) as instances:
+        async with (
+            connect_clients(instances[0].url, 10) as first,
+            connect_clients(instances[2].url, 10) as third,
+        ):
+            everyone: list[Client] = [*first, *third]
+            await instances[1].server.broadcast("all", b"x")
+            for client in everyone:
+                assert (await client.expect("all")).payload == b"x"
