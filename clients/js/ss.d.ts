@@ -158,6 +158,8 @@ declare namespace SS {
     | "connect_failed"
     /** The server closed with 1009: a message was too big. The client still reconnects. */
     | "message_too_big"
+    /** The server closed with 4010: the client was generated from another contract; reload the page. No reconnect. */
+    | "reload_needed"
     /** A bug in the client itself while handling a frame. */
     | "internal_error";
 
@@ -180,7 +182,7 @@ declare namespace SS {
     /** too_big: the frame size and the limit, in bytes. */
     readonly size?: number;
     readonly limit?: number;
-    /** connect_failed, message_too_big: the WebSocket close code. */
+    /** connect_failed, message_too_big, reload_needed: the WebSocket close code. */
     readonly closeCode?: number;
     /** closed: the queued emits that were dropped. */
     readonly dropped?: Array<{ event: string; data: unknown }>;

@@ -517,6 +517,12 @@
             closeCode: 1009,
           });
         }
+        if (ev && ev.code === 4010) {
+          // typed-ss refuses a client generated from another version of its contract (protocol.md §6).
+          this._report("reload_needed", "the server closed the connection: this client is out of date, reload it (4010)", {
+            closeCode: 4010,
+          });
+        }
         if (wasOpen) {
           this._state = WAITING; // not OPEN any more, so emits from onDisconnect are queued, not lost
           this._call(this._onDisconnect, ev, "onDisconnect");

@@ -212,6 +212,16 @@ test("1009 reconnects and reports message_too_big", () => {
   );
 });
 
+test("4010 does not reconnect and reports reload_needed", () => {
+  const { ss, clock, errors } = closeWith(4010);
+  assert.equal(clock.pending, 0);
+  assert.deepEqual(
+    errors.map((e) => [e.code, e.closeCode]),
+    [["reload_needed", 4010]],
+  );
+  assert.equal(ss.emit("x", "y"), false, "the client is closed for good");
+});
+
 test("reconnectCodes adds codes that reconnect, even over the defaults", () => {
   for (const code of [4100, 1000]) {
     const { ws, clock } = makeClient({ reconnectOpts: { reconnectCodes: [4100, 1000] } });
