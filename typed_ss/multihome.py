@@ -38,7 +38,7 @@ logger = logging.getLogger("typed_ss.multihome")
 
 ENVELOPE_VERSION: Final = 1
 BROADCAST_TOPIC: Final = "b"
-MAX_PUBLISH_BACKOFF: Final = 2.0
+MAX_PUBLISH_BACKOFF: Final = 1.0
 """Seconds between attempts to publish while the backend is failing, at most."""
 MAX_STREAMS: Final = 100_000
 """Per-topic counters the publisher keeps before forgetting the least recently used."""

@@ -6,7 +6,7 @@
 - Interest-based routing: the bridge subscribes only to the broadcast channel and to the channels of
   rooms with local members; ``PUBSUB CHANNELS <group>:*`` shows exactly that.
 - One subscriber connection. When it fails, the backend logs it as an error, reconnects with a
-  backoff capped at ``max_backoff`` (2 s), and subscribes every channel again. Messages published
+  backoff capped at ``max_backoff`` (1 s), and subscribes every channel again. Messages published
   meanwhile are lost (Redis pub/sub keeps nothing); the bridge's sequence numbers count them.
 - A self-probe: every ``probe_interval`` the backend publishes to a channel only it listens to, and
   restarts the subscriber when the probe does not come back within ``probe_timeout``. That catches a
@@ -62,7 +62,7 @@ class RedisBackend:
         subscribe_timeout: float = 2.0,
         probe_interval: float = 1.0,
         probe_timeout: float = 3.0,
-        max_backoff: float = 2.0,
+        max_backoff: float = 1.0,
         max_pending: int = 100_000,
     ) -> None:
         if (url is None) == (client is None):
