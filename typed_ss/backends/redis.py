@@ -81,7 +81,11 @@ class RedisBackend:
         self._max_backoff = max_backoff
         self._channels: set[str] = set()  # wanted; subscribed again after every reconnect
         self._confirmed: dict[str, asyncio.Future[None]] = {}
-        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
+        self._pubsub: Any = None  # redis.asyncio.client.PubSub once its connection is up
+        # Set while the subscriber connection is up. Nobody touches the PubSub before that: two
+        # commands racing to open its connection would each take a pool connection, and the
+        # subscriptions sent on the one nobody reads would be lost.
+        self._connected = asyncio.Event()
         self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
         self._arrived = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
@@ -128,25 +132,25 @@ class RedisBackend:
     async def subscribe(self, topic: str) -> None:
         channel = self._prefix + topic
         self._channels.add(channel)
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # not connected: the next connection subscribes it
-        confirmed = self._confirmed.get(channel)
-        if confirmed is None:
-            confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+        if self._state == "reconnecting" and not self._connected.is_set():
+            return  # during an outage: the next connection subscribes it, nobody waits for that
         try:
             async with asyncio.timeout(self._subscribe_timeout):
-                await pubsub.subscribe(channel)
+                await self._connected.wait()  # at once, except while the first connection is made
+                confirmed = self._confirmed.get(channel)
+                if confirmed is None:
+                    confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+                await self._pubsub.subscribe(channel)
                 await asyncio.shield(confirmed)
         except _GONE as exc:
-            # The subscriber will notice the broken connection and subscribe everything again.
+            # The subscriber will notice a broken connection and subscribe everything again.
             logger.warning("subscribing to %s did not complete: %r", channel, exc)
 
     async def unsubscribe(self, topic: str) -> None:
         channel = self._prefix + topic
         self._channels.discard(channel)
         pubsub = self._pubsub
-        if pubsub is not None:
+        if pubsub is not None and self._connected.is_set():
             with contextlib.suppress(*_GONE):
                 async with asyncio.timeout(self._subscribe_timeout):
                     await pubsub.unsubscribe(channel)
@@ -197,8 +201,13 @@ class RedisBackend:
         assert self._client is not None
         pubsub = self._client.pubsub()
         self._pubsub = pubsub
+        channels = set(self._channels)
         async with asyncio.timeout(self._subscribe_timeout):
-            await pubsub.subscribe(self._probe_channel, *self._channels)
+            await pubsub.subscribe(self._probe_channel, *channels)  # opens the connection
+            self._connected.set()
+            late = self._channels - channels  # asked for while the connection was being made
+            if late:
+                await pubsub.subscribe(*late)
         probe_sent: float | None = None
         next_probe = time.monotonic()
         while True:
@@ -237,6 +246,7 @@ class RedisBackend:
         return False
 
     async def _close_pubsub(self) -> None:
+        self._connected.clear()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*_GONE):

@@ -1,0 +1,59 @@
+"""The Redis backend on its own, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.backends.redis_server import RedisServer
+from typed_ss import ConfigurationError
+from typed_ss.backends.redis import RedisBackend
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_subscriptions_made_while_the_first_connection_opens_all_work(
+    redis_server: RedisServer,
+) -> None:
+    # Regression: subscribing while the subscriber connection was still opening used to open a second
+    # connection that nobody read, losing those subscriptions and everything sent to them.
+    backend = RedisBackend(redis_server.url, group="race")
+    await backend.start()
+    try:
+        topics = [f"t{i}" for i in range(20)]
+        await asyncio.gather(*(backend.subscribe(topic) for topic in topics))
+        for topic in topics:
+            await backend.publish(topic, topic.encode())
+        received: set[str] = set()
+        async with asyncio.timeout(10):
+            async for topic, data in backend.messages():
+                assert data == topic.encode()
+                received.add(topic)
+                if received == set(topics):
+                    break
+        assert backend.health().state == "connected"
+    finally:
+        await backend.stop()
+
+
+async def test_publish_fails_fast_while_redis_is_down(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, publish_timeout=0.5)
+    await backend.start()
+    try:
+        await redis_server.kill()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(Exception, match="publishing to Redis failed"):
+            await backend.publish("b", b"x")
+        assert loop.time() - started < 2
+        await backend.subscribe("during-outage")  # returns without waiting for Redis
+    finally:
+        await backend.stop()
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        RedisBackend()
+    with pytest.raises(ConfigurationError):
+        RedisBackend("redis://127.0.0.1:1/0", group="bad:group")
