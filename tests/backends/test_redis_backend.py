@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.backends.fault_proxy import FaultProxy
 from tests.backends.redis_server import RedisServer
 from typed_ss import ConfigurationError
 from typed_ss.backends.redis import RedisBackend
@@ -57,3 +58,46 @@ def test_configuration_errors() -> None:
         RedisBackend()
     with pytest.raises(ConfigurationError):
         RedisBackend("redis://127.0.0.1:1/0", group="bad:group")
+
+
+async def test_a_starved_subscriber_is_found_by_the_probe_and_replaced(redis_server: RedisServer) -> None:
+    proxy = FaultProxy("127.0.0.1", redis_server.port)
+    await proxy.start()
+    backend = RedisBackend(
+        f"redis://127.0.0.1:{proxy.port}/0", group="starve", probe_interval=0.3, probe_timeout=1.0
+    )
+    direct = redis_server.client()  # publishes around the proxy
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def collect() -> None:
+        async for _topic, data in backend.messages():
+            received.put_nowait(data)
+
+    await backend.start()
+    collector = asyncio.create_task(collect())
+    try:
+        await backend.subscribe("t")
+        await direct.publish("starve:t", b"before")
+        assert await asyncio.wait_for(received.get(), 5) == b"before"
+
+        proxy.starve()  # the connections stay open, but nothing comes back on them any more
+
+        async def publish_until_received() -> bytes:
+            for n in range(200):
+                await direct.publish("starve:t", f"after {n}".encode())
+                try:
+                    return await asyncio.wait_for(received.get(), 0.1)
+                except TimeoutError:
+                    pass
+            raise AssertionError("delivery never resumed")
+
+        assert (await asyncio.wait_for(publish_until_received(), 20)).startswith(b"after")
+        health = backend.health()
+        assert health.detail["probe_failures"] == 1
+        assert health.reconnects >= 1
+        assert health.state == "connected"
+    finally:
+        collector.cancel()
+        await backend.stop()
+        await direct.aclose()
+        await proxy.stop()

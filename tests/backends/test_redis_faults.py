@@ -115,7 +115,9 @@ def check_stream(stream: Stream, lost_counted: int, outage: tuple[float, float])
     assert stream.slowest_broadcast < 0.05, "a broadcast must never wait on Redis"
 
 
-async def test_subscriber_connection_killed_during_a_stream(redis_server: RedisServer) -> None:
+async def test_subscriber_connection_killed_during_a_stream(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     admin = redis_server.client()
     kill_time = 0.0
 
@@ -131,6 +133,8 @@ async def test_subscriber_connection_killed_during_a_stream(redis_server: RedisS
         await admin.aclose()
     check_stream(stream, on_b["lost"], (kill_time, kill_time))
     assert on_b["backend"]["reconnects"] >= 1
+    loud = [r for r in caplog.records if r.levelname == "ERROR" and "lost the Redis subscriber" in r.message]
+    assert loud, "losing the subscriber connection must be logged as an error"
 
 
 async def test_redis_killed_and_restarted_during_a_stream(redis_server: RedisServer) -> None:
