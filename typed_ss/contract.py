@@ -18,7 +18,6 @@ from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
-from typed_ss.errors import ConfigurationError
 from typed_ss.events import PayloadKind, payload_kind
 
 __all__ = ["CONTRACT_QUERY_PARAMETER", "Contract", "Direction", "EventContract"]
@@ -68,8 +67,8 @@ class Contract:
         each event to its ``kind`` and, for JSON payloads, the payload's ``schema``; shared
         definitions are under ``$defs``.
 
-        Raises:
-            ConfigurationError: two different types share a definition name.
+        Two msgspec types with the same name are told apart by their module; a pydantic definition
+        whose name is taken by a different one gets a numbered name (``Color_2``).
         """
         defs: dict[str, Any] = {}
         document: dict[str, Any] = {
@@ -78,17 +77,17 @@ class Contract:
             "client_to_server": {},
             "server_to_client": {},
         }
+        msgspec_schemas = _msgspec_schemas([e.payload_type for e in self.events if e.kind == "json"])
         for event in self.events:
             entry: dict[str, Any] = {"kind": event.kind}
             if event.kind == "json":
-                schema, components = _schema(event.payload_type, event.direction)
+                if event.payload_type in msgspec_schemas:
+                    schema, components = msgspec_schemas[event.payload_type]
+                else:
+                    schema, components = _schema(event.payload_type, event.direction)
+                schema, components = _fit(schema, components, defs)
                 entry["schema"] = schema
-                for name, component in components.items():
-                    if defs.setdefault(name, component) != component:
-                        raise ConfigurationError(
-                            f"two different types are both named {name!r} in the contract "
-                            f"(event {event.name!r}); rename one of them"
-                        )
+                defs.update(components)
             if event.doc:
                 entry["description"] = event.doc
             document[event.direction][event.name] = entry
@@ -102,6 +101,79 @@ class Contract:
         schemas), ignoring documentation: 32 hex characters."""
         canonical = json.dumps(_without_docs(self.json_schema()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _msgspec_schemas(payload_types: list[object]) -> dict[object, tuple[dict[str, Any], dict[str, Any]]]:
+    """The schema, and the components it refers to, of every type msgspec can describe, generated
+    together so that two types with the same name get module-qualified definition names."""
+    described = []
+    for payload_type in payload_types:
+        try:
+            hash(payload_type)
+            msgspec.json.schema_components([payload_type])
+        except TypeError:
+            continue  # pydantic models, or a type that _schema reports
+        if payload_type not in described:
+            described.append(payload_type)
+    if not described:
+        return {}
+    schemas, components = msgspec.json.schema_components(described, ref_template="#/$defs/{name}")
+    result = {}
+    for payload_type, schema in zip(described, schemas, strict=True):
+        used = _references(schema, components)
+        result[payload_type] = (schema, {name: components[name] for name in sorted(used)})
+    return result
+
+
+def _fit(
+    schema: dict[str, Any], components: dict[str, Any], defs: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``schema`` and its ``components``, with every component whose name ``defs`` already has for a
+    different schema renamed (and references to it rewritten), so that they can join ``defs``."""
+    renames: dict[str, str] = {}
+    while True:
+        clashes = [name for name, c in components.items() if name in defs and defs[name] != c]
+        if not clashes:
+            return schema, components
+        for name in clashes:
+            number = 2
+            while f"{name}_{number}" in defs or f"{name}_{number}" in components:
+                number += 1
+            renames[name] = f"{name}_{number}"
+        schema = _renamed(schema, renames)
+        components = {renames.get(name, name): _renamed(c, renames) for name, c in components.items()}
+        renames = {}
+
+
+def _renamed(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, list):
+        return [_renamed(item, renames) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: _renamed(value, renames) for key, value in node.items()}
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in renames:
+        result["$ref"] = "#/$defs/" + renames[ref.removeprefix("#/$defs/")]
+    return result
+
+
+def _references(schema: object, components: dict[str, Any]) -> set[str]:
+    """The names of the components ``schema`` refers to, directly or through other components."""
+    found: set[str] = set()
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name not in found and name in components:
+                    found.add(name)
+                    pending.append(components[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
 
 
 def _schema(payload_type: object, direction: Direction) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,7 +194,11 @@ def _schema(payload_type: object, direction: Direction) -> tuple[dict[str, Any],
         mode=mode, by_alias=True, ref_template="#/$defs/{model}" + suffix
     )
     components = {name + suffix: component for name, component in schema.pop("$defs", {}).items()}
-    if isinstance(payload_type, type) and issubclass(payload_type, pydantic.BaseModel):
+    if (
+        isinstance(payload_type, type)
+        and issubclass(payload_type, pydantic.BaseModel)
+        and "$ref" not in schema
+    ):
         # A model on its own comes back inline; refer to it by name like every other model.
         name = payload_type.__name__ + suffix
         components[name] = schema

@@ -114,7 +114,8 @@ def _payload_annotation(
             "Define the model at module level, or pass it explicitly: @ss.on(event, Model)"
         ) from exc
     annotation: object = list(resolved.parameters.values())[1].annotation
-    return annotation
+    # `payload: None` is a JSON null payload, not "no annotation" (which is raw bytes).
+    return type(None) if annotation is None else annotation
 
 
 def _compatible(annotated: object, explicit: object) -> bool:
