@@ -1,0 +1,172 @@
+"""The ``typed-ss`` command (also ``python -m typed_ss``).
+
+    typed-ss gen-client myapp.main:ss --out web/generated [--lang ts|js] [--check] [--app-dir DIR]
+    typed-ss schema myapp.main:ss
+
+``APP`` is an import string, ``module:attribute`` (the attribute may be dotted), naming a
+:class:`typed_ss.Server` (or its :class:`typed_ss.Contract`). ``--app-dir`` (default: the current
+directory) is put first on ``sys.path`` before the import.
+
+Exit codes: 0 done (or up to date), 1 ``--check`` found stale files, 2 the app could not be imported
+or its contract cannot be generated (one line on stderr), or a usage error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from typed_ss import __version__
+from typed_ss.contract import Contract
+
+__all__ = ["ImportFromStringError", "import_from_string", "load_contract", "main"]
+
+
+class ImportFromStringError(Exception):
+    """An import string that does not lead to an object; the message is one line for the user."""
+
+
+def import_from_string(import_string: str) -> Any:
+    """The object named by ``module:attribute`` (the attribute may be dotted: ``app:container.ss``)."""
+    module_name, _, attribute = import_string.partition(":")
+    if not module_name or not attribute:
+        raise ImportFromStringError(
+            f'Import string "{import_string}" must be in format "<module>:<attribute>".'
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if (
+            exc.name is not None
+            and module_name.startswith(exc.name)
+            and module_name[len(exc.name) :][:1] in ("", ".")
+        ):
+            raise ImportFromStringError(f'Could not import module "{module_name}".') from exc
+        raise ImportFromStringError(f'Importing "{module_name}" failed: {_one_line(exc)}') from exc
+    except Exception as exc:
+        raise ImportFromStringError(f'Importing "{module_name}" failed: {_one_line(exc)}') from exc
+    value: Any = module
+    try:
+        for name in attribute.split("."):
+            value = getattr(value, name)
+    except AttributeError:
+        raise ImportFromStringError(f'Attribute "{attribute}" not found in module "{module_name}".') from None
+    return value
+
+
+def load_contract(import_string: str, app_dir: str) -> Contract:
+    """The contract of the server named by ``import_string``, imported with ``app_dir`` first on sys.path."""
+    from typed_ss.server import Server
+
+    sys.path.insert(0, str(Path(app_dir).resolve()))
+    target = import_from_string(import_string)
+    if isinstance(target, Contract):
+        return target
+    if isinstance(target, Server):
+        try:
+            return target.contract
+        except Exception as exc:
+            raise ImportFromStringError(
+                f'The contract of "{import_string}" failed: {_one_line(exc)}'
+            ) from exc
+    raise ImportFromStringError(
+        f'"{import_string}" is a {type(target).__qualname__}, not a typed_ss.Server: '
+        "point at the Server (for example myapp.main:ss), not at the ASGI app around it."
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+_APP_DIR = click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Look for the app's module in this directory (put first on sys.path).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="typed-ss")
+def main() -> None:
+    """typed-ss: event-based WebSockets for Python."""
+
+
+@main.command("gen-client")
+@click.argument("app")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the client to (created if needed).",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["ts", "js"]),
+    default="ts",
+    show_default=True,
+    help="ts: one TypeScript module (ss.client.ts); js: an ES module (ss.client.js) with ss.client.d.ts.",
+)
+@click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if the files are stale.")
+@_APP_DIR
+def gen_client(app: str, out_dir: Path, lang: str, check: bool, app_dir: str) -> None:
+    """Generate a typed client for the server APP (module:attribute, e.g. myapp.main:ss).
+
+    Writes ss.client.ts (or ss.client.js and ss.client.d.ts with --lang js) and, next to it, the
+    plain client it wraps (ss.js, ss.mjs, ss.d.ts, ss.d.mts). Files whose content would not change
+    are not rewritten.
+    """
+    from typed_ss.codegen import CodegenError, files, generate
+
+    try:
+        contract = load_contract(app, app_dir)
+        generated = generate(contract, "js" if lang == "js" else "ts", app)
+    except (ImportFromStringError, CodegenError) as exc:
+        _fail(str(exc))
+    if check:
+        diffs = files.check(out_dir, generated)
+        if diffs:
+            for diff in diffs:
+                click.echo(diff, nl=False)
+            click.echo(
+                f"{len(diffs)} generated file(s) in {out_dir} are out of date; run: "
+                f"typed-ss gen-client {app} --out {out_dir} --lang {lang}",
+                err=True,
+            )
+            sys.exit(1)
+        click.echo(f"{out_dir}: up to date")
+        return
+    changed = files.write(out_dir, generated)
+    for path in changed:
+        click.echo(f"wrote {path}")
+    if not changed:
+        click.echo(f"{out_dir}: up to date")
+
+
+@main.command("schema")
+@click.argument("app")
+@_APP_DIR
+def schema(app: str, app_dir: str) -> None:
+    """Print the JSON Schema of the server APP's contract (module:attribute)."""
+    try:
+        contract = load_contract(app, app_dir)
+        document = contract.json_schema()
+    except ImportFromStringError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f'The JSON Schema of "{app}" failed: {_one_line(exc)}')
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
