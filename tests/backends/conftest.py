@@ -39,7 +39,9 @@ class Bus(Protocol):
 
     name: str
 
-    def backend(self) -> Backend: ...
+    def backends(self, count: int) -> list[Backend]:
+        """``count`` backends linked to each other (made together: a static mesh needs every peer)."""
+        ...
 
     async def subscribers(self, topic: str) -> int: ...
 
@@ -50,8 +52,8 @@ class MemoryBus:
     def __init__(self) -> None:
         self.broker = MemoryBroker()
 
-    def backend(self) -> Backend:
-        return MemoryBackend(self.broker)
+    def backends(self, count: int) -> list[Backend]:
+        return [MemoryBackend(self.broker) for _ in range(count)]
 
     async def subscribers(self, topic: str) -> int:
         return len(self.broker.subscribers(topic))
@@ -63,8 +65,8 @@ class RedisBus:
     def __init__(self, redis: RedisServer) -> None:
         self.redis = redis
 
-    def backend(self) -> Backend:
-        return RedisBackend(self.redis.url, group="conformance")
+    def backends(self, count: int) -> list[Backend]:
+        return [RedisBackend(self.redis.url, group="conformance") for _ in range(count)]
 
     async def subscribers(self, topic: str) -> int:
         client = self.redis.client()
@@ -102,8 +104,8 @@ def linked(bus: Bus) -> Linked:
     ) -> AsyncIterator[list[Instance]]:
         async with AsyncExitStack() as stack:
             instances = []
-            for _ in range(count):
-                server = make(backend=bus.backend(), **options)
+            for backend in bus.backends(count):
+                server = make(backend=backend, **options)
                 url = await stack.enter_async_context(running(make_app(server), server))
                 instances.append(Instance(server, url))
             yield instances
