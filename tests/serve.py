@@ -1,6 +1,6 @@
 """Serve an app under uvicorn, with typed-ss's recommended settings, on a free loopback port.
 
-    python -m tests.serve MODULE:APP [--server MODULE:SERVER] [--set NAME=VALUE ...]
+    python -m tests.serve MODULE:APP [--server MODULE:SERVER] [--set NAME=VALUE ...] [--port N]
 
 Prints ``PORT <n>`` on the first line of stdout once the port is bound, so that a test (Python or
 Node) can start a real server in another process and connect to it. ``--set`` overrides a uvicorn
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("app")
     parser.add_argument("--server", help="the typed_ss.Server (default: the module's `ss`)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--port", type=int, default=0, help="0 (the default) lets the OS pick a free port")
     args = parser.parse_args()
     app = _load(args.app)
     server = _load(args.server or args.app.partition(":")[0] + ":ss")
@@ -47,7 +48,7 @@ def main() -> None:
     for item in args.set:
         name, _, value = item.partition("=")
         settings[name] = _value(value)
-    sock = free_socket()
+    sock = free_socket(args.port)
     sock.listen(2048)  # connections made as soon as the port is printed wait in the backlog
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[sock])

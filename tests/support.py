@@ -31,11 +31,12 @@ __all__ = [
 ]
 
 
-def free_socket() -> socket.socket:
-    """A TCP socket bound to 127.0.0.1 on a port the OS picked, ready to hand to uvicorn."""
+def free_socket(port: int = 0) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1, on a port the OS picked unless ``port`` is given (to restart
+    a server where it was), ready to hand to uvicorn."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     return sock
 
 

@@ -17,8 +17,9 @@ const SERVER_ARGS = ["-m", "tests.serve", "tests.js_app:app", "--set", "log_leve
 const LIMIT = { timeout: 15000 };
 
 /** Starts the server; resolves with {url, child, stop} once it printed its port. */
-function startServer() {
-  const child = spawn(PYTHON, SERVER_ARGS, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+/** Starts the server (on `port`, to restart one where it was; by default a port the OS picks). */
+function startServer(port = 0) {
+  const child = spawn(PYTHON, [...SERVER_ARGS, "--port", String(port)], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (chunk) => {
     stderr += chunk;
@@ -37,7 +38,7 @@ function startServer() {
         reject(new Error(`the server printed ${JSON.stringify(line)} instead of its port`));
         return;
       }
-      resolve({ url: `ws://127.0.0.1:${port}/socket`, child, stop, exited });
+      resolve({ url: `ws://127.0.0.1:${port}/socket`, port, child, stop, exited });
     });
     child.once("exit", (code) => reject(new Error(`the server exited with ${code} before printing its port:\n${stderr}`)));
   });
@@ -221,15 +222,27 @@ test("after a reconnect, onConnect re-joins the room before queued emits go out"
   assert.deepEqual(heard, ["after reconnect"]);
 });
 
-test("a server restart (SIGTERM, 1012) disconnects, and attempts back off while it is down", LIMIT, async (t) => {
-  const own = await startServer();
-  t.after(own.stop);
-  const { ss, errors } = client(t, { reconnectOpts: { base: 20, cap: 60 } }, own.url);
+test("a server restart (SIGTERM, 1012): backed-off attempts while down, then a reconnect that flushes the queue", LIMIT, async (t) => {
+  const first = await startServer();
+  t.after(first.stop);
+  const { ss, errors } = client(t, { reconnectOpts: { base: 20, cap: 60 } }, first.url);
   await until(() => ss.id !== null, "__hello");
+  const firstId = ss.id;
   const closed = new Promise((resolve) => ss.onDisconnect((ev) => resolve(ev.code)));
-  own.child.kill("SIGTERM");
+  first.child.kill("SIGTERM");
   assert.equal(await closed, 1012);
-  await own.exited;
+  await first.exited;
   await until(() => errors.filter((e) => e.code === "connect_failed").length >= 2, "failed attempts");
   assert.equal(ss.connected, false);
+
+  // Emitted while the server is down: queued, then sent in order once the client is back.
+  ss.emit("echo_text", "queued 1");
+  ss.emit("echo_text", "queued 2");
+  const echoes = [];
+  ss.on("echo_text", (text) => echoes.push(text));
+  const second = await startServer(first.port);
+  t.after(second.stop);
+  await until(() => ss.connected && ss.id !== null && ss.id !== firstId, "the reconnect to the restarted server");
+  await until(() => echoes.length === 2, "the queued emits");
+  assert.deepEqual(echoes, ["queued 1", "queued 2"]);
 });
