@@ -12,7 +12,7 @@ JS_STAMP := $(JS)/node_modules/.installed
 # Debian packages the tests need (chromium: the browser tests); installed only when missing.
 SYSTEM_PACKAGES := chromium redis-server
 
-.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints
+.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto
 
 setup: $(STAMP) $(JS_STAMP)
 
@@ -38,6 +38,10 @@ system-packages:
 constraints: | $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --group dev --no-header --no-annotate \
 		--python-version 3.11 -o constraints.txt
+
+# The gRPC backend's generated code (typed_ss/backends/_grpc/) from proto/; committed, and checked by a test.
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
 
 demo: $(STAMP)
 	$(PY) -m examples.chat.app
