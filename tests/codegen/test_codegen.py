@@ -1,0 +1,265 @@
+"""The generator's output: golden files, names, the received/sent split, errors, the packaged client."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+
+import msgspec
+import pydantic
+import pytest
+
+from tests.codegen.support import APP, HERE, JS_CLIENT, generate_app
+from typed_ss import Contract, EventContract, Server, Socket
+from typed_ss.codegen import CodegenError, build, generate
+from typed_ss.codegen.render import CLIENT_FILES, esm_declarations, static_file
+
+GOLDEN = HERE / "golden"
+UPDATE = os.environ.get("TYPED_SS_UPDATE_GOLDEN") == "1"
+GENERATED = {"ts": ["ss.client.ts"], "js": ["ss.client.js", "ss.client.d.ts"]}
+
+
+@pytest.mark.parametrize("lang", ["ts", "js"])
+def test_output_matches_the_golden_files(lang: typing.Literal["ts", "js"], tmp_path: Path) -> None:
+    """Regenerate with TYPED_SS_UPDATE_GOLDEN=1 (and review the diff) after changing the generator."""
+    out = generate_app(tmp_path, lang)
+    for name in GENERATED[lang]:
+        golden = GOLDEN / lang / name
+        produced = (out / name).read_text()
+        if UPDATE:
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(produced)
+            continue
+        assert golden.exists(), f"{golden} is missing: run TYPED_SS_UPDATE_GOLDEN=1 pytest {__file__}"
+        assert produced == golden.read_text(), (
+            f"{name} differs from {golden}; if the change is intended, "
+            f"run TYPED_SS_UPDATE_GOLDEN=1 pytest {__file__} and review the diff"
+        )
+    if UPDATE:
+        pytest.skip(f"updated the golden files in {GOLDEN / lang}: review and commit them")
+
+
+def test_output_is_deterministic(tmp_path: Path) -> None:
+    from tests.codegen.app import ss
+
+    first = generate(ss.contract, "ts", APP)
+    second = generate(Contract.of(reversed(ss.contract.events)), "ts", APP)
+    assert first == second
+    text = "".join(f.text for f in first)
+    assert "\r" not in text
+    assert str(Path.cwd()) not in text
+
+
+def test_the_packaged_plain_client_is_the_one_in_clients_js() -> None:
+    """typed_ss/codegen/static ships clients/js in the wheel; `make codegen` copies it there."""
+    for name in CLIENT_FILES:
+        assert static_file(name) == (JS_CLIENT / name).read_text(), (
+            f"typed_ss/codegen/static/{name} differs from clients/js/{name}: run `make codegen`"
+        )
+
+
+def test_the_es_module_declarations_are_ss_d_ts_with_an_es_export(tmp_path: Path) -> None:
+    out = generate_app(tmp_path, "ts")
+    mts = (out / "ss.d.mts").read_text()
+    assert mts.endswith("\nexport default SS;\nexport { SS };\n")
+    assert "\nexport = SS;" not in mts
+    assert mts == esm_declarations((JS_CLIENT / "ss.d.ts").read_text())
+    with pytest.raises(ValueError, match="export = SS"):
+        esm_declarations("declare class SS {}\n")
+
+
+def declarations(*events: EventContract) -> dict[str, str]:
+    model = build(Contract.of(events))
+    return {d.name: d.write() for d in model.declarations}
+
+
+class Msg(msgspec.Struct):
+    text: str
+
+
+class Plain(msgspec.Struct):
+    a: int
+
+
+class WithDefault(msgspec.Struct):
+    inner: Plain
+    n: int = 0
+
+
+class Holder(msgspec.Struct):
+    """Differs only through what it contains."""
+
+    items: list[WithDefault]
+
+
+def test_only_types_whose_sent_shape_differs_get_an_input_type() -> None:
+    decls = declarations(EventContract("h", "client_to_server", Holder))
+    assert sorted(decls) == ["Holder", "HolderInput", "Plain", "WithDefault", "WithDefaultInput"]
+    assert "items: WithDefaultInput[];" in decls["HolderInput"]
+    assert "items: WithDefault[];" in decls["Holder"]
+    assert "n?: number;" in decls["WithDefaultInput"]
+    assert "n: number;" in decls["WithDefault"]
+
+
+def test_same_named_types_are_all_module_qualified() -> None:
+    from tests.codegen import app, other
+
+    decls = declarations(
+        EventContract("a", "server_to_client", app.Message),
+        EventContract("b", "server_to_client", other.Message),
+        EventContract("c", "server_to_client", Msg),
+    )
+    assert sorted(decls) == [
+        "Msg",
+        "tests_codegen_app_Message",
+        "tests_codegen_other_Message",
+        "tests_codegen_other_MessageInput",
+    ]
+    # A name used once stays short.
+    alone = declarations(EventContract("b", "server_to_client", other.Message))
+    assert list(alone) == ["Message", "MessageInput"]
+
+
+def test_names_that_would_shadow_the_generated_code_are_changed() -> None:
+    record = msgspec.defstruct("Record", [("a", int)])
+    typed = msgspec.defstruct("TypedClient", [("a", int)])
+    holder = msgspec.defstruct("Holder2", [("r", record), ("t", typed)])
+    decls = declarations(EventContract("x", "server_to_client", holder))
+    assert sorted(decls) == ["Holder2", "Record_", "TypedClient_"]
+    assert "r: Record_;" in decls["Holder2"]
+
+
+def test_an_input_name_taken_by_another_type_is_numbered() -> None:
+    foo = msgspec.defstruct("Foo", [("a", int, 0)])
+    foo_input = msgspec.defstruct("FooInput", [("b", int)])
+    both = msgspec.defstruct("Both", [("foo", foo), ("foo_input", foo_input)])
+    decls = declarations(EventContract("x", "client_to_server", both))
+    assert {"Foo", "FooInput", "Foo_Input"} <= set(decls)
+    assert "a?: number;" in decls["Foo_Input"]
+    assert "b: number;" in decls["FooInput"]
+
+
+def test_docstrings_cannot_end_the_comment() -> None:
+    tricky = msgspec.defstruct("Tricky", [("a", int)])
+    tricky.__doc__ = "Ends here */ or not."
+    decls = declarations(EventContract("x", "server_to_client", tricky))
+    assert "/** Ends here *\\/ or not. */" in decls["Tricky"]
+
+
+class Weird:
+    """A class msgspec has no JSON form for."""
+
+
+class HasWeird(msgspec.Struct):
+    fine: int
+    weird: Weird
+
+
+class HasExt(msgspec.Struct):
+    ext: msgspec.msgpack.Ext
+
+
+class Arbitrary(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    weird: Weird
+
+
+def test_an_unsupported_msgspec_type_names_the_event_and_the_field() -> None:
+    with pytest.raises(CodegenError) as caught:
+        build(Contract.of([EventContract("odd", "server_to_client", list[HasWeird])]))
+    message = str(caught.value)
+    assert "event 'odd' (server to client)" in message
+    assert "field HasWeird.weird" in message
+    assert "Weird" in message
+    with pytest.raises(CodegenError, match=r"event 'ext' \(client to server\), field HasExt.ext"):
+        build(Contract.of([EventContract("ext", "client_to_server", HasExt)]))
+
+
+def test_an_unsupported_pydantic_type_names_the_event_and_the_field() -> None:
+    ss = Server()
+    ss.event("arbitrary", Arbitrary)  # pydantic validates it, but has no JSON Schema for it
+
+    @ss.on("fine")
+    async def fine(sock: Socket, payload: int) -> None: ...
+
+    contract = Contract.of([e for e in ss.contract.events])
+    with pytest.raises(CodegenError) as caught:
+        build(contract)
+    message = str(caught.value)
+    assert "event 'arbitrary' (server to client)" in message
+    assert "field Arbitrary.weird" in message
+
+
+def test_an_enum_value_without_a_json_form_is_refused() -> None:
+    import enum
+
+    class Ratio(enum.Enum):
+        HALF = 0.5
+
+    holder = msgspec.defstruct("HasRatio", [("ratio", Ratio)])
+    with pytest.raises(CodegenError, match=r"event 'r' .*field HasRatio.ratio: msgspec cannot describe it"):
+        build(Contract.of([EventContract("r", "server_to_client", holder)]))
+
+
+def test_a_handler_annotated_none_takes_a_json_null() -> None:
+    ss = Server()
+
+    @ss.on("ping")
+    async def ping(sock: Socket, payload: None) -> None: ...
+
+    (event,) = ss.contract.events
+    assert (event.payload_type, event.kind) == (type(None), "json")
+    model = build(ss.contract)
+    assert model.client_to_server[0].payload.write() == "null"
+
+
+def test_the_contract_tells_same_named_types_apart() -> None:
+    """Two msgspec types with one name, and a pydantic model sharing an enum with a struct."""
+    from tests.codegen import app, other
+
+    contract = Contract.of(
+        [
+            EventContract("a", "server_to_client", Msg),
+            EventContract("b", "server_to_client", other.Message),
+            EventContract("c", "server_to_client", app.Message),
+            EventContract("d", "server_to_client", app.ChatMessage),
+            EventContract("e", "server_to_client", app.Profile),
+        ]
+    )
+    schema = contract.json_schema()
+    assert {"tests.codegen.other.Message", "tests.codegen.app.Message", "Color", "Profile"} <= set(
+        schema["$defs"]
+    )
+    assert len(contract.fingerprint) == 32
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int = 0
+
+
+def test_wire_kinds_and_payload_types_of_the_event_maps() -> None:
+    model = build(
+        Contract.of(
+            [
+                EventContract("raw", "client_to_server", bytes),
+                EventContract("text", "client_to_server", str),
+                EventContract("point", "client_to_server", Point),
+                EventContract("raw", "server_to_client", bytes),
+                EventContract("point", "server_to_client", Point),
+            ]
+        )
+    )
+    sent = {e.name: (e.kind, e.payload.write()) for e in model.client_to_server}
+    received = {e.name: (e.kind, e.payload.write()) for e in model.server_to_client}
+    assert sent == {
+        "raw": ("binary", "BinaryOut"),
+        "text": ("text", "string"),
+        "point": ("json", "PointInput"),
+    }
+    assert received == {"raw": ("binary", "BinaryIn"), "point": ("json", "Point")}

@@ -1,0 +1,60 @@
+// Every line after a @ts-expect-error must fail to compile; if one stops failing, tsc reports TS2578.
+import { connect, type ChatMessage, type ChatMessageInput } from "./generated/ss.client.js";
+
+const client = connect("ws://127.0.0.1:1/socket");
+const message: ChatMessageInput = { room: "r", text: "hi", author_id: 1, sent_at: "2024-01-01T00:00:00" };
+declare const either: "say" | "toggle";
+
+// @ts-expect-error a required field is missing
+client.send.chat({ room: "r", text: "hi", author_id: 1 });
+// @ts-expect-error a field of the wrong type
+client.send.chat({ ...message, author_id: "1" });
+// @ts-expect-error an unknown field
+client.send.chat({ room: "r", text: "hi", author_id: 1, sent_at: "x", colour: "red" });
+// @ts-expect-error an enum value that does not exist
+client.send.chat({ ...message, color: "blue" });
+// @ts-expect-error an event the server does not handle
+client.emit("nope", 1);
+// @ts-expect-error an event the server does not handle
+client.send.nope(1);
+// @ts-expect-error a JSON payload is required
+client.send.chat();
+// @ts-expect-error a tagged union needs its tag
+client.send.action({ room: "r" });
+// @ts-expect-error no member has this tag
+client.send.pet({ kind: 3, name: "x" });
+// @ts-expect-error a pydantic discriminator with a default is still required when sending
+client.send.paction({ room: "r" });
+// @ts-expect-error pydantic fields go by alias
+client.send.profile({ name: "ann" });
+// @ts-expect-error too many tuple elements
+client.send.move([1, 2, 3]);
+// @ts-expect-error a text event takes a string
+client.send.say({ text: "hi" });
+// @ts-expect-error a binary event does not take a string
+client.send.upload("bytes");
+// @ts-expect-error a JSON string literal outside the Literal
+client.send.toggle("maybe");
+// @ts-expect-error an event-name union cannot mix payloads
+client.emit(either, "hello");
+// @ts-expect-error the sent shape is not the received one: defaulted fields may be missing
+const received: ChatMessage = message;
+// @ts-expect-error an event the server does not send
+client.on("nope", () => {});
+client.on("chat", (m) => {
+  // @ts-expect-error a received field has its declared type
+  const n: number = m.text;
+  // @ts-expect-error an UNSET field may be missing even in received data
+  const edited: boolean = m.edited;
+  void [n, edited];
+});
+client.on("presence", (p) => {
+  // @ts-expect-error only Leave has a reason
+  void p.reason;
+});
+client.onServerError((error) => {
+  // @ts-expect-error the error codes are a closed set
+  const code: "other" = error.code;
+  void code;
+});
+void received;
