@@ -16,6 +16,7 @@ came first.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
 import re
@@ -326,14 +327,60 @@ def _type_info(event: EventContract) -> mi.Type | None:
     try:
         info = mi.type_info(event.payload_type)
     except Exception as exc:  # msgspec raises TypeError (and sometimes others) for types it rejects
-        if _pydantic_loaded():
+        if any(_is_pydantic_model(cls) for cls in _classes_in(event.payload_type)):
             return None
-        raise Where(event).unsupported(
-            f"msgspec cannot describe {_describe(event.payload_type)}: {exc}"
-        ) from exc
-    if _pydantic_loaded() and any(_is_pydantic_model(node.cls) for node in _custom_types(info)):
+        where = Where(event).at(_failing_field(event.payload_type))
+        raise where.unsupported(f"msgspec cannot describe it: {exc}") from exc
+    if any(_is_pydantic_model(node.cls) for node in _custom_types(info)):
         return None
     return info
+
+
+def _classes_in(tp: object) -> list[type]:
+    """The classes with fields (structs, dataclasses, TypedDicts, NamedTuples, pydantic models) that
+    ``tp`` uses, through annotations, outermost first."""
+    found: list[type] = []
+    pending = [tp]
+    while pending:
+        current = pending.pop(0)
+        if typing.get_origin(current) is not None:
+            pending.extend(typing.get_args(current))
+            continue
+        if not isinstance(current, type) or current in found:
+            continue
+        has_fields = (
+            issubclass(current, msgspec.Struct)
+            or dataclasses.is_dataclass(current)
+            or typing.is_typeddict(current)
+            or hasattr(current, "_fields")
+            or _is_pydantic_model(current)
+        )
+        if not has_fields:
+            continue
+        found.append(current)
+        try:
+            pending.extend(typing.get_type_hints(current).values())
+        except Exception:
+            continue
+    return found
+
+
+def _failing_field(tp: object) -> str:
+    """``field Cls.name`` for the innermost field msgspec cannot describe, else ``the payload``."""
+    failing = "the payload"
+    for cls in _classes_in(tp):
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except Exception:
+            continue
+        for name, hint in hints.items():
+            if name.startswith("__") or typing.get_origin(hint) is typing.ClassVar:
+                continue
+            try:
+                mi.type_info(hint)
+            except Exception:
+                failing = f"field {_describe(cls)}.{name}"
+    return failing
 
 
 def _resolve(
@@ -525,10 +572,6 @@ def _describe(tp: object) -> str:
     if isinstance(tp, type):
         return tp.__qualname__
     return repr(tp).replace("typing.", "")
-
-
-def _pydantic_loaded() -> bool:
-    return "pydantic" in sys.modules
 
 
 def _is_pydantic_model(cls: object) -> bool:
