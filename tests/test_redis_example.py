@@ -30,14 +30,8 @@ START_SH = ROOT / "examples" / "redis_multihome" / "start.sh"
 
 
 @pytest.fixture
-async def redis_url(tmp_path: Path) -> AsyncIterator[str]:
-    """A redis-server of its own for the test, killed by its PID afterwards."""
-    server = RedisServer(tmp_path)
-    await server.start()
-    try:
-        yield server.url
-    finally:
-        await server.kill()
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @dataclass

@@ -18,16 +18,6 @@ from typed_ss.backends import Backend, MemoryBackend, MemoryBroker
 from typed_ss.backends.redis import RedisBackend
 
 
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
-
-
 @dataclass
 class Instance:
     server: Server
