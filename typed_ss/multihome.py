@@ -21,7 +21,7 @@ import itertools
 import logging
 import secrets
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -62,6 +62,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     """Identifies the publisher's counter for this topic (it changes if the counter is recreated)."""
     seq: int
     """1, 2, 3... per (origin, epoch, stream)."""
+    kind: Literal["broadcast", "roomcast"]
+    """A socketcast is a roomcast to the socket's own room."""
     room: str | None
     """The room of a roomcast, ``None`` for a broadcast."""
     event: str
@@ -173,6 +175,7 @@ class Multihome:
             self.epoch,
             stream,
             seq,
+            "broadcast" if room is None else "roomcast",
             room,
             event,
             letter,
@@ -290,6 +293,9 @@ class Multihome:
             return
         if envelope.origin == self.instance_id:
             return  # our own cast, already delivered locally
+        if (envelope.kind == "broadcast") != (envelope.room is None):
+            self._reject("malformed", f"a {envelope.kind} with room {envelope.room!r} on {topic!r}")
+            return
         expected = BROADCAST_TOPIC if envelope.room is None else room_topic(envelope.room)
         if topic != expected:
             self._reject("malformed", f"a message for {expected!r} arrived on {topic!r}")

@@ -125,12 +125,13 @@ async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -
         async with connect_client(b.url) as client:
             backend = a.server.backend
             assert backend is not None
-            good = Envelope(ENVELOPE_VERSION, "other", 1, 1, 1, None, "news", "S", b"ok")
+            good = Envelope(ENVELOPE_VERSION, "other", 1, 1, 1, "broadcast", None, "news", "S", b"ok")
             bad = [
                 b"\x00not msgpack",
                 msgspec.msgpack.encode([99, "future", "format"]),  # an unknown version
                 msgspec.msgpack.encode(msgspec.structs.replace(good, letter="X")),
                 msgspec.msgpack.encode(msgspec.structs.replace(good, event="a\x01b")),
+                msgspec.msgpack.encode(msgspec.structs.replace(good, kind="roomcast")),  # without a room
                 b"\x01" * (2 * 1024 * 1024),  # oversized
             ]
             for data in bad:
@@ -138,7 +139,7 @@ async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -
             await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
             assert (await client.expect("news")).payload == "ok"
             health = b.server.health()["multihome"]
-            assert (health["malformed"], health["unknown_version"], health["oversized"]) == (3, 1, 1)
+            assert (health["malformed"], health["unknown_version"], health["oversized"]) == (4, 1, 1)
             # A repeated sequence number is a duplicate; a skipped one is a counted loss.
             await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
             await backend.publish(
