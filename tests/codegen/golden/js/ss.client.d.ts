@@ -463,7 +463,7 @@ export interface TypedClient {
   onServerError(listener: (error: ServerError) => void): Unsubscribe;
   /** The server's `__hello` carries another contract than this client's: the page is out of date. */
   onContractMismatch(listener: (mismatch: ContractMismatch) => void): Unsubscribe;
-  /** The server closed with 4010: this client is out of date, and does not reconnect. Reload the page. */
+  /** The server closed with 4010 (after the onDisconnect listeners): this client is out of date and does not reconnect. */
   onReloadNeeded(listener: (info: ReloadNeeded) => void): Unsubscribe;
   /** Closes for good (code 1000). */
   close(): void;

@@ -49,6 +49,7 @@ export function connect(url, options) {
   const mismatchListeners = [];
   const reloadListeners = [];
   let serverContract = null;
+  let reloadNeeded = null; // reported after the onDisconnect listeners
   // Blobs are read asynchronously; while one is being read, later emits wait behind it to keep their order.
   let tail = Promise.resolve();
   let waiting = 0;
@@ -166,6 +167,9 @@ export function connect(url, options) {
     // Never reconnect after 4010, even when reconnectOpts.reconnectCodes lists it: only a reload helps.
     if (event.code === RELOAD_NEEDED_CODE) raw.close();
     call(disconnectListeners, event, "onDisconnect");
+    const info = reloadNeeded;
+    reloadNeeded = null;
+    if (info !== null) call(reloadListeners, info, "onReloadNeeded");
   });
   raw.onHello((hello) => {
     serverContract = typeof hello.contract === "string" ? hello.contract : null;
@@ -179,13 +183,12 @@ export function connect(url, options) {
       const { event, code, detail } = error.payload;
       call(serverErrorListeners, { event, code, detail }, "onServerError");
     } else if (error.code === "reload_needed") {
-      const info = {
+      reloadNeeded = {
         code: "reload_needed",
         closeCode: error.closeCode ?? RELOAD_NEEDED_CODE,
         clientContract: CONTRACT,
         serverContract,
       };
-      call(reloadListeners, info, "onReloadNeeded");
     }
   });
 

@@ -463,7 +463,7 @@ export interface TypedClient {
   onServerError(listener: (error: ServerError) => void): Unsubscribe;
   /** The server's `__hello` carries another contract than this client's: the page is out of date. */
   onContractMismatch(listener: (mismatch: ContractMismatch) => void): Unsubscribe;
-  /** The server closed with 4010: this client is out of date, and does not reconnect. Reload the page. */
+  /** The server closed with 4010 (after the onDisconnect listeners): this client is out of date and does not reconnect. */
   onReloadNeeded(listener: (info: ReloadNeeded) => void): Unsubscribe;
   /** Closes for good (code 1000). */
   close(): void;
@@ -520,6 +520,7 @@ export function connect(url: string, options?: SS.Options): TypedClient {
   const mismatchListeners: Listener<ContractMismatch>[] = [];
   const reloadListeners: Listener<ReloadNeeded>[] = [];
   let serverContract: string | null = null;
+  let reloadNeeded: ReloadNeeded | null = null; // reported after the onDisconnect listeners
   // Blobs are read asynchronously; while one is being read, later emits wait behind it to keep their order.
   let tail: Promise<void> = Promise.resolve();
   let waiting = 0;
@@ -637,6 +638,9 @@ export function connect(url: string, options?: SS.Options): TypedClient {
     // Never reconnect after 4010, even when reconnectOpts.reconnectCodes lists it: only a reload helps.
     if (event.code === RELOAD_NEEDED_CODE) raw.close();
     call(disconnectListeners, event, "onDisconnect");
+    const info = reloadNeeded;
+    reloadNeeded = null;
+    if (info !== null) call(reloadListeners, info, "onReloadNeeded");
   });
   raw.onHello((hello) => {
     serverContract = typeof hello.contract === "string" ? hello.contract : null;
@@ -651,13 +655,12 @@ export function connect(url: string, options?: SS.Options): TypedClient {
       const typed = { event, code, detail } as ServerError;
       call(serverErrorListeners, typed, "onServerError");
     } else if (error.code === "reload_needed") {
-      const info: ReloadNeeded = {
+      reloadNeeded = {
         code: "reload_needed",
         closeCode: error.closeCode ?? RELOAD_NEEDED_CODE,
         clientContract: CONTRACT,
         serverContract,
       };
-      call(reloadListeners, info, "onReloadNeeded");
     }
   });
 
