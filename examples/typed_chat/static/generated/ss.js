@@ -1,0 +1,820 @@
+/*
+ * typed-ss-client: the browser client for typed-ss, wire-compatible with the original
+ * Sacrificial-Socket "sac-sock" protocol.
+ *
+ * Plain ES2017, no dependencies, no build step. One file works as:
+ *   - a classic <script>: defines the global `SS` (window.SS, or self.SS in a worker);
+ *   - CommonJS: `const SS = require("typed-ss-client")`;
+ *   - an ES module through ss.mjs, which imports this file and re-exports the constructor.
+ *
+ * Frames (0x01 = SOH, 0x02 = STX):
+ *   client -> server   <event> 0x02 <payload>                      text or binary
+ *   server -> client   <event> 0x01 <flags> 0x02 <payload>          flag J: payload is JSON
+ * README.md lists every difference from the original client.
+ */
+(function (root, factory) {
+  "use strict";
+  var SS = factory();
+  // ss.mjs reads the constructor from this well-known slot, so the ES module entry needs no copy of the
+  // implementation whether this file was loaded by a browser (as a module) or by Node's CommonJS loader.
+  if (root) {
+    try {
+      Object.defineProperty(root, Symbol.for("typed-ss-client"), { value: SS, configurable: true });
+    } catch (e) {
+      // A frozen global: ss.mjs will not work there, the other two ways still do.
+    }
+  }
+  if (typeof module === "object" && module !== null && typeof module.exports === "object") {
+    module.exports = SS;
+  } else if (root) {
+    root.SS = SS;
+  }
+})(
+  typeof window !== "undefined"
+    ? window
+    : typeof self !== "undefined"
+      ? self
+      : typeof globalThis !== "undefined"
+        ? globalThis
+        : undefined,
+  function () {
+    "use strict";
+
+    var SUBPROTOCOL = "sac-sock";
+    var SOH = "\x01";
+    var STX = "\x02";
+    var HELLO_EVENT = "__hello";
+    var ERROR_EVENT = "__error";
+    var WS_OPEN = 1; // WebSocket.OPEN; a constant, so injected WebSocket classes need not define it
+
+    var DEFAULT_RECONNECT = {
+      enabled: true,
+      replayOnConnect: true,
+      intervalMS: 1000, // the backoff base; kept under its original name for old pages
+      cap: 30000,
+      factor: 2,
+      // The backoff starts over only after a connection that stayed open this long (ms). A server that
+      // accepts and then closes at once (an on_connect hook failing: 1011) is not retried at the base rate.
+      resetAfterMS: 5000,
+      reconnectCodes: [],
+    };
+    var DEFAULT_MAX_QUEUE = 1000;
+
+    // Close codes after which reconnecting is pointless or unwanted (protocol.md §6).
+    var NO_RECONNECT_CODES = [1000, 1008];
+    // Application-range codes (4000-4999) that still mean "come back later".
+    var RECONNECT_APP_CODES = [4008];
+
+    function noop() {}
+
+    // Returned by SS#_decode when the payload could not be decoded (undefined and null are valid values).
+    var DECODE_FAILED = {};
+
+    // --- errors ----------------------------------------------------------------------------------
+
+    /**
+     * Everything that goes wrong without being the caller's immediate fault reaches onError as an SSError.
+     * `code` says what happened; the other fields are set when they apply (see ss.d.ts).
+     */
+    class SSError extends Error {
+      constructor(code, message, fields) {
+        super(message);
+        this.name = "SSError";
+        this.code = code;
+        if (fields) {
+          Object.assign(this, fields);
+        }
+      }
+    }
+
+    // --- UTF-8 -----------------------------------------------------------------------------------
+
+    // TextEncoder/TextDecoder are looked up when first needed, not at load time, so that loading the file
+    // never fails in an environment that lacks them and never uses them (text frames do not need them).
+    var encoder = null;
+    var decoder = null;
+
+    function utf8Encode(text) {
+      if (encoder === null) {
+        encoder = new TextEncoder();
+      }
+      return encoder.encode(text);
+    }
+
+    function utf8Decode(bytes) {
+      if (decoder === null) {
+        decoder = new TextDecoder("utf-8");
+      }
+      return decoder.decode(bytes);
+    }
+
+    /** The UTF-8 byte length of a string, counted without encoding it (lone surrogates count as U+FFFD). */
+    function utf8Length(text) {
+      var n = text.length;
+      for (var i = 0; i < text.length; i++) {
+        var c = text.charCodeAt(i);
+        if (c < 0x80) {
+          continue;
+        }
+        if (c < 0x800) {
+          n += 1;
+        } else if (c >= 0xd800 && c <= 0xdbff && isLowSurrogate(text.charCodeAt(i + 1))) {
+          n += 2; // two code units, four bytes
+          i++;
+        } else {
+          n += 2;
+        }
+      }
+      return n;
+    }
+
+    function isLowSurrogate(c) {
+      return c >= 0xdc00 && c <= 0xdfff;
+    }
+
+    // --- frame encoding (client -> server) -------------------------------------------------------
+
+    function isArrayBuffer(value) {
+      // toString instead of instanceof: a buffer from another realm (an iframe, a vm context) is one too.
+      return Object.prototype.toString.call(value) === "[object ArrayBuffer]";
+    }
+
+    function isBinary(value) {
+      return isArrayBuffer(value) || ArrayBuffer.isView(value);
+    }
+
+    function bytesOf(value) {
+      if (isArrayBuffer(value)) {
+        return new Uint8Array(value);
+      }
+      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    }
+
+    /**
+     * Encodes one emit. Returns {frame, size}: frame is a string (text frame) or an ArrayBuffer (binary
+     * frame); size is its length in bytes on the wire. Throws SSError("bad_data") for a value JSON cannot
+     * represent.
+     */
+    function encodeFrame(event, data) {
+      if (isBinary(data)) {
+        return encodeBinaryFrame(event, bytesOf(data));
+      }
+      var text = event + STX + payloadText(event, data);
+      return { frame: text, size: -1 }; // measured only when needed: see fitsIn
+    }
+
+    function payloadText(event, data) {
+      if (data === undefined) {
+        return ""; // the original sent the text "undefined"
+      }
+      if (typeof data === "string") {
+        return data;
+      }
+      var json;
+      try {
+        json = JSON.stringify(data);
+      } catch (err) {
+        var why = "cannot encode the data for " + JSON.stringify(event) + " as JSON: " + err.message;
+        throw new SSError("bad_data", why, { event: event, data: data, cause: err });
+      }
+      if (json === undefined) {
+        var what = "cannot encode a " + typeof data + " as JSON for " + JSON.stringify(event);
+        throw new SSError("bad_data", what, { event: event, data: data });
+      }
+      return json;
+    }
+
+    function encodeBinaryFrame(event, body) {
+      var name = utf8Encode(event);
+      var out = new Uint8Array(name.length + 1 + body.length);
+      out.set(name, 0);
+      out[name.length] = 2;
+      out.set(body, name.length + 1);
+      return { frame: out.buffer, size: out.length };
+    }
+
+    /**
+     * Whether the frame fits in `limit` bytes. A text frame's UTF-8 length is counted (once) only when it could
+     * matter: a UTF-16 code unit is at most 3 UTF-8 bytes, so a short enough string fits without counting.
+     */
+    function fitsIn(encoded, limit) {
+      if (encoded.size < 0 && encoded.frame.length * 3 <= limit) {
+        return true;
+      }
+      return frameSize(encoded) <= limit;
+    }
+
+    /** The frame's exact size in bytes on the wire. */
+    function frameSize(encoded) {
+      if (encoded.size < 0) {
+        encoded.size = utf8Length(encoded.frame);
+      }
+      return encoded.size;
+    }
+
+    function checkEventName(event) {
+      if (typeof event !== "string" || event === "") {
+        return "the event name must be a non-empty string";
+      }
+      if (event.indexOf(SOH) >= 0 || event.indexOf(STX) >= 0) {
+        return "the event name must not contain 0x01 or 0x02";
+      }
+      return null;
+    }
+
+    // --- frame parsing (server -> client) --------------------------------------------------------
+
+    /**
+     * Splits a server frame into {event, flags, payload}. payload is a string for a text frame and an
+     * ArrayBuffer for a binary one; flags is the string between 0x01 and 0x02 (each character one flag).
+     * Returns null when the frame has no 0x02 or an empty event name.
+     */
+    function parseFrame(data) {
+      if (typeof data === "string") {
+        return parseTextFrame(data);
+      }
+      if (isArrayBuffer(data)) {
+        return parseBinaryFrame(new Uint8Array(data));
+      }
+      if (ArrayBuffer.isView(data)) {
+        return parseBinaryFrame(bytesOf(data)); // e.g. a Node Buffer when binaryType was not honoured
+      }
+      return null; // a Blob: binaryType is "arraybuffer", so only a misbehaving WebSocket gives one
+    }
+
+    function parseTextFrame(text) {
+      var stx = text.indexOf(STX);
+      if (stx < 0) {
+        return null;
+      }
+      // The event name ends at the first 0x01 before the 0x02; a 0x01 after it belongs to the payload.
+      var head = text.slice(0, stx);
+      var soh = head.indexOf(SOH);
+      var event = soh >= 0 ? head.slice(0, soh) : head;
+      if (event === "") {
+        return null;
+      }
+      return {
+        event: event,
+        flags: soh >= 0 ? head.slice(soh + 1) : "",
+        payload: text.slice(stx + 1),
+      };
+    }
+
+    function parseBinaryFrame(bytes) {
+      var stx = bytes.indexOf(2);
+      if (stx < 0) {
+        return null;
+      }
+      var soh = bytes.subarray(0, stx).indexOf(1);
+      var nameEnd = soh >= 0 ? soh : stx;
+      if (nameEnd === 0) {
+        return null;
+      }
+      var flagBytes = soh >= 0 ? bytes.subarray(soh + 1, stx) : new Uint8Array(0);
+      var body = bytes.subarray(stx + 1);
+      return {
+        event: utf8Decode(bytes.subarray(0, nameEnd)),
+        flags: String.fromCharCode.apply(null, flagBytes),
+        // A copy that holds exactly the payload, so handlers get a plain ArrayBuffer of the right length.
+        payload: body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength),
+      };
+    }
+
+    /** The value handed to a handler: JSON-parsed for the J flag, else the payload itself. Throws on bad JSON. */
+    function decodePayload(frame) {
+      if (frame.flags.indexOf("J") < 0) {
+        return frame.payload;
+      }
+      var text = typeof frame.payload === "string" ? frame.payload : utf8Decode(new Uint8Array(frame.payload));
+      return JSON.parse(text);
+    }
+
+    // --- options ---------------------------------------------------------------------------------
+
+    function reconnectOptions(given) {
+      var opts = Object.assign({}, DEFAULT_RECONNECT, given || {});
+      // `base` and the original `intervalMS` name the same thing; `base` wins if both are given.
+      if (given && given.base !== undefined) {
+        opts.intervalMS = given.base;
+      }
+      opts.base = opts.intervalMS;
+      opts.reconnectCodes = (opts.reconnectCodes || []).slice(); // never share the defaults' array
+      return opts;
+    }
+
+    function defaultSetTimeout(fn, ms) {
+      return setTimeout(fn, ms);
+    }
+
+    function defaultClearTimeout(handle) {
+      clearTimeout(handle);
+    }
+
+    /** Milliseconds from a monotonic clock when there is one (a wall clock can jump), else Date.now. */
+    function defaultNow() {
+      if (typeof performance !== "undefined" && performance && typeof performance.now === "function") {
+        return performance.now();
+      }
+      return Date.now();
+    }
+
+    function defaultOnError(err) {
+      if (typeof console !== "undefined") {
+        console.error("typed-ss-client:", err);
+      }
+    }
+
+    // --- the client ------------------------------------------------------------------------------
+
+    // Connection states. "waiting" is the backoff pause between two attempts; "closed" is final.
+    var CONNECTING = "connecting";
+    var OPEN = "open";
+    var WAITING = "waiting";
+    var CLOSED = "closed";
+
+    class SS {
+      /**
+       * Opens the WebSocket at once. opts: {reconnectOpts: {enabled, replayOnConnect, intervalMS, base, cap,
+       * factor, resetAfterMS, reconnectCodes}, maxQueue, WebSocket, random, setTimeout, clearTimeout, now}.
+       */
+      constructor(url, opts) {
+        opts = opts || {};
+        this.url = url;
+        this.reconnectOpts = reconnectOptions(opts.reconnectOpts);
+        /** The socket id from the server's __hello; null until it arrives and while disconnected. */
+        this.id = null;
+        /** The server's max_message_size from __hello; null when unknown (no check is made then). */
+        this.maxMessageSize = null;
+        /** The server's contract fingerprint from __hello (typed-ss gen-client); null when it sent none. */
+        this.contract = null;
+        this.noop = noop;
+
+        this._WebSocket = opts.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
+        this._random = opts.random || Math.random; // the options' functions are called unbound
+        this._setTimeout = opts.setTimeout || defaultSetTimeout;
+        this._clearTimeout = opts.clearTimeout || defaultClearTimeout;
+        this._now = opts.now || defaultNow;
+        this._maxQueue = opts.maxQueue === undefined ? DEFAULT_MAX_QUEUE : opts.maxQueue;
+
+        this._events = Object.create(null);
+        this._onConnect = noop;
+        this._onDisconnect = noop;
+        this._onError = defaultOnError;
+        this._onHello = noop;
+        this._queue = [];
+        this._ws = null;
+        this._state = CONNECTING;
+        this._closedByUser = false;
+        this._connectedOnce = false;
+        // Attempts since the last connection that stayed open resetAfterMS; drives the backoff.
+        this._attempt = 0;
+        this._openedAt = null; // when the current connection opened, by this._now
+        this._timer = null;
+
+        if (!this._WebSocket) {
+          throw new TypeError("typed-ss-client: no WebSocket class; pass one as the WebSocket option");
+        }
+        this._open(true);
+      }
+
+      /** True while the WebSocket is open and frames go out at once. */
+      get connected() {
+        return this._state === OPEN && this._ws !== null && this._ws.readyState === WS_OPEN;
+      }
+
+      onConnect(cb) {
+        this._onConnect = cb;
+        return this;
+      }
+
+      onDisconnect(cb) {
+        this._onDisconnect = cb;
+        return this;
+      }
+
+      onError(cb) {
+        this._onError = cb;
+        return this;
+      }
+
+      /** Called with each `__hello` payload, after id, maxMessageSize and contract are set. */
+      onHello(cb) {
+        this._onHello = cb;
+        return this;
+      }
+
+      on(event, cb) {
+        this._events[event] = cb;
+        return this;
+      }
+
+      off(event) {
+        delete this._events[event];
+        return this;
+      }
+
+      /**
+       * Sends an event. Returns true when the frame was sent or queued, false when it was not (the reason
+       * goes to onError). opts.volatile: never queue; drop the emit when not connected.
+       */
+      emit(event, data, opts) {
+        var volatile = Boolean(opts && opts.volatile);
+        var encoded = this._encode(event, data);
+        if (encoded === null) {
+          return false;
+        }
+        var message = { event: event, data: data, encoded: encoded };
+        if (!this._fitsLimit(message)) {
+          return false;
+        }
+        if (this.connected) {
+          return this._send(message);
+        }
+        if (this._state === CLOSED || this._closedByUser) {
+          this._report("closed", "not sent: the client is closed", { event: event, data: data });
+          return false;
+        }
+        if (volatile || this._maxQueue <= 0) {
+          this._report("not_connected", "volatile emit dropped: not connected", { event: event, data: data });
+          return false;
+        }
+        this._enqueue(message);
+        return true;
+      }
+
+      /** Closes for good: cancels a pending reconnect and drops queued emits. */
+      close() {
+        this._closedByUser = true;
+        this.reconnectOpts.enabled = false;
+        this._cancelTimer();
+        var ws = this._ws;
+        if (this._state !== OPEN) {
+          // No connection to lose, so no onDisconnect: only a connected client gets one.
+          this._finish();
+        }
+        if (ws !== null && ws.readyState <= WS_OPEN) {
+          ws.close(1000);
+        }
+      }
+
+      // --- connection lifecycle ------------------------------------------------------------------
+
+      _open(first) {
+        this._state = CONNECTING;
+        var ws;
+        try {
+          ws = new this._WebSocket(this.url, SUBPROTOCOL);
+        } catch (err) {
+          if (first) {
+            throw err; // a malformed URL is the caller's mistake: fail where they can see it
+          }
+          this._report("connect_failed", "could not create the WebSocket: " + err.message, { cause: err });
+          this._afterClose(1006);
+          return;
+        }
+        ws.binaryType = "arraybuffer";
+        var self = this;
+        ws.onopen = function (ev) {
+          if (ws === self._ws) self._handleOpen(ev);
+        };
+        ws.onclose = function (ev) {
+          if (ws === self._ws) self._handleClose(ev);
+        };
+        ws.onmessage = function (ev) {
+          if (ws === self._ws) self._handleMessage(ev);
+        };
+        // Needed even though it does nothing: the close event that follows carries what we act on, and the
+        // npm ws package throws an error event that has no listener.
+        ws.onerror = noop;
+        this._ws = ws;
+      }
+
+      _handleOpen(ev) {
+        if (this._state === CLOSED) {
+          return; // close() was called while connecting; its ws.close() is under way
+        }
+        this._state = OPEN;
+        var now = this._now; // unbound, like the other injected functions
+        this._openedAt = now();
+        var replay = this.reconnectOpts.replayOnConnect || !this._connectedOnce;
+        this._connectedOnce = true;
+        if (replay) {
+          this._call(this._onConnect, ev, "onConnect");
+        }
+        // After onConnect, so that what it sends (re-joining rooms, say) goes before what was queued.
+        this._flushQueue();
+      }
+
+      _handleClose(ev) {
+        var wasOpen = this._state === OPEN;
+        this._ws = null;
+        if (wasOpen) {
+          this._resetBackoffIfStable();
+        }
+        if (ev && ev.code === 1009) {
+          this._report("message_too_big", "the server closed the connection: a message was too big (1009)", {
+            closeCode: 1009,
+          });
+        }
+        if (ev && ev.code === 4010) {
+          // typed-ss refuses a client generated from another version of its contract (protocol.md §6).
+          this._report("reload_needed", "the server closed the connection: this client is out of date, reload it (4010)", {
+            closeCode: 4010,
+          });
+        }
+        if (wasOpen) {
+          this._state = WAITING; // not OPEN any more, so emits from onDisconnect are queued, not lost
+          this._call(this._onDisconnect, ev, "onDisconnect");
+          this.id = null;
+        } else if (!this._closedByUser && this._state !== CLOSED) {
+          this._report("connect_failed", "could not connect (close code " + (ev && ev.code) + ")", {
+            closeCode: ev && ev.code,
+          });
+        }
+        this._afterClose(ev && ev.code);
+      }
+
+      _afterClose(code) {
+        if (this._closedByUser || this._state === CLOSED || !this._shouldReconnect(code)) {
+          this._finish();
+          return;
+        }
+        this._scheduleReconnect();
+      }
+
+      _shouldReconnect(code) {
+        var opts = this.reconnectOpts;
+        if (!opts.enabled) {
+          return false;
+        }
+        if (opts.reconnectCodes.indexOf(code) >= 0) {
+          return true;
+        }
+        if (NO_RECONNECT_CODES.indexOf(code) >= 0) {
+          return false;
+        }
+        if (code >= 3000 && code <= 4999) {
+          // Registered (3xxx) and application (4xxx) codes: we cannot know what they mean, so only the
+          // listed ones come back. 4008 (slow consumer) is typed-ss's own "reconnect later".
+          return RECONNECT_APP_CODES.indexOf(code) >= 0;
+        }
+        return true; // 1001, 1006, 1011, 1012 and every other abnormal close
+      }
+
+      /**
+       * An open alone is not a success: a server that accepts and closes at once would otherwise reset the
+       * backoff on every attempt. The count starts over only after a connection that lasted resetAfterMS.
+       */
+      _resetBackoffIfStable() {
+        var now = this._now;
+        var lasted = now() - this._openedAt;
+        this._openedAt = null;
+        if (!(lasted < this.reconnectOpts.resetAfterMS)) {
+          this._attempt = 0; // also when resetAfterMS is 0 or not a number: reset after any connection
+        }
+      }
+
+      /** Full jitter: a uniform delay in [0, min(cap, base * factor^attempt)). */
+      _nextDelay() {
+        var opts = this.reconnectOpts;
+        var ceiling = Math.min(opts.cap, opts.base * Math.pow(opts.factor, this._attempt));
+        this._attempt++;
+        var random = this._random;
+        return Math.floor(random() * ceiling);
+      }
+
+      _scheduleReconnect() {
+        var self = this;
+        // Called unbound: a browser's setTimeout, if injected, throws when called as another object's method.
+        var schedule = this._setTimeout;
+        this._state = WAITING;
+        this._timer = schedule(function () {
+          self._timer = null;
+          if (self._state === WAITING) {
+            self._open(false);
+          }
+        }, this._nextDelay());
+      }
+
+      _cancelTimer() {
+        if (this._timer !== null) {
+          var cancel = this._clearTimeout; // unbound, as in _scheduleReconnect
+          cancel(this._timer);
+          this._timer = null;
+        }
+      }
+
+      /** The final state: nothing will reconnect, so queued emits can never be sent. */
+      _finish() {
+        this._state = CLOSED;
+        this._cancelTimer();
+        if (this._queue.length > 0) {
+          var dropped = this._queue.map(function (m) {
+            return { event: m.event, data: m.data };
+          });
+          this._queue = [];
+          this._report("closed", dropped.length + " queued emit(s) dropped: the client is closed", {
+            dropped: dropped,
+          });
+        }
+      }
+
+      // --- incoming ------------------------------------------------------------------------------
+
+      _handleMessage(ev) {
+        // Nothing may throw out of here: a throw in a WebSocket event handler is lost or kills the page's
+        // error reporting, and with ws in Node it becomes an uncaught exception.
+        try {
+          this._dispatch(ev.data);
+        } catch (err) {
+          this._report("internal_error", "unexpected error handling a frame: " + (err && err.message), {
+            cause: err,
+          });
+        }
+      }
+
+      _dispatch(data) {
+        var frame = parseFrame(data);
+        if (frame === null) {
+          this._report("bad_frame", "malformed frame from the server: no 0x02 delimiter or no event name", {
+            data: data,
+          });
+          return;
+        }
+        if (frame.event === HELLO_EVENT || frame.event === ERROR_EVENT) {
+          this._handleReserved(frame);
+          return;
+        }
+        var handler = this._events[frame.event];
+        if (typeof handler !== "function") {
+          return; // like the original: an event nobody listens to is ignored
+        }
+        var value = this._decode(frame);
+        if (value !== DECODE_FAILED) {
+          this._call(handler, value, frame.event);
+        }
+      }
+
+      _decode(frame) {
+        try {
+          return decodePayload(frame);
+        } catch (err) {
+          var why = "invalid JSON from the server for " + JSON.stringify(frame.event) + ": " + err.message;
+          this._report("bad_json", why, { event: frame.event, data: frame.payload, cause: err });
+          return DECODE_FAILED;
+        }
+      }
+
+      _handleReserved(frame) {
+        var payload = this._decode(frame);
+        if (payload === DECODE_FAILED) {
+          return;
+        }
+        if (payload === null || typeof payload !== "object") {
+          this._report("bad_frame", "malformed " + frame.event + " payload from the server", {
+            event: frame.event,
+            data: payload,
+          });
+          return;
+        }
+        if (frame.event === HELLO_EVENT) {
+          this._handleHello(payload);
+        } else {
+          var what = "server error for " + JSON.stringify(payload.event) + ": " + payload.code;
+          this._report("server_error", what + ": " + payload.detail, {
+            event: payload.event,
+            serverCode: payload.code,
+            detail: payload.detail,
+            payload: payload,
+          });
+        }
+      }
+
+      _handleHello(hello) {
+        // Unknown fields are ignored: the server may add more (protocol.md §4).
+        this.id = typeof hello.id === "string" ? hello.id : null;
+        var max = hello.max_message_size;
+        this.maxMessageSize = typeof max === "number" && max > 0 ? max : null;
+        this.contract = typeof hello.contract === "string" ? hello.contract : null;
+        this._call(this._onHello, hello, "onHello");
+      }
+
+      // --- outgoing ------------------------------------------------------------------------------
+
+      _encode(event, data) {
+        var problem = checkEventName(event);
+        if (problem !== null) {
+          this._report("bad_event", problem, { event: event, data: data });
+          return null;
+        }
+        try {
+          return encodeFrame(event, data);
+        } catch (err) {
+          if (err instanceof SSError) {
+            this._reportError(err);
+            return null;
+          }
+          throw err;
+        }
+      }
+
+      /** False (and an error) when the frame is larger than the server accepts: sending it costs a 1009. */
+      _fitsLimit(message) {
+        var limit = this.maxMessageSize;
+        if (limit === null) {
+          return true;
+        }
+        if (fitsIn(message.encoded, limit)) {
+          return true;
+        }
+        var size = frameSize(message.encoded);
+        var why = "not sent: the frame is " + size + " bytes, the server accepts at most " + limit;
+        this._report("too_big", why, {
+          event: message.event,
+          data: message.data,
+          size: size,
+          limit: limit,
+        });
+        return false;
+      }
+
+      _send(message) {
+        try {
+          this._ws.send(message.encoded.frame);
+          return true;
+        } catch (err) {
+          this._report("send_failed", "the WebSocket refused the frame: " + err.message, {
+            event: message.event,
+            data: message.data,
+            cause: err,
+          });
+          return false;
+        }
+      }
+
+      _enqueue(message) {
+        this._queue.push(message);
+        if (this._queue.length > this._maxQueue) {
+          var oldest = this._queue.shift();
+          this._report("queue_overflow", "queue full (" + this._maxQueue + "): dropped the oldest emit", {
+            event: oldest.event,
+            data: oldest.data,
+          });
+        }
+      }
+
+      _flushQueue() {
+        // Take the whole queue first: a send can fail and callbacks can emit; neither may reorder or loop.
+        var pending = this._queue;
+        this._queue = [];
+        for (var i = 0; i < pending.length; i++) {
+          if (!this.connected) {
+            // The connection went away mid-flush (or close() was called): keep the rest for the next one.
+            this._queue = pending.slice(i).concat(this._queue);
+            if (this._state === CLOSED) this._finish();
+            return;
+          }
+          if (this._fitsLimit(pending[i])) {
+            this._send(pending[i]);
+          }
+        }
+      }
+
+      // --- callbacks and errors ------------------------------------------------------------------
+
+      /** Calls a user callback with `this` = the client; an exception goes to onError, never further. */
+      _call(fn, arg, what) {
+        if (typeof fn !== "function") {
+          return;
+        }
+        try {
+          fn.call(this, arg);
+        } catch (err) {
+          this._report("callback_error", what + " callback threw: " + (err && err.message), {
+            event: what,
+            cause: err,
+          });
+        }
+      }
+
+      _report(code, message, fields) {
+        this._reportError(new SSError(code, message, fields));
+      }
+
+      _reportError(err) {
+        try {
+          this._onError.call(this, err);
+        } catch (inner) {
+          // onError itself failed: log both rather than throw into the WebSocket's event dispatch.
+          defaultOnError(err);
+          defaultOnError(inner);
+        }
+      }
+    }
+
+    SS.SSError = SSError;
+    SS.SUBPROTOCOL = SUBPROTOCOL;
+    return SS;
+  }
+);
