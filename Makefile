@@ -60,7 +60,21 @@ pytest: $(STAMP) system-packages
 jstest: $(STAMP) $(JS_STAMP)
 	cd $(JS) && npm test
 
-test: lint typecheck pytest jstest
+# The plain client's copy inside the package (typed_ss/codegen/static) and the typed chat example's
+# generated client (examples/typed_chat/static/generated): `make codegen` refreshes both after a change
+# to clients/js or to the example's events; `make test` fails while either is stale.
+GEN_TYPED_CHAT := $(VENV)/bin/typed-ss gen-client examples.typed_chat.app:ss \
+	--out examples/typed_chat/static/generated --lang js
+.PHONY: codegen codegen-check
+
+codegen: $(STAMP)
+	cp $(JS)/ss.js $(JS)/ss.mjs $(JS)/ss.d.ts typed_ss/codegen/static/
+	$(GEN_TYPED_CHAT)
+
+codegen-check: $(STAMP)
+	$(GEN_TYPED_CHAT) --check
+
+test: lint typecheck codegen-check pytest jstest
 
 clean:
 	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache $(JS)/node_modules
