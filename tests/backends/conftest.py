@@ -70,10 +70,15 @@ class RedisBus:
 Linked = Callable[..., AbstractAsyncContextManager[list[Instance]]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "grpc"])
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     if request.param == "memory":
         yield MemoryBus()
+        return
+    if request.param == "grpc":
+        from tests.backends.grpc_bus import GrpcBus
+
+        yield GrpcBus(tmp_path)
         return
     redis = RedisServer(tmp_path)
     await redis.start()
