@@ -53,7 +53,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) system-packages
+# The generator's tests run tsc and node from clients/js, so its packages come first.
+pytest: $(STAMP) $(JS_STAMP) system-packages
 	$(PY) -m pytest
 
 # The JS client's unit tests, and its integration tests against a real typed-ss server from .venv.
