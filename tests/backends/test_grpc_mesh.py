@@ -1,0 +1,463 @@
+"""A 3-node gRPC mesh in separate uvicorn processes over loopback, with mutual TLS and the shared key.
+
+Cross-instance casts in all three data types; a node SIGKILLed and restarted; a node SIGSTOPped for
+10 s; and nodes with a wrong key or a certificate from another CA, which are refused. Every process
+is one this module started, stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.backends.grpc_bus import free_ports
+from tests.backends.grpc_certs import CertificateAuthority
+from tests.support import Client, connect_client
+from typed_ss.backends.grpc import TLSConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Node:
+    """One server process of the mesh: its gRPC address, configuration and, while it runs, its URL."""
+
+    name: str
+    grpc: str
+    peers: list[str]
+    tls: TLSConfig
+    key: bytes
+    process: asyncio.subprocess.Process | None = None
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TYPED_SS_TEST_GRPC_LISTEN": self.grpc,
+            "TYPED_SS_TEST_GRPC_PEERS": ",".join(self.peers),
+            "TYPED_SS_TEST_GRPC_NAME": self.name,
+            "TYPED_SS_TEST_GRPC_CA": str(self.tls.ca),
+            "TYPED_SS_TEST_GRPC_CERT": str(self.tls.cert),
+            "TYPED_SS_TEST_GRPC_KEY": str(self.tls.key),
+            "TYPED_SS_TEST_GRPC_MUTUAL": "1" if self.tls.mutual else "0",
+            "TYPED_SS_TEST_GRPC_SHARED_KEY": self.key.hex(),
+        }
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.serve",
+            "tests.backends.grpc_app:app",
+            "--set",
+            "log_level=warning",
+            cwd=ROOT,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        line = (await asyncio.wait_for(self.process.stdout.readline(), 30)).decode()
+        assert line.startswith("PORT "), line
+        self.url = f"ws://127.0.0.1:{int(line.split()[1])}"
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        assert self.process.returncode is None
+        os.kill(self.process.pid, signum)
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.returncode is None:
+            os.kill(process.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@dataclass
+class Mesh:
+    directory: Path
+    ca: CertificateAuthority
+    key: bytes
+    nodes: list[Node]
+
+    @classmethod
+    def create(cls, directory: Path, count: int = 3) -> Mesh:
+        ca = CertificateAuthority.create(directory)
+        key = secrets.token_bytes(32)
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(count)]
+        nodes = [
+            Node(
+                f"node{i + 1}",
+                address,
+                [other for other in addresses if other != address],
+                ca.issue(directory, f"node{i + 1}", mutual=True),
+                key,
+            )
+            for i, address in enumerate(addresses)
+        ]
+        return cls(directory, ca, key, nodes)
+
+
+@asynccontextmanager
+async def running(nodes: list[Node]) -> AsyncIterator[list[Node]]:
+    try:
+        await asyncio.gather(*(node.start() for node in nodes))
+        yield nodes
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes))
+
+
+async def cast(client: Client, kind: str, target: str, letter: str, text: str) -> None:
+    await client.send("cast", json.dumps({"kind": kind, "target": target, "letter": letter, "text": text}))
+
+
+async def health(client: Client) -> dict[str, Any]:
+    await client.send("health")
+    result: dict[str, Any] = (await client.expect("health")).json()
+    return result
+
+
+def payload_of(letter: str, text: str) -> object:
+    return {"S": text, "B": text.encode(), "J": {"text": text}}[letter]
+
+
+async def until_linked(client: Client, peers: int, within: float = 10.0) -> dict[str, Any]:
+    """Poll the node's health until all its ``peers`` links are connected; returns that health."""
+    deadline = time.monotonic() + within
+    while True:
+        state = await health(client)
+        links = state["backend"]["detail"]["peers"].values()
+        if sum(link["state"] == "connected" for link in links) == peers:
+            return state
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(90)
+async def test_casts_in_all_three_data_types_cross_processes(tmp_path: Path) -> None:
+    mesh = Mesh.create(tmp_path)
+    async with running(mesh.nodes) as (one, two, three):
+        async with (
+            connect_client(one.url) as c1,
+            connect_client(two.url) as c2,
+            connect_client(three.url) as c3,
+        ):
+            for client in (c1, c2, c3):
+                await until_linked(client, 2)
+            for client in (c2, c3):
+                await client.send("join", "room")
+                await client.expect("joined")
+            for letter in "SBJ":
+                await cast(c1, "broadcast", "", letter, f"all {letter}")
+                for client in (c1, c2, c3):
+                    frame = await client.expect("cast")
+                    assert frame.letter == letter
+                    assert (frame.json() if letter == "J" else frame.payload) == payload_of(
+                        letter, f"all {letter}"
+                    )
+                await cast(c1, "roomcast", "room", letter, f"room {letter}")
+                for client in (c2, c3):
+                    frame = await client.expect("cast")
+                    assert (frame.json() if letter == "J" else frame.payload) == payload_of(
+                        letter, f"room {letter}"
+                    )
+                await cast(c2, "socketcast", c3.id, letter, f"direct {letter}")
+                frame = await c3.expect("cast")
+                assert (frame.json() if letter == "J" else frame.payload) == payload_of(
+                    letter, f"direct {letter}"
+                )
+            for client in (c1, c2):
+                await client.nothing_within(0.3)
+            # Interest routing: node1 knows the room has members on node2 and node3 only.
+            state = await health(c1)
+            detail = state["backend"]["detail"]
+            assert detail["secure"]
+            assert detail["mutual_tls"]
+            assert state["lost"] == 0
+            for c in (c2, c3):
+                assert (await health(c))["lost"] == 0
+
+
+class Stream:
+    """Sequenced broadcasts from one client, every ``interval`` seconds, and what each receiver got."""
+
+    def __init__(self, sender: Client, tag: str, interval: float = 0.01) -> None:
+        self.sender = sender
+        self.tag = tag
+        self.interval = interval
+        self.sent = 0
+        self.slowest_send = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await cast(self.sender, "broadcast", "", "S", f"{self.tag} {self.sent}")
+            except ConnectionClosed:
+                return
+            self.slowest_send = max(self.slowest_send, time.monotonic() - started)
+            self.sent += 1
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+class Receiver:
+    """Records every broadcast a client gets: per tag, the numbers and arrival times."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.got: dict[str, list[int]] = {}
+        self.at: dict[str, list[float]] = {}
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            try:
+                frame = await self.client.recv(within=120)
+            except ConnectionClosed:
+                return  # its node was killed
+            if frame.event != "cast":
+                continue
+            tag, number = str(frame.payload).split()
+            self.got.setdefault(tag, []).append(int(number))
+            self.at.setdefault(tag, []).append(time.monotonic())
+
+    def largest_gap(self, tag: str, since: float, until: float) -> float:
+        times = [since, *(t for t in self.at.get(tag, []) if since <= t <= until), until]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+    async def first_after(self, tag: str, moment: float, within: float) -> float:
+        """Seconds after ``moment`` until a ``tag`` broadcast arrived (waits at most ``within``)."""
+        deadline = time.monotonic() + within
+        while True:
+            arrived = [t for t in self.at.get(tag, []) if t > moment]
+            if arrived:
+                return arrived[0] - moment
+            assert time.monotonic() < deadline, f"no {tag} broadcast within {within} s"
+            await asyncio.sleep(0.01)
+
+    async def number_at_least(self, tag: str, number: int, since: float, within: float) -> float:
+        """Seconds after ``since`` until a ``tag`` broadcast numbered ``number`` or more arrived."""
+        deadline = time.monotonic() + within
+        while True:
+            got, at = self.got.get(tag, []), self.at.get(tag, [])
+            for n, t in zip(got, at, strict=True):
+                if n >= number:
+                    return t - since
+            assert time.monotonic() < deadline, f"no {tag} >= {number} within {within} s"
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def in_order_without_gaps(numbers: list[int]) -> bool:
+    return numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_node_comes_back_and_the_others_never_stop(tmp_path: Path) -> None:
+    mesh = Mesh.create(tmp_path)
+    one, two, three = mesh.nodes
+    async with running(mesh.nodes):
+        async with AsyncExitStack() as stack:
+            c1 = await stack.enter_async_context(connect_client(one.url))
+            c2 = await stack.enter_async_context(connect_client(two.url))
+            c3 = await stack.enter_async_context(connect_client(three.url))
+            for client in (c1, c2, c3):
+                await until_linked(client, 2)
+            # Node3 has published to node1 before it dies, so node1 tracks its sequence numbers.
+            await cast(c3, "broadcast", "", "S", "three 0")
+            on1, on2 = Receiver(c1), Receiver(c2)
+            from1, from2 = Stream(c1, "one"), Stream(c2, "two")
+            from1.start()
+            from2.start()
+            await on1.first_after("three", 0, 5)
+
+            killed_at = time.monotonic()
+            three.signal(signal.SIGKILL)
+            assert three.process is not None
+            await three.process.wait()
+            await asyncio.sleep(3)  # node3 stays dead for 3 s while the stream runs
+            restarted_at = time.monotonic()
+            await three.start()
+            new_c3 = await stack.enter_async_context(connect_client(three.url))
+            serving_at = time.monotonic()
+            on3 = Receiver(new_c3)
+            from3 = Stream(new_c3, "three3", interval=0.05)
+            from3.start()
+            # Back within 2 s of serving: node1's and node2's broadcasts reach it, and its reach them.
+            to_three = await on3.first_after("one", serving_at, 2)
+            from_three = await on1.first_after("three3", serving_at, 2)
+            await on2.first_after("three3", serving_at, 2)
+            await asyncio.sleep(0.5)
+            for stream in (from1, from2, from3):
+                await stream.stop()
+            ended_at = time.monotonic()
+            await asyncio.sleep(0.5)  # the last broadcasts in flight
+            for receiver in (on1, on2, on3):
+                await receiver.stop()
+            state1, state2 = await health(c1), await health(c2)
+
+    # Local and node1<->node2 delivery never stopped and lost nothing while node3 was down.
+    for receiver in (on1, on2):
+        for tag, stream in (("one", from1), ("two", from2)):
+            assert receiver.got[tag] == list(range(stream.sent)), tag
+            assert receiver.largest_gap(tag, killed_at, ended_at) < 0.5
+    assert max(from1.slowest_send, from2.slowest_send) < 0.5
+    # The restarted node's stream starts afresh: no false gap, no stale duplicate.
+    assert in_order_without_gaps(on1.got["three3"])
+    assert on1.got["three3"][0] == 0
+    for state in (state1, state2):
+        assert (state["lost"], state["duplicates"]) == (0, 0)
+    # Its links saw the new boot number (the bridge sees a new instance: a new origin, no gap).
+    for state in (state1, state2):
+        assert state["backend"]["detail"]["peers"][three.grpc]["restarts_seen"] == 1
+    print(
+        f"\nSIGKILL: node3 down {restarted_at - killed_at:.1f} s; restarted process serving after "
+        f"{serving_at - restarted_at:.2f} s; then node1 -> node3 in {to_three:.3f} s and node3 -> node1 in "
+        f"{from_three:.3f} s"
+    )
+
+
+@pytest.mark.timeout(120)
+async def test_a_hung_node_stalls_no_one(tmp_path: Path) -> None:
+    mesh = Mesh.create(tmp_path)
+    one, two, three = mesh.nodes
+    async with running(mesh.nodes):
+        async with (
+            connect_client(one.url) as c1,
+            connect_client(two.url) as c2,
+            connect_client(three.url) as c3,
+            connect_client(one.url) as joiner,
+        ):
+            for client in (c1, c2, c3):
+                await until_linked(client, 2)
+            on1, on2, on3 = Receiver(c1), Receiver(c2), Receiver(c3)
+            from1, from2 = Stream(c1, "one"), Stream(c2, "two")
+            from1.start()
+            from2.start()
+            await on3.first_after("one", 0, 5)
+
+            stopped_at = time.monotonic()
+            three.signal(signal.SIGSTOP)
+            # Joins on node1 while node3 hangs: the first waits at most subscribe_timeout (1 s) for
+            # node3's acknowledgement, later ones not at all.
+            join_times = []
+            for i in range(3):
+                await asyncio.sleep(1)
+                started = time.monotonic()
+                await joiner.send("join", f"during-hang-{i}")
+                while (await joiner.recv()).event != "joined":
+                    pass  # the broadcasts of the streams
+                join_times.append(time.monotonic() - started)
+            remaining = 10 - (time.monotonic() - stopped_at)
+            await asyncio.sleep(remaining)  # the hang itself: node3 stays stopped for 10 s
+            resumed_at = time.monotonic()
+            three.signal(signal.SIGCONT)
+            # Recovered: a broadcast node1 started after SIGCONT reaches node3.
+            recovered = await on3.number_at_least("one", from1.sent, resumed_at, 10)
+            # After it recovered, node3's fresh broadcasts reach the others again.
+            await cast(c3, "broadcast", "", "S", "three 0")
+            await on1.first_after("three", resumed_at, 5)
+            await on2.first_after("three", resumed_at, 5)
+            for stream in (from1, from2):
+                await stream.stop()
+            await asyncio.sleep(0.5)
+            for receiver in (on1, on2, on3):
+                await receiver.stop()
+            state1 = await health(c1)
+
+    for receiver in (on1, on2):
+        for tag, stream in (("one", from1), ("two", from2)):
+            assert receiver.got[tag] == list(range(stream.sent)), tag
+            assert receiver.largest_gap(tag, stopped_at, resumed_at) < 0.5, tag
+    assert max(from1.slowest_send, from2.slowest_send) < 0.5
+    assert join_times[0] < 1.5, join_times
+    assert max(join_times[1:]) < 0.5, join_times
+    link = state1["backend"]["detail"]["peers"][three.grpc]
+    # Node3 got what node1's outbox kept for it, with any loss counted by its own bridge.
+    assert in_order_without_gaps(sorted(set(on3.got["one"])))
+    print(
+        f"\nSIGSTOP 10 s: joins on node1 took {', '.join(f'{t:.2f}' for t in join_times)} s; node1 -> node2 "
+        f"largest gap {on2.largest_gap('one', stopped_at, resumed_at):.3f} s; node3 delivering again "
+        f"{recovered:.2f} s after SIGCONT; node1's link to node3: {link['reconnects']} reconnects, "
+        f"{link['dropped']} dropped"
+    )
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("rogue", ["wrong key", "certificate from another CA"])
+async def test_a_node_without_the_key_or_a_valid_certificate_is_refused(tmp_path: Path, rogue: str) -> None:
+    mesh = Mesh.create(tmp_path)
+    one, two, three = mesh.nodes
+    if rogue == "wrong key":
+        three.key = secrets.token_bytes(32)
+    else:
+        other_ca = CertificateAuthority.create(tmp_path / "other", "another CA")
+        foreign = other_ca.issue(tmp_path / "other", "node3", mutual=True)
+        three.tls = TLSConfig(ca=mesh.ca.path, cert=foreign.cert, key=foreign.key, mutual=True)
+    async with running(mesh.nodes):
+        async with (
+            connect_client(one.url) as c1,
+            connect_client(two.url) as c2,
+            connect_client(three.url) as c3,
+        ):
+            await until_linked(c1, 1)
+            await until_linked(c2, 1)
+            for client in (c1, c2, c3):
+                await client.send("join", "room")
+                await client.expect("joined")
+            # The rogue keeps trying: wait until it has failed to link to both good nodes.
+            deadline = time.monotonic() + 10
+            while True:
+                state3 = await health(c3)
+                links = state3["backend"]["detail"]["peers"].values()
+                if all(link["last_error"] and link["state"] != "connected" for link in links):
+                    break
+                assert time.monotonic() < deadline, state3
+                await asyncio.sleep(0.05)
+            for kind in ("broadcast", "roomcast"):
+                await cast(c3, kind, "room", "S", f"rogue {kind}")
+                assert (await c3.expect("cast")).payload == f"rogue {kind}"  # its own socket only
+            await cast(c3, "socketcast", c1.id, "S", "rogue direct")
+            await cast(c1, "broadcast", "", "S", "from one")
+            for client in (c1, c2):  # the good nodes still talk to each other
+                assert (await client.expect("cast")).payload == "from one"
+            # Nothing the rogue sent reached them, and nothing of theirs reached the rogue.
+            await asyncio.gather(*(client.nothing_within(1.0) for client in (c1, c2, c3)))
+            state1 = await health(c1)
+    detail = state1["backend"]["detail"]
+    assert "node3" not in detail["inbound"]
+    assert detail["peers"][three.grpc]["state"] != "connected"
+    if rogue == "wrong key":
+        assert detail["refused"] >= 1
