@@ -181,3 +181,18 @@ async def test_an_out_of_date_client_is_warned_about_or_refused(
             await plain.expect("chat")
     warnings = [r for r in caplog.records if "generated from another contract" in r.getMessage()]
     assert len(warnings) == (0 if check == "off" else 1)
+
+
+def test_a_payload_type_the_contract_cannot_describe_fails_at_registration() -> None:
+    class Opaque:
+        pass
+
+    class WithOpaque(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        thing: Opaque
+
+    ss = Server()
+    with pytest.raises(ConfigurationError, match="has no JSON Schema"):
+        ss.event("odd", WithOpaque)
+    assert "odd" not in {e.name for e in ss.contract.events}
+    assert len(ss.contract.fingerprint) == 32  # the server still describes its contract

@@ -18,9 +18,10 @@ from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
+from typed_ss.errors import ConfigurationError
 from typed_ss.events import PayloadKind, payload_kind
 
-__all__ = ["CONTRACT_QUERY_PARAMETER", "Contract", "Direction", "EventContract"]
+__all__ = ["CONTRACT_QUERY_PARAMETER", "Contract", "Direction", "EventContract", "check_describable"]
 
 Direction: TypeAlias = Literal["client_to_server", "server_to_client"]
 
@@ -174,6 +175,51 @@ def _references(schema: object, components: dict[str, Any]) -> set[str]:
         elif isinstance(node, list):
             pending.extend(node)
     return found
+
+
+def check_describable(name: str, payload_type: object, direction: Direction) -> None:
+    """Check, when an event is registered, that its payload type has a JSON Schema, so a type the
+    contract cannot describe fails there instead of in every connection's ``__hello``.
+
+    Raises:
+        ConfigurationError: no JSON Schema can be made for the type.
+    """
+    if payload_kind(payload_type) != "json":
+        return
+    try:
+        _schema(payload_type, direction)
+    except Exception as exc:  # msgspec's TypeError, pydantic's schema generation errors
+        field = _undescribable_field(payload_type, direction)
+        where = f" (field {field})" if field else ""
+        raise ConfigurationError(
+            f"the payload type {_type_name(payload_type)} of event {name!r} has no JSON Schema{where}, "
+            f"so it cannot be part of the contract: {exc}"
+        ) from exc
+
+
+def _undescribable_field(payload_type: object, direction: Direction) -> str | None:
+    """``Model.field`` for the first field of a model or struct whose type has no JSON Schema."""
+    pydantic = sys.modules.get("pydantic")
+    if not isinstance(payload_type, type):
+        return None
+    fields: list[tuple[str, object]]
+    if pydantic is not None and issubclass(payload_type, pydantic.BaseModel):
+        model_fields: dict[str, Any] = getattr(payload_type, "model_fields", {})
+        fields = [(name, info.annotation) for name, info in model_fields.items()]
+    elif issubclass(payload_type, msgspec.Struct):
+        fields = [(field.name, field.type) for field in msgspec.structs.fields(payload_type)]
+    else:
+        return None
+    for field_name, field_type in fields:
+        try:
+            _schema(field_type, direction)
+        except Exception:
+            return f"{payload_type.__qualname__}.{field_name}"
+    return None
+
+
+def _type_name(tp: object) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp)
 
 
 def _schema(payload_type: object, direction: Direction) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
 from typed_ss.backends.base import Backend
-from typed_ss.contract import CONTRACT_QUERY_PARAMETER, Contract, EventContract
+from typed_ss.contract import CONTRACT_QUERY_PARAMETER, Contract, EventContract, check_describable
 from typed_ss.errors import (
     CloseCode,
     ConfigurationError,
@@ -192,7 +192,9 @@ class Server:
                     f"event {event!r} already has a handler ({_qualname(existing.handler)}); "
                     "one handler per event: branch inside it, or use another event name"
                 )
-            self._handlers[event] = inspect_handler(event, handler, model)
+            spec = inspect_handler(event, handler, model)
+            check_describable(event, spec.payload_type, "client_to_server")
+            self._handlers[event] = spec
             self._contract = None
             return handler
 
@@ -222,6 +224,7 @@ class Server:
         if name in self._events:
             raise ConfigurationError(f"the server event {name!r} is already declared")
         build_decoder(name, payload_type, "(declared with ss.event)")  # refuses types with no JSON form
+        check_describable(name, payload_type, "server_to_client")
         declared: ServerEvent[Any] = ServerEvent(self, name, payload_type)
         self._events[name] = declared
         self._contract = None
@@ -381,6 +384,12 @@ class Server:
             await transport.refuse(503)
             return
         try:
+            contract = self.contract.fingerprint  # computed once, then cached
+        except Exception:
+            logger.exception("cannot describe the contract; refusing the connection")
+            await transport.refuse(500)
+            return
+        try:
             await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
         except Disconnected:
             return
@@ -390,7 +399,6 @@ class Server:
         self._connections.add(task)
         await self.hub.attach(sock)
         logger.debug("socket %s connected", sock.id)
-        contract = self.contract.fingerprint
         sock.push(hello_frame(sock.id, self.limits.max_message_size, contract))
         try:
             if not self._client_contract_accepted(sock, contract):

@@ -135,7 +135,8 @@ def test_app_dir_and_dotted_attributes(tmp_path: Path) -> None:
     assert "note: Note;" in (tmp_path / "out" / "ss.client.ts").read_text()
 
 
-def test_a_type_without_typescript_form_exits_2_naming_event_and_field(tmp_path: Path) -> None:
+def test_a_type_without_a_schema_exits_2_naming_event_and_field(tmp_path: Path) -> None:
+    # The server refuses the type when the app registers it, so the import fails: one line, exit 2.
     write_module(
         tmp_path,
         "cli_odd_app",
