@@ -11,8 +11,12 @@ JS_STAMP := $(JS)/node_modules/.installed
 
 # Debian packages the tests need (chromium: the browser tests); installed only when missing.
 SYSTEM_PACKAGES := chromium redis-server
+# The benchmarks' extra packages (valgrind: the callgrind instruction counts), not installed by `make test`.
+BENCH_SYSTEM_PACKAGES := redis-server valgrind
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto
+.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto \
+	bench bench-quick bench-system-packages
 
 setup: $(STAMP) $(JS_STAMP)
 
@@ -35,8 +39,10 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 system-packages:
 	scripts/ensure-system-packages $(SYSTEM_PACKAGES)
 
+# Every group is compiled (the benchmarks' `bench` too), so one file pins everything; `make test`
+# installs only what it names.
 constraints: | $(UV)
-	$(UV) pip compile pyproject.toml --all-extras --group dev --no-header --no-annotate \
+	$(UV) pip compile pyproject.toml --all-extras --group dev --group bench --no-header --no-annotate \
 		--python-version 3.11 -o constraints.txt
 
 # The gRPC backend's generated code (typed_ss/backends/_grpc/) from proto/; committed, and checked by a test.
@@ -61,21 +67,35 @@ pytest: $(STAMP) $(JS_STAMP) system-packages
 jstest: $(STAMP) $(JS_STAMP)
 	cd $(JS) && npm test
 
-# The plain client's copy inside the package (typed_ss/codegen/static) and the typed chat example's
-# generated client (examples/typed_chat/static/generated): `make codegen` refreshes both after a change
-# to clients/js or to the example's events; `make test` fails while either is stale.
+# The typed chat example's generated client (examples/typed_chat/static/generated): `make codegen`
+# refreshes it after a change to clients/js or to the example's events; `make test` fails while stale.
 GEN_TYPED_CHAT := $(VENV)/bin/typed-ss gen-client examples.typed_chat.app:ss \
 	--out examples/typed_chat/static/generated --lang js
 .PHONY: codegen codegen-check
 
 codegen: $(STAMP)
-	cp $(JS)/ss.js $(JS)/ss.mjs $(JS)/ss.d.ts typed_ss/codegen/static/
 	$(GEN_TYPED_CHAT)
 
 codegen-check: $(STAMP)
 	$(GEN_TYPED_CHAT) --check
 
 test: lint typecheck codegen-check pytest jstest
+
+# The benchmark suite (benchmarks/README.md): the `bench` dependency group on top of the test setup.
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(UV) pip install --quiet --python $(PY) --constraints constraints.txt --group bench
+	touch $@
+
+bench-system-packages:
+	scripts/ensure-system-packages $(BENCH_SYSTEM_PACKAGES)
+
+# Full sizes (10,000 idle connections, fan-out to 10,000), several repetitions: about 10-15 minutes.
+bench: $(BENCH_STAMP) bench-system-packages
+	$(PY) -m benchmarks full
+
+# Smaller sizes and one repetition, in under 2 minutes.
+bench-quick: $(BENCH_STAMP) bench-system-packages
+	$(PY) -m benchmarks quick
 
 clean:
 	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache $(JS)/node_modules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 import typing
 from pathlib import Path
 
@@ -52,12 +53,12 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
     assert str(Path.cwd()) not in text
 
 
-def test_the_packaged_plain_client_is_the_one_in_clients_js() -> None:
-    """typed_ss/codegen/static ships clients/js in the wheel; `make codegen` copies it there."""
+def test_the_plain_client_comes_from_clients_js_and_the_wheel_carries_it() -> None:
     for name in CLIENT_FILES:
-        assert static_file(name) == (JS_CLIENT / name).read_text(), (
-            f"typed_ss/codegen/static/{name} differs from clients/js/{name}: run `make codegen`"
-        )
+        assert static_file(name) == (JS_CLIENT / name).read_text()
+    project = tomllib.loads((JS_CLIENT.parents[1] / "pyproject.toml").read_text())
+    included = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert included == {f"clients/js/{name}": f"typed_ss/codegen/static/{name}" for name in CLIENT_FILES}
 
 
 def test_the_es_module_declarations_are_ss_d_ts_with_an_es_export(tmp_path: Path) -> None:

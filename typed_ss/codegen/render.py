@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
 from typed_ss import __version__
@@ -24,7 +25,8 @@ __all__ = ["CLIENT_FILES", "GeneratedFile", "Lang", "render", "static_file"]
 Lang: TypeAlias = Literal["ts", "js"]
 
 CLIENT_FILES: Final = ("ss.js", "ss.mjs", "ss.d.ts")
-"""The plain client's files, shipped in ``typed_ss/codegen/static`` (copies of ``clients/js``)."""
+"""The plain client's files: ``clients/js`` in a source checkout; an installed wheel carries them in
+``typed_ss/codegen/static`` (see ``[tool.hatch.build.targets.wheel.force-include]``)."""
 
 BASENAME: Final = "ss.client"
 
@@ -37,8 +39,14 @@ class GeneratedFile:
 
 
 def static_file(name: str) -> str:
-    """One of the plain client's files, as shipped inside the package."""
-    return resources.files("typed_ss.codegen").joinpath("static", name).read_text(encoding="utf-8")
+    """One of the plain client's files, from the installed package or else the source checkout."""
+    packaged = resources.files("typed_ss.codegen").joinpath("static", name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (_SOURCE_CLIENT / name).read_text(encoding="utf-8")
+
+
+_SOURCE_CLIENT: Final = Path(__file__).resolve().parents[2] / "clients" / "js"
 
 
 def _template(name: str) -> str:
