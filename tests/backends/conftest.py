@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pytest
 
 from tests.apps import echo_server, make_app
+from tests.backends.mongo_bus import MONGO_BUSES, mongo_bus
 from tests.backends.redis_server import RedisServer
 from tests.support import running
 from typed_ss import Server
@@ -70,10 +71,14 @@ class RedisBus:
 Linked = Callable[..., AbstractAsyncContextManager[list[Instance]]]
 
 
-@pytest.fixture(params=["memory", "redis", "grpc"])
+@pytest.fixture(params=["memory", "redis", "grpc", *MONGO_BUSES])
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     if request.param == "memory":
         yield MemoryBus()
+        return
+    if request.param in MONGO_BUSES:
+        async with mongo_bus(request.param) as mongo:
+            yield mongo
         return
     if request.param == "grpc":
         from tests.backends.grpc_bus import GrpcBus

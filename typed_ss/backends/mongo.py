@@ -1,0 +1,448 @@
+"""The MongoDB backend: one capped collection that every instance tails, with its own reconnects.
+
+``MongoBackend(url="mongodb://127.0.0.1:27017")`` or ``MongoBackend(client=AsyncMongoClient(...))``
+(pymongo's asyncio client; extra ``mongo``). ``database`` (``"typed_ss"``) and ``collection``
+(``"multihome"``) name the capped collection, created with ``size_bytes`` (16 MiB) if missing; apps
+sharing a MongoDB use different collections.
+
+- **Publishing** inserts one document, ``{_id, origin, topic, data}``: ``origin`` is this backend's
+  random id, ``data`` the bridge's envelope. ``publish`` gives up after ``publish_timeout`` (1 s) and
+  raises :class:`~typed_ss.errors.BackendError`; the bridge keeps the message and retries.
+- **Reading**: one tailable, awaitData cursor per instance, over the documents of the other
+  instances (``{origin: {$ne: <own id>}}``), in insertion order. A ``getMore`` waits up to
+  ``await_time`` (1 s) on the server for new documents, so an idle instance sends about one request a
+  second and never spins. The topic filter is applied here, as each document is read: the collection
+  carries every topic to every instance (MongoDB has no per-topic subscriptions), and a topic
+  subscribed now sees every document read from now on, without opening a new cursor.
+- **Where it starts**: after the newest document present when the backend starts, so nothing older
+  is delivered.
+- **Resuming**: after a dead cursor (``CursorNotFound`` and the like) or a lost connection, the
+  backend opens a new cursor and reads on after the last document it saw. It identifies that
+  document by ``_id`` but never compares ``_id`` values: ObjectIds are made by each inserting
+  client, from its own clock and counter, so they are not in insertion order across instances, and
+  ``{_id: {$gt: last}}`` would skip a slower instance's documents. The new cursor reads the capped
+  collection in its natural (insertion) order from the start and skips up to and including the last
+  seen document, after first checking that the document is still there. That rereads at most
+  ``size_bytes`` per resume, which only happens after a fault.
+- **Gaps**: when the collection wrapped past the reader (``CappedPositionLost``, or the last seen
+  document is gone), messages were lost: the backend logs it as an error, counts it
+  (``position_lost`` in its health), and reads on from the newest document. The bridge's sequence
+  numbers count the lost messages themselves.
+- Reconnects use a backoff capped at ``max_backoff`` (1 s). Losing the connection is logged at error
+  level, each reconnection at warning level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from typed_ss.backends.base import BackendHealth, BackendState
+from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
+
+try:
+    from bson import Int64
+    from bson.errors import InvalidDocument
+    from pymongo import AsyncMongoClient
+    from pymongo.asynchronous.client_session import AsyncClientSession
+    from pymongo.asynchronous.database import AsyncDatabase
+    from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteError
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingDependencyError("pymongo", "mongo") from exc
+
+__all__ = ["MongoBackend"]
+
+logger = logging.getLogger("typed_ss.backends.mongo")
+
+_GONE = (PyMongoError, OSError, TimeoutError)
+"""What a lost or unreachable MongoDB raises."""
+
+NAMESPACE_EXISTS = 48
+CAPPED_POSITION_LOST = 136
+CURSOR_GONE = frozenset({43, 175, 237})
+"""CursorNotFound, QueryPlanKilled, CursorKilled: the server dropped the cursor; open another."""
+
+Document = dict[str, Any]
+
+
+class _CursorGone(Exception):
+    """The server no longer has the cursor; reading resumes on a new one."""
+
+
+class _PositionLost(Exception):
+    """The capped collection wrapped past the reader: messages were lost."""
+
+
+class MongoBackend:
+    """A :class:`~typed_ss.backends.base.Backend` over a capped MongoDB collection (extra ``mongo``)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: AsyncMongoClient[Document] | None = None,
+        database: str = "typed_ss",
+        collection: str = "multihome",
+        size_bytes: int = 16 * 1024 * 1024,
+        publish_timeout: float = 1.0,
+        command_timeout: float = 2.0,
+        subscribe_timeout: float = 2.0,
+        await_time: float = 1.0,
+        max_backoff: float = 1.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("MongoBackend needs either url=... or client=..., not both")
+        if not database or not collection:
+            raise ConfigurationError("MongoBackend needs a database and a collection name")
+        if size_bytes < 4096:
+            raise ConfigurationError(
+                f"size_bytes must be at least 4096 (MongoDB's minimum), not {size_bytes}"
+            )
+        if await_time <= 0:
+            raise ConfigurationError("await_time must be positive")
+        self._url = url
+        self._client = client
+        self._owns_client = client is None
+        self._database_name = database
+        self._collection_name = collection
+        self._size_bytes = size_bytes
+        self._publish_timeout = publish_timeout
+        self._command_timeout = command_timeout
+        self._subscribe_timeout = subscribe_timeout
+        self._await_ms = max(1, round(await_time * 1000))
+        self._max_backoff = max_backoff
+        self._origin = secrets.token_hex(8)
+        """Tags this backend's documents; its cursor leaves them out."""
+        self._topics: set[str] = set()
+        self._position: object | None = None
+        """The ``_id`` of the last document read (``None``: read from the start of the collection)."""
+        self._positioned = asyncio.Event()  # set once the start position is known
+        self._collection_ready = False
+        self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
+        self._arrived = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._state: BackendState = "stopped"
+        self._reconnects = 0
+        self._position_lost = 0
+        self._cursor_restarts = 0
+        self._rejected = 0
+        self._last_error = ""
+
+    @property
+    def namespace(self) -> str:
+        """``database.collection``."""
+        return f"{self._database_name}.{self._collection_name}"
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The topics this backend passes on (it reads every topic and filters by these)."""
+        return frozenset(self._topics)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is None:
+            # Fail fast while MongoDB is unreachable; retries are this backend's job.
+            timeout_ms = round(max(self._publish_timeout, self._command_timeout) * 1000)
+            self._client = AsyncMongoClient(
+                self._url,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                appname="typed-ss",
+            )
+        self._state = "connecting"
+        self._reader = asyncio.create_task(self._read(), name="typed-ss mongo reader")
+
+    async def stop(self) -> None:
+        self._state = "stopped"
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        if self._owns_client and self._client is not None:
+            with contextlib.suppress(*_GONE):
+                async with asyncio.timeout(self._command_timeout):
+                    await self._client.close()
+            self._client = None
+        self._topics.clear()
+        self._arrived.set()
+
+    # --- the Backend interface ---------------------------------------------------------------------
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        client = self._client
+        if client is None or self._state == "stopped":
+            raise BackendError("the MongoDB backend is not started")
+        database = client[self._database_name]
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                if not self._collection_ready:
+                    # Before the reader made it, an insert would create an ordinary collection.
+                    await self._ensure_collection(database)
+                await database[self._collection_name].insert_one(
+                    {"origin": self._origin, "topic": topic, "data": data}
+                )
+        except (WriteError, InvalidDocument) as exc:
+            # A document MongoDB will never take (larger than the capped collection, or than 16 MiB):
+            # retrying would block every later message. Dropped; the receivers count the gap.
+            self._rejected += 1
+            logger.error("MongoDB refused a %d-byte message on %r, dropped: %s", len(data), topic, exc)
+        except _GONE as exc:
+            raise BackendError(f"publishing to MongoDB failed: {_describe(exc)}") from exc
+
+    async def subscribe(self, topic: str) -> None:
+        self._topics.add(topic)
+        if self._state != "connecting" or self._positioned.is_set():
+            return  # documents are filtered as they are read: active at once
+        # The first connection is being made: wait until the start position is fixed, so that a
+        # message published after this returns is after it (and delivered).
+        try:
+            async with asyncio.timeout(self._subscribe_timeout):
+                await self._positioned.wait()
+        except TimeoutError:
+            logger.warning("subscribing to %r: MongoDB is not reachable yet", topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._topics.discard(topic)
+
+    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        while self._state != "stopped":
+            while self._pending:
+                yield self._pending.popleft()
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def health(self) -> BackendHealth:
+        return BackendHealth(
+            name="mongo",
+            state=self._state,
+            reconnects=self._reconnects,
+            detail={
+                "collection": self.namespace,
+                "topics": len(self._topics),
+                "position_lost": self._position_lost,
+                "cursor_restarts": self._cursor_restarts,
+                "rejected": self._rejected,
+                "pending": len(self._pending),
+                "last_error": self._last_error,
+            },
+        )
+
+    # --- the reader --------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        """Keep one tailing cursor open; reconnect with capped backoff whenever MongoDB fails."""
+        failures = 0
+        while True:
+            try:
+                await self._tail()
+            except asyncio.CancelledError:
+                raise
+            except _GONE as exc:
+                self._last_error = _describe(exc)
+                if self._state == "connected":
+                    failures = 0
+                    self._reconnects += 1
+                    logger.error("lost the MongoDB connection (%s): reconnecting", self._last_error)
+                elif failures == 0 or failures % 20 == 0:
+                    logger.error("cannot read from MongoDB (%s): still trying", self._last_error)
+                self._state = "reconnecting"
+                failures += 1
+            await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(failures, 10)))
+
+    async def _tail(self) -> None:
+        """One connection's worth of reading: open a cursor at the position and follow it."""
+        assert self._client is not None
+        database = self._client[self._database_name]
+        async with self._client.start_session(causal_consistency=False) as session:
+            await self._ensure_collection(database)
+            if not self._positioned.is_set():
+                self._position = await self._newest(database, session)
+                self._positioned.set()
+            quick_restarts = 0
+            while True:
+                try:
+                    await self._follow(database, session)
+                except _CursorGone as exc:
+                    self._cursor_restarts += 1
+                    quick_restarts += 1
+                    logger.warning("MongoDB dropped the tailing cursor (%s): opening another", exc)
+                except _PositionLost as exc:
+                    self._position_lost += 1
+                    quick_restarts += 1
+                    logger.error(
+                        "the capped collection %s wrapped past this instance's read position (%s): "
+                        "messages were lost; reading on from the newest document",
+                        self.namespace,
+                        exc,
+                    )
+                    self._position = await self._newest(database, session)
+                if quick_restarts > 3:  # the server keeps failing cursors: do not hammer it
+                    await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(quick_restarts, 10)))
+
+    async def _follow(self, database: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        """Open a tailable cursor, skip to just after ``self._position``, and deliver from there."""
+        cursor_id = 0
+        connection_lost = False
+        try:
+            for _attempt in range(3):
+                reply = await self._command(
+                    database,
+                    {
+                        "find": self._collection_name,
+                        "filter": {"origin": {"$ne": self._origin}},
+                        "tailable": True,
+                        "awaitData": True,
+                    },
+                    session,
+                )
+                cursor_id = int(reply["cursor"]["id"])
+                first_batch: list[Document] = reply["cursor"]["firstBatch"]
+                if cursor_id or first_batch:
+                    break
+                # MongoDB keeps no tailable cursor on an empty capped collection (SERVER-13955).
+                # One document of our own makes it non-empty for good; our filter skips it.
+                await self._command(
+                    database,
+                    {
+                        "insert": self._collection_name,
+                        "documents": [{"origin": self._origin, "marker": True}],
+                    },
+                    session,
+                )
+            else:
+                raise _CursorGone("MongoDB keeps no cursor on the collection")
+            skipping = self._position is not None
+            if skipping and not await self._exists(database, session, self._position):
+                raise _PositionLost(f"the last document read, {self._position}, is gone")
+            if self._state != "connected":
+                if self._state == "reconnecting":
+                    logger.warning("reconnected to MongoDB; reading on after %s", self._position)
+                self._state = "connected"
+            skipping = self._take(first_batch, skipping)
+            while cursor_id:
+                try:
+                    reply = await self._command(
+                        database,
+                        {
+                            "getMore": Int64(cursor_id),
+                            "collection": self._collection_name,
+                            "maxTimeMS": self._await_ms,
+                        },
+                        session,
+                        wait=self._await_ms / 1000,
+                    )
+                except OperationFailure as exc:
+                    if exc.code in CURSOR_GONE or exc.code == CAPPED_POSITION_LOST:
+                        cursor_id = 0  # the server killed it
+                    if exc.code == CAPPED_POSITION_LOST:
+                        raise _PositionLost(exc.details.get("errmsg") if exc.details else str(exc)) from exc
+                    if exc.code in CURSOR_GONE:
+                        raise _CursorGone(f"code {exc.code}") from exc
+                    raise
+                cursor_id = int(reply["cursor"]["id"])
+                batch: list[Document] = reply["cursor"]["nextBatch"]
+                if skipping and not batch:
+                    raise _PositionLost(f"the last document read, {self._position}, was not found")
+                skipping = self._take(batch, skipping)
+            raise _CursorGone("the server closed it")
+        except ConnectionFailure:
+            connection_lost = True  # the cursor went with it, or times out on the server
+            raise
+        finally:
+            if cursor_id and not connection_lost:
+                await self._kill(database, session, cursor_id)
+
+    def _take(self, documents: list[Document], skipping: bool) -> bool:
+        """Deliver the documents of subscribed topics; returns whether it is still skipping."""
+        for document in documents:
+            if skipping:
+                skipping = document.get("_id") != self._position
+                continue
+            self._position = document.get("_id")
+            topic, data = document.get("topic"), document.get("data")
+            if isinstance(topic, str) and isinstance(data, bytes) and topic in self._topics:
+                self._pending.append((topic, data))
+                self._arrived.set()
+        return skipping
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    async def _command(
+        self,
+        database: AsyncDatabase[Document],
+        command: dict[str, Any],
+        session: AsyncClientSession | None,
+        wait: float = 0.0,
+    ) -> Document:
+        async with asyncio.timeout(self._command_timeout + wait):
+            reply: Document = await database.command(command, session=session)
+            return reply
+
+    async def _ensure_collection(self, database: AsyncDatabase[Document]) -> None:
+        try:
+            await self._command(
+                database, {"create": self._collection_name, "capped": True, "size": self._size_bytes}, None
+            )
+            logger.info("MongoDB: using the capped collection %s", self.namespace)
+        except OperationFailure as exc:
+            if exc.code != NAMESPACE_EXISTS:
+                raise
+            # It exists with other options (another size, say): used as it is. Not capped, the
+            # tailable find fails, and says so.
+        self._collection_ready = True
+
+    async def _newest(self, database: AsyncDatabase[Document], session: AsyncClientSession) -> object | None:
+        """The ``_id`` of the newest document of another instance (``None``: there is none)."""
+        reply = await self._command(
+            database,
+            {
+                "find": self._collection_name,
+                "filter": {"origin": {"$ne": self._origin}},
+                "sort": {"$natural": -1},
+                "projection": {"_id": 1},
+                "limit": 1,
+                "singleBatch": True,
+            },
+            session,
+        )
+        batch: list[Document] = reply["cursor"]["firstBatch"]
+        return batch[0]["_id"] if batch else None
+
+    async def _exists(
+        self, database: AsyncDatabase[Document], session: AsyncClientSession, key: object
+    ) -> bool:
+        reply = await self._command(
+            database,
+            {
+                "find": self._collection_name,
+                "filter": {"_id": key},
+                "projection": {"_id": 1},
+                "limit": 1,
+                "singleBatch": True,
+            },
+            session,
+        )
+        return bool(reply["cursor"]["firstBatch"])
+
+    async def _kill(
+        self, database: AsyncDatabase[Document], session: AsyncClientSession, cursor_id: int
+    ) -> None:
+        """Best effort: a cursor left open on the server times out by itself."""
+        with contextlib.suppress(*_GONE):
+            async with asyncio.timeout(0.5):
+                await database.command(
+                    {"killCursors": self._collection_name, "cursors": [Int64(cursor_id)]}, session=session
+                )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer in time (TimeoutError)"
+    return repr(exc)
