@@ -1,0 +1,82 @@
+"""Run the benchmark suite: ``python -m benchmarks quick|full`` (``make bench-quick`` / ``make bench``).
+
+Prints the table with ratios and the targets on stdout (progress goes to stderr), and writes
+``benchmarks/results/<mode>-<time>.json`` and ``.png`` (plus ``latest-<mode>.*`` copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.run import ROOT, SIZES, run_suite
+from benchmarks.servers import KINDS
+
+GO_NOTE = (
+    "The Go original is not re-measured here: building it needs Go module dependencies that cannot be "
+    "downloaded on these machines. Its figures (echo 50 conns ~200k msgs/s, broadcast to 200 p50 "
+    "~0.77 ms, ~11 KiB per idle connection) are in /work/shared/reference/performance.md, measured "
+    "on this machine kind with the same method; docs/benchmarks.md sets them beside these."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=sorted(SIZES))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--no-redis", action="store_true", help="skip the two-instance Redis scenario")
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="servers to compare (typed-ss first)"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for a 1-minute load average below 0.5",
+    )
+    args = parser.parse_args(argv)
+    kinds = tuple(dict.fromkeys(["typed-ss", *args.kinds]))
+    sizes = SIZES[args.mode]
+    sizes = type(sizes)(**{**sizes.__dict__, "kinds": kinds})
+    print(f"typed-ss benchmarks, {sizes.note}", file=sys.stderr, flush=True)
+
+    outcome = run_suite(sizes, redis=not args.no_redis, wait_quiet=args.wait_quiet)
+    outcome["environment"] = report.environment()
+    outcome["targets"] = report.targets(outcome["medians"])
+    outcome["go_origin"] = GO_NOTE
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = args.out / f"{sizes.name}-{stamp}.json"
+    json_path.write_text(json.dumps(outcome, indent=2) + "\n")
+    chart_path = args.out / f"{sizes.name}-{stamp}.png"
+    title = f"typed-ss vs peers, {sizes.name} run, {time.strftime('%Y-%m-%d %H:%M')}"
+    charted = report.write_chart(outcome["medians"], kinds, chart_path, title)
+    shutil.copyfile(json_path, args.out / f"latest-{sizes.name}.json")
+    if charted:
+        shutil.copyfile(chart_path, args.out / f"latest-{sizes.name}.png")
+
+    env = outcome["environment"]
+    print(f"\n## typed-ss benchmarks ({sizes.note})\n")
+    print(
+        f"{env['machine']}; Python {env['python']}; load average {outcome['load_average_before']:.2f} "
+        f"before, {outcome['load_average_after']:.2f} after; client {outcome['client_library']}; "
+        f"{outcome['seconds']:.0f} s\n"
+    )
+    print("\n".join(report.table(outcome["medians"], kinds)))
+    print("\n### Targets (ratios from this run)\n")
+    print("\n".join(report.target_lines(outcome["targets"])))
+    print(f"\n{GO_NOTE}\n")
+    print(f"JSON: {json_path}")
+    print(f"chart: {chart_path if charted else 'not drawn (matplotlib is not installed)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""What a run prints and writes: the table with ratios, the targets, the JSON file and the chart."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.run import ROOT
+from benchmarks.servers import serve_settings
+
+__all__ = ["all_targets", "environment", "rows", "table", "targets", "write_chart"]
+
+NAMES = {"typed-ss": "typed-ss", "starlette": "bare Starlette", "socketio": "python-socketio"}
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    """Scenario key in the results."""
+    metric: str
+    label: str
+    higher_is_better: bool | None
+    """``None``: shown for information (the load generator's own cost), not compared."""
+
+
+def fanout_sizes(medians: dict[str, Any]) -> list[int]:
+    """The fan-out sizes a run measured (its ``broadcast<N>`` scenarios)."""
+    return sorted(int(key.removeprefix("broadcast")) for key in medians if key.startswith("broadcast"))
+
+
+def rows(medians: dict[str, Any]) -> list[Row]:
+    """Every figure shown, in order, for the scenarios in ``medians``."""
+    rows: list[Row] = []
+    for key, title in (("echo1", "echo, 1 conn"), ("echo50", "echo, 50 conns")):
+        rows += [
+            Row(key, "msgs_per_s", f"{title}: msgs/s", True),
+            Row(key, "rtt_p50_us", f"{title}: RTT p50 µs", False),
+            Row(key, "rtt_p99_us", f"{title}: RTT p99 µs", False),
+            Row(key, "server_cpu_us_per_msg", f"{title}: server CPU µs/msg", False),
+            Row(key, "client_cpu_us_per_msg", f"{title}: client CPU µs/msg", None),
+            Row(key, "other_cpu_util", f"{title}: other tenants' CPU (cores)", None),
+        ]
+    for receivers in fanout_sizes(medians):
+        key = f"broadcast{receivers}"
+        title = f"broadcast to {receivers:,}"
+        rows += [
+            Row(key, "latency_p50_ms", f"{title}: last receiver p50 ms", False),
+            Row(key, "latency_p99_ms", f"{title}: last receiver p99 ms", False),
+            Row(key, "deliverys_per_s", f"{title}: deliveries/s", True),
+            Row(key, "server_cpu_us_per_delivery", f"{title}: server CPU µs/delivery", False),
+            Row(key, "client_cpu_us_per_delivery", f"{title}: client CPU µs/delivery", None),
+        ]
+    rows += [
+        Row("roomcast", "latency_p50_ms", "roomcast: last member p50 ms", False),
+        Row("roomcast", "latency_p99_ms", "roomcast: last member p99 ms", False),
+        Row("roomcast", "deliverys_per_s", "roomcast: deliveries/s", True),
+        Row("roomcast", "server_cpu_us_per_delivery", "roomcast: server CPU µs/delivery", False),
+        Row("idle", "kib_per_connection", "idle: server RSS KiB/conn", False),
+        Row("idle", "connects_per_s", "idle: connects/s", True),
+        Row("redis", "latency_p50_ms", "2 instances over Redis: p50 ms", False),
+        Row("redis", "latency_p99_ms", "2 instances over Redis: p99 ms", False),
+        Row("redis", "server_cpu_us_per_delivery", "2 instances over Redis: servers' CPU µs/delivery", False),
+        Row("callgrind", "instructions_per_msg", "callgrind: instructions/echo msg", False),
+    ]
+    return rows
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    key: str
+    metric: str
+    peer: str
+    op: str
+    """``<=`` or ``>=``, applied to typed-ss's figure divided by the peer's."""
+    bound: float
+
+
+def all_targets(medians: dict[str, Any]) -> list[Target]:
+    """The issue's targets, for the fan-out sizes in ``medians``."""
+    found = [
+        Target("echo 50 conns msgs/s >= 0.85x Starlette", "echo50", "msgs_per_s", "starlette", ">=", 0.85),
+        Target("echo 50 conns msgs/s >= 4x python-socketio", "echo50", "msgs_per_s", "socketio", ">=", 4),
+    ]
+    for receivers in fanout_sizes(medians):
+        key, name = f"broadcast{receivers}", f"broadcast {receivers:,} p50"
+        found += [
+            Target(f"{name} <= 1.25x bare Starlette", key, "latency_p50_ms", "starlette", "<=", 1.25),
+            Target(
+                f"{name} >= 3x faster than python-socketio", key, "latency_p50_ms", "socketio", "<=", 1 / 3
+            ),
+        ]
+    found += [
+        Target("idle KiB/conn <= 1.5x bare Starlette", "idle", "kib_per_connection", "starlette", "<=", 1.5),
+        Target(
+            "callgrind instructions/echo msg <= 1.3x bare Starlette",
+            "callgrind",
+            "instructions_per_msg",
+            "starlette",
+            "<=",
+            1.3,
+        ),
+    ]
+    return found
+
+
+def _value(medians: dict[str, Any], key: str, metric: str, kind: str) -> float | None:
+    value = medians.get(key, {}).get(kind, {}).get(metric)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table(medians: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
+    """A Markdown table: each figure per server, then typed-ss divided by each peer."""
+    peers = [kind for kind in kinds if kind != "typed-ss"]
+    header = ["figure", *(NAMES[kind] for kind in kinds), *(f"typed-ss / {NAMES[p]}" for p in peers)]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    for row in rows(medians):
+        if row.key not in medians:
+            continue
+        values = {kind: _value(medians, row.key, row.metric, kind) for kind in kinds}
+        if all(value is None for value in values.values()):
+            continue
+        cells = [row.label, *(_format(values[kind]) for kind in kinds)]
+        for peer in peers:
+            ratio = _ratio(values.get("typed-ss"), values[peer])
+            cells.append("" if row.higher_is_better is None or ratio is None else f"{ratio:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(medians: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target whose figures were measured: the ratio, met or missed, and by how much."""
+    checked = []
+    for target in all_targets(medians):
+        ratio = _ratio(
+            _value(medians, target.key, target.metric, "typed-ss"),
+            _value(medians, target.key, target.metric, target.peer),
+        )
+        if ratio is None:
+            continue
+        met = ratio <= target.bound if target.op == "<=" else ratio >= target.bound
+        # How far from the bound, in percent of it (positive: missed by that much).
+        miss = (ratio / target.bound - 1) * 100 if target.op == "<=" else (1 - ratio / target.bound) * 100
+        checked.append({"target": target.label, "ratio": ratio, "met": met, "missed_by_pct": max(0.0, miss)})
+    return checked
+
+
+def target_lines(checked: list[dict[str, Any]]) -> list[str]:
+    lines = ["| target | typed-ss / peer | result |", "|---|---:|---|"]
+    for item in checked:
+        result = "met" if item["met"] else f"MISSED by {item['missed_by_pct']:.0f}%"
+        lines.append(f"| {item['target']} | {item['ratio']:.2f}x | {result} |")
+    return lines
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, Any]:
+    """The machine, the versions and the settings a run was taken with."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    packages = ["typed-ss", "uvicorn", "starlette", "websockets", "uvloop", "httptools", "msgspec"]
+    packages += ["python-socketio", "python-engineio", "picows", "redis", "psutil"]
+    return {
+        "machine": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, {cpu}",
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "versions": {package: _version(package) for package in packages},
+        "commit": commit,
+        "uvicorn_settings": serve_settings(),
+    }
+
+
+def write_chart(medians: dict[str, Any], kinds: tuple[str, ...], path: Path, title: str) -> bool:
+    """A PNG of typed-ss's advantage over each peer per figure (above 1: typed-ss is better); returns
+    ``False`` when matplotlib is not installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peers = [kind for kind in kinds if kind != "typed-ss"]
+    labels: list[str] = []
+    bars: dict[str, list[float]] = {peer: [] for peer in peers}
+    for row in rows(medians):
+        if row.higher_is_better is None:
+            continue
+        ours = _value(medians, row.key, row.metric, "typed-ss")
+        theirs = {peer: _value(medians, row.key, row.metric, peer) for peer in peers}
+        if ours is None or not ours or any(value is None or not value for value in theirs.values()):
+            continue
+        labels.append(row.label)
+        for peer in peers:
+            value = theirs[peer]
+            assert value is not None
+            bars[peer].append(ours / value if row.higher_is_better else value / ours)
+    if not labels:
+        return False
+    figure, axes = plt.subplots(figsize=(10, 0.34 * len(labels) + 1.6))
+    height = 0.8 / len(peers)
+    positions = list(range(len(labels)))
+    for index, peer in enumerate(peers):
+        axes.barh(
+            [p + index * height for p in positions], bars[peer], height=height, label=f"vs {NAMES[peer]}"
+        )
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_yticks([p + height * (len(peers) - 1) / 2 for p in positions], labels, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("typed-ss's advantage (peer / typed-ss for costs and latencies); > 1: typed-ss better")
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True

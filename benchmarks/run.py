@@ -1,0 +1,418 @@
+"""The orchestrator: starts every server in its own process, runs each scenario's load generator in
+another, alternates the servers between repetitions, and hands the medians to :mod:`benchmarks.report`.
+
+Every process it starts (servers, redis-server, load generators, valgrind) it stops itself, by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+from benchmarks.loadgen import HAVE_PICOWS, Spec
+from benchmarks.servers import KINDS
+
+__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "run_suite"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every count and duration of one run of the suite (all bounded)."""
+
+    name: str
+    repetitions: int
+    echo1_messages: int
+    """Messages on the single connection."""
+    echo50_messages: int
+    """Messages per connection, 50 connections."""
+    echo_warmup: int
+    fanout: tuple[tuple[int, int], ...]
+    """(receivers, sequential broadcasts) per fan-out size."""
+    rooms: int
+    members: int
+    rounds: int
+    idle: int
+    redis_receivers: int
+    redis_broadcasts: int
+    callgrind: tuple[int, int] | None
+    """Echo messages of the short and the long callgrind run (``None``: no callgrind)."""
+    kinds: tuple[str, ...] = KINDS
+    note: str = ""
+
+
+QUICK = Sizes(
+    name="quick",
+    repetitions=1,
+    echo1_messages=2000,
+    echo50_messages=200,
+    echo_warmup=20,
+    fanout=((200, 100), (1000, 30)),
+    rooms=100,
+    members=10,
+    rounds=10,
+    idle=1000,
+    redis_receivers=50,
+    redis_broadcasts=100,
+    callgrind=(200, 800),
+    note="quick sizes: 1 repetition, fan-out up to 1,000, rooms of 10 members, 1,000 idle connections; "
+    "`make bench` runs the full sizes",
+)
+FULL = Sizes(
+    name="full",
+    repetitions=5,
+    echo1_messages=3000,
+    echo50_messages=1000,
+    echo_warmup=50,
+    fanout=((200, 200), (1000, 100), (10_000, 20)),
+    rooms=100,
+    members=100,
+    rounds=20,
+    idle=10_000,
+    redis_receivers=200,
+    redis_broadcasts=200,
+    callgrind=(500, 2500),
+    note="full sizes: medians of 5 repetitions, servers alternated between repetitions",
+)
+SMOKE = Sizes(
+    name="smoke",
+    repetitions=1,
+    echo1_messages=20,
+    echo50_messages=4,
+    echo_warmup=2,
+    fanout=((5, 3),),
+    rooms=2,
+    members=3,
+    rounds=2,
+    idle=10,
+    redis_receivers=3,
+    redis_broadcasts=3,
+    callgrind=None,
+    note="smoke sizes: proves the harness works, measures nothing",
+)
+SIZES = {sizes.name: sizes for sizes in (QUICK, FULL, SMOKE)}
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    """A server process this run started, and where it listens."""
+
+    kind: str
+    process: subprocess.Popen[str]
+    port: int
+    log: IO[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _read_port(process: subprocess.Popen[str], timeout: float) -> int:
+    """The port from the server's first line of output, ``PORT <n>`` (printed in one write)."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith("PORT "):
+        raise RuntimeError(f"the server did not report its port within {timeout} s: {line!r}")
+    return int(line.split()[1])
+
+
+def _stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """SIGINT (uvicorn shuts down gracefully, valgrind writes its output), then SIGKILL; by PID."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@contextlib.contextmanager
+def server(
+    kind: str, workdir: Path, *, redis_url: str | None = None, wrapper: list[str] | None = None
+) -> Iterator[Started]:
+    """Run ``python -m benchmarks.servers KIND`` (under ``wrapper``, e.g. valgrind) until the block ends."""
+    command = [*(wrapper or []), sys.executable, "-m", "benchmarks.servers", kind]
+    if redis_url is not None:
+        command += ["--redis", redis_url]
+    log = open(workdir / f"server-{kind}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        port = _read_port(process, 180.0 if wrapper else 30.0)
+        yield Started(kind, process, port, log)
+    finally:
+        _stop(process)
+        if process.stdout is not None:
+            process.stdout.close()
+        log.close()
+
+
+def _free_port() -> int:
+    # redis-server cannot be given port 0: take one the OS picked and hand it over.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A redis-server without persistence on a free loopback port; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: `make bench` installs it")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(process)
+
+
+def loadgen(spec: Spec, timeout: float = 300.0) -> dict[str, Any]:
+    """Run one scenario in a load-generator process and return its figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.loadgen", json.dumps(asdict(spec))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed ({spec.scenario}, {spec.kind}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- the suite -------------------------------------------------------------------------------------
+
+Results = dict[str, dict[str, list[dict[str, Any]]]]
+"""scenario key -> server kind -> one figures dict per repetition."""
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _rotated(kinds: tuple[str, ...], by: int) -> list[str]:
+    by %= len(kinds)
+    return [*kinds[by:], *kinds[:by]]
+
+
+def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -> None:
+    """One repetition: fresh servers, idle first (on servers that have seen no load), then the rest,
+    each scenario visiting the servers in this repetition's order."""
+    order = _rotated(sizes.kinds, rep)
+    with contextlib.ExitStack() as stack:
+        servers = {kind: stack.enter_context(server(kind, workdir)) for kind in order}
+
+        def each(key: str, spec: Spec) -> None:
+            for kind in order:
+                started = servers[kind]
+                figures = loadgen(replace(spec, kind=kind, url=started.url, server_pids=[started.pid]))
+                results.setdefault(key, {}).setdefault(kind, []).append(figures)
+                time.sleep(0.2)  # let the server finish closing the scenario's connections
+
+        base = Spec(scenario="", kind="", url="", server_pids=[])
+        _say(f"  idle: {sizes.idle} connections")
+        each("idle", replace(base, scenario="idle", connections=sizes.idle))
+        _say("  echo: 1 and 50 connections")
+        each(
+            "echo1",
+            replace(
+                base,
+                scenario="echo",
+                connections=1,
+                messages=sizes.echo1_messages,
+                warmup=sizes.echo_warmup * 5,
+            ),
+        )
+        each(
+            "echo50",
+            replace(
+                base,
+                scenario="echo",
+                connections=50,
+                messages=sizes.echo50_messages,
+                warmup=sizes.echo_warmup,
+            ),
+        )
+        for receivers, broadcasts in sizes.fanout:
+            _say(f"  broadcast: {receivers} receivers")
+            each(
+                f"broadcast{receivers}",
+                replace(
+                    base,
+                    scenario="broadcast",
+                    receivers=receivers,
+                    broadcasts=broadcasts,
+                    warmup=max(2, broadcasts // 10),
+                ),
+            )
+        _say(f"  roomcast: {sizes.rooms} rooms of {sizes.members}")
+        each(
+            "roomcast",
+            replace(
+                base,
+                scenario="roomcast",
+                rooms=sizes.rooms,
+                members=sizes.members,
+                rounds=sizes.rounds,
+                warmup=max(1, sizes.rounds // 10),
+            ),
+        )
+
+
+def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -> None:
+    """Two instances of each kind on one redis-server: the sender on one, the receivers on the other."""
+    _say(f"  redis: 2 instances, {sizes.redis_receivers} receivers on the other instance")
+    with redis_server(workdir) as url:
+        for kind in _rotated(sizes.kinds, rep):
+            with server(kind, workdir, redis_url=url) as one, server(kind, workdir, redis_url=url) as two:
+                spec = Spec(
+                    scenario="redis",
+                    kind=kind,
+                    url=one.url,
+                    other_url=two.url,
+                    server_pids=[one.pid, two.pid],
+                    receivers=sizes.redis_receivers,
+                    broadcasts=sizes.redis_broadcasts,
+                    warmup=max(3, sizes.redis_broadcasts // 10),
+                )
+                results.setdefault("redis", {}).setdefault(kind, []).append(loadgen(spec))
+
+
+def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
+    """Instructions per echo message, from the difference between a short and a long run on one
+    connection, both counted inside one server process under callgrind (start-up excluded)."""
+    assert sizes.callgrind is not None
+    short, long = sizes.callgrind
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        _say("  callgrind: valgrind is not installed, skipped (`make bench` installs it)")
+        return
+    _say(f"  callgrind: echo, {short} and {long} messages on 1 connection, per server")
+    for kind in sizes.kinds:
+        out = workdir / f"callgrind-{kind}.out"
+        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        with server(kind, workdir, wrapper=wrapper) as started:
+            base = Spec(scenario="echo", kind=kind, url=started.url, server_pids=[started.pid], warmup=0)
+            loadgen(replace(base, messages=100), timeout=600)  # imports and caches warmed up
+            counts: list[int] = []
+            for messages in (short, long):
+                _callgrind_control("-z", started.pid)
+                loadgen(replace(base, messages=messages), timeout=600)
+                dumps_before = set(workdir.glob(f"{out.name}.*"))
+                _callgrind_control("-d", started.pid)
+                (dump,) = set(workdir.glob(f"{out.name}.*")) - dumps_before
+                counts.append(_summary(dump))
+        per_message = (counts[1] - counts[0]) / (long - short)
+        results.setdefault("callgrind", {}).setdefault(kind, []).append(
+            {"instructions_per_msg": per_message, "short": counts[0], "long": counts[1]}
+        )
+
+
+def _callgrind_control(option: str, pid: int) -> None:
+    # The server answers between two event-loop ticks; uvicorn ticks every 0.1 s even when idle.
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def _summary(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary line in {dump}")
+
+
+def wait_until_quiet(max_wait: float, threshold: float = 0.5) -> float:
+    """Wait (at most ``max_wait`` seconds) for the 1-minute load average to drop below ``threshold``;
+    returns the load average when the run starts."""
+    deadline = time.monotonic() + max_wait
+    load = os.getloadavg()[0]
+    while load >= threshold and time.monotonic() < deadline:
+        _say(f"waiting for a quiet machine: load average {load:.2f} >= {threshold}")
+        time.sleep(min(30.0, max(0.0, deadline - time.monotonic())))
+        load = os.getloadavg()[0]
+    return load
+
+
+def medians(results: Results) -> dict[str, dict[str, dict[str, float]]]:
+    """The median of every figure over the repetitions, and its range ((max - min) / median, %)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for key, by_kind in results.items():
+        for kind, runs in by_kind.items():
+            figures: dict[str, float] = {"runs": len(runs)}
+            for name in runs[0]:
+                values = [run[name] for run in runs if isinstance(run.get(name), int | float)]
+                if not values:
+                    continue
+                median = statistics.median(values)
+                figures[name] = median
+                if len(values) > 1 and median:
+                    figures[f"{name}_range_pct"] = (max(values) - min(values)) / abs(median) * 100
+            out.setdefault(key, {})[kind] = figures
+    return out
+
+
+def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> dict[str, Any]:
+    """Run every scenario at ``sizes``; returns the raw runs, the medians and how they were taken."""
+    started = time.time()
+    load_before = wait_until_quiet(wait_quiet) if wait_quiet else os.getloadavg()[0]
+    results: Results = {}
+    with tempfile.TemporaryDirectory(prefix="typed-ss-bench-") as tmp:
+        workdir = Path(tmp)
+        for rep in range(sizes.repetitions):
+            _say(f"repetition {rep + 1} of {sizes.repetitions}")
+            _repetition(sizes, rep, workdir, results)
+            if redis:
+                _redis_repetition(sizes, rep, workdir, results)
+        if sizes.callgrind is not None:
+            _callgrind(sizes, workdir, results)
+    return {
+        "sizes": asdict(sizes),
+        "client_library": "picows" if HAVE_PICOWS else "websockets",
+        "started": started,
+        "seconds": time.time() - started,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "runs": results,
+        "medians": medians(results),
+    }

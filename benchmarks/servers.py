@@ -1,0 +1,218 @@
+"""The servers under test, each doing the same work, and how one is served in its own process.
+
+    python -m benchmarks.servers KIND [--redis URL]
+
+prints ``PORT <n>`` once the OS-picked port on 127.0.0.1 is bound, then serves under uvicorn with
+typed-ss's recommended settings (:func:`typed_ss.uvicorn_settings`), the same for every kind; only
+the log level is lowered, for every kind alike, so that 10,000 connects are not 10,000 log lines.
+
+Every kind offers the same four operations, each in its own wire format (see
+:mod:`benchmarks.wire`): ``echo`` (send the payload back to the sender), ``bc`` (broadcast the
+payload to every connection), ``join`` (join the room named by the payload, then answer ``joined``)
+and ``rc`` (payload ``"<room> <text>"``: send it to every member of the room). With ``--redis``,
+broadcasts also reach the connections of every other instance on the same Redis.
+
+- ``typed-ss``: a :class:`typed_ss.Server` mounted in Starlette as the README shows, with typed
+  ``str`` handlers; ``RedisBackend`` for ``--redis``.
+- ``starlette``: a bare Starlette WebSocket endpoint, the floor an ASGI library stands on: one
+  letter of command, no framing, no validation; a hand-written Redis pub/sub bridge for ``--redis``.
+- ``socketio``: python-socketio's ``AsyncServer(async_mode="asgi")`` in its ``ASGIApp``, its
+  documented ASGI deployment; ``AsyncRedisManager`` for ``--redis``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from typed_ss import Server, Socket, uvicorn_settings
+
+__all__ = ["KINDS", "build_app", "serve_settings"]
+
+KINDS = ("typed-ss", "starlette", "socketio")
+"""Every server kind, in the order the reports list them."""
+
+
+def serve_settings() -> dict[str, Any]:
+    """The uvicorn settings every kind is served with: typed-ss's recommended ones (default limits)."""
+    return {**uvicorn_settings(Server()), "log_level": "warning"}
+
+
+# --- typed-ss --------------------------------------------------------------------------------------
+
+
+def typed_ss_app(redis_url: str | None) -> Any:
+    backend = None
+    if redis_url is not None:
+        from typed_ss.backends.redis import RedisBackend
+
+        backend = RedisBackend(redis_url, group="bench")
+    ss = Server(backend=backend)
+
+    @ss.on("echo")
+    async def echo(sock: Socket, data: str) -> None:
+        await sock.emit("echo", data)
+
+    @ss.on("bc")
+    async def broadcast(sock: Socket, data: str) -> None:
+        await ss.broadcast("bc", data)
+
+    @ss.on("join")
+    async def join(sock: Socket, room: str) -> None:
+        await sock.join(room)
+        await sock.emit("joined", room)
+
+    @ss.on("rc")
+    async def roomcast(sock: Socket, data: str) -> None:
+        await ss.roomcast(data.partition(" ")[0], "rc", data)
+
+    return Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
+
+
+# --- bare Starlette --------------------------------------------------------------------------------
+
+
+class _Bare:
+    """The bare endpoint's state: every connection, and rooms of connections."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        self.clients: set[WebSocket] = set()
+        self.rooms: dict[str, set[WebSocket]] = {}
+        self.redis_url = redis_url
+        self.instance = secrets.token_hex(4)
+        self.redis: Any = None
+
+    async def fan_out(self, clients: set[WebSocket], message: str) -> None:
+        for client in list(clients):
+            with contextlib.suppress(Exception):  # a client that left meanwhile
+                await client.send_text(message)
+
+    async def endpoint(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.clients.add(ws)
+        joined: list[str] = []
+        try:
+            while True:
+                message = await ws.receive_text()
+                command = message[:1]
+                if command == "e":
+                    await ws.send_text(message)
+                elif command == "b":
+                    await self.fan_out(self.clients, message)
+                    if self.redis is not None:
+                        await self.redis.publish("bench", f"{self.instance}|{message}")
+                elif command == "j":
+                    room = message[1:]
+                    self.rooms.setdefault(room, set()).add(ws)
+                    joined.append(room)
+                    await ws.send_text("j" + room)
+                elif command == "r":
+                    await self.fan_out(self.rooms.get(message[1:].partition(" ")[0], set()), message)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.clients.discard(ws)
+            for room in joined:
+                self.rooms[room].discard(ws)
+
+    async def relay(self) -> None:
+        """Deliver the other instances' broadcasts to the local connections."""
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe("bench")
+        async for item in pubsub.listen():
+            if item["type"] != "message":
+                continue
+            origin, _, message = item["data"].decode().partition("|")
+            if origin != self.instance:
+                await self.fan_out(self.clients, message)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        if self.redis_url is None:
+            yield
+            return
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.Redis.from_url(self.redis_url)
+        relay = asyncio.create_task(self.relay())
+        try:
+            yield
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await self.redis.aclose()
+
+
+def starlette_app(redis_url: str | None) -> Any:
+    bare = _Bare(redis_url)
+    return Starlette(routes=[WebSocketRoute("/socket", bare.endpoint)], lifespan=bare.lifespan)
+
+
+# --- python-socketio -------------------------------------------------------------------------------
+
+
+def socketio_app(redis_url: str | None) -> Any:
+    import socketio
+
+    manager = socketio.AsyncRedisManager(redis_url) if redis_url is not None else None
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+
+    async def echo(sid: str, data: str) -> None:
+        await sio.emit("echo", data, to=sid)
+
+    async def broadcast(sid: str, data: str) -> None:
+        await sio.emit("bc", data)
+
+    async def join(sid: str, room: str) -> None:
+        await sio.enter_room(sid, room)
+        await sio.emit("joined", room, to=sid)
+
+    async def roomcast(sid: str, data: str) -> None:
+        await sio.emit("rc", data, room=data.partition(" ")[0])
+
+    # The call form, not the decorator: socketio has no type information.
+    for event, handler in (("echo", echo), ("bc", broadcast), ("join", join), ("rc", roomcast)):
+        sio.on(event, handler=handler)
+    return socketio.ASGIApp(sio)
+
+
+def build_app(kind: str, redis_url: str | None = None) -> Any:
+    """The ASGI app of server ``kind`` (one of :data:`KINDS`)."""
+    if kind == "typed-ss":
+        return typed_ss_app(redis_url)
+    if kind == "starlette":
+        return starlette_app(redis_url)
+    if kind == "socketio":
+        return socketio_app(redis_url)
+    raise ValueError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--redis", help="a redis:// URL: broadcasts reach the other instances on it")
+    args = parser.parse_args()
+    app = build_app(args.kind, args.redis)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)  # 50 concurrent handshakes and more wait here while uvicorn starts
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, **serve_settings())).run(sockets=[sock])
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
