@@ -151,6 +151,7 @@ class _Inbound:
     lagging: bool = False
     """Missed an acknowledgement deadline: subscribes do not wait for it until it answers again."""
     token_expires: float = float("inf")
+    last_seen: float = field(default_factory=time.monotonic)
     received: int = 0
     connected_at: float = field(default_factory=time.monotonic)
 
@@ -202,6 +203,7 @@ class _Peer:
         self.restarts_seen = 0
         self.failures = 0
         self.last_error = ""
+        self.last_seen = 0.0  # when the peer last sent anything on the link (monotonic)
 
     def queue(self, topic: str, data: bytes) -> None:
         self.outbox.append((topic, data))
@@ -312,6 +314,7 @@ class GrpcBackend:
         self._subscribe_timeout = subscribe_timeout
         self._start_timeout = start_timeout
         self._keepalive = keepalive
+        self._silence_limit = 3 * keepalive
         self._max_backoff = max_backoff
         self._max_message_bytes = max_message_bytes
         self._batch_bytes = min(batch_bytes, max_message_bytes // 2)
@@ -329,7 +332,7 @@ class GrpcBackend:
         self._ca = self._cert = self._pkey = b""
         self.port = 0
         self.counters: dict[str, int] = dict.fromkeys(
-            ("refused", "too_large", "received", "inbound_streams", "lagging_acks"), 0
+            ("refused", "too_large", "received", "inbound_streams", "lagging_acks", "silent_peers"), 0
         )
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -571,15 +574,31 @@ class GrpcBackend:
                 peer.retry_now.set()
         reader = asyncio.create_task(self._read(inbound, requests), name=f"typed-ss grpc inbound {node}")
         try:
+            tick = time.monotonic()
             while True:
-                message = await inbound.control.get()
+                try:
+                    async with asyncio.timeout(self._keepalive):
+                        message = await inbound.control.get()
+                except TimeoutError:
+                    message = pb.Downstream(interest=pb.Interest(id=0))  # a heartbeat
                 if message is None:
                     break
+                if self._silent(inbound, tick):
+                    self.counters["silent_peers"] += 1
+                    logger.error(
+                        "peer %s sent nothing for %.1f s (hung?): ending its stream",
+                        node,
+                        self._silence_limit,
+                    )
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "no heartbeat")
+                tick = time.monotonic()
                 if time.time() > inbound.token_expires:
                     self._refuse(node, "its token expired")
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token expired")
                 yield message
-            if reader.done() and not reader.cancelled() and isinstance(reader.exception(), TokenError):
+            if not reader.done():  # superseded by a newer stream, or stopping: end it for the peer too
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "stream closed")
+            if not reader.cancelled() and isinstance(reader.exception(), TokenError):
                 self._refuse(node, str(reader.exception()))
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(reader.exception()))
         finally:
@@ -591,6 +610,7 @@ class GrpcBackend:
     async def _read(self, inbound: _Inbound, requests: AsyncIterator[pb.Upstream]) -> None:
         try:
             async for request in requests:
+                inbound.last_seen = time.monotonic()
                 if self._inbound.get(inbound.node) is not inbound:
                     return  # superseded by a newer stream from the same peer
                 kind = request.WhichOneof("kind")
@@ -605,7 +625,7 @@ class GrpcBackend:
                     inbound.received += len(request.batch.messages)
                     self.counters["received"] += len(request.batch.messages)
                     self._arrived.set()
-                elif kind == "ack":
+                elif kind == "ack" and request.ack.id:  # id 0 is a heartbeat
                     inbound.acknowledge(request.ack.id)
         finally:
             inbound.control.put_nowait(None)
@@ -649,6 +669,18 @@ class GrpcBackend:
             certificate_chain=self._cert if mutual else None,
         )
         return aio.secure_channel(peer.address.target, credentials, options=options)
+
+    def _silent(self, side: _Peer | _Inbound, tick: float) -> bool:
+        """Whether the peer on this stream has sent nothing (not even a heartbeat) for too long.
+
+        ``tick`` is when the caller last checked: a check that comes much later than it should
+        means this process itself stalled (SIGSTOP, a blocked event loop), so the peer gets a fresh
+        window instead of being blamed for our own silence.
+        """
+        now = time.monotonic()
+        if now - tick > self._keepalive + self._write_timeout + 1.0:
+            side.last_seen = now
+        return now - side.last_seen > self._silence_limit
 
     def _current_token(self) -> str:
         """This node's token, made afresh once a third of its lifetime is left."""
@@ -713,23 +745,24 @@ class GrpcBackend:
         metadata = () if self._key is None else (("authorization", f"Bearer {self._current_token()}"),)
         call = stub.Connect(metadata=metadata, wait_for_ready=True)
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                hello = pb.Upstream()
-                hello.hello.node = self.name
-                hello.hello.boot = self.boot
-                await call.write(hello)
-                first = await call.read()
-            if (
-                first is aio.EOF
-                or not isinstance(first, pb.Downstream)
-                or first.WhichOneof("kind") != "welcome"
-            ):
-                code = await call.code()
-                if code == grpc.StatusCode.FAILED_PRECONDITION:
+            hello = pb.Upstream()
+            hello.hello.node = self.name
+            hello.hello.boot = self.boot
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await call.write(hello)
+                    first = await call.read()
+                if first is aio.EOF or not isinstance(first, pb.Downstream):
+                    await call.wait_for_connection()  # raises the call's error
+                    raise _Refused("the peer ended the stream without a welcome")
+            except aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     peer.is_self = True
-                if code == grpc.StatusCode.UNAUTHENTICATED:
-                    raise _Refused(f"refused by the peer: {await call.details()}")
-                raise _Refused(f"no welcome from the peer ({code})")
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    raise _Refused(f"refused by the peer: {exc.details()}") from exc
+                raise
+            if first.WhichOneof("kind") != "welcome":
+                raise _Refused("the peer's first message was not a welcome")
             self._welcomed(peer, first.welcome)
             await self._pump(peer, call)
         finally:
@@ -757,6 +790,7 @@ class GrpcBackend:
         ack.ack.id = welcome.id
         peer.control.append(ack)
         peer.state = "connected"
+        peer.last_seen = time.monotonic()
         peer.failures = 0
         peer.last_error = ""
         self._links_changed.set()
@@ -764,8 +798,12 @@ class GrpcBackend:
     async def _pump(self, peer: _Peer, call: aio.StreamStreamCall[pb.Upstream, pb.Downstream]) -> None:
         """Run the stream: interest changes in, acknowledgements, token refreshes and batches out."""
         reader = asyncio.create_task(self._read_interest(peer, call))
+        last_write = tick = time.monotonic()
         try:
             while True:
+                if self._silent(peer, tick):
+                    raise ConnectionError(f"the peer sent nothing for {self._silence_limit:.1f} s (hung?)")
+                tick = time.monotonic()
                 if reader.done():
                     reader.result()  # raises what ended the stream
                     raise ConnectionError("the peer ended the stream")
@@ -781,15 +819,22 @@ class GrpcBackend:
                         message = pb.Upstream()
                         message.batch.messages.extend(pb.Message(topic=t, data=d) for t, d in batch)
                         count = len(batch)
+                if message is None and time.monotonic() - last_write >= self._keepalive:
+                    message = pb.Upstream(ack=pb.Ack(id=0))  # a heartbeat
                 if message is None:
                     peer.wake.clear()
-                    refresh = 60.0 if self._token is None else max(0.0, self._token[1] - time.time())
+                    wait = last_write + self._keepalive - time.monotonic()
+                    if self._token is not None:
+                        wait = min(wait, self._token[1] - time.time())
                     waker = asyncio.create_task(peer.wake.wait())
-                    await asyncio.wait([waker, reader], timeout=refresh, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        [waker, reader], timeout=max(0.0, wait), return_when=asyncio.FIRST_COMPLETED
+                    )
                     waker.cancel()
                     continue
                 async with asyncio.timeout(self._write_timeout):
                     await call.write(message)
+                last_write = time.monotonic()
                 peer.sent += count
         finally:
             reader.cancel()
@@ -800,10 +845,11 @@ class GrpcBackend:
     ) -> None:
         while True:
             message = await call.read()
+            peer.last_seen = time.monotonic()
             if message is aio.EOF or not isinstance(message, pb.Downstream):
                 return
-            if message.WhichOneof("kind") != "interest":
-                continue
+            if message.WhichOneof("kind") != "interest" or not message.interest.id:
+                continue  # id 0: a heartbeat
             change = message.interest
             peer.interest.update(change.subscribe)
             peer.interest.difference_update(change.unsubscribe)
