@@ -21,9 +21,10 @@ wants, and the peer tells it which topics it wants. A peer is ``host:port`` or
   it answers); a peer that is down gets the whole set when it connects.
 - **Nothing waits on a peer.** ``publish`` only queues: each peer has its own bounded outbox
   (drop-oldest, counted) drained by its own task, so a slow, hung or dead peer delays no other.
-  Every wait on a peer has a time limit (connecting, each write, acknowledgements), keepalive pings
-  find a peer that stopped answering, and a lost link is made again with a backoff capped at 2 s (at
-  once when the peer itself connects). A link to a peer that comes back with the same boot number
+  Every wait on a peer has a time limit (connecting, each write, acknowledgements); both ends of a
+  stream send a heartbeat when idle for ``keepalive`` (2 s) and end a stream on which the peer sent
+  nothing for three intervals, so a hung peer is let go; a lost link is made again with a backoff
+  capped at 2 s (at once when the peer itself connects). A link to a peer that comes back with the same boot number
   sends what its outbox kept; a restarted peer (a new boot number) starts empty.
 - Health: every peer's link state, outbox and counters are in ``ss.health()``.
 """

@@ -149,7 +149,10 @@ Global___Welcome: _TypeAlias = Welcome  # noqa: Y015
 
 @_typing.final
 class Interest(_message.Message):
-    """A change to the receiver's interest set; acknowledged with `id` once the publisher applies it."""
+    """A change to the receiver's interest set; acknowledged with `id` once the publisher applies it.
+    An Interest with id 0 changes nothing and is not acknowledged: the receiver's heartbeat, sent
+    when it has had nothing else to send for a keepalive interval.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -178,6 +181,8 @@ Global___Interest: _TypeAlias = Interest  # noqa: Y015
 
 @_typing.final
 class Ack(_message.Message):
+    """The publisher applied the interest change `id`. An Ack with id 0 is the publisher's heartbeat."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
