@@ -49,7 +49,8 @@ class Backend(Protocol):
         ...
 
     async def publish(self, topic: str, data: bytes) -> None:
-        """Send ``data`` to every instance subscribed to ``topic`` (this one included, if it is).
+        """Send ``data`` to every instance subscribed to ``topic`` (this one included, if it is, unless
+        the backend leaves out its own messages: the bridge ignores them anyway).
 
         Must return within a short time (seconds) even when the backend is unreachable.
 
