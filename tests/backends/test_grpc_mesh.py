@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.backends.grpc_bus import free_ports
 from tests.backends.grpc_certs import CertificateAuthority
-from tests.support import Client, connect_client
+from tests.support import Client, connect_client, parse_server_frame
 from typed_ss.backends.grpc import TLSConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +127,21 @@ async def running(nodes: list[Node]) -> AsyncIterator[list[Node]]:
         yield nodes
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
+
+
+@asynccontextmanager
+async def connect_during_casts(url: str) -> AsyncIterator[Client]:
+    """Like ``connect_client``, but casts may come before ``__hello``.
+
+    The server attaches a socket to the hub (which awaits the backend's subscription to the socket's
+    own room) before it pushes ``__hello``, so a broadcast arriving meanwhile reaches the socket
+    first. With the gRPC backend the subscription waits for the peers' acknowledgements, which makes
+    that window wide enough to hit while two nodes broadcast 100 messages a second.
+    """
+    async with connect(url + "/socket", subprotocols=[Subprotocol("sac-sock")], open_timeout=10) as ws:
+        while (frame := parse_server_frame(await asyncio.wait_for(ws.recv(), 5))).event != "__hello":
+            assert frame.event == "cast", frame
+        yield Client(ws, frame.json())
 
 
 async def cast(client: Client, kind: str, target: str, letter: str, text: str) -> None:
@@ -313,7 +330,7 @@ async def test_a_killed_node_comes_back_and_the_others_never_stop(tmp_path: Path
             await asyncio.sleep(3)  # node3 stays dead for 3 s while the stream runs
             restarted_at = time.monotonic()
             await three.start()
-            new_c3 = await stack.enter_async_context(connect_client(three.url))
+            new_c3 = await stack.enter_async_context(connect_during_casts(three.url))
             serving_at = time.monotonic()
             on3 = Receiver(new_c3)
             from3 = Stream(new_c3, "three3", interval=0.05)

@@ -24,8 +24,8 @@ wants, and the peer tells it which topics it wants. A peer is ``host:port`` or
   Every wait on a peer has a time limit (connecting, each write, acknowledgements); both ends of a
   stream send a heartbeat when idle for ``keepalive`` (2 s) and end a stream on which the peer sent
   nothing for three intervals, so a hung peer is let go; a lost link is made again with a backoff
-  capped at 2 s (at once when the peer itself connects). A link to a peer that comes back with the same boot number
-  sends what its outbox kept; a restarted peer (a new boot number) starts empty.
+  capped at 2 s (at once when the peer itself connects). A link to a peer that comes back with the
+  same boot number sends what its outbox kept; a restarted peer (a new boot number) starts empty.
 - Health: every peer's link state, outbox and counters are in ``ss.health()``.
 """
 
@@ -64,6 +64,9 @@ logger = logging.getLogger("typed_ss.backends.grpc")
 
 TOKEN_VERSION: Final = "v1"
 _TOKEN_CONTEXT: Final = b"typed-ss multihome token v1\x00"
+
+
+_SHUTTING_DOWN: Final = "the peer is shutting down"
 
 
 class TokenError(Exception):
@@ -598,7 +601,10 @@ class GrpcBackend:
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token expired")
                 yield message
             if not reader.done():  # superseded by a newer stream, or stopping: end it for the peer too
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "stream closed")
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    _SHUTTING_DOWN if self._state == "stopped" else "stream closed",
+                )
             if not reader.cancelled() and isinstance(reader.exception(), TokenError):
                 self._refuse(node, str(reader.exception()))
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(reader.exception()))
@@ -710,8 +716,11 @@ class GrpcBackend:
                 if peer.state == "connected":
                     peer.reconnects += 1
                     peer.failures = 0
-                    logger.error(
-                        "lost the link to peer %s (%s): reconnecting", peer.address.target, peer.last_error
+                    logger.log(
+                        logging.WARNING if _SHUTTING_DOWN in peer.last_error else logging.ERROR,
+                        "lost the link to peer %s (%s): reconnecting",
+                        peer.address.target,
+                        peer.last_error,
                     )
                 elif peer.failures == 0 or peer.failures % 20 == 0:
                     level = (
