@@ -11,7 +11,15 @@ import pytest
 
 from tests.backends.grpc_bus import free_ports
 from tests.backends.grpc_certs import CertificateAuthority
-from typed_ss.backends.grpc import GrpcBackend, PeerAddress, TLSConfig, TokenError, make_token, verify_token
+from typed_ss.backends.grpc import (
+    GrpcBackend,
+    PeerAddress,
+    TLSConfig,
+    TokenError,
+    _Peer,
+    make_token,
+    verify_token,
+)
 from typed_ss.errors import ConfigurationError
 
 KEY = b"k" * 32
@@ -138,3 +146,18 @@ async def test_a_node_listed_as_its_own_peer_is_ignored(tmp_path: Path) -> None:
         assert node.health().state == "connected"
     finally:
         await node.stop()
+
+
+def test_a_peer_outbox_keeps_the_newest_and_counts_what_it_drops() -> None:
+    peer = _Peer(PeerAddress.parse("127.0.0.1:1"), max_messages=3, max_bytes=1000)
+    for i in range(5):
+        peer.queue("t", b"%d" % i)
+    assert [data for _, data in peer.outbox] == [b"2", b"3", b"4"]
+    assert peer.dropped == 2
+    by_bytes = _Peer(PeerAddress.parse("127.0.0.1:1"), max_messages=100, max_bytes=10)
+    for i in range(5):
+        by_bytes.queue("t", b"%04d" % i)
+    assert [data for _, data in by_bytes.outbox] == [b"0003", b"0004"]
+    assert (by_bytes.dropped, by_bytes.outbox_bytes) == (3, 8)
+    by_bytes.interest = {"t"}
+    assert by_bytes.take_batch(1) == [("t", b"0003")]  # at least one message, even over the limit
