@@ -388,6 +388,7 @@ async def test_a_hung_node_stalls_no_one(tmp_path: Path) -> None:
             from1.start()
             from2.start()
             await on3.first_after("one", 0, 5)
+            await on3.first_after("two", 0, 5)
 
             stopped_at = time.monotonic()
             three.signal(signal.SIGSTOP)
