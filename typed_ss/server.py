@@ -108,6 +108,9 @@ class Server:
         backend: a multihome backend (``typed_ss.backends``): broadcasts, roomcasts and
             socketcasts then reach the sockets of every instance that shares it. Started and stopped
             with the server; see ``docs/multihome.md``.
+        instance_id: this instance's name on the backend (default: random per ``Server``). A stable
+            name (the host and port, say) lets the other instances recognise a restart of this one
+            by its new boot epoch.
         contract_check: what to do when a generated client was built from a different contract
             (it sends its fingerprint when it connects): ``"warn"`` logs it (the default),
             ``"refuse"`` closes the socket with 4010 so the client asks for a reload, ``"off"``
@@ -127,6 +130,7 @@ class Server:
         allowed_origins: Iterable[str] = (),
         contract_check: ContractCheck = "warn",
         backend: Backend | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self.limits: Final = Limits(
             max_message_size=max_message_size,
@@ -157,6 +161,7 @@ class Server:
         self._accepting = True
         self._connections: set[asyncio.Task[Any]] = set()
         self.backend: Final = backend
+        self.instance_id: Final = instance_id
         self._multihome: Multihome | None = None
         self._starting: asyncio.Lock | None = None
         # Event names already checked; emits repeat a handful of names, so the check runs once each.
@@ -325,7 +330,10 @@ class Server:
             async with self._starting:
                 if self._multihome is None:
                     multihome = Multihome(
-                        self.hub, self.backend, max_envelope_size=self.limits.max_message_size + 64 * KiB
+                        self.hub,
+                        self.backend,
+                        max_envelope_size=self.limits.max_message_size + 64 * KiB,
+                        instance_id=self.instance_id,
                     )
                     await multihome.start()
                     self._multihome = multihome
@@ -397,10 +405,12 @@ class Server:
         sock = Socket(self, transport, identity)
         sock._task = task
         self._connections.add(task)
-        await self.hub.attach(sock)
-        logger.debug("socket %s connected", sock.id)
+        # __hello goes out before the socket joins the hub, so no cast can overtake it; attaching may
+        # wait for the backend to subscribe the socket's own room.
         sock.push(hello_frame(sock.id, self.limits.max_message_size, contract))
         try:
+            await self.hub.attach(sock)
+            logger.debug("socket %s connected", sock.id)
             if not self._client_contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
             elif self._on_connect is not None:
@@ -481,6 +491,10 @@ class Server:
         logger.debug("socket %s disconnected", sock.id)
 
     def _client_contract_accepted(self, sock: Socket, contract: str) -> bool:
+        if not sock.request.scope.get("query_string"):
+            # No query string, so no fingerprint (the plain ss.js client): parsing one is the largest
+            # part of typed-ss's own cost per connection.
+            return True
         client_contract = sock.request.query_params.get(CONTRACT_QUERY_PARAMETER)
         if client_contract is None or client_contract == contract or self.contract_check == "off":
             return True

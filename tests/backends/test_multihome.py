@@ -1,0 +1,66 @@
+"""The hub's bridge to a backend, over the memory backend: ordering at connect, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from tests.apps import echo_server, make_app
+from tests.support import connect_client, eventually, parse_server_frame, running
+from typed_ss.backends import MemoryBackend, MemoryBroker
+from typed_ss.multihome import BROADCAST_TOPIC
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class GatedBackend(MemoryBackend):
+    """A memory backend whose room subscriptions wait until the test opens the gate."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def subscribe(self, topic: str) -> None:
+        if topic != BROADCAST_TOPIC:
+            self.waiting.set()
+            await self.gate.wait()
+        await super().subscribe(topic)
+
+
+async def test_hello_is_the_first_frame_even_when_a_cast_arrives_while_the_socket_attaches() -> None:
+    backend = GatedBackend(MemoryBroker())
+    ss = echo_server(backend=backend)
+    async with running(make_app(ss), ss) as url:
+
+        async def first_two_frames() -> list[str]:
+            async with connect(url + "/socket", subprotocols=[Subprotocol("sac-sock")]) as ws:
+                return [parse_server_frame(await ws.recv()).event for _ in range(3)]
+
+        frames = asyncio.create_task(first_two_frames())
+        await asyncio.wait_for(backend.waiting.wait(), 10)  # the socket is attaching
+        await ss.broadcast("early", "x")  # reaches the socket, but never before its __hello
+        backend.gate.set()
+        await ss.broadcast("late", "y")
+        assert await asyncio.wait_for(frames, 10) == ["__hello", "early", "late"]
+
+
+async def test_a_restarted_instance_with_a_stable_id_is_recognised_by_its_boot_epoch() -> None:
+    broker = MemoryBroker()
+    receiver = echo_server(backend=MemoryBackend(broker))
+    async with running(make_app(receiver), receiver) as url, connect_client(url) as client:
+        for boot in range(2):
+            sender = echo_server(backend=MemoryBackend(broker), instance_id="sender-1")
+            await sender.startup()
+            try:
+                for i in range(3):
+                    await sender.broadcast("n", f"{boot}-{i}")
+                    assert (await client.expect("n")).payload == f"{boot}-{i}"
+            finally:
+                await sender.shutdown()
+        health = receiver.health()["multihome"]
+        await eventually(lambda: health["delivered"] == 6)
+        assert (health["restarts_seen"], health["lost"], health["duplicates"]) == (1, 0, 0)
