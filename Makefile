@@ -89,7 +89,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 bench-system-packages:
 	scripts/ensure-system-packages $(BENCH_SYSTEM_PACKAGES)
 
-# Full sizes (10,000 idle connections, fan-out to 10,000), several repetitions: about 10-15 minutes.
+# Full sizes (10,000 idle connections, fan-out to 10,000), 5 repetitions: about 25 minutes.
 bench: $(BENCH_STAMP) bench-system-packages
 	$(PY) -m benchmarks full
 

@@ -53,6 +53,9 @@ class Spec:
     url: str
     """``ws://127.0.0.1:<port>`` of the server (for ``redis``: the instance the sender uses)."""
     server_pids: list[int]
+    helper_pids: list[int] = field(default_factory=list)
+    """Processes that are part of the system under test but not servers (redis-server): their CPU
+    is not counted as other tenants' load."""
     other_url: str = ""
     """``redis``: the instance the receivers use."""
     connections: int = 1
@@ -227,11 +230,13 @@ async def close_all(conns: list[Conn]) -> None:
 class Window:
     """Wall time, this process's CPU, the servers' CPU and every other process's over one window."""
 
-    def __init__(self, server_pids: list[int]) -> None:
+    def __init__(self, server_pids: list[int], helper_pids: list[int] | None = None) -> None:
         self.server_pids = server_pids
+        self.helper_pids = helper_pids or []
         self.wall = time.perf_counter()
         self.client = time.process_time()
         self.server = sum(procstat.cpu_seconds(pid) for pid in server_pids)
+        self.helpers = sum(procstat.cpu_seconds(pid) for pid in self.helper_pids)
         self.system = procstat.system_busy_seconds()
 
     def end(self, units: int, unit: str) -> dict[str, float]:
@@ -239,7 +244,8 @@ class Window:
         wall = time.perf_counter() - self.wall
         client = time.process_time() - self.client
         server = sum(procstat.cpu_seconds(pid) for pid in self.server_pids) - self.server
-        other = max(0.0, procstat.system_busy_seconds() - self.system - client - server)
+        helpers = sum(procstat.cpu_seconds(pid) for pid in self.helper_pids) - self.helpers
+        other = max(0.0, procstat.system_busy_seconds() - self.system - client - server - helpers)
         return {
             "seconds": wall,
             f"{unit}s_per_s": units / wall,
@@ -303,7 +309,7 @@ async def echo(spec: Spec) -> dict[str, Any]:
     if spec.warmup:
         await phase(spec.warmup, None)
     rtts: list[float] = []
-    window = Window(spec.server_pids)
+    window = Window(spec.server_pids, spec.helper_pids)
     await phase(spec.messages, rtts)
     result = window.end(len(rtts), "msg")
     result.update({f"rtt_{k}_us": v for k, v in percentiles(rtts).items()})
@@ -336,7 +342,7 @@ async def _fan_out(
     index = 0
     while index < warmup + count:
         if index == warmup and window is None:
-            window = Window(spec.server_pids)
+            window = Window(spec.server_pids, spec.helper_pids)
         tag = f"bc{index}-{attempts}"
         expected = tag.encode() + b"."
         remaining = len(receivers)
@@ -423,7 +429,7 @@ async def roomcast(spec: Spec) -> dict[str, Any]:
     window: Window | None = None
     for round_number in range(spec.warmup + spec.rounds):
         if round_number == spec.warmup:
-            window = Window(spec.server_pids)
+            window = Window(spec.server_pids, spec.helper_pids)
         this_round = _Round(len(rooms), loop.create_future())
         messages = []
         for number, members in enumerate(rooms):
@@ -453,14 +459,17 @@ async def idle(spec: Spec) -> dict[str, Any]:
     await asyncio.sleep(0.5)
     pid = spec.server_pids[0]
     rss_before = procstat.rss_bytes(pid)
-    started = time.perf_counter()
+    window = Window(spec.server_pids)
     conns = await connect_many(spec.kind, spec.url, spec.connections)
-    elapsed = time.perf_counter() - started
+    connecting = window.end(spec.connections, "connect")
     await asyncio.sleep(1.0)
     rss_after = procstat.rss_bytes(pid)
     await close_all(conns)
     return {
-        "connects_per_s": spec.connections / elapsed,
+        "connects_per_s": connecting["connects_per_s"],
+        "server_cpu_us_per_connect": connecting["server_cpu_us_per_connect"],
+        "client_cpu_us_per_connect": connecting["client_cpu_us_per_connect"],
+        "other_cpu_util": connecting["other_cpu_util"],
         "kib_per_connection": (rss_after - rss_before) / spec.connections / 1024,
         "rss_before_mib": rss_before / 2**20,
         "rss_after_mib": rss_after / 2**20,

@@ -63,6 +63,7 @@ def rows(medians: dict[str, Any]) -> list[Row]:
         Row("roomcast", "server_cpu_us_per_delivery", "roomcast: server CPU µs/delivery", False),
         Row("idle", "kib_per_connection", "idle: server RSS KiB/conn", False),
         Row("idle", "connects_per_s", "idle: connects/s", True),
+        Row("idle", "server_cpu_us_per_connect", "idle: server CPU µs/connect", False),
         Row("redis", "latency_p50_ms", "2 instances over Redis: p50 ms", False),
         Row("redis", "latency_p99_ms", "2 instances over Redis: p99 ms", False),
         Row("redis", "server_cpu_us_per_delivery", "2 instances over Redis: servers' CPU µs/delivery", False),

@@ -52,6 +52,11 @@ class Sizes:
     redis_broadcasts: int
     callgrind: tuple[int, int] | None
     """Echo messages of the short and the long callgrind run (``None``: no callgrind)."""
+    quiet_retries: int = 0
+    """Times a measurement is taken again when other processes used more than ``max_other_cpu``
+    cores during it (the quietest attempt is kept), within ``retry_budget`` seconds per run."""
+    max_other_cpu: float = 0.3
+    retry_budget: float = 900.0
     kinds: tuple[str, ...] = KINDS
     note: str = ""
 
@@ -79,7 +84,8 @@ FULL = Sizes(
     echo1_messages=3000,
     echo50_messages=1000,
     echo_warmup=50,
-    fanout=((200, 200), (1000, 100), (10_000, 20)),
+    # python-socketio needs about 1.5 s per broadcast to 10,000 here.
+    fanout=((200, 200), (1000, 100), (10_000, 10)),
     rooms=100,
     members=100,
     rounds=20,
@@ -87,7 +93,9 @@ FULL = Sizes(
     redis_receivers=200,
     redis_broadcasts=200,
     callgrind=(500, 2500),
-    note="full sizes: medians of 5 repetitions, servers alternated between repetitions",
+    quiet_retries=3,
+    note="full sizes: medians of 5 repetitions, servers alternated between repetitions, a measurement "
+    "taken again (up to 3 times) when other processes used more than 0.3 cores during it",
 )
 SMOKE = Sizes(
     name="smoke",
@@ -180,8 +188,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A redis-server without persistence on a free loopback port; yields its URL."""
+def redis_server(workdir: Path) -> Iterator[tuple[str, int]]:
+    """A redis-server without persistence on a free loopback port; yields its URL and PID."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: `make bench` installs it")
@@ -202,7 +210,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", process.pid
     finally:
         _stop(process)
 
@@ -223,6 +231,32 @@ def loadgen(spec: Spec, timeout: float = 300.0) -> dict[str, Any]:
     return result
 
 
+class Retries:
+    """Takes a measurement again while other tenants' load spoiled it, within a time budget."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.spent = 0.0
+
+    def measure(self, spec: Spec) -> dict[str, Any]:
+        best: dict[str, Any] | None = None
+        for attempt in range(1 + self.sizes.quiet_retries):
+            started = time.monotonic()
+            figures = loadgen(spec)
+            figures["attempts"] = attempt + 1
+            if attempt:
+                self.spent += time.monotonic() - started
+            if best is None or figures.get("other_cpu_util", 0.0) < best.get("other_cpu_util", 0.0):
+                best = figures
+            if figures.get("other_cpu_util", 0.0) <= self.sizes.max_other_cpu:
+                break
+            if self.spent > self.sizes.retry_budget:
+                break
+            time.sleep(2.0)
+        assert best is not None
+        return best
+
+
 # --- the suite -------------------------------------------------------------------------------------
 
 Results = dict[str, dict[str, list[dict[str, Any]]]]
@@ -238,7 +272,7 @@ def _rotated(kinds: tuple[str, ...], by: int) -> list[str]:
     return [*kinds[by:], *kinds[:by]]
 
 
-def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -> None:
+def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries: Retries) -> None:
     """One repetition: fresh servers, idle first (on servers that have seen no load), then the rest,
     each scenario visiting the servers in this repetition's order."""
     order = _rotated(sizes.kinds, rep)
@@ -248,7 +282,9 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -> None
         def each(key: str, spec: Spec) -> None:
             for kind in order:
                 started = servers[kind]
-                figures = loadgen(replace(spec, kind=kind, url=started.url, server_pids=[started.pid]))
+                figures = retries.measure(
+                    replace(spec, kind=kind, url=started.url, server_pids=[started.pid])
+                )
                 results.setdefault(key, {}).setdefault(kind, []).append(figures)
                 time.sleep(0.2)  # let the server finish closing the scenario's connections
 
@@ -302,10 +338,10 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -> None
         )
 
 
-def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -> None:
+def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries: Retries) -> None:
     """Two instances of each kind on one redis-server: the sender on one, the receivers on the other."""
     _say(f"  redis: 2 instances, {sizes.redis_receivers} receivers on the other instance")
-    with redis_server(workdir) as url:
+    with redis_server(workdir) as (url, redis_pid):
         for kind in _rotated(sizes.kinds, rep):
             with server(kind, workdir, redis_url=url) as one, server(kind, workdir, redis_url=url) as two:
                 spec = Spec(
@@ -314,11 +350,12 @@ def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results) -
                     url=one.url,
                     other_url=two.url,
                     server_pids=[one.pid, two.pid],
+                    helper_pids=[redis_pid],
                     receivers=sizes.redis_receivers,
                     broadcasts=sizes.redis_broadcasts,
                     warmup=max(3, sizes.redis_broadcasts // 10),
                 )
-                results.setdefault("redis", {}).setdefault(kind, []).append(loadgen(spec))
+                results.setdefault("redis", {}).setdefault(kind, []).append(retries.measure(spec))
 
 
 def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
@@ -397,13 +434,14 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
     started = time.time()
     load_before = wait_until_quiet(wait_quiet) if wait_quiet else os.getloadavg()[0]
     results: Results = {}
+    retries = Retries(sizes)
     with tempfile.TemporaryDirectory(prefix="typed-ss-bench-") as tmp:
         workdir = Path(tmp)
         for rep in range(sizes.repetitions):
             _say(f"repetition {rep + 1} of {sizes.repetitions}")
-            _repetition(sizes, rep, workdir, results)
+            _repetition(sizes, rep, workdir, results, retries)
             if redis:
-                _redis_repetition(sizes, rep, workdir, results)
+                _redis_repetition(sizes, rep, workdir, results, retries)
         if sizes.callgrind is not None:
             _callgrind(sizes, workdir, results)
     return {
@@ -411,6 +449,7 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
         "client_library": "picows" if HAVE_PICOWS else "websockets",
         "started": started,
         "seconds": time.time() - started,
+        "retry_seconds": retries.spent,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
         "runs": results,
