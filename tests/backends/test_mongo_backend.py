@@ -4,6 +4,7 @@ need no fault also against a real MongoDB when ``TYPED_SS_MONGO_URL`` is set."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,12 @@ from typed_ss.errors import BackendError
 pytestmark = pytest.mark.timeout(60)
 
 Doc = dict[str, Any]
+
+
+# pymongo 4.20 leaks the socket of a monitor check that client.close() cancels mid-connect
+# (PYTHON-5867), which happens when a client is closed while MongoDB is down. The tests that do so
+# collect that socket themselves, with its ResourceWarning ignored; everywhere else it stays an error.
+PYMONGO_5867 = pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 
 
 @dataclass
@@ -182,11 +189,15 @@ async def test_health_reports_the_collection_and_counters(target: Target) -> Non
     assert backend.health().state == "stopped"
 
 
-def test_configuration_errors() -> None:
+async def test_configuration_errors() -> None:
     with pytest.raises(ConfigurationError):
         MongoBackend()
-    with pytest.raises(ConfigurationError):
-        MongoBackend("mongodb://127.0.0.1:1", client=AsyncMongoClient("mongodb://127.0.0.1:1", connect=False))
+    client: AsyncMongoClient[Doc] = AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)
+    try:
+        with pytest.raises(ConfigurationError):
+            MongoBackend("mongodb://127.0.0.1:1", client=client)
+    finally:
+        await client.close()
     with pytest.raises(ConfigurationError):
         MongoBackend("mongodb://127.0.0.1:1", size_bytes=100)
     with pytest.raises(ConfigurationError):
@@ -301,8 +312,11 @@ async def test_a_wrapped_collection_is_a_reported_gap_and_reading_goes_on(
         await a.publish("t", b"before")
         await box.wait_for(1)
         standin.wrap("typed_ss", "multihome")  # other writers filled the collection past b's position
-        await eventually(lambda: b.health().detail["position_lost"] == 1)
-        await eventually(connected(b))
+        # Both readers lost their place (CappedPositionLost) and read on from the newest document.
+        await eventually(
+            lambda: (a.health().detail["position_lost"], b.health().detail["position_lost"]) == (1, 1)
+        )
+        await eventually(lambda: standin.open_cursors == 2)
         await a.publish("t", b"after")
         assert [data for _, data in await box.wait_for(2)] == [b"before", b"after"]
     loud = [r for r in caplog.records if r.levelname == "ERROR" and "wrapped past" in r.message]
@@ -331,6 +345,24 @@ async def test_a_position_lost_while_disconnected_is_a_reported_gap(
                 break
             except BackendError:
                 await asyncio.sleep(0.1)
+        assert [data for _, data in await box.wait_for(2)] == [b"before", b"after"]
+
+
+async def test_a_dropped_collection_is_created_again_capped(
+    on_standin: Target, standin: MongoStandIn
+) -> None:
+    a, b = on_standin.backend(size_bytes=50_000), on_standin.backend(size_bytes=50_000)
+    async with started(a, b), inbox(b) as box:
+        await a.publish("t", b"before")
+        await box.wait_for(1)
+        standin.drop_collection("typed_ss", "multihome")
+        # Both readers' cursors die (QueryPlanKilled); the first to reopen creates it, capped, again.
+        # The last document b read went with the collection: a gap, and b reads on from the newest.
+        await eventually(lambda: b.health().detail["position_lost"] == 1)
+        assert b.health().detail["cursor_restarts"] == 1
+        await eventually(lambda: standin.open_cursors == 2)  # both tail the new collection
+        assert standin.collection_options("typed_ss", "multihome") == {"capped": True, "size": 50_176}
+        await a.publish("t", b"after")
         assert [data for _, data in await box.wait_for(2)] == [b"before", b"after"]
 
 
@@ -375,6 +407,7 @@ async def test_an_idle_reader_does_not_spin(on_standin: Target, standin: MongoSt
     assert cpu < 0.05, f"{cpu:.1%} of a core while idle"
 
 
+@PYMONGO_5867
 async def test_publish_fails_fast_while_mongo_is_down(on_standin: Target, standin: MongoStandIn) -> None:
     backend = on_standin.backend(publish_timeout=0.5)
     async with started(backend):
@@ -389,8 +422,15 @@ async def test_publish_fails_fast_while_mongo_is_down(on_standin: Target, standi
         began = loop.time()
         await backend.subscribe("during-outage")  # returns without waiting for MongoDB
         assert loop.time() - began < 0.1
+        await eventually(lambda: backend.health().state == "reconnecting")
+        began = loop.time()
+    # Stopping while MongoDB is down is quick, and closes the client all the same (an unclosed
+    # client warns when it is collected, and warnings fail the tests).
+    assert loop.time() - began < 2.0
+    gc.collect()  # here, under PYMONGO_5867
 
 
+@PYMONGO_5867
 async def test_an_unreachable_mongo_at_start_delays_subscribe_only_briefly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -406,5 +446,6 @@ async def test_an_unreachable_mongo_at_start_delays_subscribe_only_briefly(
         assert backend.health().state in {"connecting", "reconnecting"}
         with pytest.raises(BackendError):
             await backend.publish("t", b"x")
+    gc.collect()
     with caplog.at_level(logging.WARNING):
         assert any("not reachable yet" in r.message for r in caplog.records)

@@ -11,7 +11,8 @@ does not stream.
 
 Fault switches for the tests: :meth:`MongoStandIn.kill_cursors` (the next ``getMore`` on each gets
 ``CursorNotFound``), :meth:`MongoStandIn.wrap` (other writers fill the capped collection past every
-reader: the next ``getMore`` gets ``CappedPositionLost``), :meth:`MongoStandIn.drop_connections`,
+reader: the next ``getMore`` gets ``CappedPositionLost``), :meth:`MongoStandIn.drop_collection`,
+:meth:`MongoStandIn.drop_connections`,
 and :meth:`MongoStandIn.stop` / :meth:`MongoStandIn.start` (a restart on the same port that keeps the
 data and loses the cursors, like a mongod restart).
 """
@@ -92,6 +93,8 @@ class MongoStandIn:
         self.port = 0
         self.commands: Counter[str] = Counter()
         """How many times each command was received (faults and the idle test read it)."""
+        self.errors: list[Exception] = []
+        """The stand-in's own failures; ``async with`` raises them on exit, so none goes unnoticed."""
         self._server: asyncio.Server | None = None
         self._connections: dict[int, _Connection] = {}
         self._connection_ids = itertools.count(1)
@@ -157,6 +160,8 @@ class MongoStandIn:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+        if self.errors:
+            raise AssertionError(f"the MongoDB stand-in failed: {self.errors!r}") from self.errors[0]
 
     # --- fault switches and inspection -------------------------------------------------------------
 
@@ -181,6 +186,17 @@ class MongoStandIn:
             inserted += 1
         self._notify(f"{database}.{collection}")
         return inserted
+
+    def drop_collection(self, database: str, collection: str) -> None:
+        """Someone dropped ``database.collection``: a ``getMore`` on a cursor over it fails with
+        ``QueryPlanKilled`` (175, "collection dropped"), and the next insert creates an ordinary
+        collection again."""
+        del self._databases[database].collections[collection]
+        ns = f"{database}.{collection}"
+        for cursor in self._cursors.values():
+            if cursor.ns == ns:
+                cursor.killed = "collection dropped"
+        self._notify(ns)
 
     async def drop_connections(self) -> int:
         """Close every client connection at once (a network failure, or a mongod that went away)."""
@@ -239,6 +255,9 @@ class MongoStandIn:
                 raise
         except WireError as exc:
             logger.warning("mongo stand-in: closing connection %d: %s", connection.id, exc)
+        except Exception as exc:  # a bug in the stand-in: remembered, and raised when it stops
+            logger.exception("mongo stand-in: internal error on connection %d", connection.id)
+            self.errors.append(exc)
         finally:
             self._connections.pop(connection.id, None)
             writer.transport.abort()

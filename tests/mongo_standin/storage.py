@@ -59,7 +59,9 @@ CODE_NAMES = {
     72: "InvalidOptions",
     73: "InvalidNamespace",
     136: "CappedPositionLost",
+    175: "QueryPlanKilled",
     238: "NotImplemented",
+    292: "CursorInUse",
     11000: "DuplicateKey",
 }
 
@@ -264,6 +266,8 @@ class Cursor:
     limit: int = 0
     returned: int = 0
     id: int = field(default_factory=lambda: next(_cursor_ids))
+    killed: str = ""
+    """Why the server killed this cursor under a running ``getMore`` (``collection dropped``)."""
 
     def next_batch(self, batch_size: int) -> list[dict[str, Any] | RawBSONDocument]:
         """Up to ``batch_size`` documents (0: no count limit), at most 16 MiB unless only one.
@@ -274,8 +278,11 @@ class Cursor:
         """
         batch: list[dict[str, Any] | RawBSONDocument] = []
         size = 0
+        if self.killed:
+            raise CommandError(175, f"PlanExecutor error during getMore :: caused by :: {self.killed}")
         if self.tailable:
-            assert self.collection is not None
+            if self.collection is None:
+                return batch  # a find on a missing collection: no cursor is kept either
             if self.position is not None and self.position < self.collection.first_rid:
                 raise CommandError(
                     136,

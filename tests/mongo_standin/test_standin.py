@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect, OperationFailure, WriteError
 
 from tests.mongo_standin import MongoStandIn
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -148,6 +149,15 @@ async def get_more(
     return reply
 
 
+async def test_a_tailable_find_on_a_missing_collection_keeps_no_cursor(
+    client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc]
+) -> None:
+    async with client.start_session() as session:
+        reply = await tail(db, session)
+        assert reply["cursor"]["firstBatch"] == []
+        assert reply["cursor"]["id"] == 0
+
+
 async def test_no_tailable_cursor_is_kept_on_an_empty_collection(
     client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc]
 ) -> None:
@@ -227,6 +237,23 @@ async def test_wrapping_past_a_cursor_loses_its_position(
         assert error.code == 136
         assert "CappedPositionLost" in str(error.details)
         assert (await failure(get_more(db, session, cursor_id, 10))).code == 43  # and the cursor is gone
+
+
+async def test_dropping_the_collection_kills_its_cursors(
+    client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc], standin: MongoStandIn
+) -> None:
+    await db.command("create", "capped", capped=True, size=100_000)
+    await db.capped.insert_one({"n": 0})
+    async with client.start_session() as session:
+        cursor_id = (await tail(db, session))["cursor"]["id"]
+        waiting = asyncio.create_task(get_more(db, session, cursor_id, 5000))
+        await eventually(lambda: standin.commands["getMore"] == 1)
+        standin.drop_collection("test", "capped")
+        error = await failure(waiting)  # a getMore under way is interrupted too
+        assert error.code == 175
+        assert "collection dropped" in str(error)
+    await db.capped.insert_one({"n": 1})
+    assert standin.collection_options("test", "capped") == {}  # an ordinary collection now
 
 
 async def test_a_burst_of_inserts_wraps_past_a_reader(

@@ -46,6 +46,7 @@ from typed_ss.backends.base import BackendHealth, BackendState
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
 
 try:
+    import pymongo
     from bson import Int64
     from bson.errors import InvalidDocument
     from pymongo import AsyncMongoClient
@@ -166,8 +167,10 @@ class MongoBackend:
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
         if self._owns_client and self._client is not None:
-            with contextlib.suppress(*_GONE):
-                async with asyncio.timeout(self._command_timeout):
+            # close() ends the client's sessions on the server first: bound how long it looks for
+            # one, or a stop while MongoDB is down would give up before the client is closed.
+            with contextlib.suppress(*_GONE), pymongo.timeout(0.5):
+                async with asyncio.timeout(self._command_timeout + 1):
                     await self._client.close()
             self._client = None
         self._topics.clear()
@@ -307,7 +310,9 @@ class MongoBackend:
                 if cursor_id or first_batch:
                     break
                 # MongoDB keeps no tailable cursor on an empty capped collection (SERVER-13955).
-                # One document of our own makes it non-empty for good; our filter skips it.
+                # One document of our own makes it non-empty for good; our filter skips it. The
+                # collection may be missing (dropped): an insert would create an ordinary one.
+                await self._ensure_collection(database)
                 await self._command(
                     database,
                     {
