@@ -124,6 +124,7 @@ class MongoBackend:
         self._position: object | None = None
         """The ``_id`` of the last document read (``None``: read from the start of the collection)."""
         self._positioned = asyncio.Event()  # set once the start position is known
+        self._followed = False  # whether the current cursor answered a getMore
         self._collection_ready = False
         self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
         self._arrived = asyncio.Event()
@@ -270,15 +271,16 @@ class MongoBackend:
                 self._positioned.set()
             quick_restarts = 0
             while True:
+                self._followed = False
                 try:
                     await self._follow(database, session)
                 except _CursorGone as exc:
+                    quick_restarts = 1 if self._followed else quick_restarts + 1
                     self._cursor_restarts += 1
-                    quick_restarts += 1
                     logger.warning("MongoDB dropped the tailing cursor (%s): opening another", exc)
                 except _PositionLost as exc:
+                    quick_restarts = 1 if self._followed else quick_restarts + 1
                     self._position_lost += 1
-                    quick_restarts += 1
                     logger.error(
                         "the capped collection %s wrapped past this instance's read position (%s): "
                         "messages were lost; reading on from the newest document",
@@ -286,7 +288,7 @@ class MongoBackend:
                         exc,
                     )
                     self._position = await self._newest(database, session)
-                if quick_restarts > 3:  # the server keeps failing cursors: do not hammer it
+                if quick_restarts > 3:  # cursors keep failing before any getMore: do not hammer
                     await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(quick_restarts, 10)))
 
     async def _follow(self, database: AsyncDatabase[Document], session: AsyncClientSession) -> None:
@@ -351,6 +353,7 @@ class MongoBackend:
                     if exc.code in CURSOR_GONE:
                         raise _CursorGone(f"code {exc.code}") from exc
                     raise
+                self._followed = True
                 cursor_id = int(reply["cursor"]["id"])
                 batch: list[Document] = reply["cursor"]["nextBatch"]
                 if skipping and not batch:
