@@ -405,11 +405,11 @@ class Server:
         sock = Socket(self, transport, identity)
         sock._task = task
         self._connections.add(task)
-        # __hello goes out before the socket joins the hub, so no cast can overtake it; attaching may
-        # wait for the backend to subscribe the socket's own room.
-        sock.push(hello_frame(sock.id, self.limits.max_message_size, contract))
         try:
+            # Attaching waits until the backend delivers the socket's own room, so the id in __hello
+            # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
             await self.hub.attach(sock)
+            sock.open(hello_frame(sock.id, self.limits.max_message_size, contract))
             logger.debug("socket %s connected", sock.id)
             if not self._client_contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")

@@ -83,8 +83,9 @@ class Socket:
         self._transport = transport
         # Every room, the socket's own `__socket_id:` room included; the hub holds the reverse index.
         self._rooms: set[str] = set()
-        # None while the connection keeps up; a queue once a send could not complete at once.
-        self._backlog: deque[_Outgoing] | None = None
+        # None while the connection keeps up; a queue once a send could not complete at once. It starts
+        # as a queue: casts that reach the socket while it is being attached wait behind __hello.
+        self._backlog: deque[_Outgoing] | None = deque()
         self._backlog_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -200,6 +201,15 @@ class Socket:
             self._writer = asyncio.create_task(self._drain(pending))
 
     # --- the send path (used by the hub) -----------------------------------------------------------
+
+    def open(self, hello: Frame) -> None:
+        """Send ``__hello``, then whatever was cast to the socket while it was being attached.
+        Internal: the server calls it once the socket is reachable from every instance."""
+        queued, self._backlog, self._backlog_bytes = self._backlog, None, 0
+        self.push(hello)
+        for item in queued or ():
+            if isinstance(item, Frame):
+                self.push(item)
 
     def push(self, frame: Frame) -> None:
         """Hand an encoded frame to this socket's send path without waiting. Internal: the hub calls
