@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks import procstat
 from benchmarks.loadgen import HAVE_PICOWS, Spec
 from benchmarks.servers import KINDS
 
@@ -231,6 +232,20 @@ def loadgen(spec: Spec, timeout: float = 300.0) -> dict[str, Any]:
     return result
 
 
+def _settle(pid: int, timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout`` seconds) until the server ``pid`` has finished closing the last
+    scenario's connections: python-socketio takes seconds to tear down 10,000, which would otherwise
+    overlap the next server's measurement."""
+    deadline = time.monotonic() + timeout
+    busy = procstat.cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = procstat.cpu_seconds(pid)
+        if now - busy < 0.01:  # under 5% of a core over the last 0.2 s
+            return
+        busy = now
+
+
 class Retries:
     """Takes a measurement again while other tenants' load spoiled it, within a time budget."""
 
@@ -291,7 +306,7 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries
                 spec = replace(spec, kind=kind, url=started.url, server_pids=[started.pid])
                 figures = retries.measure(spec, retry=retry)
                 results.setdefault(key, {}).setdefault(kind, []).append(figures)
-                time.sleep(0.2)  # let the server finish closing the scenario's connections
+                _settle(started.pid)
 
         base = Spec(scenario="", kind="", url="", server_pids=[])
         _say(f"  idle: {sizes.idle} connections")
