@@ -4,6 +4,8 @@ Client-to-server events come from the handlers registered with ``@ss.on``; serve
 from the ones declared with ``ss.event``. :class:`Contract` describes them for code generators
 (``typed-ss gen-client``), as JSON Schema (``typed-ss schema``), and as a fingerprint that the server
 sends in ``__hello`` and generated clients send back, so an out-of-date client can be told to reload.
+The fingerprint hashes the schemas and the types the generator writes, so it changes whenever a
+regenerated client would (documentation aside).
 """
 
 from __future__ import annotations
@@ -98,9 +100,32 @@ class Contract:
 
     @cached_property
     def fingerprint(self) -> str:
-        """A hash of everything that decides which payloads are valid (names, directions, kinds,
-        schemas), ignoring documentation: 32 hex characters."""
-        canonical = json.dumps(_without_docs(self.json_schema()), sort_keys=True, separators=(",", ":"))
+        """A hash of the contract, ignoring documentation: 32 hex characters.
+
+        It covers both what decides which payloads are valid (names, directions, kinds, JSON
+        Schemas) and every type a generated client declares (``typed-ss gen-client``). The schemas
+        alone miss facts that change the generated types but not what the server accepts, such as
+        ``omit_defaults`` on a struct the server sends (``x: number`` becomes ``x?: number``). So two
+        contracts whose generated clients differ other than in documentation (docstrings,
+        descriptions, titles, examples) have different fingerprints, and ``contract_check`` tells
+        every stale client apart. Documentation is left out on purpose: editing it should not make
+        open pages reload.
+        """
+        # Imported here: the generator imports this module, and only the fingerprint needs it.
+        from typed_ss.codegen.model import canonical_types
+
+        client: str | None
+        try:
+            client = canonical_types(self)
+        except Exception:
+            # No client can be generated for this contract (a payload type with no TypeScript form),
+            # so none can be current: the schemas alone tell it apart, and "client" being null keeps
+            # it apart from every contract that has one. Any error counts, not only CodegenError:
+            # the server sends the fingerprint in every __hello, so an error here would refuse every
+            # connection, and a contract the generator fails on has no generated client to check.
+            client = None
+        document = {"schema": _without_docs(self.json_schema()), "client": client}
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 

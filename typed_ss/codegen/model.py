@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import json
 import re
 import sys
 import typing
@@ -36,7 +37,7 @@ from typed_ss.contract import Contract, EventContract
 from typed_ss.errors import TypedSSError
 from typed_ss.events import PayloadKind
 
-__all__ = ["ClientModel", "CodegenError", "EventType", "build"]
+__all__ = ["ClientModel", "CodegenError", "EventType", "build", "canonical_types"]
 
 
 class CodegenError(TypedSSError):
@@ -271,7 +272,7 @@ class Walker:
                 else:  # a NamedTuple is encoded with every element
                     optional = False
                 node = self.convert(f.type, flavor, where.at(f"field {label}.{f.name}"))
-                props.append(ts.Prop(f.encode_name, node, optional, field_doc(f.type)))
+                props.append(ts.Prop(f.encode_name, node, optional, field_doc(f.type), field_note(f.type)))
             if isinstance(info, mi.NamedTupleType) or (isinstance(info, mi.StructType) and info.array_like):
                 shapes.append(ts.Tuple(tuple(ts.TupleElement(p.type, p.name, p.optional) for p in props)))
             else:
@@ -300,6 +301,49 @@ def build(contract: Contract) -> ClientModel:
     Raises:
         CodegenError: a payload type has no TypeScript form; the message names the event and field.
     """
+    types = _client_types(contract)
+    return ClientModel(
+        contract.fingerprint, types.declarations, types.client_to_server, types.server_to_client
+    )
+
+
+def canonical_types(contract: Contract) -> str:
+    """Everything the generated client says about ``contract`` except the source's documentation,
+    as one string: each declaration and each event's name, wire kind and payload type, written as the
+    generated code writes them. :attr:`Contract.fingerprint` hashes it, so two contracts whose
+    generated clients differ by more than documentation never share a fingerprint.
+
+    The typed-ss version, the banner and the runtime code are left out: they are not the contract,
+    and a page need not reload because the server's typed-ss was upgraded.
+
+    Raises:
+        CodegenError: a payload type has no TypeScript form; the message names the event and field.
+    """
+    types = _client_types(contract)
+
+    def events(direction: tuple[EventType, ...]) -> list[list[str]]:
+        # Inline object types write no JSDoc, so the payload's text holds no documentation.
+        return [[event.name, event.kind, event.payload.write()] for event in direction]
+
+    document = {
+        # Written, not compared as nodes: what counts is what the generated code says.
+        "declarations": [ts.without_docs(declaration).write() for declaration in types.declarations],
+        "client_to_server": events(types.client_to_server),
+        "server_to_client": events(types.server_to_client),
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class _ClientTypes:
+    declarations: tuple[ts.Declaration, ...]
+    client_to_server: tuple[EventType, ...]
+    server_to_client: tuple[EventType, ...]
+
+
+def _client_types(contract: Contract) -> _ClientTypes:
+    """The declarations and event maps of ``contract``'s client: all of the model but its fingerprint,
+    which is computed from them."""
     walker = Walker()
     payloads: dict[tuple[str, str], ts.Node] = {}
     through_pydantic: list[EventContract] = []
@@ -385,7 +429,7 @@ def _failing_field(tp: object) -> str:
 
 def _resolve(
     contract: Contract, named: dict[object, Named], payloads: dict[tuple[str, str], ts.Node]
-) -> ClientModel:
+) -> _ClientTypes:
     names = assign_names([entry.source for entry in named.values()])
     by_key = {entry.key: name for entry, name in zip(named.values(), names, strict=True)}
     differs = _sent_shape_differs(named)
@@ -424,12 +468,7 @@ def _resolve(
             result.append(EventType(event.name, event.kind, node, event.doc))
         return tuple(result)
 
-    return ClientModel(
-        contract.fingerprint,
-        tuple(declarations),
-        events("client_to_server"),
-        events("server_to_client"),
-    )
+    return _ClientTypes(tuple(declarations), events("client_to_server"), events("server_to_client"))
 
 
 def _sent_shape_differs(named: dict[object, Named]) -> set[object]:
@@ -529,12 +568,21 @@ def class_doc(cls: object) -> str | None:
 
 
 def field_doc(info: mi.Type) -> str | None:
-    """JSDoc for a field: its description (``Meta(description=...)``), its wire format and constraints."""
+    """A field's documentation: the titles and descriptions of its ``Meta`` annotations."""
     lines: list[str] = []
-    constraints: list[str] = []
     while isinstance(info, mi.Metadata):
         extra = info.extra_json_schema or {}
         lines.extend(str(extra[key]) for key in ("title", "description") if extra.get(key))
+        info = info.type
+    return "\n".join(lines) or None
+
+
+def field_note(info: mi.Type) -> str | None:
+    """What the JSDoc of a field says about its type: its wire format and its constraints. Unlike
+    :func:`field_doc`, this follows from the type, so it is part of the contract fingerprint."""
+    lines: list[str] = []
+    constraints: list[str] = []
+    while isinstance(info, mi.Metadata):
         info = info.type
     if isinstance(info, mi.UnionType):  # describe X in `X | None`
         members = [t for t in info.types if not isinstance(t, mi.NoneType)]

@@ -177,7 +177,7 @@ class _Converter:
         for name, prop in properties.items():
             node = self.convert(prop, flavor, where.at(f"field {label}.{name}"))
             optional = flavor == "sent" and name not in required and "const" not in prop
-            props.append(ts.Prop(name, node, optional, _property_doc(prop)))
+            props.append(ts.Prop(name, node, optional, _property_doc(prop), _property_note(prop)))
         extra = schema.get("additionalProperties")
         if not props:
             if extra is False:
@@ -234,17 +234,23 @@ def _literal(value: object, where: Where) -> ts.Node:
 
 
 def _property_doc(schema: Any) -> str | None:
+    """A property's documentation: its description."""
+    if not isinstance(schema, dict) or not schema.get("description"):
+        return None
+    return str(schema["description"])
+
+
+def _property_note(schema: Any) -> str | None:
+    """What the JSDoc of a property says about its type: its format (part of the fingerprint)."""
     if not isinstance(schema, dict):
         return None
-    lines = [str(schema["description"])] if schema.get("description") else []
     formats = [schema.get("format")] + [
         m.get("format") for m in schema.get("anyOf", []) if isinstance(m, dict)
     ]
     for fmt in formats:
         if fmt:
-            lines.append(f"Format: {_FORMATS.get(fmt, fmt)}.")
-            break
-    return "\n".join(lines) or None
+            return f"Format: {_FORMATS.get(fmt, fmt)}."
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal as TypingLiteral
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 __all__ = [
     "Array",
@@ -36,10 +36,13 @@ __all__ = [
     "refs",
     "substitute",
     "union",
+    "without_docs",
 ]
 
 Flavor: TypeAlias = TypingLiteral["received", "sent"]
 """Which shape of a named type: what the client receives (encoded) or sends (decoded)."""
+
+_T = TypeVar("_T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
@@ -282,6 +285,15 @@ class Prop:
     type: Node
     optional: bool = False
     doc: str | None = None
+    """Documentation from the source (a description, a title): left out of the contract fingerprint."""
+    note: str | None = None
+    """What the generator says about the type itself (its wire format, its constraints), written after
+    ``doc``. It follows from the type, so unlike ``doc`` it is part of the contract fingerprint."""
+
+    @property
+    def comment(self) -> str | None:
+        """The property's JSDoc text: ``doc``, then ``note``."""
+        return "\n".join(part for part in (self.doc, self.note) if part) or None
 
 
 @dataclass(frozen=True)
@@ -300,7 +312,7 @@ class Object(Node):
 
     def write_body(self, indent: str) -> str:
         """The members, one per line (each with its JSDoc), for an ``interface`` declaration."""
-        lines = [f"{doc_comment(prop.doc, indent)}{indent}{self._prop(prop)};\n" for prop in self.props]
+        lines = [f"{doc_comment(prop.comment, indent)}{indent}{self._prop(prop)};\n" for prop in self.props]
         if self.index is not None:
             lines.append(f"{indent}[key: string]: {self.index.write()};\n")
         return "".join(lines)
@@ -379,5 +391,20 @@ def _substitute(value: object, replace: Callable[[Ref], Node]) -> object:
         return union(_substitute(member, replace) for member in value.members)  # type: ignore[misc]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {f.name: _substitute(getattr(value, f.name), replace) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+def without_docs(value: _T) -> _T:
+    """``value`` (a node, a declaration, a prop, or a tuple of them) with every ``doc`` removed, at
+    any depth: what is left is what the generated code says apart from the source's documentation,
+    which is what the contract fingerprint hashes."""
+    if isinstance(value, tuple):
+        return tuple(without_docs(item) for item in value)  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: None if f.name == "doc" else without_docs(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+        }
         return dataclasses.replace(value, **changes)
     return value
