@@ -49,8 +49,13 @@ constraints: | $(UV)
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
+# Where `make demo` serves: `make demo PORT=9000`, `make demo HOST=0.0.0.0 PORT=9000` (set on the
+# command line; HOST and PORT in the environment are ignored, as a shell may set HOST to its hostname).
+HOST := 127.0.0.1
+PORT := 8080
+
 demo: $(STAMP)
-	$(PY) -m examples.chat.app
+	$(PY) -m examples.chat.app --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

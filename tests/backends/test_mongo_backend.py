@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -392,19 +391,28 @@ async def test_a_dropped_connection_resumes_after_the_last_document_read(
 
 
 async def test_an_idle_reader_does_not_spin(on_standin: Target, standin: MongoStandIn) -> None:
-    readers = [on_standin.backend(await_time=0.5) for _ in range(3)]
+    # Another instance's document first, so no reader inserts the marker that would wake the others'
+    # cursors: from the start, nothing is written while they idle.
+    async with on_standin.raw() as collection:
+        await collection.database.command("create", collection.name, capped=True, size=1 << 20)
+        await collection.insert_one({"origin": "x", "topic": "t", "data": b"old"})
+    # An await time far longer than the test: an idle reader sends one getMore, which the server
+    # holds, and nothing else. A reader that spun would send command after command.
+    readers = [on_standin.backend(await_time=600) for _ in range(3)]
     async with started(*readers):
         for reader in readers:
             await eventually(connected(reader))
-        before, cpu_before, started_at = standin.commands["getMore"], time.process_time(), time.monotonic()
-        await asyncio.sleep(3)
-        elapsed = time.monotonic() - started_at
-        per_reader_per_second = (standin.commands["getMore"] - before) / elapsed / len(readers)
-        cpu = (time.process_time() - cpu_before) / elapsed
-    # One getMore per await_time (0.5 s) and reader: about 2 a second. The CPU share covers this whole
-    # process (three readers and the stand-in serving them).
-    assert 1 <= per_reader_per_second <= 2.5, per_reader_per_second
-    assert cpu < 0.05, f"{cpu:.1%} of a core while idle"
+        await eventually(lambda: standin.commands["getMore"] >= len(readers))
+        before = reader_commands(standin)
+        assert before["getMore"] == len(readers), before  # one each, all held by the server
+        await asyncio.sleep(1)  # idle
+        assert reader_commands(standin) == before
+        assert all(reader.health().state == "connected" for reader in readers)
+
+
+def reader_commands(standin: MongoStandIn) -> dict[str, int]:
+    """The commands the stand-in has served, but pymongo's own server monitoring (``hello``)."""
+    return {name: n for name, n in standin.commands.items() if name not in {"hello", "ismaster", "isMaster"}}
 
 
 @PYMONGO_5867
@@ -413,20 +421,21 @@ async def test_publish_fails_fast_while_mongo_is_down(on_standin: Target, standi
     async with started(backend):
         await eventually(connected(backend))
         await standin.stop()
-        loop = asyncio.get_running_loop()
+        # Deadlines only: each publish gives up by itself, with the backend's own error (the
+        # deadline's would be a TimeoutError), while MongoDB is still down.
         for _ in range(3):
-            began = loop.time()
             with pytest.raises(BackendError, match="publishing to MongoDB failed"):
-                await backend.publish("t", b"x")
-            assert loop.time() - began < 1.0
-        began = loop.time()
-        await backend.subscribe("during-outage")  # returns without waiting for MongoDB
-        assert loop.time() - began < 0.1
+                async with asyncio.timeout(20):
+                    await backend.publish("t", b"x")
+        # A subscription during the outage returns without waiting for MongoDB: it never suspends.
+        subscribing = backend.subscribe("during-outage")
+        with pytest.raises(StopIteration):
+            subscribing.send(None)
+        assert "during-outage" in backend.subscriptions
         await eventually(lambda: backend.health().state == "reconnecting")
-        began = loop.time()
-    # Stopping while MongoDB is down is quick, and closes the client all the same (an unclosed
-    # client warns when it is collected, and warnings fail the tests).
-    assert loop.time() - began < 2.0
+    # Stopping while MongoDB is down completes (the pytest timeout is its deadline), and closes the
+    # client all the same (an unclosed client warns when it is collected, and warnings fail the tests).
+    assert backend.health().state == "stopped"
     gc.collect()  # here, under PYMONGO_5867
 
 
@@ -440,9 +449,9 @@ async def test_an_unreachable_mongo_at_start_delays_subscribe_only_briefly(
     await standin.stop()  # nothing listens on that port now
     backend = MongoBackend(url, subscribe_timeout=0.5, command_timeout=0.5)
     async with started(backend, topics=()):
-        began = time.monotonic()
-        await backend.subscribe("t")
-        assert time.monotonic() - began < 1.5
+        async with asyncio.timeout(20):  # a deadline, not a bound: subscribe gives up by itself
+            await backend.subscribe("t")
+        # It returned while MongoDB is still unreachable: it gave up waiting (and logged it, below).
         assert backend.health().state in {"connecting", "reconnecting"}
         with pytest.raises(BackendError):
             await backend.publish("t", b"x")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import msgspec
 import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
@@ -11,7 +13,8 @@ from websockets.typing import Subprotocol
 from tests.apps import echo_server, make_app
 from tests.support import connect_client, eventually, parse_server_frame, running
 from typed_ss.backends import MemoryBackend, MemoryBroker
-from typed_ss.multihome import BROADCAST_TOPIC
+from typed_ss.hub import Hub
+from typed_ss.multihome import BROADCAST_TOPIC, ENVELOPE_VERSION, Envelope, Multihome
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,6 +64,43 @@ async def test_a_restarted_instance_with_a_stable_id_is_recognised_by_its_boot_e
                     assert (await client.expect("n")).payload == f"{boot}-{i}"
             finally:
                 await sender.shutdown()
+        # Read health afresh on every check: a snapshot taken once never changes.
+        await eventually(lambda: receiver.health()["multihome"]["delivered"] == 6)
         health = receiver.health()["multihome"]
-        await eventually(lambda: health["delivered"] == 6)
         assert (health["restarts_seen"], health["lost"], health["duplicates"]) == (1, 0, 0)
+
+
+async def test_undecodable_envelopes_are_counted_as_malformed_and_never_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    multihome = Multihome(Hub(), MemoryBackend(MemoryBroker()), max_envelope_size=1 << 20)
+    valid = msgspec.msgpack.encode(
+        Envelope(
+            v=ENVELOPE_VERSION,
+            origin="other",
+            epoch=5,
+            stream=1,
+            seq=1,
+            kind="broadcast",
+            room=None,
+            event="ev",
+            letter="S",
+            payload=b"hi",
+        )
+    )
+    fields = valid[0] & 0x0F  # a msgpack fixarray header
+    bad = [
+        valid.replace(b"\xa5other", b"\xa5oth\xff\xfe"),  # a string that is not UTF-8
+        valid.replace(b"\xa2ev", b"\xa2\xc3("),  # a truncated two-byte sequence
+        # One element too many, nested past the interpreter's recursion limit.
+        bytes([0x90 | (fields + 1)]) + valid[1:] + b"\x91" * 100_000 + b"\xc0",
+    ]
+    for data in bad:
+        multihome.receive(BROADCAST_TOPIC, data)
+    assert multihome.counters["malformed"] == len(bad)
+    assert multihome.counters["delivered"] == 0
+    rejected = [r for r in caplog.records if "dropped a message (malformed)" in r.getMessage()]
+    assert len(rejected) == len(bad)
+    assert all(r.levelno == logging.WARNING for r in rejected)
+    multihome.receive(BROADCAST_TOPIC, valid)  # and the next good message is delivered
+    assert multihome.counters["delivered"] == 1

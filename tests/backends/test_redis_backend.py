@@ -10,6 +10,7 @@ from tests.backends.fault_proxy import FaultProxy
 from tests.backends.redis_server import RedisServer
 from typed_ss import ConfigurationError
 from typed_ss.backends.redis import RedisBackend
+from typed_ss.errors import BackendError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,12 +44,13 @@ async def test_publish_fails_fast_while_redis_is_down(redis_server: RedisServer)
     await backend.start()
     try:
         await redis_server.kill()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(Exception, match="publishing to Redis failed"):
-            await backend.publish("b", b"x")
-        assert loop.time() - started < 2
-        await backend.subscribe("during-outage")  # returns without waiting for Redis
+        # Deadlines only: the publish gives up by itself, with the backend's own error (the
+        # deadline's would be a TimeoutError), while Redis is still down; so does the subscription,
+        # which returns without waiting for Redis to come back.
+        async with asyncio.timeout(20):
+            with pytest.raises(BackendError, match="publishing to Redis failed"):
+                await backend.publish("b", b"x")
+            await backend.subscribe("during-outage")
     finally:
         await backend.stop()
 
