@@ -10,7 +10,9 @@ number skipped counts the messages as lost and logs it, and drops repeated numbe
 new boot epoch, or a new stream number after the publisher recreated its counter, starts the count
 afresh. Publishing goes through a bounded outbox drained by one task, so no handler ever waits on
 the backend and messages leave in order; during an outage the outbox keeps the newest
-``outbox_size`` messages and counts the ones it drops.
+``outbox_size`` messages, at most ``outbox_bytes`` of them, and counts the ones it drops. The
+publisher and the reader are supervised tasks: if one fails it is logged, restarted, and counted in
+``health()``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
 from typed_ss.errors import ProtocolError
+from typed_ss.outbox import Outbox
 from typed_ss.protocol import Frame, frame_from_parts, frame_parts
+from typed_ss.supervision import Backoff, Supervised, TaskHealth
 
 if TYPE_CHECKING:
     from typed_ss.backends.base import Backend
@@ -91,6 +95,7 @@ class Multihome:
         *,
         max_envelope_size: int,
         outbox_size: int = 10_000,
+        outbox_bytes: int = 64 * 1024 * 1024,
         instance_id: str | None = None,
     ) -> None:
         self.hub = hub
@@ -98,8 +103,9 @@ class Multihome:
         self.instance_id: Final = instance_id or secrets.token_hex(8)
         self.epoch = 0
         self._max_envelope_size = max_envelope_size
-        self._outbox: deque[tuple[str, bytes]] = deque()
-        self._outbox_size = outbox_size
+        self._outbox: Outbox[str] = Outbox(
+            "multihome outbox", max_messages=outbox_size, max_bytes=outbox_bytes, log=logger
+        )
         self._outbox_ready = asyncio.Event()
         self._outbox_drained = asyncio.Event()
         self._streams: OrderedDict[str, list[int]] = OrderedDict()  # topic -> [stream, last seq]
@@ -109,12 +115,14 @@ class Multihome:
         self._subscription_ops: dict[str, asyncio.Task[None]] = {}
         # topic -> origin -> (epoch, stream, last seq seen)
         self._seen: dict[str, dict[str, tuple[int, int, int]]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = (
+            Supervised("multihome publisher", self._publish_loop, log=logger),
+            Supervised("multihome reader", self._read_loop, log=logger),
+        )
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "published",
                 "publish_failures",
-                "outbox_dropped",
                 "received",
                 "delivered",
                 "lost",
@@ -135,10 +143,8 @@ class Multihome:
         await self.backend.start()
         await self.backend.subscribe(BROADCAST_TOPIC)
         self._subscribed.add(BROADCAST_TOPIC)
-        self._tasks = [
-            asyncio.create_task(self._publish_loop(), name="typed-ss multihome publisher"),
-            asyncio.create_task(self._read_loop(), name="typed-ss multihome reader"),
-        ]
+        for task in self._tasks:
+            task.start()
 
     async def stop(self, flush_timeout: float = 1.0) -> None:
         """Give the outbox ``flush_timeout`` seconds to drain, then stop the tasks and the backend."""
@@ -147,10 +153,11 @@ class Multihome:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(flush_timeout):
                     await self._outbox_drained.wait()
-        for task in [*self._tasks, *self._subscription_ops.values()]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._subscription_ops.values(), return_exceptions=True)
-        self._tasks = []
+        for task in self._tasks:
+            await task.stop()
+        for op in self._subscription_ops.values():
+            op.cancel()
+        await asyncio.gather(*self._subscription_ops.values(), return_exceptions=True)
         self._subscription_ops.clear()
         await self.backend.stop()
 
@@ -181,16 +188,7 @@ class Multihome:
             letter,
             payload,
         )
-        self._outbox.append((topic, _encoder.encode(envelope)))
-        if len(self._outbox) > self._outbox_size:
-            self._outbox.popleft()
-            self.counters["outbox_dropped"] += 1
-            if self.counters["outbox_dropped"] % 1000 == 1:
-                logger.warning(
-                    "multihome outbox full (%d messages): dropping the oldest; %d dropped so far",
-                    self._outbox_size,
-                    self.counters["outbox_dropped"],
-                )
+        self._outbox.append(topic, _encoder.encode(envelope))
         self._outbox_ready.set()
 
     async def watch(self, room: str) -> None:
@@ -237,33 +235,37 @@ class Multihome:
     # --- the two tasks -----------------------------------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        failures = 0
+        backoff = Backoff(cap=MAX_PUBLISH_BACKOFF, log_every=50)
         while True:
             if not self._outbox:
                 self._outbox_drained.set()
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue
-            topic, data = self._outbox[0]
+            topic, data = self._outbox.peek()
             try:
                 await self.backend.publish(topic, data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
                 self.counters["publish_failures"] += 1
-                if failures == 1 or failures % 50 == 0:
-                    logger.error("multihome publish failed (%d in a row), retrying: %s", failures, exc)
-                await asyncio.sleep(min(MAX_PUBLISH_BACKOFF, 0.05 * 2**failures))
+                delay = backoff.failed()
+                if backoff.should_log():
+                    logger.error(
+                        "multihome publish failed (%d in a row), retrying: %s", backoff.failures, exc
+                    )
+                await asyncio.sleep(delay)
                 continue
+            failures = backoff.succeeded()
             if failures:
                 logger.warning("multihome publishing works again after %d failures", failures)
-                failures = 0
-            if self._outbox and self._outbox[0][1] is data:  # the outbox may have dropped it meanwhile
+            if self._outbox and self._outbox.peek()[1] is data:  # the outbox may have dropped it meanwhile
                 self._outbox.popleft()
             self.counters["published"] += 1
 
     async def _read_loop(self) -> None:
+        # The stream ends only when the backend stops, and the bridge stops this task first: an end
+        # here is unexpected, and the supervisor restarts the loop.
         async for topic, data in self.backend.messages():
             try:
                 self.receive(topic, data)
@@ -276,12 +278,15 @@ class Multihome:
         if len(data) > self._max_envelope_size:
             self._reject("oversized", f"{len(data)} bytes on {topic!r}")
             return
+        # Besides its own errors, msgspec raises UnicodeDecodeError for a string that is not UTF-8
+        # and RecursionError while skipping deeply nested extra elements: malformed all the same.
+        undecodable = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
         try:
             envelope = _decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except undecodable:
             try:
                 version = _version_decoder.decode(data).v
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except undecodable:
                 version = ENVELOPE_VERSION
             if version != ENVELOPE_VERSION:
                 self._reject("unknown_version", f"version {version} on {topic!r}")
@@ -355,9 +360,15 @@ class Multihome:
             "epoch": self.epoch,
             "backend": msgspec.structs.asdict(self.backend.health()),
             "outbox": len(self._outbox),
+            "outbox_bytes": self._outbox.bytes,
+            "outbox_dropped": self._outbox.dropped,
             "subscriptions": len(self._watched),
             **self.counters,
         }
+
+    def tasks(self) -> list[TaskHealth]:
+        """The bridge's supervised tasks (the publisher and the reader)."""
+        return [task.health() for task in self._tasks]
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -19,9 +19,14 @@ from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
+from typed_ss.supervision import TaskHealth
+
 __all__ = ["Backend", "BackendHealth", "BackendState"]
 
-BackendState: TypeAlias = Literal["stopped", "connecting", "connected", "reconnecting"]
+BackendState: TypeAlias = Literal["stopped", "connecting", "connected", "unresponsive", "reconnecting"]
+"""``unresponsive``: connected, but the broker stopped answering (a hung process, a black-holed
+network path). Subscriptions made meanwhile do not wait for it; they are made, or made again, once
+it answers."""
 
 
 class BackendHealth(msgspec.Struct, kw_only=True):
@@ -34,6 +39,8 @@ class BackendHealth(msgspec.Struct, kw_only=True):
     """How many times the backend lost its connection and made a new one."""
     detail: dict[str, object] = {}
     """Backend-specific figures (per-peer states, probe results, ...)."""
+    tasks: list[TaskHealth] = []
+    """The backend's supervised background tasks (see :mod:`typed_ss.supervision`)."""
 
 
 @runtime_checkable
@@ -61,7 +68,9 @@ class Backend(Protocol):
 
     async def subscribe(self, topic: str) -> None:
         """Receive ``topic`` from now on; returns once the subscription is active (or, during an
-        outage, once it is recorded to be made on reconnect). Subscribing twice is harmless."""
+        outage or while the broker does not answer, once it is recorded to be made when it answers
+        again): a broker that hangs must not make every new socket wait. Subscribing twice is
+        harmless."""
         ...
 
     async def unsubscribe(self, topic: str) -> None:

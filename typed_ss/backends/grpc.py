@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -48,6 +49,7 @@ from typing import Final, cast
 
 from typed_ss.backends.base import BackendHealth, BackendState
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
+from typed_ss.supervision import Backoff, Supervised
 
 try:
     import grpc
@@ -184,7 +186,9 @@ class _Inbound:
 class _Peer:
     """This node's link to one peer: an outbox, and one task that keeps one stream to it open."""
 
-    def __init__(self, address: PeerAddress, max_messages: int, max_bytes: int) -> None:
+    def __init__(
+        self, address: PeerAddress, max_messages: int, max_bytes: int, max_backoff: float = 2.0
+    ) -> None:
         self.address = address
         self.node = ""  # the peer's name, from its Welcome
         self.boot: int | None = None  # the peer's boot number, from its Welcome
@@ -198,14 +202,14 @@ class _Peer:
         self.wake = asyncio.Event()  # something to send
         self.retry_now = asyncio.Event()  # the peer itself connected: skip the backoff
         self.attempted = asyncio.Event()  # the first connection attempt ended, either way
-        self.task: asyncio.Task[None] | None = None
+        self.link: Supervised | None = None  # the task that keeps one stream to the peer open
         self.is_self = False
         self.sent = 0
         self.dropped = 0
         self.discarded_on_restart = 0
         self.reconnects = 0
         self.restarts_seen = 0
-        self.failures = 0
+        self.backoff = Backoff(cap=max_backoff)
         self.last_error = ""
         self.last_seen = 0.0  # when the peer last sent anything on the link (monotonic)
 
@@ -323,7 +327,7 @@ class GrpcBackend:
         self._max_message_bytes = max_message_bytes
         self._batch_bytes = min(batch_bytes, max_message_bytes // 2)
         addresses = [PeerAddress.parse(entry) for entry in peers]
-        self._peers = [_Peer(address, outbox_messages, outbox_bytes) for address in addresses]
+        self._peers = [_Peer(address, outbox_messages, outbox_bytes, max_backoff) for address in addresses]
         self._interest: set[str] = set()
         self._interest_ids = 0
         self._inbound: dict[str, _Inbound] = {}
@@ -370,9 +374,10 @@ class GrpcBackend:
         self._server = server
         self._state = "connecting"
         for peer in self._peers:
-            peer.task = asyncio.create_task(
-                self._link(peer), name=f"typed-ss grpc peer {peer.address.target}"
+            peer.link = Supervised(
+                f"grpc link to {peer.address.target}", functools.partial(self._link, peer), log=logger
             )
+            peer.link.start()
         await self._linked_both_ways()
 
     async def _linked_both_ways(self) -> None:
@@ -394,12 +399,9 @@ class GrpcBackend:
 
     async def stop(self) -> None:
         self._state = "stopped"
-        tasks = [peer.task for peer in self._peers if peer.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         for peer in self._peers:
-            peer.task = None
+            if peer.link is not None:
+                await peer.link.stop()
             peer.state = "stopped"
         for inbound in self._inbound.values():
             inbound.release()
@@ -467,6 +469,7 @@ class GrpcBackend:
                 },
                 **self.counters,
             },
+            tasks=[peer.link.health() for peer in self._peers if peer.link is not None],
         )
 
     def interested_peers(self, topic: str) -> set[str]:
@@ -712,17 +715,18 @@ class GrpcBackend:
                     logger.error("peer %s is this node itself: ignoring it", peer.address.target)
                     peer.clear_outbox()
                     peer.interest.clear()
+                    await asyncio.Future()  # parked until the backend stops: there is nothing to link
                     return
                 if peer.state == "connected":
                     peer.reconnects += 1
-                    peer.failures = 0
+                    peer.backoff.succeeded()
                     logger.log(
                         logging.WARNING if _SHUTTING_DOWN in peer.last_error else logging.ERROR,
                         "lost the link to peer %s (%s): reconnecting",
                         peer.address.target,
                         peer.last_error,
                     )
-                elif peer.failures == 0 or peer.failures % 20 == 0:
+                elif peer.backoff.failures == 0 or peer.backoff.failures % 20 == 0:
                     level = (
                         logging.ERROR if isinstance(exc, _Refused) or peer.boot is not None else logging.INFO
                     )
@@ -730,14 +734,14 @@ class GrpcBackend:
                         level, "cannot reach peer %s (%s): still trying", peer.address.target, peer.last_error
                     )
                 peer.state = "reconnecting" if peer.boot is not None else "connecting"
-                peer.failures += 1
+                peer.backoff.failed()
             finally:
                 peer.attempted.set()
                 self._links_changed.set()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(channel.close(grace=None))
             peer.retry_now.clear()
-            delay = min(self._max_backoff, 0.05 * 2 ** min(peer.failures, 10))
+            delay = peer.backoff.delay()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await peer.retry_now.wait()
@@ -801,7 +805,7 @@ class GrpcBackend:
         peer.control.append(ack)
         peer.state = "connected"
         peer.last_seen = time.monotonic()
-        peer.failures = 0
+        peer.backoff.succeeded()
         peer.last_error = ""
         self._links_changed.set()
 

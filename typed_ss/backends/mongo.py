@@ -44,6 +44,7 @@ from typing import Any
 
 from typed_ss.backends.base import BackendHealth, BackendState
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
+from typed_ss.supervision import Backoff, Supervised
 
 try:
     import pymongo
@@ -128,7 +129,7 @@ class MongoBackend:
         self._collection_ready = False
         self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
         self._arrived = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
+        self._reader = Supervised("mongo reader", self._read, log=logger)
         self._state: BackendState = "stopped"
         self._reconnects = 0
         self._position_lost = 0
@@ -159,14 +160,11 @@ class MongoBackend:
                 appname="typed-ss",
             )
         self._state = "connecting"
-        self._reader = asyncio.create_task(self._read(), name="typed-ss mongo reader")
+        self._reader.start()
 
     async def stop(self) -> None:
         self._state = "stopped"
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
+        await self._reader.stop()
         if self._owns_client and self._client is not None:
             # close() ends the client's sessions on the server first: bound how long it looks for
             # one, or a stop while MongoDB is down would give up before the client is closed.
@@ -236,29 +234,27 @@ class MongoBackend:
                 "pending": len(self._pending),
                 "last_error": self._last_error,
             },
+            tasks=[self._reader.health()],
         )
 
     # --- the reader --------------------------------------------------------------------------------
 
     async def _read(self) -> None:
         """Keep one tailing cursor open; reconnect with capped backoff whenever MongoDB fails."""
-        failures = 0
+        backoff = Backoff(cap=self._max_backoff)
         while True:
             try:
                 await self._tail()
-            except asyncio.CancelledError:
-                raise
             except _GONE as exc:
                 self._last_error = _describe(exc)
                 if self._state == "connected":
-                    failures = 0
+                    backoff.succeeded()
                     self._reconnects += 1
                     logger.error("lost the MongoDB connection (%s): reconnecting", self._last_error)
-                elif failures == 0 or failures % 20 == 0:
+                elif backoff.failures == 0 or backoff.failures % 20 == 0:
                     logger.error("cannot read from MongoDB (%s): still trying", self._last_error)
                 self._state = "reconnecting"
-                failures += 1
-            await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(failures, 10)))
+            await backoff.sleep()
 
     async def _tail(self) -> None:
         """One connection's worth of reading: open a cursor at the position and follow it."""
@@ -269,17 +265,22 @@ class MongoBackend:
             if not self._positioned.is_set():
                 self._position = await self._newest(database, session)
                 self._positioned.set()
-            quick_restarts = 0
+            # Cursors that keep failing before any getMore are retried with a backoff, not hammered.
+            quick_restarts = Backoff(cap=self._max_backoff)
             while True:
                 self._followed = False
                 try:
                     await self._follow(database, session)
                 except _CursorGone as exc:
-                    quick_restarts = 1 if self._followed else quick_restarts + 1
+                    if self._followed:
+                        quick_restarts.succeeded()
+                    quick_restarts.failed()
                     self._cursor_restarts += 1
                     logger.warning("MongoDB dropped the tailing cursor (%s): opening another", exc)
                 except _PositionLost as exc:
-                    quick_restarts = 1 if self._followed else quick_restarts + 1
+                    if self._followed:
+                        quick_restarts.succeeded()
+                    quick_restarts.failed()
                     self._position_lost += 1
                     logger.error(
                         "the capped collection %s wrapped past this instance's read position (%s): "
@@ -288,8 +289,8 @@ class MongoBackend:
                         exc,
                     )
                     self._position = await self._newest(database, session)
-                if quick_restarts > 3:  # cursors keep failing before any getMore: do not hammer
-                    await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(quick_restarts, 10)))
+                if quick_restarts.failures > 3:
+                    await asyncio.sleep(quick_restarts.delay())
 
     async def _follow(self, database: AsyncDatabase[Document], session: AsyncClientSession) -> None:
         """Open a tailable cursor, skip to just after ``self._position``, and deliver from there."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from typed_ss.backends.base import BackendHealth, BackendState
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
+from typed_ss.supervision import Backoff, Supervised
 
 try:
     import redis.asyncio as aioredis
@@ -88,7 +89,11 @@ class RedisBackend:
         self._connected = asyncio.Event()
         self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
         self._arrived = asyncio.Event()
-        self._listener: asyncio.Task[None] | None = None
+        self._listener = Supervised("redis subscriber", self._listen, log=logger)
+        self._backoff = Backoff(cap=max_backoff)
+        # Subscription changes recorded while Redis did not answer: channel -> wanted.
+        self._unsent: dict[str, bool] = {}
+        self._answered_subscribe = False  # Redis confirmed this connection's first subscription
         self._state: BackendState = "stopped"
         self._reconnects = 0
         self._probe_failures = 0
@@ -103,14 +108,11 @@ class RedisBackend:
                 self._url or "", retry=Retry(NoBackoff(), 0), socket_connect_timeout=self._publish_timeout
             )
         self._state = "connecting"
-        self._listener = asyncio.create_task(self._listen(), name="typed-ss redis subscriber")
+        self._listener.start()
 
     async def stop(self) -> None:
         self._state = "stopped"
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+        await self._listener.stop()
         await self._close_pubsub()
         if self._owns_client and self._client is not None:
             await self._client.aclose()
@@ -127,13 +129,17 @@ class RedisBackend:
             async with asyncio.timeout(self._publish_timeout):
                 await client.publish(self._prefix + topic, data)
         except _GONE as exc:
+            if isinstance(exc, TimeoutError):
+                self._mark_unresponsive(f"a publish got no answer within {self._publish_timeout} s")
             raise BackendError(f"publishing to Redis failed: {exc!r}") from exc
 
     async def subscribe(self, topic: str) -> None:
         channel = self._prefix + topic
         self._channels.add(channel)
-        if self._state == "reconnecting" and not self._connected.is_set():
-            return  # during an outage: the next connection subscribes it, nobody waits for that
+        if self._state in ("reconnecting", "unresponsive"):
+            # Redis does not answer: the listener subscribes it once Redis does, nobody waits for that.
+            self._unsent[channel] = True
+            return
         try:
             async with asyncio.timeout(self._subscribe_timeout):
                 await self._connected.wait()  # at once, except while the first connection is made
@@ -143,17 +149,22 @@ class RedisBackend:
                 await self._pubsub.subscribe(channel)
                 await asyncio.shield(confirmed)
         except _GONE as exc:
-            # The subscriber will notice a broken connection and subscribe everything again.
-            logger.warning("subscribing to %s did not complete: %r", channel, exc)
+            # The listener will notice a broken connection and subscribe everything again; a hung one
+            # is marked unresponsive so that later subscriptions do not wait for it.
+            self._unsent[channel] = True
+            self._mark_unresponsive(f"subscribing to {channel} did not complete: {exc!r}")
 
     async def unsubscribe(self, topic: str) -> None:
         channel = self._prefix + topic
         self._channels.discard(channel)
         pubsub = self._pubsub
-        if pubsub is not None and self._connected.is_set():
-            with contextlib.suppress(*_GONE):
-                async with asyncio.timeout(self._subscribe_timeout):
-                    await pubsub.unsubscribe(channel)
+        if pubsub is None or not self._connected.is_set() or self._state != "connected":
+            # Applied once Redis answers (a reconnection subscribes only what is still wanted).
+            self._unsent[channel] = False
+            return
+        with contextlib.suppress(*_GONE):
+            async with asyncio.timeout(self._subscribe_timeout):
+                await pubsub.unsubscribe(channel)
 
     async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         while self._state != "stopped":
@@ -173,29 +184,27 @@ class RedisBackend:
                 "pending": len(self._pending),
                 "last_error": self._last_error,
             },
+            tasks=[self._listener.health()],
         )
 
     # --- the subscriber ----------------------------------------------------------------------------
 
     async def _listen(self) -> None:
         """Keep one subscriber connection alive; reconnect with capped backoff whenever it fails."""
-        failures = 0
         while True:
             try:
                 await self._run_connection()
-            except asyncio.CancelledError:
-                raise
             except (*_GONE, _Starved) as exc:
                 self._last_error = repr(exc)
-                if self._state == "connected":
+                self._backoff.failed()
+                if self._state in ("connected", "unresponsive"):
                     self._reconnects += 1
                     logger.error("lost the Redis subscriber connection (%r): reconnecting", exc)
-                elif failures == 0 or failures % 20 == 0:
+                elif self._backoff.should_log():
                     logger.error("cannot reach Redis (%r): still trying", exc)
                 self._state = "reconnecting"
-                failures += 1
             await self._close_pubsub()
-            await asyncio.sleep(min(self._max_backoff, 0.05 * 2 ** min(failures, 10)))
+            await asyncio.sleep(self._backoff.delay())
 
     async def _run_connection(self) -> None:
         assert self._client is not None
@@ -204,29 +213,69 @@ class RedisBackend:
         channels = set(self._channels)
         async with asyncio.timeout(self._subscribe_timeout):
             await pubsub.subscribe(self._probe_channel, *channels)  # opens the connection
+            # Connected once Redis answers, not once the command is written: a hung Redis accepts
+            # the connection and the command, and answers nothing.
+            while not self._answered_subscribe:
+                message = await pubsub.get_message(timeout=self._subscribe_timeout)
+                if message is not None:
+                    self._handle(message)
             self._connected.set()
+            self._unsent.clear()
             late = self._channels - channels  # asked for while the connection was being made
             if late:
                 await pubsub.subscribe(*late)
         probe_sent: float | None = None
-        next_probe = time.monotonic()
+        next_probe = answered = time.monotonic()
         while True:
             message = await pubsub.get_message(timeout=min(0.25, self._probe_interval))
-            if message is not None and self._handle(message):
-                probe_sent = None
             now = time.monotonic()
-            if probe_sent is not None and now - probe_sent > self._probe_timeout:
-                self._probe_failures += 1
-                raise _Starved(f"the self-probe did not come back within {self._probe_timeout} s")
+            if message is not None:
+                answered = now
+                if self._handle(message):
+                    probe_sent = None
+            if probe_sent is not None:
+                late_by = now - probe_sent
+                if late_by > self._probe_timeout:
+                    self._probe_failures += 1
+                    raise _Starved(f"the self-probe did not come back within {self._probe_timeout} s")
+                # Late, and nothing else arrived meanwhile either: Redis is not answering. (A probe
+                # stuck behind a busy stream is late too, but the stream shows that Redis answers.)
+                silent_for = now - max(probe_sent, answered)
+                if silent_for > self._probe_interval:
+                    self._mark_unresponsive(f"no answer from Redis for {silent_for:.1f} s")
+            if self._unsent and self._state == "connected":
+                await self._apply_unsent(pubsub)
             if probe_sent is None and now >= next_probe and self._state == "connected":
                 next_probe = now + self._probe_interval
-                with contextlib.suppress(*_GONE):  # a failed publish says nothing about the subscriber
+                # Counted as sent even if the publish fails or gets no answer: a Redis that does not
+                # take the probe is as unresponsive as one that does not deliver it.
+                probe_sent = now
+                with contextlib.suppress(*_GONE):
                     async with asyncio.timeout(self._publish_timeout):
                         await self._client.publish(self._probe_channel, b"probe")
-                    probe_sent = now
+
+    async def _apply_unsent(self, pubsub: Any) -> None:
+        """Send the subscription changes recorded while Redis did not answer."""
+        changes, self._unsent = self._unsent, {}
+        subscribe = [channel for channel, wanted in changes.items() if wanted and channel in self._channels]
+        unsubscribe = [channel for channel, wanted in changes.items() if not wanted]
+        async with asyncio.timeout(self._subscribe_timeout):
+            if subscribe:
+                await pubsub.subscribe(*subscribe)
+            if unsubscribe:
+                await pubsub.unsubscribe(*unsubscribe)
+
+    def _mark_unresponsive(self, why: str) -> None:
+        if self._state == "connected":
+            self._state = "unresponsive"
+            self._last_error = why
+            logger.warning("Redis is not answering (%s): subscriptions no longer wait for it", why)
 
     def _handle(self, message: dict[str, Any]) -> bool:
         """Route one pub/sub message; returns whether it was this backend's probe."""
+        if self._state == "unresponsive":
+            self._state = "connected"
+            logger.warning("Redis answers again")
         kind = message["type"]
         channel = message["channel"].decode()
         if kind == "message":
@@ -239,6 +288,8 @@ class RedisBackend:
                 if self._state == "reconnecting":
                     logger.warning("reconnected to Redis; subscribed %d channels again", len(self._channels))
                 self._state = "connected"
+                self._answered_subscribe = True
+                self._backoff.succeeded()
             else:
                 confirmed = self._confirmed.pop(channel, None)
                 if confirmed is not None and not confirmed.done():
@@ -247,6 +298,7 @@ class RedisBackend:
 
     async def _close_pubsub(self) -> None:
         self._connected.clear()
+        self._answered_subscribe = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*_GONE):
