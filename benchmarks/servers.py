@@ -58,7 +58,8 @@ def typed_ss_app(redis_url: str | None) -> Any:
         from typed_ss.backends.redis import RedisBackend
 
         backend = RedisBackend(redis_url, group="bench")
-    ss = Server(backend=backend)
+    # The idle scenario holds 10,000 connections, the default max_connections, plus its probes.
+    ss = Server(backend=backend, max_connections=20_000)
 
     @ss.on("echo")
     async def echo(sock: Socket, data: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -81,6 +82,12 @@ def echo_server(**options: Any) -> Server:
     @ss.on("fail")
     async def fail(sock: Socket, data: bytes) -> None:
         raise RuntimeError("boom")
+
+    @ss.on("hang")
+    async def hang(sock: Socket, data: bytes) -> None:
+        """A handler that never returns on its own (it waits for an event nobody sets)."""
+        await sock.emit("hanging", data)
+        await asyncio.Event().wait()
 
     return ss
 

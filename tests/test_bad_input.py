@@ -301,3 +301,94 @@ async def test_bad_frames_in_a_burst_leave_the_connection_in_order(caplog: pytes
         await client.nothing_within(0.2)
     malformed = [r for r in caplog.records if f"socket {client.id} sent a malformed frame" in r.getMessage()]
     assert len(malformed) == len(bad)
+
+
+# --- invalid UTF-8 inside a JSON payload, for every kind of payload type --------------------------
+
+
+@dataclasses.dataclass
+class Named:
+    name: str
+
+
+class PydanticNamed(pydantic.BaseModel):
+    name: str
+
+
+def every_kind_server() -> Server:
+    """One handler per kind of payload type; each replies "ok" when its payload decoded."""
+    ss = Server()
+
+    async def ok(sock: Socket, value: object) -> None:
+        await sock.emit("ok", repr(value))
+
+    kinds: dict[str, object] = {
+        "raw": bytes,
+        "text": str,
+        "chat": Chat,
+        "strs": list[str],
+        "counts": dict[str, int],
+        "mode": Literal["fine", "other"],
+        "either": int | str,
+        "named": Named,
+        "pchat": PydanticChat,
+        "pchats": list[PydanticChat],
+    }
+    on: Any = ss.on  # some of these types are not classes, which `on`'s overloads expect
+    for event, payload_type in kinds.items():
+        on(event, payload_type)(ok)
+    return ss
+
+
+# (event, a valid payload with {} where a string's content goes)
+EVERY_KIND = [
+    pytest.param("text", b"{}", id="str"),
+    pytest.param("chat", b'{"room":"{}","text":"x"}', id="msgspec-struct"),
+    pytest.param("strs", b'["{}"]', id="msgspec-list-str"),
+    pytest.param("counts", b'{"{}":1}', id="msgspec-dict-key"),
+    pytest.param("mode", b'"{}"', id="msgspec-literal"),
+    pytest.param("either", b'"{}"', id="msgspec-union"),
+    pytest.param("named", b'{"name":"{}"}', id="dataclass"),
+    pytest.param("pchat", b'{"room":"{}","text":"x"}', id="pydantic-model"),
+    pytest.param("pchats", b'[{"room":"{}","text":"x"}]', id="pydantic-type-adapter"),
+]
+
+NOT_UTF8 = [
+    b"\xff",  # never valid
+    b"a\xc3",  # a truncated two-byte sequence
+    b"\xc0\xaf",  # an overlong "/"
+    b"\xed\xa0\x80",  # an encoded UTF-16 surrogate
+    b"\xf4\x90\x80\x80",  # past U+10FFFF
+]
+
+
+@pytest.mark.parametrize(("event", "template"), EVERY_KIND)
+async def test_invalid_utf8_inside_the_payload_is_an_invalid_payload(
+    event: str, template: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    ss = every_kind_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        for bad in NOT_UTF8:
+            # A binary frame: uvicorn closes a text frame that is not UTF-8 itself (1007).
+            await client.ws.send(event.encode() + b"\x02" + template.replace(b"{}", bad))
+            error = (await client.expect("__error")).json()
+            assert (error["event"], error["code"]) == (event, "invalid_payload")
+            # The detail names the problem, never the decoder's internals.
+            assert "codec" not in error["detail"]
+            assert "Error" not in error["detail"]
+            assert "UTF-8" in error["detail"] or "unicode" in error["detail"], error["detail"]
+            # The valid payload still decodes, on the same connection.
+            await client.ws.send(event.encode() + b"\x02" + template.replace(b"{}", b"fine"))
+            assert (await client.expect("ok")).payload
+        assert ss.get_socket(client.id) is not None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+    ]
+
+
+async def test_a_bytes_handler_gets_invalid_utf8_unchanged() -> None:
+    ss = every_kind_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        await client.ws.send(b"raw\x02" + b"".join(NOT_UTF8))
+        assert (await client.expect("ok")).payload == repr(b"".join(NOT_UTF8))

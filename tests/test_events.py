@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 import msgspec
 import pydantic
@@ -33,6 +35,9 @@ class ChatOut(msgspec.Struct):
 
 class Profile(pydantic.BaseModel):
     name: str = pydantic.Field(alias="userName")
+
+
+T = TypeVar("T")
 
 
 def typed_server(**options: Any) -> tuple[Server, ServerEvent[ChatOut]]:
@@ -196,3 +201,131 @@ def test_a_payload_type_the_contract_cannot_describe_fails_at_registration() -> 
         ss.event("odd", WithOpaque)
     assert "odd" not in {e.name for e in ss.contract.events}
     assert len(ss.contract.fingerprint) == 32  # the server still describes its contract
+
+
+# --- the declared payload type is checked at run time ------------------------------------------------
+
+
+class Said(msgspec.Struct):
+    room: str
+    text: str
+
+
+class LoudSaid(Said):
+    volume: int = 11
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Options(TypedDict):
+    verbose: bool
+    level: NotRequired[int]
+
+
+class Page(msgspec.Struct, Generic[T]):
+    items: list[T]
+
+
+@pytest.mark.parametrize(
+    ("payload_type", "good", "bad"),
+    [
+        pytest.param(
+            Said,
+            [Said("r", "t"), LoudSaid("r", "t")],
+            ["oops", {"room": "r", "text": "t"}, None],
+            id="struct",
+        ),
+        pytest.param(Point, [Point(1, 2)], [{"x": 1, "y": 2}, (1, 2)], id="dataclass"),
+        pytest.param(Profile, [Profile(userName="ann")], [{"userName": "ann"}, "ann"], id="pydantic-model"),
+        pytest.param(str, ["x"], [b"x", 1], id="str"),
+        pytest.param(bytes, [b"x", bytearray(b"x"), memoryview(b"x")], ["x"], id="bytes"),
+        pytest.param(int, [0, -3], [True, 1.5, "1", None], id="int"),
+        pytest.param(float, [1.5, 2], [False, "1.5"], id="float"),
+        pytest.param(Literal["on", "off"], ["on", "off"], ["maybe", 1, None], id="literal"),
+        pytest.param(list[int], [[], [1, 2]], [[1, "a"], [True], (1, "a"), "12"], id="list-int"),
+        pytest.param(int | None, [None, 3], ["3", 3.5], id="optional-int"),
+        pytest.param(
+            Said | None, [None, Said("r", "t"), LoudSaid("r", "t")], [{"room": 1}, "x"], id="optional-struct"
+        ),
+        pytest.param(
+            Options,
+            [{"verbose": True}, {"verbose": False, "level": 2}],
+            [{"verbose": "yes"}, {}],
+            id="typeddict",
+        ),
+        pytest.param(Page[str], [Page(["a"])], [Page([1]), ["a"]], id="generic-struct"),
+        pytest.param(
+            list[Profile], [[Profile(userName="a")]], [[1], ["a"], Profile(userName="a")], id="pydantic-list"
+        ),
+        pytest.param(Any, [None, "x", {"a": [1]}], [], id="any"),
+    ],
+)
+def test_a_declared_event_checks_the_payload_type_at_run_time(
+    payload_type: object, good: list[object], bad: list[object]
+) -> None:
+    ss = Server()
+    declared: ServerEvent[Any] = ss.event("ev", payload_type)
+    for value in good:
+        assert declared.frame(value)
+    for value in bad:
+        with pytest.raises(EncodeError, match="event 'ev' is declared with"):
+            declared.frame(value)
+
+
+def test_a_subclass_instance_is_sent_with_its_own_fields() -> None:
+    ss = Server()
+    said = ss.event("said", Said)
+    assert said.frame(LoudSaid("r", "t")) == 'said\x01J\x02{"room":"r","text":"t","volume":11}'
+    with pytest.raises(EncodeError, match="declared with payload type Said, got str"):
+        said.frame("oops")  # type: ignore[arg-type]
+
+
+async def test_every_way_to_send_a_declared_event_refuses_a_wrong_payload_and_sends_nothing() -> None:
+    ss = Server()
+    said = ss.event("said", Said)
+    ss.event("status", Literal["on", "off"])
+    refused: list[str] = []
+
+    @ss.on("go")
+    async def go(sock: Socket, room: str) -> None:
+        await sock.join(room)
+        loose: Any = said  # what mypy would refuse, as code that is not type-checked does it
+        attempts: dict[str, Callable[[], Awaitable[None]]] = {
+            "ServerEvent.emit": lambda: loose.emit(sock, "oops"),
+            "ServerEvent.roomcast": lambda: loose.roomcast(room, "oops"),
+            "ServerEvent.broadcast": lambda: loose.broadcast("oops"),
+            "ServerEvent.socketcast": lambda: loose.socketcast(sock.id, "oops"),
+            "Socket.emit": lambda: sock.emit("said", "oops"),
+            "Socket.roomcast": lambda: sock.roomcast(room, "said", {"room": room}),
+            "Socket.broadcast": lambda: sock.broadcast("said", 42),
+            "Socket.socketcast": lambda: sock.socketcast(sock.id, "said", None),
+            "Server.roomcast": lambda: ss.roomcast(room, "said", ["oops"]),
+            "Server.broadcast": lambda: ss.broadcast("said", b"oops"),
+            "Server.socketcast": lambda: ss.socketcast(sock.id, "said", "oops"),
+            "Socket.emit (Literal)": lambda: sock.emit("status", "maybe"),
+        }
+        for name, attempt in attempts.items():
+            try:
+                await attempt()
+            except EncodeError:
+                refused.append(name)
+        # A declared name sent through the untyped API goes in its declared form: JSON here.
+        await sock.emit("status", "on")
+        await sock.emit("said", LoudSaid(room, "fine"))
+        # Undeclared names take any payload, as before.
+        await sock.emit("free", "anything")
+        await sock.roomcast(room, "free", {"any": "thing"})
+
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        await client.send("go", "r")
+        status_frame = await client.expect("status")  # nothing was sent before it
+        assert (status_frame.letter, status_frame.payload) == ("J", '"on"')
+        assert (await client.expect("said")).json() == {"room": "r", "text": "fine", "volume": 11}
+        assert (await client.expect("free")).payload == "anything"
+        assert (await client.expect("free")).json() == {"any": "thing"}
+        await client.nothing_within(0.1)
+    assert len(refused) == 12, refused

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import random
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -28,7 +30,7 @@ from typed_ss import (
     Server,
     Socket,
 )
-from typed_ss.handlers import Decoder, build_decoder, inspect_handler
+from typed_ss.handlers import MAX_DETAIL_LENGTH, Decoder, build_decoder, inspect_handler
 
 
 class Chat(msgspec.Struct):
@@ -626,3 +628,177 @@ async def test_decoder_is_built_at_registration_not_per_message(monkeypatch: pyt
             await client.send("chat", f'{{"room":"r","text":"{i}"}}')
             assert (await client.expect("chat")).json() == {"room": "r", "text": str(i)}
     assert built == [Chat]
+
+
+# --- the decoders' contract: PayloadValidationError and nothing else ------------------------------
+
+
+@dataclasses.dataclass
+class Named:
+    name: str
+
+
+class PydanticNamed(pydantic.BaseModel):
+    name: str
+
+
+def fail_on(value: int) -> None:
+    """What the application validators below raise, by the value they validate."""
+    failures: dict[int, Callable[[], BaseException]] = {
+        1: lambda: KeyError("client\nkey"),
+        2: lambda: OverflowError("too big"),
+        3: lambda: ZeroDivisionError("internal detail"),
+        # (A ValueError, UnicodeDecodeError included, is the validators' way to refuse a value:
+        # msgspec and pydantic turn it into their validation error, with its message.)
+        5: MemoryError,
+    }
+    if value in failures:
+        raise failures[value]()
+
+
+class CheckedStruct(msgspec.Struct):
+    x: int
+
+    def __post_init__(self) -> None:
+        fail_on(self.x)
+
+
+@dataclasses.dataclass
+class CheckedDataclass:
+    x: int
+
+    def __post_init__(self) -> None:
+        fail_on(self.x)
+
+
+class CheckedModel(pydantic.BaseModel):
+    x: int
+
+    @pydantic.field_validator("x")
+    @classmethod
+    def check(cls, x: int) -> int:
+        fail_on(x)
+        return x
+
+
+@pytest.mark.parametrize(
+    ("payload_type", "payload"),
+    [
+        pytest.param(Chat, b'{"room":"\xff","text":"x"}', id="struct"),
+        pytest.param(list[str], b'["ok","\xff"]', id="list-str"),
+        pytest.param(dict[str, int], b'{"\xff":1}', id="dict-key"),
+        pytest.param(Literal["a", "b"], b'"\xff"', id="literal"),
+        pytest.param(int | str, b'"\xff"', id="union"),
+        pytest.param(Named, b'{"name":"a\xc3"}', id="dataclass"),
+        pytest.param(Envelope, b'{"data":["\xed\xa0\x80"]}', id="struct-any-field"),
+        pytest.param(Any, b'{"k":"\xf4\x90\x80\x80"}', id="any"),
+    ],
+)
+def test_invalid_utf8_inside_json_is_a_payload_error_for_msgspec(
+    payload_type: object, payload: bytes
+) -> None:
+    error = invalid(decoder(payload_type), payload)
+    with pytest.raises(UnicodeDecodeError) as exc:
+        payload.decode()
+    assert error.detail == f"payload is not valid UTF-8 at byte {exc.value.start}"
+
+
+@pytest.mark.parametrize(
+    ("payload_type", "payload"),
+    [
+        pytest.param(PydanticNamed, b'{"name":"\xff"}', id="pydantic-model"),
+        pytest.param(list[PydanticNamed], b'[{"name":"\xff"}]', id="pydantic-type-adapter"),
+    ],
+)
+def test_invalid_utf8_inside_json_is_a_payload_error_for_pydantic(
+    payload_type: object, payload: bytes
+) -> None:
+    assert "invalid unicode code point" in invalid(decoder(payload_type), payload).detail
+
+
+@pytest.mark.parametrize("payload_type", [CheckedStruct, CheckedDataclass, CheckedModel, list[CheckedModel]])
+@pytest.mark.parametrize("value", [1, 2, 3], ids=["KeyError", "OverflowError", "ZeroDivisionError"])
+def test_an_application_validator_that_raises_anything_is_a_payload_error(
+    payload_type: object, value: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = b'{"x":%d}' % value
+    if payload_type == list[CheckedModel]:
+        payload = b"[" + payload + b"]"
+    error = invalid(decoder(payload_type), payload)
+    assert error.detail == "the payload could not be decoded"  # never the exception's own text
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "payload validator for event 'e' raised" in message
+    assert "\n" not in message  # the exception's text may hold the client's input: quoted with %r
+
+
+@pytest.mark.parametrize("payload_type", [CheckedStruct, CheckedDataclass, CheckedModel])
+def test_memory_error_is_not_swallowed(payload_type: object) -> None:
+    with pytest.raises(MemoryError):
+        decoder(payload_type)(b'{"x":5}')
+
+
+def test_error_details_are_printable_and_bounded() -> None:
+    # pydantic's path quotes the client's dict key; msgspec quotes an unknown enum value.
+    detail = invalid(decoder(dict[str, PydanticNamed]), b'{"a\\nb\\u2028c":{}}').detail
+    assert detail.isprintable()
+    assert "a\\nb\\u2028c" in detail
+    detail = invalid(decoder(Literal["a"]), b'"' + b"x" * 100_000 + b'"').detail
+    assert len(detail) <= MAX_DETAIL_LENGTH
+    assert detail.endswith("...")
+
+
+def mutations(rng: random.Random, valid: bytes, count: int) -> list[bytes]:
+    """``count`` variations of ``valid``: bytes flipped, inserted (invalid UTF-8 among them),
+    deleted, and truncations."""
+    alphabet = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b'"', b"\\", b"[", b"{", b"9" * 400, b"\\ud800"]
+    out = []
+    for _ in range(count):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data) + 1)
+            roll = rng.random()
+            if roll < 0.3 and data:
+                data[min(at, len(data) - 1)] = rng.randrange(256)
+            elif roll < 0.6:
+                data[at:at] = rng.choice(alphabet)
+            elif roll < 0.8 and data:
+                del data[min(at, len(data) - 1)]
+            else:
+                del data[at:]
+        out.append(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("payload_type", "valid"),
+    [
+        pytest.param(str, "héllo".encode(), id="str"),
+        pytest.param(Chat, b'{"room":"r\xc3\xa9","text":"t"}', id="struct"),
+        pytest.param(list[str], b'["a","b"]', id="list-str"),
+        pytest.param(dict[str, int], b'{"a":1,"b":-2}', id="dict"),
+        pytest.param(Literal["on", "off"], b'"on"', id="literal"),
+        pytest.param(int | str | None, b"12345678901234567890", id="union"),
+        pytest.param(Point, b'{"x":1,"y":2}', id="dataclass"),
+        pytest.param(Tree, b'{"children":[{"children":[]}]}', id="recursive-struct"),
+        pytest.param(Any, b'{"a":[1,2.5,"x",null,true]}', id="any"),
+        pytest.param(Profile, b'{"name":"ann","age":3}', id="pydantic-model"),
+        pytest.param(list[Profile], b'[{"name":"ann","age":3}]', id="pydantic-type-adapter"),
+        pytest.param(CheckedStruct, b'{"x":1}', id="struct-with-post-init"),
+        pytest.param(CheckedModel, b'{"x":3}', id="pydantic-with-validator"),
+    ],
+)
+def test_decoders_raise_nothing_but_payload_errors_on_mutated_payloads(
+    payload_type: object, valid: bytes
+) -> None:
+    decode = decoder(payload_type)
+    details = []
+    for payload in mutations(random.Random(f"{payload_type!r}"), valid, 400):
+        try:
+            decode(payload)
+        except PayloadValidationError as exc:  # any other exception fails the test
+            details.append(exc.detail)
+    assert details  # the mutations do reach the error paths
+    assert all(d.isprintable() and 0 < len(d) <= MAX_DETAIL_LENGTH for d in details)
+    assert not [d for d in details if "codec" in d or "Traceback" in d]

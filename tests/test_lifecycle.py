@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -111,6 +113,97 @@ async def test_vanished_client_is_removed_within_ping_interval_and_timeout() -> 
             silent.close()
 
 
+# --- clients that leave while their handler is busy ------------------------------------------------
+
+
+def record_cancelled_handlers(ss: Server) -> tuple[list[str], list[str]]:
+    """A ``stuck`` handler that waits forever; returns (started, cancelled) socket ids."""
+    started: list[str] = []
+    cancelled: list[str] = []
+
+    @ss.on("stuck")
+    async def stuck(sock: Socket, data: bytes) -> None:
+        started.append(sock.id)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(sock.id)
+            raise
+
+    return started, cancelled
+
+
+async def wait_for_count(items: list[str], count: int) -> None:
+    await eventually(lambda: len(items) == count)
+
+
+@pytest.mark.timeout(120)
+async def test_clients_that_leave_while_their_handler_hangs_leave_no_socket_or_task() -> None:
+    ss = echo_server()
+    closed = record_disconnects(ss)
+    started, cancelled = record_cancelled_handlers(ss)
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url) as warm_up:
+            await warm_up.send("echo_text", "warm")
+            await warm_up.expect("echo_text")
+        await eventually(lambda: not ss.sockets)
+        baseline = _tasks()
+        for batch in range(4):
+            async with connect_clients(url, 50) as clients:
+                for client in clients:
+                    await client.send("stuck")
+                await wait_for_count(started, 50 * (batch + 1))
+                if batch % 2:  # half the batches vanish without a closing handshake
+                    for client in clients:
+                        client.ws.transport.abort()
+        # Every handler is cancelled and every socket torn down, although no handler ever returns.
+        await eventually(lambda: not ss.sockets and _tasks() <= baseline, within=20)
+        assert sorted(cancelled) == sorted(started)
+        assert sorted(closed) == sorted([*started, warm_up.id])
+
+
+async def test_a_vanished_client_is_removed_while_its_handler_hangs() -> None:
+    ss = echo_server()
+    closed = record_disconnects(ss)
+    started, cancelled = record_cancelled_handlers(ss)
+    async with running(make_app(ss), ss, ws_ping_interval=0.5, ws_ping_timeout=0.5) as url:
+        silent = await stalled_client(url)  # never reads, never answers pings
+        try:
+            await asyncio.get_running_loop().sock_sendall(silent, masked_frame(b"stuck\x02"))
+            await eventually(lambda: len(started) == 1)
+            await eventually(lambda: started[0] in closed, within=10)
+            assert cancelled == started
+            assert not ss.sockets
+        finally:
+            silent.close()
+
+
+def masked_frame(payload: bytes) -> bytes:
+    """One binary WebSocket frame (payload under 126 bytes), masked as a client sends it."""
+    mask = os.urandom(4)
+    return bytes([0x82, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_messages_read_while_a_handler_waits_are_handled_after_it_in_order() -> None:
+    ss = echo_server()
+    release = asyncio.Event()
+
+    @ss.on("slow")
+    async def slow(sock: Socket, data: bytes) -> None:
+        await release.wait()
+        await sock.emit("slow_done", data)
+
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        await client.send("slow", "first")
+        for i in range(40):  # more than read_ahead_messages: the rest wait in TCP
+            await client.send("echo_text", str(i))
+        await client.nothing_within(0.2)
+        release.set()
+        assert (await client.expect("slow_done")).payload == b"first"
+        for i in range(40):
+            assert (await client.expect("echo_text")).payload == str(i)
+
+
 # --- shutdown ----------------------------------------------------------------------------------------
 
 
@@ -141,6 +234,56 @@ async def test_shutdown_closes_every_socket_with_1001_and_refuses_new_ones() -> 
             assert (await c.expect("echo_text")).payload == "back"
 
 
+async def test_shutdown_with_hung_handlers_ends_them_at_the_clients_close_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A shutdown_timeout far longer than the test's deadline: the handlers end because their clients
+    # answered the 1001 close, not because the timeout cancelled them.
+    ss = Server(shutdown_timeout=600)
+    started, cancelled = record_cancelled_handlers(ss)
+    async with running(make_app(ss), ss) as url, connect_clients(url, 20) as clients:
+        for client in clients:
+            await client.send("stuck")
+        await eventually(lambda: len(started) == 20)
+        await asyncio.wait_for(ss.shutdown(), 30)
+        assert sorted(cancelled) == sorted(started)
+        for client in clients:
+            with pytest.raises(ConnectionClosed):
+                await client.recv()
+            assert client.ws.close_code == CloseCode.GOING_AWAY
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("typed_ss")]
+
+
+async def test_shutdown_cancels_handlers_that_ignore_their_clients_leaving_with_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ss = Server(shutdown_timeout=0.5)
+    started: list[str] = []
+    ended: list[str] = []
+
+    @ss.on("stubborn")
+    async def stubborn(sock: Socket, data: bytes) -> None:
+        started.append(sock.id)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):  # ignores the first cancellation
+                await asyncio.Event().wait()
+            await asyncio.Event().wait()
+        finally:
+            ended.append(sock.id)
+
+    async with running(make_app(ss), ss) as url, connect_clients(url, 5) as clients:
+        for client in clients:
+            await client.send("stubborn")
+        await eventually(lambda: len(started) == 5)
+        await asyncio.wait_for(ss.shutdown(), 30)
+    assert sorted(ended) == sorted(started)
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("typed_ss")]
+    assert [r.getMessage() for r in lines] == [
+        "typed-ss shutdown: cancelling 5 connections still busy after 0.5 s"
+    ]
+    assert not [r for r in caplog.records if r.exc_info is not None]
+
+
 async def test_shutdown_cancels_handlers_that_do_not_finish() -> None:
     ss = Server(shutdown_timeout=0.5)
     closed = record_disconnects(ss)
@@ -160,7 +303,7 @@ async def test_shutdown_cancels_handlers_that_do_not_finish() -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_sigterm_under_uvicorn_sends_1012_runs_disconnect_hooks_and_exits() -> None:
+async def test_sigterm_under_uvicorn_sends_1012_ends_hung_handlers_runs_hooks_and_exits() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -179,6 +322,8 @@ async def test_sigterm_under_uvicorn_sends_1012_runs_disconnect_hooks_and_exits(
         async with connect_client(url) as a, connect_client(url) as b:
             await a.send("echo_text", "up")
             await a.expect("echo_text")
+            await b.send("hang")  # its handler never returns by itself
+            await b.expect("hanging")
             os.kill(process.pid, signal.SIGTERM)
             for client in (a, b):
                 with pytest.raises(ConnectionClosed):
@@ -193,6 +338,9 @@ async def test_sigterm_under_uvicorn_sends_1012_runs_disconnect_hooks_and_exits(
         for client in (a, b):
             assert f"disconnected {client.id}" in log
         assert "Traceback" not in log
+        # The hung handler was cancelled when its client's connection closed, not after uvicorn's
+        # graceful-shutdown timeout.
+        assert "timeout graceful shutdown exceeded" not in log
     finally:
         if process.returncode is None:
             process.kill()

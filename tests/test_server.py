@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
 import re
+from typing import Any
 
 import pytest
 from starlette.requests import HTTPConnection
@@ -12,7 +18,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.apps import Point, Profile, echo_server, make_app
 from tests.support import Client, connect_client, eventually, running
-from typed_ss import CloseCode, EncodeError, InvalidName, LimitExceeded, Server, Socket
+from typed_ss import (
+    CloseCode,
+    ConfigurationError,
+    EncodeError,
+    InvalidName,
+    LimitExceeded,
+    Server,
+    Socket,
+)
+from typed_ss.origin import HandshakePolicy
 
 # --- handshake -------------------------------------------------------------------------------------
 
@@ -458,3 +473,215 @@ async def test_clients_helper_reports_the_hello_id() -> None:
     async with running(make_app(ss), ss) as url, connect_client(url) as client:
         assert isinstance(client, Client)
         assert client.id in ss.sockets
+
+
+# --- reserved room names in casts ------------------------------------------------------------------
+
+
+async def test_roomcast_refuses_reserved_room_names_and_socketcast_still_works() -> None:
+    ss = echo_server()
+    typed = ss.event("typed_direct", str)
+    async with running(make_app(ss), ss) as url, connect_client(url) as a, connect_client(url) as b:
+        # The app roomcasts to a room its client names: a client must not reach a socket by its id.
+        await a.send("roomcast", json.dumps({"room": f"__socket_id:{b.id}", "text": "hi"}))
+        error = (await a.expect("__error")).json()
+        assert (error["event"], error["code"]) == ("roomcast", "handler_error")
+        sock_a = ss.get_socket(a.id)
+        assert sock_a is not None
+        for room in (f"__socket_id:{b.id}", "__anything", ""):
+            with pytest.raises(InvalidName):
+                await ss.roomcast(room, "direct", "x")
+            with pytest.raises(InvalidName):
+                await sock_a.roomcast(room, "direct", "x")
+            with pytest.raises(InvalidName):
+                await typed.roomcast(room, "x")
+        await b.nothing_within(0.2)
+        # socketcast, a roomcast to that very room underneath, keeps working from every entry point.
+        await ss.socketcast(b.id, "direct", "1")
+        await sock_a.socketcast(b.id, "direct", "2")
+        await typed.socketcast(b.id, "3")
+        assert [(await b.recv()).payload for _ in range(3)] == ["1", "2", "3"]
+        await a.nothing_within(0.1)
+
+
+# --- Origin scheme and allowed hosts -----------------------------------------------------------------
+
+
+async def handshake_status(url: str, host: str, origin: str | None = None) -> int:
+    """Send a WebSocket upgrade request with exactly these ``Host`` and ``Origin`` headers (as a
+    DNS-rebinding page's browser would) and return the HTTP status of the answer."""
+    address, port = url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(address, int(port))
+    try:
+        lines = [
+            "GET /socket HTTP/1.1",
+            f"Host: {host}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Protocol: sac-sock",
+        ]
+        if origin is not None:
+            lines.append(f"Origin: {origin}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def test_an_origin_with_another_scheme_is_refused() -> None:
+    ss = echo_server()
+    async with running(make_app(ss), ss) as url:
+        port = url.rsplit(":", 1)[1]
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect_client(url, origin=f"https://127.0.0.1:{port}"):
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect_client(url, origin=f"http://127.0.0.1:{port}") as client:
+            assert client.id
+        # Behind a TLS-terminating proxy that uvicorn trusts (127.0.0.1 by default), the scope says
+        # wss: then the page is https and a plain-http origin is the foreign one.
+        proxied = {"X-Forwarded-Proto": "https"}
+        async with connect_client(url, origin=f"https://127.0.0.1:{port}", additional_headers=proxied) as c:
+            assert c.id
+        with pytest.raises(InvalidStatus):
+            async with connect_client(url, origin=f"http://127.0.0.1:{port}", additional_headers=proxied):
+                pass
+
+
+async def test_dns_rebinding_is_refused_with_allowed_hosts(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    # Without allowed_hosts (the default) the rebinding page is same-origin with itself: documented.
+    open_server = echo_server()
+    async with running(make_app(open_server), open_server) as url:
+        port = url.rsplit(":", 1)[1]
+        assert await handshake_status(url, f"evil.example:{port}", f"http://evil.example:{port}") == 101
+
+    ss = echo_server(allowed_hosts=["127.0.0.1", "*.example.com"])
+    async with running(make_app(ss), ss) as url:
+        port = url.rsplit(":", 1)[1]
+        assert await handshake_status(url, f"evil.example:{port}", f"http://evil.example:{port}") == 403
+        assert await handshake_status(url, f"evil.example:{port}") == 403  # not a browser: still the host
+        assert await handshake_status(url, f"example.com:{port}") == 403  # *. is for subdomains only
+        assert (
+            await handshake_status(url, f"chat.example.com:{port}", f"http://chat.example.com:{port}") == 101
+        )
+        assert await handshake_status(url, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") == 101
+        async with connect_client(url, origin=f"http://127.0.0.1:{port}") as client:
+            await client.send("echo_text", "allowed")
+            assert (await client.expect("echo_text")).payload == "allowed"
+    refusals = [r for r in caplog.records if "refused a WebSocket" in r.getMessage()]
+    assert len(refusals) == 3
+    assert all(r.levelno == logging.WARNING for r in refusals)
+    assert repr(f"evil.example:{port}") in refusals[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_allowed_hosts_with_a_port_allow_that_port_only() -> None:
+    ss = echo_server(allowed_hosts=["127.0.0.1:1"])
+    async with running(make_app(ss), ss) as url:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect_client(url):
+                pass
+        assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://[::1",
+        "http://127.0.0.1:99999",
+        "http://user@127.0.0.1",
+        "null",
+        "not a url",
+        "http://é.example",
+    ],
+)
+async def test_a_malformed_origin_is_refused_with_403_not_a_server_error(
+    origin: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ss = echo_server()
+    async with running(make_app(ss), ss) as url:
+        port = url.rsplit(":", 1)[1]
+        assert await handshake_status(url, f"127.0.0.1:{port}", origin) == 403
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        pytest.param({"allowed_hosts": "example.com"}, "a list of hosts", id="hosts-single-string"),
+        pytest.param({"allowed_hosts": []}, "allowed_hosts is empty", id="hosts-empty"),
+        pytest.param({"allowed_hosts": ["https://example.com"]}, "is a URL", id="hosts-url"),
+        pytest.param({"allowed_hosts": ["a.*.example.com"]}, "may only start", id="hosts-inner-wildcard"),
+        pytest.param({"allowed_hosts": ["example.com:0"]}, "is not a host", id="hosts-port-0"),
+        pytest.param({"allowed_hosts": ["example.com:http"]}, "is not a host", id="hosts-port-name"),
+        pytest.param({"allowed_hosts": [".example.com"]}, "is not a host", id="hosts-leading-dot"),
+        pytest.param({"allowed_hosts": ["exa mple.com"]}, "is not a host", id="hosts-space"),
+        pytest.param({"allowed_hosts": [""]}, "is not a host", id="hosts-empty-entry"),
+        pytest.param({"allowed_hosts": [b"example.com"]}, "must be strings", id="hosts-bytes"),
+        pytest.param(
+            {"allowed_origins": "https://a.example"}, "a list of origins", id="origins-single-string"
+        ),
+        pytest.param({"allowed_origins": ["a.example"]}, "is not an origin", id="origins-no-scheme"),
+        pytest.param({"allowed_origins": ["https://a.example/app"]}, "is not an origin", id="origins-path"),
+        pytest.param({"allowed_origins": ["https://*.a.example"]}, "wildcards", id="origins-wildcard"),
+    ],
+)
+def test_malformed_origin_and_host_settings_raise_configuration_error(
+    options: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        Server(**options)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "origin", "allowed"),
+    [
+        ("ws", "chat.example.com", "http://chat.example.com", True),
+        ("ws", "chat.example.com:80", "http://chat.example.com", True),  # the default port, written or not
+        ("wss", "chat.example.com", "https://chat.example.com:443", True),
+        ("wss", "CHAT.example.com.", "https://chat.example.com", True),  # case and the FQDN dot
+        ("ws", "chat.example.com", "https://chat.example.com", False),  # the scheme differs
+        ("wss", "chat.example.com", "http://chat.example.com", False),
+        ("ws", "chat.example.com:8080", "http://chat.example.com", False),  # the port differs
+        ("ws", "[::1]:8080", "http://[::1]:8080", True),
+        ("ws", "chat.example.com", None, True),  # not a browser
+        ("ws", None, "http://chat.example.com", False),
+        ("ws", "chat.example.com", "https://app.example.com", True),  # allowed_origins
+        ("wss", "chat.example.com", "HTTPS://APP.EXAMPLE.COM:443", True),
+        ("ws", "chat.example.com", "http://app.example.com", False),  # allowed_origins has the scheme
+    ],
+)
+def test_the_origin_rules(scheme: str, host: str | None, origin: str | None, allowed: bool) -> None:
+    policy = HandshakePolicy(["https://app.example.com/"])
+    assert (policy.refusal(scheme, host, origin) is None) is allowed
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("chat.example.com", True),
+        ("chat.example.com:8443", True),  # an entry without a port: any port
+        ("127.0.0.1:8080", True),
+        ("127.0.0.1:8081", False),  # an entry with a port: that port only
+        ("127.0.0.1", False),
+        ("a.b.example.com", True),
+        ("example.com", False),
+        ("badexample.com", False),
+        ("[::1]:8080", True),
+        ("evil.example", False),
+        ("chat.example.com:x", False),
+        ("", False),
+    ],
+)
+def test_the_host_rules(host: str, allowed: bool) -> None:
+    policy = HandshakePolicy((), ["chat.example.com", "127.0.0.1:8080", "*.example.com", "[::1]"])
+    refusal = policy.refusal("ws", host, None)
+    assert (refusal is None) is allowed
+    if refusal is not None:
+        assert (refusal.header, refusal.value) == ("host", host)

@@ -70,4 +70,4 @@ def test_mypy_strict_rejects_annotation_contradicting_the_explicit_model(
     line, message, code = match.groups()
     assert (int(line), code) == (decorator_line, "arg-type")
     assert '"Callable[[Socket, int], Coroutine[Any, Any, None]]"' in message
-    assert '"Callable[[Socket, Chat], Awaitable[None]]"' in message
+    assert '"Callable[[Socket, Chat], Coroutine[Any, Any, None]]"' in message

@@ -7,6 +7,7 @@ process) and ``http`` (a plain 426 answer, for a server mounted on its own).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Coroutine, Generator, Sequence
 from types import CoroutineType
@@ -15,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import HTTPConnection
 from starlette.types import Message, Receive, Scope, Send
 
+from typed_ss.errors import CloseCode
 from typed_ss.protocol import Frame
 from typed_ss.transport import Disconnected, PendingSend
+from typed_ss.uvicorn_protocols import ServerConnection, WebSocketProtocol, connection_of
 
 if TYPE_CHECKING:
     from typed_ss.server import Server
@@ -33,11 +36,12 @@ class _Suspended:
     cancellation exactly as ``await coro`` would have.
     """
 
-    __slots__ = ("_coro", "_yielded")
+    __slots__ = ("_coro", "_transport", "_yielded")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any, transport: ASGITransport) -> None:
         self._coro = coro
         self._yielded = yielded
+        self._transport = transport
 
     def __await__(self) -> Generator[Any, Any, None]:
         coro, yielded = self._coro, self._yielded
@@ -53,18 +57,23 @@ class _Suspended:
             return
         except _GONE:
             raise Disconnected() from None
+        except RuntimeError:
+            if self._transport.closed_by_server():
+                raise Disconnected() from None
+            raise
 
     def close(self) -> None:
         """Abandon the send, letting the coroutine clean up (it is never resumed)."""
         self._coro.close()
 
 
-# uvicorn raises ClientDisconnected (an OSError) once the client is gone, and RuntimeError for a send
-# after the close; both mean nothing more can be sent.
-_GONE = (OSError, RuntimeError)
+# uvicorn raises ClientDisconnected (an OSError) once the client is gone, and a RuntimeError for a send
+# after its own protocol closed the connection (a protocol error, a message too big, a ping timeout)
+# before the application read the disconnect: ASGITransport tells that apart from a real bug.
+_GONE = OSError
 
 
-def _start_eagerly(send: Awaitable[None]) -> PendingSend | None:
+def _start_eagerly(send: Awaitable[None], transport: ASGITransport) -> PendingSend | None:
     """Run ``coro`` synchronously until it finishes (return ``None``) or suspends (return the rest).
 
     uvicorn's ``send`` only suspends while the connection's write buffer is over its high-water mark,
@@ -81,7 +90,12 @@ def _start_eagerly(send: Awaitable[None]) -> PendingSend | None:
     except _GONE:
         coro.close()
         raise Disconnected() from None
-    return _Suspended(coro, yielded)
+    except RuntimeError:
+        coro.close()
+        if transport.closed_by_server():
+            raise Disconnected() from None
+        raise
+    return _Suspended(coro, yielded, transport)
 
 
 async def _as_coroutine(awaitable: Awaitable[None]) -> None:
@@ -89,15 +103,28 @@ async def _as_coroutine(awaitable: Awaitable[None]) -> None:
 
 
 class ASGITransport:
-    """A :class:`~typed_ss.transport.Transport` over one ASGI ``websocket`` scope."""
+    """A :class:`~typed_ss.transport.Transport` over one ASGI ``websocket`` scope.
 
-    __slots__ = ("_receive", "_request", "_send", "_subprotocols")
+    Under uvicorn it also reaches the server's connection (:mod:`typed_ss.uvicorn_protocols`): to
+    bound every message by ``max_message_size`` whatever uvicorn was told, and to abort a connection.
+    """
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    __slots__ = ("_closed", "_connection", "_receive", "_request", "_send", "_subprotocols")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, *, max_message_size: int) -> None:
         self._request = HTTPConnection(scope)
         self._subprotocols: Sequence[str] = scope.get("subprotocols", ())
         self._receive = receive
         self._send = send
+        self._closed = False  # a websocket.close was sent: the server takes no further message
+        self._connection = connection_of(receive)
+        if self._connection is not None:
+            self._connection.bound_message_size(max_message_size)
+
+    @property
+    def server_connection(self) -> ServerConnection | None:
+        """The ASGI server's own connection object, when typed-ss knows the server (uvicorn)."""
+        return self._connection
 
     @property
     def request(self) -> HTTPConnection:
@@ -114,19 +141,36 @@ class ASGITransport:
             raise Disconnected() from None
 
     async def refuse(self, status: int) -> None:
-        if "websocket.http.response" in self._request.scope.get("extensions", {}):
-            body = f"{status} WebSocket upgrade refused\n".encode()
-            await self._send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await self._send({"type": "websocket.http.response.body", "body": body})
-        else:
-            # A close before the accept is answered with HTTP 403 by every ASGI server.
-            await self._send({"type": "websocket.close", "code": 1008})
+        self._closed = True
+        try:
+            if "websocket.http.response" in self._request.scope.get("extensions", {}):
+                body = f"{status} WebSocket upgrade refused\n".encode()
+                await self._send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": status,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await self._send({"type": "websocket.http.response.body", "body": body})
+                if self._connection is not None:
+                    self._connection.refused()
+            elif status == 503:
+                # No HTTP answer possible: accept and close with 1013 (try again later), so that the
+                # client knows to come back rather than that it was refused for good.
+                await self._send({"type": "websocket.accept", "subprotocol": None})
+                await self._send(
+                    {
+                        "type": "websocket.close",
+                        "code": CloseCode.TRY_AGAIN_LATER,
+                        "reason": "try again later",
+                    }
+                )
+            else:
+                # A close before the accept is answered with HTTP 403 by every ASGI server.
+                await self._send({"type": "websocket.close", "code": 1008})
+        except _GONE:
+            pass  # the client left before the answer: nothing more to do
 
     async def receive(self) -> str | bytes:
         message = await self._receive()
@@ -141,15 +185,31 @@ class ASGITransport:
         raise Disconnected()
 
     def send(self, frame: Frame) -> PendingSend | None:
+        if self._closed:
+            raise Disconnected()
         message: Message = (
             {"type": "websocket.send", "text": frame}
             if isinstance(frame, str)
             else {"type": "websocket.send", "bytes": frame}
         )
-        return _start_eagerly(self._send(message))
+        return _start_eagerly(self._send(message), self)
 
     def close(self, code: int, reason: str) -> PendingSend | None:
-        return _start_eagerly(self._send({"type": "websocket.close", "code": code, "reason": reason}))
+        if self._closed:
+            raise Disconnected()
+        self._closed = True
+        return _start_eagerly(self._send({"type": "websocket.close", "code": code, "reason": reason}), self)
+
+    def closed_by_server(self) -> bool:
+        """Whether the ASGI server's protocol closed the connection by itself (then it refuses more
+        messages, even before the application has read the disconnect)."""
+        return self._connection is not None and self._connection.closed()
+
+    def abort(self) -> bool:
+        if self._connection is None:
+            return False
+        self._closed = True
+        return self._connection.abort()
 
 
 async def handle(server: Server, scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,7 +219,19 @@ async def handle(server: Server, scope: Scope, receive: Receive, send: Send) -> 
         message = await receive()
         if message["type"] != "websocket.connect":  # the client left before the handshake
             return
-        await server.serve(ASGITransport(scope, receive, send))
+        transport = ASGITransport(scope, receive, send, max_message_size=server.limits.max_message_size)
+        _warn_once_without_protocols(transport)
+        try:
+            await server.serve(transport)
+        except asyncio.CancelledError:
+            # The ASGI server cancelled the connection (uvicorn does at the end of its graceful
+            # shutdown; ss.shutdown() does after shutdown_timeout). The teardown ran; returning
+            # instead of raising spares the log a traceback per connection, and both have said
+            # how many they cancelled.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            logger.debug("a connection was cancelled while busy (shutdown)")
     elif kind == "lifespan":
         await _lifespan(server, receive, send)
     elif kind == "http":
@@ -194,3 +266,19 @@ async def _lifespan(server: Server, receive: Receive, send: Send) -> None:
                 return
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+_warned_without_protocols = False
+
+
+def _warn_once_without_protocols(transport: ASGITransport) -> None:
+    """Say once per process when the server is not running typed-ss's uvicorn protocols."""
+    global _warned_without_protocols
+    if _warned_without_protocols or isinstance(transport.server_connection, WebSocketProtocol):
+        return
+    _warned_without_protocols = True
+    logger.warning(
+        "typed-ss is not served by its own uvicorn protocols: ping floods, clients that never finish "
+        "their upgrade request and evicted slow consumers are not bounded (docs/running.md). Start "
+        "it with typed_ss.run(...), `typed-ss run module:app`, or typed_ss.uvicorn_settings(ss)."
+    )

@@ -2,6 +2,7 @@
 
     typed-ss gen-client myapp.main:ss --out web/generated [--lang ts|js] [--check] [--app-dir DIR]
     typed-ss schema myapp.main:ss
+    typed-ss run myapp.main:app [--host 127.0.0.1] [--port 8080] [--server myapp.main:ss]
 
 ``APP`` is an import string, ``module:attribute`` (the attribute may be dotted), naming a
 :class:`typed_ss.Server` (or its :class:`typed_ss.Contract`). ``--app-dir`` (default: the current
@@ -170,3 +171,48 @@ def schema(app: str, app_dir: str) -> None:
     except Exception as exc:
         _fail(f'The JSON Schema of "{app}" failed: {_one_line(exc)}')
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@main.command("run")
+@click.argument("app")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--server",
+    "server_name",
+    default=None,
+    help="The typed_ss.Server (module:attribute) when APP is an app around it and its module has "
+    "more than one Server.",
+)
+@_APP_DIR
+def run(app: str, host: str, port: int, server_name: str | None, app_dir: str) -> None:
+    """Serve APP (module:attribute: a Starlette or FastAPI app, or the typed_ss.Server itself) with
+    uvicorn and typed-ss's recommended settings (docs/running.md)."""
+    from typed_ss.server import Server
+    from typed_ss.serving import run as serve
+
+    sys.path.insert(0, str(Path(app_dir).resolve()))
+    try:
+        target = import_from_string(app)
+        server = import_from_string(server_name) if server_name else _server_of(app, target)
+    except ImportFromStringError as exc:
+        _fail(str(exc))
+    if not isinstance(server, Server):
+        _fail(f'"{server_name}" is a {type(server).__qualname__}, not a typed_ss.Server')
+    serve(target, server, host=host, port=port)
+
+
+def _server_of(import_string: str, target: object) -> object:
+    """The Server to take limits from: ``target`` itself, or the one Server in its module."""
+    from typed_ss.server import Server
+
+    if isinstance(target, Server):
+        return target
+    module = sys.modules[import_string.partition(":")[0]]
+    servers = {id(value): value for value in vars(module).values() if isinstance(value, Server)}
+    if len(servers) != 1:
+        raise ImportFromStringError(
+            f'found {len(servers)} typed_ss.Server objects in "{module.__name__}": name the one to '
+            "serve with --server module:attribute"
+        )
+    return next(iter(servers.values()))

@@ -110,6 +110,9 @@ class CloseCode(enum.IntEnum):
     """An unexpected server error; reconnect after a jittered delay."""
     SERVICE_RESTART = 1012
     """The server process is restarting (uvicorn sends it on SIGTERM); reconnect after a jittered delay."""
+    TRY_AGAIN_LATER = 1013
+    """The server is at ``max_connections`` (or shutting down) and cannot answer with HTTP 503 during
+    the handshake; reconnect after a jittered delay."""
     SLOW_CONSUMER = 4008
     """The client read too slowly: its send queue passed ``send_queue_bytes`` or a send missed
     ``send_timeout``. Messages were lost; reconnect after a jittered delay."""

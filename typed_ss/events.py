@@ -2,15 +2,45 @@
 
 A :class:`ServerEvent` is a typed emitter: mypy checks every payload passed to it against the declared
 type, and the declaration puts the event in the server's contract, so ``typed-ss gen-client`` can type
-it for the browser. ``sock.emit(name, data)`` keeps working for events that are not declared.
+it for the browser. ``sock.emit(name, data)`` keeps working for events that are not declared; for a
+declared name it sends through the declaration, so the same run-time check applies.
+
+The run-time check (a payload that fails it raises :class:`~typed_ss.errors.EncodeError` and nothing is
+sent) is chosen once per declaration, to stay cheap on every send:
+
+- a class (a msgspec Struct, a dataclass, a pydantic model, a NamedTuple, an enum, ``str``,
+  ``bytes`` ...): ``isinstance``; a subclass instance is fine. The instance's fields are not
+  re-validated (a Struct built in code is trusted). ``bytes`` events take ``bytearray`` and
+  ``memoryview`` too; ``int`` and ``float`` events refuse ``bool`` (JSON ``true`` is not a number)
+  and ``float`` takes ``int``.
+- any other type (a union, a ``Literal``, ``list[int]``, a TypedDict, a generic Struct ``Page[str]``):
+  the JSON about to be sent is decoded with msgspec against the type, so what is checked is exactly
+  what the client receives. Where pydantic is involved (``list[Model]``) msgspec cannot decode it,
+  and pydantic validates the value itself, strictly, instead (its JSON input and output forms may
+  differ: aliases, computed fields).
+- ``Any`` and ``object``: nothing to check.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar
+import functools
+import sys
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
+
+import msgspec
 
 from typed_ss.errors import EncodeError
-from typed_ss.protocol import Frame, encode_frame, encode_json_frame, socket_room
+from typed_ss.handlers import msgspec_can_decode
+from typed_ss.protocol import (
+    Frame,
+    check_room_name,
+    encode_frame,
+    encode_json,
+    encode_json_frame,
+    socket_room,
+)
 
 if TYPE_CHECKING:
     from typed_ss.server import Server
@@ -23,10 +53,13 @@ T = TypeVar("T")
 PayloadKind: TypeAlias = Literal["binary", "text", "json"]
 """How a payload travels: raw bytes in a binary frame (``bytes``), raw text (``str``), or JSON."""
 
+_BINARY: tuple[type, ...] = (bytes, bytearray, memoryview)
+_NUMBERS: dict[object, tuple[type, ...]] = {int: (int,), float: (int, float)}
+
 
 def payload_kind(payload_type: object) -> PayloadKind:
     """The wire form of a payload type: ``bytes`` is binary, ``str`` is text, anything else JSON."""
-    if payload_type in (bytes, bytearray, memoryview):
+    if payload_type in _BINARY:
         return "binary"
     if payload_type is str:
         return "text"
@@ -36,44 +69,108 @@ def payload_kind(payload_type: object) -> PayloadKind:
 class ServerEvent(Generic[T]):
     """A server-to-client event with a declared payload type; made by :meth:`Server.event`.
 
-    Each method encodes the payload once, in the form the type declares: a ``str`` event as text, a
-    ``bytes`` event as a binary frame, any other type as JSON (so a ``Literal["on", "off"]`` event
-    sends ``"on"`` as JSON, as the generated TypeScript client expects).
+    Each method checks the payload against the declared type (see the module docstring for what is
+    checked) and encodes it once, in the form the type declares: a ``str`` event as text, a ``bytes``
+    event as a binary frame, any other type as JSON (so a ``Literal["on", "off"]`` event sends
+    ``"on"`` as JSON, as the generated TypeScript client expects).
     """
 
-    __slots__ = ("_kind", "_server", "name", "payload_type")
+    __slots__ = (
+        "_accepts",
+        "_kind",
+        "_refuses_bool",
+        "_server",
+        "_validate_json",
+        "_validate_value",
+        "name",
+        "payload_type",
+    )
 
     def __init__(self, server: Server, name: str, payload_type: object) -> None:
         self.name = name
         self.payload_type = payload_type
         self._kind = payload_kind(payload_type)
         self._server = server
+        self._accepts: type | tuple[type, ...] | None = None
+        """The classes an ``isinstance`` check accepts; ``None`` when the type is no class."""
+        self._refuses_bool = False
+        self._validate_json: Callable[[bytes], object] | None = None
+        """Decodes the encoded JSON against the type (msgspec), raising on a mismatch."""
+        self._validate_value: Callable[[object], object] | None = None
+        """Validates the value itself (pydantic, strict), raising on a mismatch."""
+        if self._kind == "binary":
+            self._accepts = _BINARY
+        elif self._kind == "text":
+            self._accepts = str
+        elif payload_type in (Any, object):
+            pass
+        elif payload_type in _NUMBERS:
+            self._accepts = _NUMBERS[payload_type]
+            self._refuses_bool = True
+        elif _is_plain_class(payload_type):
+            assert isinstance(payload_type, type)
+            self._accepts = payload_type
+        elif msgspec_can_decode(payload_type):
+            self._validate_json = msgspec.json.Decoder(payload_type).decode
+        else:
+            pydantic = sys.modules.get("pydantic")
+            # Server.event refused the types that neither msgspec nor pydantic can decode.
+            if pydantic is not None:
+                adapter = pydantic.TypeAdapter(payload_type)
+                self._validate_value = functools.partial(adapter.validate_python, strict=True)
 
     def __repr__(self) -> str:
         return f"<ServerEvent {self.name!r}: {self.payload_type!r}>"
 
     def frame(self, payload: T) -> Frame:
-        """Encode ``payload`` as this event's frame.
+        """Check ``payload`` against the declared type and encode it as this event's frame.
 
         Raises:
-            EncodeError: the payload does not match the declared wire form, or has no JSON form.
+            EncodeError: the payload is not of the declared type, or has no JSON form.
         """
-        if self._kind == "json":
+        accepts = self._accepts
+        if accepts is not None:
+            if not isinstance(payload, accepts) or (self._refuses_bool and isinstance(payload, bool)):
+                raise self._mismatch(payload)
+        elif self._validate_value is not None:
+            try:
+                self._validate_value(payload)
+            except (ValueError, TypeError, RecursionError) as exc:  # pydantic's ValidationError: a ValueError
+                raise self._mismatch(payload, exc) from None
+        if self._kind != "json":
+            return encode_frame(self.name, payload)
+        if self._validate_json is None:
             return encode_json_frame(self.name, payload)
-        expected = str if self._kind == "text" else (bytes, bytearray, memoryview)
-        if not isinstance(payload, expected):
-            raise EncodeError(
-                f"event {self.name!r} is declared with {self._kind} payloads, "
-                f"got {type(payload).__qualname__}"
-            )
-        return encode_frame(self.name, payload)
+        data = encode_json(payload)
+        try:
+            self._validate_json(data)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+            raise self._mismatch(payload, exc) from None
+        return f"{self.name}\x01J\x02{data.decode()}"
+
+    def _mismatch(self, payload: object, cause: BaseException | None = None) -> EncodeError:
+        got = type(payload).__qualname__
+        if self._kind != "json":
+            return EncodeError(f"event {self.name!r} is declared with {self._kind} payloads, got {got}")
+        detail = "" if cause is None else f": {str(cause)[:300]}"
+        return EncodeError(
+            f"event {self.name!r} is declared with payload type {_type_name(self.payload_type)}, "
+            f"got {got}{detail}"
+        )
 
     async def emit(self, sock: Socket, payload: T) -> None:
         """Send to one socket (see :meth:`Socket.emit`)."""
         sock.push(self.frame(payload))
 
     async def roomcast(self, room: str, payload: T) -> None:
-        """Send to every member of ``room`` on every instance (see :meth:`Server.roomcast`)."""
+        """Send to every member of ``room`` on every instance (see :meth:`Server.roomcast`).
+
+        Raises:
+            InvalidName: the room name is reserved (``__...``: the sockets' own rooms), empty or too
+                long.
+            EncodeError: the payload is not of the declared type; nothing is sent.
+        """
+        check_room_name(room, self._server.limits.max_room_name_length)
         self._server.hub.roomcast(room, self.frame(payload))
 
     async def broadcast(self, payload: T) -> None:
@@ -82,4 +179,21 @@ class ServerEvent(Generic[T]):
 
     async def socketcast(self, socket_id: str, payload: T) -> None:
         """Send to the socket with id ``socket_id``, wherever it is connected."""
-        await self.roomcast(socket_room(socket_id), payload)
+        # Straight to the hub: the socket's own room is reserved, which roomcast refuses.
+        self._server.hub.roomcast(socket_room(socket_id), self.frame(payload))
+
+
+def _is_plain_class(payload_type: object) -> bool:
+    """A class ``isinstance`` can test: not a parameterised generic (``list[int]``), and not one of
+    the classes that refuse instance checks (TypedDict, ``Any``)."""
+    if not isinstance(payload_type, type) or typing.get_origin(payload_type) is not None:
+        return False
+    try:
+        isinstance(None, payload_type)
+    except TypeError:
+        return False
+    return True
+
+
+def _type_name(payload_type: object) -> str:
+    return payload_type.__qualname__ if isinstance(payload_type, type) else repr(payload_type)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -26,15 +27,34 @@ from typed_ss.errors import HandlerSignatureError, PayloadValidationError
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
 
-__all__ = ["Decoder", "Handler", "HandlerSpec", "build_decoder", "inspect_handler", "is_async_callable"]
+__all__ = [
+    "Decoder",
+    "Handler",
+    "HandlerSpec",
+    "build_decoder",
+    "inspect_handler",
+    "is_async_callable",
+    "msgspec_can_decode",
+]
+
+logger = logging.getLogger("typed_ss")
 
 M = TypeVar("M")
 
-Handler: TypeAlias = Callable[["Socket", M], Awaitable[None]]
+MAX_DETAIL_LENGTH = 300
+"""Longest ``__error`` detail, in characters: validators may quote the client's input back (an
+unknown enum value, say), which must not turn a 1 MiB payload into a 1 MiB answer and log line."""
+
+Handler: TypeAlias = Callable[["Socket", M], Coroutine[Any, Any, None]]
 """An event handler: ``async def (sock, payload) -> None``."""
 
 Decoder: TypeAlias = Callable[[bytes], object]
-"""Turns a raw payload into the value a handler receives, or raises PayloadValidationError."""
+"""Turns a raw payload into the value a handler receives, or raises PayloadValidationError.
+
+Whatever the payload, :class:`PayloadValidationError` is the only exception a decoder raises, with a
+``detail`` that is safe to send to the client (printable, at most ``MAX_DETAIL_LENGTH`` characters, no
+server internals). The exceptions that are about the process rather than the payload pass through:
+``MemoryError`` and the ``BaseException`` family (``CancelledError``, ``KeyboardInterrupt``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +146,8 @@ def _compatible(annotated: object, explicit: object) -> bool:
 
 def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder | None:
     """The decoder for ``payload_type``: ``None`` for raw bytes, else a callable raising
-    :class:`PayloadValidationError` with a message that is safe to send to the client."""
+    :class:`PayloadValidationError` with a message that is safe to send to the client (and nothing
+    else: see :data:`Decoder`)."""
     if payload_type is bytes:
         return None
     if payload_type is str:
@@ -157,6 +178,14 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
     return _msgspec_decoder(event, decoder)
 
 
+def msgspec_can_decode(payload_type: object) -> bool:
+    """Whether msgspec alone (no pydantic, no ``dec_hook``) decodes ``payload_type`` from JSON."""
+    try:
+        return not _classes_msgspec_cannot_decode(msgspec.inspect.type_info(payload_type))
+    except TypeError:
+        return False
+
+
 def _classes_msgspec_cannot_decode(info: msgspec.inspect.Type) -> set[type]:
     """Every class in a msgspec type tree that msgspec decodes only with a hook (``CustomType``)."""
     found: set[type] = set()
@@ -181,7 +210,7 @@ def _utf8_decoder(event: str) -> Decoder:
         try:
             return payload.decode()
         except UnicodeDecodeError as exc:
-            raise PayloadValidationError(event, f"payload is not valid UTF-8 at byte {exc.start}") from None
+            raise PayloadValidationError(event, _utf8_detail(exc)) from None
 
     return decode
 
@@ -191,9 +220,11 @@ def _msgspec_decoder(event: str, decoder: msgspec.json.Decoder[Any]) -> Decoder:
         try:
             return decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise PayloadValidationError(event, str(exc)) from None
-        except RecursionError:
-            raise PayloadValidationError(event, "JSON nests too deeply") from None
+            raise PayloadValidationError(event, _safe_detail(str(exc))) from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _unexpected(event, payload, exc) from None
 
     return decode
 
@@ -206,10 +237,55 @@ def _pydantic_decoder(event: str, validate: Callable[[bytes], object]) -> Decode
             return validate(payload)
         except validation_error as exc:
             raise PayloadValidationError(event, _pydantic_detail(exc)) from None
-        except RecursionError:
-            raise PayloadValidationError(event, "JSON nests too deeply") from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _unexpected(event, payload, exc) from None
 
     return decode
+
+
+def _unexpected(event: str, payload: bytes, exc: Exception) -> PayloadValidationError:
+    """The payload error for an exception a validator raised besides its own validation error.
+
+    msgspec reports invalid UTF-8 inside a JSON string as the ``UnicodeDecodeError`` of the string it
+    was building, both report JSON nested past the interpreter's limit as ``RecursionError``, and the
+    application's own validators (``__post_init__``, pydantic validators) may raise anything that is
+    not the ``ValueError``/``TypeError``/``AssertionError`` they translate. All of them are the
+    payload's fault as far as the client can tell: the client gets a generic detail, never the
+    exception's text, which may describe server internals.
+    """
+    if isinstance(exc, RecursionError):
+        return PayloadValidationError(event, "JSON nests too deeply")
+    if isinstance(exc, UnicodeDecodeError):
+        try:
+            payload.decode()
+        except UnicodeDecodeError as invalid:
+            return PayloadValidationError(event, _utf8_detail(invalid))
+        # The payload is valid UTF-8: an application validator decoded something of its own.
+    logger.warning(
+        "the payload validator for event %r raised %s (%.200r); answering invalid_payload",
+        event,
+        type(exc).__qualname__,
+        exc,
+    )
+    return PayloadValidationError(event, "the payload could not be decoded")
+
+
+def _utf8_detail(exc: UnicodeDecodeError) -> str:
+    return f"payload is not valid UTF-8 at byte {exc.start}"
+
+
+def _safe_detail(detail: str) -> str:
+    """``detail`` made safe to send and to log: non-printable characters (line breaks included)
+    escaped, at most ``MAX_DETAIL_LENGTH`` characters. Validator messages can contain the client's
+    own input (an unknown enum value, a dict key in a pydantic path) and application messages."""
+    detail = detail[: MAX_DETAIL_LENGTH + 1]
+    if not detail.isprintable():
+        detail = "".join(c if c.isprintable() else repr(c)[1:-1] for c in detail)
+    if len(detail) > MAX_DETAIL_LENGTH:
+        detail = detail[: MAX_DETAIL_LENGTH - 3] + "..."
+    return detail
 
 
 def _pydantic_detail(exc: Any) -> str:
@@ -220,7 +296,7 @@ def _pydantic_detail(exc: Any) -> str:
         parts.append(f"{error['msg']} - at `${path}`")
     if len(errors) > 3:
         parts.append(f"and {len(errors) - 3} more errors")
-    return "; ".join(parts)
+    return _safe_detail("; ".join(parts))
 
 
 def _is_pydantic_model(tp: object) -> bool:

@@ -10,40 +10,41 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
-from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
+import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
 from typed_ss.backends.base import Backend
+from typed_ss.connection import Reader
 from typed_ss.contract import CONTRACT_QUERY_PARAMETER, Contract, EventContract, check_describable
 from typed_ss.errors import (
     CloseCode,
     ConfigurationError,
     HandlerSignatureError,
-    PayloadValidationError,
-    ProtocolError,
 )
 from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
 from typed_ss.hub import Hub
+from typed_ss.logs import ClientLog
 from typed_ss.multihome import Multihome
+from typed_ss.origin import HandshakePolicy
 from typed_ss.protocol import (
     SUBPROTOCOL,
     check_event_name,
+    check_room_name,
     encode_frame,
-    error_frame,
     hello_frame,
     socket_room,
-    split_client_frame,
 )
 from typed_ss.socket import Socket
+from typed_ss.supervision import TaskHealth
 from typed_ss.transport import Disconnected, Transport
 
 __all__ = ["AuthHook", "ContractCheck", "Limits", "Server", "SocketHook"]
@@ -51,7 +52,7 @@ __all__ = ["AuthHook", "ContractCheck", "Limits", "Server", "SocketHook"]
 logger = logging.getLogger("typed_ss")
 
 M = TypeVar("M")
-SocketHook = Callable[[Socket], Awaitable[None]]
+SocketHook = Callable[[Socket], Coroutine[Any, Any, None]]
 """``on_connect`` / ``on_disconnect`` hooks: ``async def hook(sock: Socket) -> None``."""
 AuthHook = Callable[[HTTPConnection], Awaitable[Any]]
 """The authentication hook: ``async def auth(request) -> identity``; ``None`` refuses the upgrade."""
@@ -66,7 +67,8 @@ MiB: Final = 1024 * KiB
 
 @dataclass(frozen=True)
 class Limits:
-    """Every limit the server enforces, with its default. ``docs/limits.md`` explains each."""
+    """Every limit the server enforces, with its default. ``docs/running.md`` (Limits) explains what
+    each bounds, and what a deployment can rely on."""
 
     max_message_size: int = 1 * MiB
     """Largest client message in bytes; larger ones close the socket with 1009. Advertised in
@@ -83,6 +85,15 @@ class Limits:
     """Most rooms one socket may be in (its internal ``__socket_id:`` room does not count)."""
     shutdown_timeout: float = 10.0
     """Seconds :meth:`Server.shutdown` waits for connections to end before cancelling them."""
+    max_connections: int = 10_000
+    """Most connections this server keeps open at once; more are refused with HTTP 503 before the
+    upgrade (or closed with 1013 where the ASGI server cannot answer with a status), and logged."""
+    handshake_timeout: float = 10.0
+    """Seconds a new TCP connection may take to send its complete upgrade request. Enforced by the
+    uvicorn protocols of :func:`typed_ss.uvicorn_settings`, which close slower connections."""
+    read_ahead_messages: int = 16
+    """Most messages read ahead, and held, while the socket's handler is busy (at most
+    ``max_message_size`` bytes of them); then the server stops reading from that client."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -102,9 +113,22 @@ class Server:
 
     Args:
         max_message_size, send_queue_bytes, send_timeout, max_event_name_length, max_room_name_length,
-            max_rooms_per_socket, shutdown_timeout: see :class:`Limits`.
+            max_rooms_per_socket, shutdown_timeout, max_connections, handshake_timeout,
+            read_ahead_messages: see :class:`Limits`.
         allowed_origins: origins (``"https://app.example.com"``) allowed besides the server's own;
             ``["*"]`` allows every origin. Browsers from other origins are refused with HTTP 403.
+            The server's own origin is the ``Host`` header with the request's scheme (``http://``
+            for ``ws``, ``https://`` for ``wss``, from the ASGI scope). Behind a proxy that
+            terminates TLS, run uvicorn with ``proxy_headers`` trusting the proxy
+            (``forwarded_allow_ips``) so the scope says ``wss``, or list the public origin here.
+        allowed_hosts: the hosts the ``Host`` header may name (``["chat.example.com",
+            "127.0.0.1:8080", "*.example.com"]``: without a port any port, ``*.`` every subdomain);
+            other requests are refused with HTTP 403 before the upgrade. ``None`` (the default)
+            checks no host; a deployment that browsers can reach should set it, since without it a
+            DNS-rebinding page (``http://evil.example`` resolving to this server) is same-origin
+            with itself. Behind a proxy the ``Host`` header is the one the proxy forwards: have it
+            pass the client's (nginx: ``proxy_set_header Host $host``) and list the public names.
+            See :mod:`typed_ss.origin`.
         backend: a multihome backend (``typed_ss.backends``): broadcasts, roomcasts and
             socketcasts then reach the sockets of every instance that shares it. Started and stopped
             with the server; see ``docs/multihome.md``.
@@ -127,7 +151,11 @@ class Server:
         max_room_name_length: int = _DEFAULTS.max_room_name_length,
         max_rooms_per_socket: int = _DEFAULTS.max_rooms_per_socket,
         shutdown_timeout: float = _DEFAULTS.shutdown_timeout,
+        max_connections: int = _DEFAULTS.max_connections,
+        handshake_timeout: float = _DEFAULTS.handshake_timeout,
+        read_ahead_messages: int = _DEFAULTS.read_ahead_messages,
         allowed_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] | None = None,
         contract_check: ContractCheck = "warn",
         backend: Backend | None = None,
         instance_id: str | None = None,
@@ -140,12 +168,11 @@ class Server:
             max_room_name_length=max_room_name_length,
             max_rooms_per_socket=max_rooms_per_socket,
             shutdown_timeout=shutdown_timeout,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+            read_ahead_messages=read_ahead_messages,
         )
-        if isinstance(allowed_origins, str):
-            raise ConfigurationError("allowed_origins must be a list of origins, not a single string")
-        origins = {origin.lower().rstrip("/") for origin in allowed_origins}
-        self._any_origin = "*" in origins
-        self._allowed_origins = frozenset(origins - {"*"})
+        self._handshake_policy = HandshakePolicy(allowed_origins, allowed_hosts)
         if contract_check not in ("off", "warn", "refuse"):
             raise ConfigurationError(
                 f"contract_check must be 'off', 'warn' or 'refuse', not {contract_check!r}"
@@ -153,6 +180,7 @@ class Server:
         self.contract_check: Final = contract_check
         self.hub: Final = Hub()
         self._handlers: dict[str, HandlerSpec] = {}
+        self._handlers_view = MappingProxyType(self._handlers)
         self._events: dict[str, ServerEvent[Any]] = {}
         self._contract: Contract | None = None
         self._on_connect: SocketHook | None = None
@@ -166,6 +194,8 @@ class Server:
         self._starting: asyncio.Lock | None = None
         # Event names already checked; emits repeat a handful of names, so the check runs once each.
         self._checked_events: set[str] = set()
+        self.client_log: Final = ClientLog(logger)
+        """Where lines about what clients cause go: rate-limited per kind (:mod:`typed_ss.logs`)."""
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -260,6 +290,11 @@ class Server:
         """The registered events and their handlers, payload types and decoders."""
         return dict(self._handlers)
 
+    @property
+    def handlers_by_event(self) -> Mapping[str, HandlerSpec]:
+        """The live, read-only registry of handlers, for the read loop (no copy)."""
+        return self._handlers_view
+
     def on_connect(self, hook: SocketHook) -> SocketHook:
         """Register ``async def hook(sock) -> None``, run after ``__hello`` and before the socket's first
         message is handled. If it raises, the socket is closed with 1011."""
@@ -352,11 +387,15 @@ class Server:
             logger.info("typed-ss shutting down: waiting for %d connections to end", len(connections))
             _, still_running = await asyncio.wait(connections, timeout=self.limits.shutdown_timeout)
             if still_running:
+                # One line for all of them: a handler that ignores its client's close is not an error
+                # of each connection, and the cancelled ones end quietly (ended by the server).
                 logger.warning(
-                    "typed-ss shutdown: cancelling %d connections still running", len(still_running)
+                    "typed-ss shutdown: cancelling %d connections still busy after %s s",
+                    len(still_running),
+                    self.limits.shutdown_timeout,
                 )
                 for task in still_running:
-                    task.cancel()
+                    task.cancel()  # the transport ends a connection cancelled at shutdown quietly
                 await asyncio.wait(still_running)
         if self._multihome is not None:
             multihome, self._multihome = self._multihome, None
@@ -369,11 +408,26 @@ class Server:
         """Serve one connection from the handshake to the end. Transports call this."""
         task = asyncio.current_task()
         assert task is not None  # always called from a task
+        self._connections.add(task)
+        try:
+            await self._serve(transport, task)
+        finally:
+            self._connections.discard(task)
+
+    async def _serve(self, transport: Transport, task: asyncio.Task[Any]) -> None:
+        if len(self._connections) > self.limits.max_connections:
+            self.client_log.warning(
+                "max_connections",
+                "refused a WebSocket from %s: max_connections (%d) reached",
+                transport.request.client,
+                self.limits.max_connections,
+            )
+            await transport.refuse(503)
+            return
         if self.backend is not None and self._multihome is None and self._accepting:
             await self.startup()  # served without a lifespan
         request = transport.request
-        if not self._origin_allowed(request.headers):
-            logger.warning("refused a WebSocket from origin %r: not allowed", request.headers.get("origin"))
+        if not self._origin_allowed(request):
             await transport.refuse(403)
             return
         identity: Any = None
@@ -385,7 +439,9 @@ class Server:
                 await transport.refuse(500)
                 return
             if identity is None:
-                logger.info("refused a WebSocket from %s: authentication failed", request.client)
+                self.client_log.info(
+                    "unauthenticated", "refused a WebSocket from %s: authentication failed", request.client
+                )
                 await transport.refuse(403)
                 return
         if not self.accepting:  # checked last: shutdown may begin while the hook runs
@@ -402,9 +458,8 @@ class Server:
         except Disconnected:
             return
 
-        sock = Socket(self, transport, identity)
-        sock._task = task
-        self._connections.add(task)
+        sock = Socket(self, transport, identity, task)
+        reader = Reader(self, sock, transport)
         try:
             # Attaching waits until the backend delivers the socket's own room, so the id in __hello
             # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
@@ -415,68 +470,20 @@ class Server:
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
             elif self._on_connect is not None:
                 try:
-                    await self._on_connect(sock)
+                    await reader.run_watched(self._on_connect(sock))
                 except Exception:
                     logger.exception("the on_connect hook failed for socket %s; closing it", sock.id)
                     await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
-            await self._read(sock)
+            await reader.read()
         except Disconnected:
             pass
         except asyncio.CancelledError:
-            if not sock._ended_by_server:
+            if not sock.ended_by_server:
                 raise
             task.uncancel()  # the server ended this connection itself: finish normally
         finally:
+            await reader.stop()
             await self._teardown(sock)
-            self._connections.discard(task)
-
-    async def _read(self, sock: Socket) -> None:
-        """Handle the socket's messages in order, one at a time, until the connection ends."""
-        receive = sock._transport.receive
-        handlers = self._handlers
-        max_size = self.limits.max_message_size
-        max_event_length = self.limits.max_event_name_length
-        while True:
-            message = await receive()
-            if sock._closing:
-                continue  # drain until the disconnect arrives
-            # A str's UTF-8 size is at most 4 bytes a character: only a long one needs measuring.
-            if len(message) > max_size // 4 and _size(message) > max_size:
-                logger.info("socket %s sent a message larger than %d bytes; closing it", sock.id, max_size)
-                await sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-                continue
-            try:
-                event, _, payload = split_client_frame(message, max_event_length)
-            except ProtocolError as exc:
-                logger.info("socket %s sent a malformed frame: %s", sock.id, exc)
-                continue
-            spec = handlers.get(event)
-            if spec is None:
-                logger.debug("socket %s sent event %r, which has no handler", sock.id, event)
-                continue
-            # Dispatch inline, not through a helper coroutine: one coroutine fewer per message is a
-            # measurable share of typed-ss's own cost per message (docs/benchmarks.md).
-            value: object = payload
-            if spec.decode is not None:
-                try:
-                    value = spec.decode(payload)
-                except PayloadValidationError as exc:
-                    self._invalid_payload(sock, spec, exc)
-                    continue
-            try:
-                await spec.handler(sock, value)
-            except Exception:
-                self._handler_failed(sock, spec)
-
-    @staticmethod
-    def _invalid_payload(sock: Socket, spec: HandlerSpec, exc: PayloadValidationError) -> None:
-        logger.info("socket %s sent an invalid payload for %r: %s", sock.id, spec.event, exc.detail)
-        sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
-
-    @staticmethod
-    def _handler_failed(sock: Socket, spec: HandlerSpec) -> None:
-        logger.exception("the handler for event %r failed on socket %s", spec.event, sock.id)
-        sock.push(error_frame(spec.event, "handler_error", "the handler for this event failed"))
 
     async def _teardown(self, sock: Socket) -> None:
         sock._closing = True
@@ -498,8 +505,9 @@ class Server:
         client_contract = sock.request.query_params.get(CONTRACT_QUERY_PARAMETER)
         if client_contract is None or client_contract == contract or self.contract_check == "off":
             return True
-        logger.warning(
-            "socket %s was generated from another contract (%s; the server's is %s)%s",
+        self.client_log.warning(
+            "contract",
+            "socket %s was generated from another contract (%r; the server's is %s)%s",
             sock.id,
             client_contract,
             contract,
@@ -507,54 +515,83 @@ class Server:
         )
         return self.contract_check != "refuse"
 
-    def _origin_allowed(self, headers: Headers) -> bool:
-        origin = headers.get("origin")
-        if origin is None or self._any_origin:  # no Origin header: not a browser
+    def _origin_allowed(self, request: HTTPConnection) -> bool:
+        """Whether the handshake's ``Host`` and ``Origin`` pass ``allowed_hosts``, ``allowed_origins``
+        and the same-origin rule (:mod:`typed_ss.origin`); a refusal is logged."""
+        headers = request.headers
+        refusal = self._handshake_policy.refusal(
+            request.scope.get("scheme", "ws"), headers.get("host"), headers.get("origin")
+        )
+        if refusal is None:
             return True
-        if origin.lower().rstrip("/") in self._allowed_origins:
-            return True
-        host = headers.get("host")
-        return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+        # The header's value is the client's: %r, so it cannot forge a log line.
+        self.client_log.warning(
+            refusal.header, "refused a WebSocket: %s %r %s", refusal.header, refusal.value, refusal.reason
+        )
+        return False
 
     # --- casts and lookups -------------------------------------------------------------------------
 
-    def check_event(self, event: str) -> None:
+    def check_event(self, event: str) -> ServerEvent[Any] | None:
         """Check an event name that application code emits (see
-        :func:`typed_ss.protocol.check_event_name`); each distinct name is checked once."""
-        if event not in self._checked_events:
+        :func:`typed_ss.protocol.check_event_name`; each distinct name is checked once), and return
+        its declaration (:meth:`event`) if it has one: a declared event's payload is then checked
+        against the declared type and encoded in the declared form (:meth:`ServerEvent.frame`)."""
+        # One dict lookup is all a declaration costs the emits of undeclared names.
+        declared = self._events.get(event)
+        if declared is None and event not in self._checked_events:
             check_event_name(event, self.limits.max_event_name_length)
             if len(self._checked_events) < 4096:
                 self._checked_events.add(event)
+        return declared
 
     async def broadcast(self, event: str, data: object) -> None:
         """Send to every socket on every instance. The frame is encoded once.
 
         Raises:
             InvalidName: a bad or reserved event name.
-            EncodeError: ``data`` cannot be encoded; nothing is sent.
+            EncodeError: ``data`` cannot be encoded, or the event is declared (:meth:`event`) with
+                another payload type; nothing is sent.
         """
-        self.check_event(event)
-        self.hub.broadcast(encode_frame(event, data))
+        declared = self.check_event(event)
+        self.hub.broadcast(encode_frame(event, data) if declared is None else declared.frame(data))
 
     async def roomcast(self, room: str, event: str, data: object) -> None:
         """Send to every member of ``room`` on every instance. The frame is encoded once; the sender
-        need not be a member. Raises like :meth:`broadcast`."""
-        self.check_event(event)
-        self.hub.roomcast(room, encode_frame(event, data))
+        need not be a member. Raises like :meth:`broadcast`, and:
+
+        Raises:
+            InvalidName: the room name is reserved (``__...``, such as the sockets' own
+                ``__socket_id:`` rooms: use :meth:`socketcast`), empty or too long.
+        """
+        # A room name often comes from a client: without this check a client could address any
+        # socket by roomcasting to its `__socket_id:` room.
+        check_room_name(room, self.limits.max_room_name_length)
+        declared = self.check_event(event)
+        self.hub.roomcast(room, encode_frame(event, data) if declared is None else declared.frame(data))
 
     async def socketcast(self, socket_id: str, event: str, data: object) -> None:
         """Send to the socket with id ``socket_id``, on whichever instance it is connected. Raises like
         :meth:`broadcast`; an unknown id is not an error."""
-        await self.roomcast(socket_room(socket_id), event, data)
+        declared = self.check_event(event)
+        # Straight to the hub: the socket's own room is reserved, which roomcast refuses.
+        self.hub.roomcast(
+            socket_room(socket_id), encode_frame(event, data) if declared is None else declared.frame(data)
+        )
 
     def health(self) -> dict[str, Any]:
         """The server's state: sockets, rooms, and with a backend its connection state, reconnects,
         lost messages (gaps), duplicates and drops (see ``docs/multihome.md``)."""
+        tasks: list[TaskHealth] = []
+        if self._multihome is not None:
+            tasks = [*self._multihome.tasks(), *self._multihome.backend.health().tasks]
         return {
             "accepting": self._accepting,
+            "connections": len(self._connections),
             "sockets": len(self.hub.sockets),
             "rooms": len(self.hub.room_names),
             "multihome": None if self._multihome is None else self._multihome.health(),
+            "tasks": [msgspec.structs.asdict(task) for task in tasks],
         }
 
     @property
@@ -569,7 +606,3 @@ class Server:
 
 def _qualname(fn: object) -> str:
     return getattr(fn, "__qualname__", repr(fn))
-
-
-def _size(message: str | bytes) -> int:
-    return len(message.encode()) if isinstance(message, str) else len(message)

@@ -73,7 +73,13 @@ class Socket:
         "state",
     )
 
-    def __init__(self, server: Server, transport: Transport, identity: Any = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        transport: Transport,
+        identity: Any = None,
+        task: asyncio.Task[Any] | None = None,
+    ) -> None:
         self.id: Final = new_socket_id()
         self.identity: Any = identity
         self.state = State()
@@ -92,7 +98,7 @@ class Socket:
         self._closing = False
         # The connection's task (reader and handlers); cancelled to end a slow or vanished client, with
         # _ended_by_server set so the server knows the cancellation was its own.
-        self._task: asyncio.Task[Any] | None = None
+        self._task = task
         self._ended_by_server = False
 
     def __repr__(self) -> str:
@@ -119,6 +125,20 @@ class Socket:
     def connected(self) -> bool:
         """``False`` once the socket is closing or closed; emits to it are then dropped."""
         return not self._closing
+
+    @property
+    def ended_by_server(self) -> bool:
+        """Whether the server ended this connection's task itself (:meth:`end_by_server`)."""
+        return self._ended_by_server
+
+    def end_by_server(self) -> None:
+        """End the connection's task now, cancelling a handler that is still running; the teardown
+        (and the disconnect hook) follows. Internal: used when the client is gone or cut off."""
+        self._closing = True
+        task = self._task
+        if task is not None and not task.done():
+            self._ended_by_server = True
+            task.cancel()
 
     # --- rooms -------------------------------------------------------------------------------------
 
@@ -158,16 +178,21 @@ class Socket:
         Structs, dataclasses, pydantic models, dicts, lists, numbers, ``None``). Returns once the frame
         is queued; dropped silently when the socket is closing.
 
+        A name declared with ``ss.event`` is sent as its declaration sends it (see
+        :class:`~typed_ss.events.ServerEvent`): ``data`` must be of the declared type.
+
         Raises:
             InvalidName: the event name is empty, too long, reserved or contains 0x01/0x02.
-            EncodeError: ``data`` cannot be encoded; nothing is sent.
+            EncodeError: ``data`` cannot be encoded, or is not of the event's declared type; nothing
+                is sent.
         """
-        self._server.check_event(event)
-        self.push(encode_frame(event, data))
+        declared = self._server.check_event(event)
+        self.push(encode_frame(event, data) if declared is None else declared.frame(data))
 
     async def roomcast(self, room: str, event: str, data: object) -> None:
         """Send to every member of ``room`` on every instance, this socket included if it is a member.
-        See :meth:`Server.roomcast`."""
+        See :meth:`Server.roomcast`: reserved room names (``__...``) raise ``InvalidName``; to reach
+        one socket, use :meth:`socketcast`."""
         await self._server.roomcast(room, event, data)
 
     async def broadcast(self, event: str, data: object) -> None:
@@ -263,12 +288,20 @@ class Socket:
         except Disconnected:
             self._writer = None
             self._drop("the connection is gone")
+        except Exception:
+            # A bug (in typed-ss or the server under it), never a client's doing: said loudly, and the
+            # connection is ended rather than left with a writer that will never write again.
+            logger.exception("the writer of socket %s failed; ending its connection", self.id)
+            self._writer = None
+            self._drop("its writer failed")
 
     def _cut_off(self, why: str) -> None:
         """Evict a slow consumer: drop its queue, try to tell it with 4008, end its connection."""
         if self._closer is not None:
             return
-        logger.warning("socket %s is a slow consumer and is being closed: %s", self.id, why)
+        self._server.client_log.warning(
+            "slow_consumer", "socket %s is a slow consumer and is being closed: %s", self.id, why
+        )
         self._closing = True
         self.close_code = CloseCode.SLOW_CONSUMER
         self._closer = asyncio.create_task(self._end(CloseCode.SLOW_CONSUMER, "slow consumer"))
@@ -282,11 +315,13 @@ class Socket:
         self._closer = asyncio.create_task(self._end(None, ""))
 
     async def _end(self, code: int | None, reason: str) -> None:
-        """Leave every room at once, send a close frame if there is one to send (bounded by the send
-        timeout), then end the connection's task, whose teardown runs the disconnect hook.
+        """Leave every room at once, send a close frame if there is one to send, then end the
+        connection's task, whose teardown runs the disconnect hook.
 
-        Runs as its own task because it starts inside a push, which may be part of a fan-out loop over
-        the very rooms it leaves."""
+        A close frame that cannot be written at once means the client is not reading: it could never
+        receive it, so the connection is aborted (where the server allows it; otherwise the close
+        frame gets ``send_timeout`` to leave). Runs as its own task because it starts inside a push,
+        which may be part of a fan-out loop over the very rooms it leaves."""
         self._server.hub.detach(self)
         if self._writer is not None:
             self._writer.cancel()
@@ -295,20 +330,21 @@ class Socket:
             self._backlog.clear()
         if code is not None:
             try:
-                async with asyncio.timeout(self._server.limits.send_timeout):
-                    pending = self._transport.close(code, reason)
-                    if pending is not None:
-                        try:
+                pending = self._transport.close(code, reason)
+            except Disconnected:
+                pending = None
+            if pending is not None:
+                if self._transport.abort():
+                    pending.close()
+                else:
+                    try:
+                        async with asyncio.timeout(self._server.limits.send_timeout):
                             await pending
-                        finally:
-                            pending.close()
-            except (TimeoutError, Disconnected):
-                # A client that stopped reading cannot receive a close frame: the connection is dropped.
-                pass
-        task = self._task
-        if task is not None and not task.done():
-            self._ended_by_server = True
-            task.cancel()
+                    except (TimeoutError, Disconnected):
+                        pass  # a client that stopped reading cannot receive a close frame
+                    finally:
+                        pending.close()
+        self.end_by_server()
 
     def _stop_background(self) -> None:
         """Cancel the writer and closer tasks (used by teardown; never cancels the calling task)."""

@@ -91,3 +91,9 @@ class Transport(Protocol):
             Disconnected: the connection is already gone (possibly from the awaitable).
         """
         ...
+
+    def abort(self) -> bool:
+        """Drop the connection at once, without a closing handshake, releasing its socket and
+        buffers (a client that stopped reading). Returns ``False`` where the server offers no way
+        to do that; the connection then ends when the client goes away."""
+        ...

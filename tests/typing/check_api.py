@@ -8,8 +8,8 @@ failing would turn into an "unused type: ignore" error.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import assert_type
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, assert_type
 
 import msgspec
 import pydantic
@@ -65,7 +65,7 @@ async def chat(sock: Socket, msg: Chat) -> None:
 
 # The decorated function keeps a callable type, with the payload type mypy inferred from the annotation.
 assert_type(chat, Handler[Chat])
-assert_type(chat, Callable[[Socket, Chat], Awaitable[None]])
+assert_type(chat, Callable[[Socket, Chat], Coroutine[Any, Any, None]])
 assert_type(echo, Handler[bytes])
 assert_type(join, Handler[str])
 

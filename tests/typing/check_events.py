@@ -33,3 +33,8 @@ async def uses(sock: Socket) -> None:
     await chat_out.roomcast(1, ChatOut("room must be a str"))  # type: ignore[arg-type]
     await status.emit(sock, "maybe")  # type: ignore[arg-type]
     await sock.emit("untyped", {"still": "works"})
+
+
+# A declared name looked up by name: emit and the casts send through the declaration.
+assert_type(ss.check_event("chat"), ServerEvent[Any] | None)
+Server(allowed_hosts=["chat.example.com", "*.example.com"], allowed_origins=["https://app.example.com"])
