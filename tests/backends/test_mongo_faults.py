@@ -195,7 +195,7 @@ async def test_connections_dropped_during_a_stream_lose_nothing(
     assert check_stream(stream, on_b) == set()
     assert on_b["backend"]["reconnects"] >= 1
     loud = [
-        r for r in caplog.records if r.levelname == "ERROR" and "lost the MongoDB connection" in r.message
+        r for r in caplog.records if r.levelname == "ERROR" and "lost the connection to MongoDB" in r.message
     ]
     assert loud, "losing the connection must be logged as an error"
 

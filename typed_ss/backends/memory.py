@@ -9,11 +9,10 @@ Used by the conformance suite and for in-process tests of multi-instance apps::
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 
-from typed_ss.backends.base import BackendHealth, BackendState
+from typed_ss.backends._support import Inbox
+from typed_ss.backends.base import BackendHealth
 from typed_ss.errors import BackendError
 
 __all__ = ["MemoryBackend", "MemoryBroker"]
@@ -29,14 +28,17 @@ class MemoryBroker:
         """The backends subscribed to ``topic`` (tests check interest routing with it)."""
         return frozenset(self._subscribers.get(topic, ()))
 
-    def _publish(self, topic: str, data: bytes) -> None:
+    def publish(self, topic: str, data: bytes) -> None:
+        """Deliver ``data`` to every backend subscribed to ``topic``."""
         for backend in self._subscribers.get(topic, ()):
-            backend._deliver(topic, data)
+            backend.deliver(topic, data)
 
-    def _subscribe(self, backend: MemoryBackend, topic: str) -> None:
+    def subscribe(self, backend: MemoryBackend, topic: str) -> None:
+        """Add ``backend`` to ``topic``'s subscribers."""
         self._subscribers.setdefault(topic, set()).add(backend)
 
-    def _unsubscribe(self, backend: MemoryBackend, topic: str) -> None:
+    def unsubscribe(self, backend: MemoryBackend, topic: str) -> None:
+        """Remove ``backend`` from ``topic``'s subscribers."""
         members = self._subscribers.get(topic)
         if members is not None:
             members.discard(backend)
@@ -54,43 +56,43 @@ class MemoryBackend:
     def __init__(self, broker: MemoryBroker, *, max_pending: int = 100_000) -> None:
         self._broker = broker
         self._topics: set[str] = set()
-        self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
-        self._wakeup = asyncio.Event()
-        self._state: BackendState = "stopped"
+        self._inbox = Inbox(max_pending)
+        self._running = False
 
     async def start(self) -> None:
-        self._state = "connected"
+        self._running = True
+        self._inbox.open()
 
     async def stop(self) -> None:
         for topic in list(self._topics):
-            self._broker._unsubscribe(self, topic)
+            self._broker.unsubscribe(self, topic)
         self._topics.clear()
-        self._state = "stopped"
-        self._wakeup.set()
+        self._running = False
+        self._inbox.close()
 
     async def publish(self, topic: str, data: bytes) -> None:
-        if self._state != "connected":
+        if not self._running:
             raise BackendError("the memory backend is not started")
-        self._broker._publish(topic, data)
+        self._broker.publish(topic, data)
 
     async def subscribe(self, topic: str) -> None:
         self._topics.add(topic)
-        self._broker._subscribe(self, topic)
+        self._broker.subscribe(self, topic)
 
     async def unsubscribe(self, topic: str) -> None:
         self._topics.discard(topic)
-        self._broker._unsubscribe(self, topic)
+        self._broker.unsubscribe(self, topic)
 
-    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
-        while self._state != "stopped":
-            while self._pending:
-                yield self._pending.popleft()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+    def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        return self._inbox.messages()
 
     def health(self) -> BackendHealth:
-        return BackendHealth(name="memory", state=self._state, detail={"pending": len(self._pending)})
+        return BackendHealth(
+            name="memory",
+            state="connected" if self._running else "stopped",
+            detail={"pending": len(self._inbox), "dropped": self._inbox.dropped},
+        )
 
-    def _deliver(self, topic: str, data: bytes) -> None:
-        self._pending.append((topic, data))
-        self._wakeup.set()
+    def deliver(self, topic: str, data: bytes) -> None:
+        """A message for this backend, from its broker."""
+        self._inbox.put(topic, data)

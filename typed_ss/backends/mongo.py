@@ -38,11 +38,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from typed_ss.backends.base import BackendHealth, BackendState
+from typed_ss.backends._support import Inbox, Link
+from typed_ss.backends.base import BackendHealth
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
 from typed_ss.supervision import Backoff, Supervised
 
@@ -127,15 +127,15 @@ class MongoBackend:
         self._positioned = asyncio.Event()  # set once the start position is known
         self._followed = False  # whether the current cursor answered a getMore
         self._collection_ready = False
-        self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
-        self._arrived = asyncio.Event()
-        self._reader = Supervised("mongo reader", self._read, log=logger)
-        self._state: BackendState = "stopped"
-        self._reconnects = 0
+        self._inbox = Inbox(max_pending)
+        self._link = Link(
+            "MongoDB", self._tail, gone=_GONE, log=logger, max_backoff=max_backoff, describe=_describe
+        )
+        self._reader = Supervised("mongo reader", self._link.run, log=logger)
+        self._running = False
         self._position_lost = 0
         self._cursor_restarts = 0
         self._rejected = 0
-        self._last_error = ""
 
     @property
     def namespace(self) -> str:
@@ -159,12 +159,14 @@ class MongoBackend:
                 connectTimeoutMS=timeout_ms,
                 appname="typed-ss",
             )
-        self._state = "connecting"
+        self._running = True
+        self._inbox.open()
         self._reader.start()
 
     async def stop(self) -> None:
-        self._state = "stopped"
+        self._running = False
         await self._reader.stop()
+        self._link.stopped()
         if self._owns_client and self._client is not None:
             # close() ends the client's sessions on the server first: bound how long it looks for
             # one, or a stop while MongoDB is down would give up before the client is closed.
@@ -173,13 +175,13 @@ class MongoBackend:
                     await self._client.close()
             self._client = None
         self._topics.clear()
-        self._arrived.set()
+        self._inbox.close()
 
     # --- the Backend interface ---------------------------------------------------------------------
 
     async def publish(self, topic: str, data: bytes) -> None:
         client = self._client
-        if client is None or self._state == "stopped":
+        if client is None or not self._running:
             raise BackendError("the MongoDB backend is not started")
         database = client[self._database_name]
         try:
@@ -200,7 +202,7 @@ class MongoBackend:
 
     async def subscribe(self, topic: str) -> None:
         self._topics.add(topic)
-        if self._state != "connecting" or self._positioned.is_set():
+        if self._link.state != "connecting" or self._positioned.is_set():
             return  # documents are filtered as they are read: active at once
         # The first connection is being made: wait until the start position is fixed, so that a
         # message published after this returns is after it (and delivered).
@@ -213,48 +215,28 @@ class MongoBackend:
     async def unsubscribe(self, topic: str) -> None:
         self._topics.discard(topic)
 
-    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
-        while self._state != "stopped":
-            while self._pending:
-                yield self._pending.popleft()
-            self._arrived.clear()
-            await self._arrived.wait()
+    def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        return self._inbox.messages()
 
     def health(self) -> BackendHealth:
         return BackendHealth(
             name="mongo",
-            state=self._state,
-            reconnects=self._reconnects,
+            state=self._link.state if self._running else "stopped",
+            reconnects=self._link.reconnects,
             detail={
                 "collection": self.namespace,
                 "topics": len(self._topics),
                 "position_lost": self._position_lost,
                 "cursor_restarts": self._cursor_restarts,
                 "rejected": self._rejected,
-                "pending": len(self._pending),
-                "last_error": self._last_error,
+                "pending": len(self._inbox),
+                "dropped": self._inbox.dropped,
+                "last_error": self._link.last_error,
             },
             tasks=[self._reader.health()],
         )
 
     # --- the reader --------------------------------------------------------------------------------
-
-    async def _read(self) -> None:
-        """Keep one tailing cursor open; reconnect with capped backoff whenever MongoDB fails."""
-        backoff = Backoff(cap=self._max_backoff)
-        while True:
-            try:
-                await self._tail()
-            except _GONE as exc:
-                self._last_error = _describe(exc)
-                if self._state == "connected":
-                    backoff.succeeded()
-                    self._reconnects += 1
-                    logger.error("lost the MongoDB connection (%s): reconnecting", self._last_error)
-                elif backoff.failures == 0 or backoff.failures % 20 == 0:
-                    logger.error("cannot read from MongoDB (%s): still trying", self._last_error)
-                self._state = "reconnecting"
-            await backoff.sleep()
 
     async def _tail(self) -> None:
         """One connection's worth of reading: open a cursor at the position and follow it."""
@@ -329,10 +311,8 @@ class MongoBackend:
             skipping = self._position is not None
             if skipping and not await self._exists(database, session, self._position):
                 raise _PositionLost(f"the last document read, {self._position}, is gone")
-            if self._state != "connected":
-                if self._state == "reconnecting":
-                    logger.warning("reconnected to MongoDB; reading on after %s", self._position)
-                self._state = "connected"
+            if self._link.state != "connected":
+                self._link.connected()
             skipping = self._take(first_batch, skipping)
             while cursor_id:
                 try:
@@ -377,8 +357,7 @@ class MongoBackend:
             self._position = document.get("_id")
             topic, data = document.get("topic"), document.get("data")
             if isinstance(topic, str) and isinstance(data, bytes) and topic in self._topics:
-                self._pending.append((topic, data))
-                self._arrived.set()
+                self._inbox.put(topic, data)
         return skipping
 
     # --- commands ----------------------------------------------------------------------------------

@@ -5,12 +5,15 @@
 
 - Interest-based routing: the bridge subscribes only to the broadcast channel and to the channels of
   rooms with local members; ``PUBSUB CHANNELS <group>:*`` shows exactly that.
-- One subscriber connection. When it fails, the backend logs it as an error, reconnects with a
-  backoff capped at ``max_backoff`` (1 s), and subscribes every channel again. Messages published
-  meanwhile are lost (Redis pub/sub keeps nothing); the bridge's sequence numbers count them.
-- A self-probe: every ``probe_interval`` the backend publishes to a channel only it listens to, and
-  restarts the subscriber when the probe does not come back within ``probe_timeout``. That catches a
-  subscriber connection that looks healthy but receives nothing.
+- One subscriber connection, kept by a :class:`~typed_ss.backends._support.Link`. When it fails, the
+  backend logs it as an error, reconnects with a backoff capped at ``max_backoff`` (1 s), and
+  subscribes every channel again. It counts as connected once Redis has confirmed a subscription.
+  Messages published meanwhile are lost (Redis pub/sub keeps nothing); the bridge's sequence numbers
+  count them.
+- A self-probe: every ``probe_interval`` the backend publishes to a channel only it listens to. A
+  probe that is late while nothing else arrives marks Redis ``unresponsive`` (subscriptions then stop
+  waiting for it); one that does not come back within ``probe_timeout`` restarts the subscriber. That
+  catches a hung Redis, and a subscriber connection that looks healthy but receives nothing.
 - ``publish`` gives up after ``publish_timeout`` and raises; the bridge keeps the message in its
   bounded outbox and retries, so neither handlers nor the event loop wait on Redis.
 """
@@ -22,13 +25,13 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from typed_ss.backends.base import BackendHealth, BackendState
+from typed_ss.backends._support import Inbox, Link
+from typed_ss.backends.base import BackendHealth
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
-from typed_ss.supervision import Backoff, Supervised
+from typed_ss.supervision import Supervised
 
 try:
     import redis.asyncio as aioredis
@@ -79,7 +82,6 @@ class RedisBackend:
         self._subscribe_timeout = subscribe_timeout
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
-        self._max_backoff = max_backoff
         self._channels: set[str] = set()  # wanted; subscribed again after every reconnect
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None  # redis.asyncio.client.PubSub once its connection is up
@@ -87,17 +89,13 @@ class RedisBackend:
         # commands racing to open its connection would each take a pool connection, and the
         # subscriptions sent on the one nobody reads would be lost.
         self._connected = asyncio.Event()
-        self._pending: deque[tuple[str, bytes]] = deque(maxlen=max_pending)
-        self._arrived = asyncio.Event()
-        self._listener = Supervised("redis subscriber", self._listen, log=logger)
-        self._backoff = Backoff(cap=max_backoff)
         # Subscription changes recorded while Redis did not answer: channel -> wanted.
         self._unsent: dict[str, bool] = {}
-        self._answered_subscribe = False  # Redis confirmed this connection's first subscription
-        self._state: BackendState = "stopped"
-        self._reconnects = 0
+        self._inbox = Inbox(max_pending)
+        self._link = Link("Redis", self._serve, gone=(*_GONE, _Starved), log=logger, max_backoff=max_backoff)
+        self._subscriber = Supervised("redis subscriber", self._link.run, log=logger)
+        self._running = False
         self._probe_failures = 0
-        self._last_error = ""
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -107,17 +105,19 @@ class RedisBackend:
             self._client = aioredis.Redis.from_url(
                 self._url or "", retry=Retry(NoBackoff(), 0), socket_connect_timeout=self._publish_timeout
             )
-        self._state = "connecting"
-        self._listener.start()
+        self._running = True
+        self._inbox.open()
+        self._subscriber.start()
 
     async def stop(self) -> None:
-        self._state = "stopped"
-        await self._listener.stop()
+        self._running = False
+        await self._subscriber.stop()
+        self._link.stopped()
         await self._close_pubsub()
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
-        self._arrived.set()
+        self._inbox.close()
 
     # --- the Backend interface ---------------------------------------------------------------------
 
@@ -130,14 +130,14 @@ class RedisBackend:
                 await client.publish(self._prefix + topic, data)
         except _GONE as exc:
             if isinstance(exc, TimeoutError):
-                self._mark_unresponsive(f"a publish got no answer within {self._publish_timeout} s")
+                self._link.unresponsive(f"a publish got no answer within {self._publish_timeout} s")
             raise BackendError(f"publishing to Redis failed: {exc!r}") from exc
 
     async def subscribe(self, topic: str) -> None:
         channel = self._prefix + topic
         self._channels.add(channel)
-        if self._state in ("reconnecting", "unresponsive"):
-            # Redis does not answer: the listener subscribes it once Redis does, nobody waits for that.
+        if self._link.state in ("reconnecting", "unresponsive"):
+            # Redis does not answer: the subscriber subscribes it once Redis does; nobody waits.
             self._unsent[channel] = True
             return
         try:
@@ -149,16 +149,16 @@ class RedisBackend:
                 await self._pubsub.subscribe(channel)
                 await asyncio.shield(confirmed)
         except _GONE as exc:
-            # The listener will notice a broken connection and subscribe everything again; a hung one
+            # The subscriber notices a broken connection and subscribes everything again; a hung one
             # is marked unresponsive so that later subscriptions do not wait for it.
             self._unsent[channel] = True
-            self._mark_unresponsive(f"subscribing to {channel} did not complete: {exc!r}")
+            self._link.unresponsive(f"subscribing to {channel} did not complete: {exc!r}")
 
     async def unsubscribe(self, topic: str) -> None:
         channel = self._prefix + topic
         self._channels.discard(channel)
         pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set() or self._state != "connected":
+        if pubsub is None or not self._connected.is_set() or self._link.state != "connected":
             # Applied once Redis answers (a reconnection subscribes only what is still wanted).
             self._unsent[channel] = False
             return
@@ -166,45 +166,32 @@ class RedisBackend:
             async with asyncio.timeout(self._subscribe_timeout):
                 await pubsub.unsubscribe(channel)
 
-    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
-        while self._state != "stopped":
-            while self._pending:
-                yield self._pending.popleft()
-            self._arrived.clear()
-            await self._arrived.wait()
+    def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        return self._inbox.messages()
 
     def health(self) -> BackendHealth:
         return BackendHealth(
             name="redis",
-            state=self._state,
-            reconnects=self._reconnects,
+            state=self._link.state if self._running else "stopped",
+            reconnects=self._link.reconnects,
             detail={
                 "channels": len(self._channels),
                 "probe_failures": self._probe_failures,
-                "pending": len(self._pending),
-                "last_error": self._last_error,
+                "pending": len(self._inbox),
+                "dropped": self._inbox.dropped,
+                "last_error": self._link.last_error,
             },
-            tasks=[self._listener.health()],
+            tasks=[self._subscriber.health()],
         )
 
     # --- the subscriber ----------------------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        """Keep one subscriber connection alive; reconnect with capped backoff whenever it fails."""
-        while True:
-            try:
-                await self._run_connection()
-            except (*_GONE, _Starved) as exc:
-                self._last_error = repr(exc)
-                self._backoff.failed()
-                if self._state in ("connected", "unresponsive"):
-                    self._reconnects += 1
-                    logger.error("lost the Redis subscriber connection (%r): reconnecting", exc)
-                elif self._backoff.should_log():
-                    logger.error("cannot reach Redis (%r): still trying", exc)
-                self._state = "reconnecting"
+    async def _serve(self) -> None:
+        """One subscriber connection, from its first subscription until it fails."""
+        try:
+            await self._run_connection()
+        finally:
             await self._close_pubsub()
-            await asyncio.sleep(self._backoff.delay())
 
     async def _run_connection(self) -> None:
         assert self._client is not None
@@ -215,11 +202,10 @@ class RedisBackend:
             await pubsub.subscribe(self._probe_channel, *channels)  # opens the connection
             # Connected once Redis answers, not once the command is written: a hung Redis accepts
             # the connection and the command, and answers nothing.
-            while not self._answered_subscribe:
+            while not self._connected.is_set():
                 message = await pubsub.get_message(timeout=self._subscribe_timeout)
                 if message is not None:
                     self._handle(message)
-            self._connected.set()
             self._unsent.clear()
             late = self._channels - channels  # asked for while the connection was being made
             if late:
@@ -242,10 +228,10 @@ class RedisBackend:
                 # stuck behind a busy stream is late too, but the stream shows that Redis answers.)
                 silent_for = now - max(probe_sent, answered)
                 if silent_for > self._probe_interval:
-                    self._mark_unresponsive(f"no answer from Redis for {silent_for:.1f} s")
-            if self._unsent and self._state == "connected":
+                    self._link.unresponsive(f"no answer for {silent_for:.1f} s")
+            if self._unsent and self._link.state == "connected":
                 await self._apply_unsent(pubsub)
-            if probe_sent is None and now >= next_probe and self._state == "connected":
+            if probe_sent is None and now >= next_probe and self._link.state == "connected":
                 next_probe = now + self._probe_interval
                 # Counted as sent even if the publish fails or gets no answer: a Redis that does not
                 # take the probe is as unresponsive as one that does not deliver it.
@@ -265,31 +251,19 @@ class RedisBackend:
             if unsubscribe:
                 await pubsub.unsubscribe(*unsubscribe)
 
-    def _mark_unresponsive(self, why: str) -> None:
-        if self._state == "connected":
-            self._state = "unresponsive"
-            self._last_error = why
-            logger.warning("Redis is not answering (%s): subscriptions no longer wait for it", why)
-
     def _handle(self, message: dict[str, Any]) -> bool:
         """Route one pub/sub message; returns whether it was this backend's probe."""
-        if self._state == "unresponsive":
-            self._state = "connected"
-            logger.warning("Redis answers again")
+        self._link.answered()
         kind = message["type"]
         channel = message["channel"].decode()
         if kind == "message":
             if channel == self._probe_channel:
                 return True
-            self._pending.append((channel.removeprefix(self._prefix), message["data"]))
-            self._arrived.set()
+            self._inbox.put(channel.removeprefix(self._prefix), message["data"])
         elif kind == "subscribe":
             if channel == self._probe_channel:
-                if self._state == "reconnecting":
-                    logger.warning("reconnected to Redis; subscribed %d channels again", len(self._channels))
-                self._state = "connected"
-                self._answered_subscribe = True
-                self._backoff.succeeded()
+                self._link.connected()
+                self._connected.set()
             else:
                 confirmed = self._confirmed.pop(channel, None)
                 if confirmed is not None and not confirmed.done():
@@ -298,7 +272,6 @@ class RedisBackend:
 
     async def _close_pubsub(self) -> None:
         self._connected.clear()
-        self._answered_subscribe = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*_GONE):
