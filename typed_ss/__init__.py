@@ -21,7 +21,8 @@ from typed_ss.errors import (
 )
 from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler
-from typed_ss.server import AuthHook, ContractCheck, Limits, Server, SocketHook
+from typed_ss.limits import Limits
+from typed_ss.server import AuthHook, ContractCheck, Server, SocketHook
 from typed_ss.serving import run, uvicorn_settings
 from typed_ss.socket import Socket
 

@@ -18,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from typed_ss.errors import CloseCode
 from typed_ss.protocol import Frame
+from typed_ss.stepping import Resume
 from typed_ss.transport import Disconnected, PendingSend
 from typed_ss.uvicorn_protocols import ServerConnection, WebSocketProtocol, connection_of
 
@@ -30,31 +31,18 @@ logger = logging.getLogger("typed_ss")
 
 
 class _Suspended:
-    """The rest of a coroutine that :func:`_start_eagerly` ran until it first suspended.
+    """The rest of a send that :func:`_start_eagerly` ran until it first suspended: awaiting it runs
+    the rest (a :class:`~typed_ss.stepping.Resume`), turning the server's "gone" into Disconnected."""
 
-    Awaiting it resumes the coroutine where it stopped, forwarding results, exceptions and
-    cancellation exactly as ``await coro`` would have.
-    """
-
-    __slots__ = ("_coro", "_transport", "_yielded")
+    __slots__ = ("_rest", "_transport")
 
     def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any, transport: ASGITransport) -> None:
-        self._coro = coro
-        self._yielded = yielded
+        self._rest = Resume(coro, yielded)
         self._transport = transport
 
     def __await__(self) -> Generator[Any, Any, None]:
-        coro, yielded = self._coro, self._yielded
         try:
-            while True:
-                try:
-                    sent = yield yielded
-                except BaseException as exc:  # thrown in by the awaiting task, e.g. CancelledError
-                    yielded = coro.throw(exc)
-                else:
-                    yielded = coro.send(sent)
-        except StopIteration:
-            return
+            yield from self._rest.__await__()
         except _GONE:
             raise Disconnected() from None
         except RuntimeError:
@@ -64,7 +52,7 @@ class _Suspended:
 
     def close(self) -> None:
         """Abandon the send, letting the coroutine clean up (it is never resumed)."""
-        self._coro.close()
+        self._rest.coro.close()
 
 
 # uvicorn raises ClientDisconnected (an OSError) once the client is gone, and a RuntimeError for a send

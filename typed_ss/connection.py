@@ -1,5 +1,13 @@
-"""The read side of one connection: messages in order, one handler at a time, and a client that leaves
-noticed even while its handler is still running.
+"""One connection's whole life, owned by one object: the handshake checks, the socket, ``__hello``, the
+hooks, the messages in order, and the teardown.
+
+:meth:`Server.serve <typed_ss.server.Server.serve>` makes a :class:`Connection` for each transport
+connection and runs it in the transport's task. The pieces a transport can use:
+
+- :meth:`Connection.run`: the whole life, for a transport that is read by pulling messages (ASGI's
+  ``receive``): it calls :meth:`Transport.receive <typed_ss.transport.Transport.receive>` in a loop.
+- :meth:`Connection.dispatch`: what happens to one message (size check, frame split, decode, the
+  handler's coroutine), the seam for a transport that pushes messages from a callback instead.
 
 Handlers run inline in the connection's task, in the order their messages arrived. Most complete
 without ever suspending; for those the loop costs nothing extra. A handler that suspends (it awaits a
@@ -15,19 +23,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
+from typed_ss.contract import CONTRACT_QUERY_PARAMETER
 from typed_ss.errors import CloseCode, InvalidName, LimitExceeded, PayloadValidationError, ProtocolError
 from typed_ss.handlers import HandlerSpec
-from typed_ss.protocol import error_frame, split_client_frame
+from typed_ss.protocol import SUBPROTOCOL, error_frame, hello_frame, split_client_frame
+from typed_ss.socket import Socket
+from typed_ss.stepping import Resume
 from typed_ss.transport import Disconnected, Transport
 
 if TYPE_CHECKING:
     from typed_ss.server import Server
-    from typed_ss.socket import Socket
 
-__all__ = ["Reader"]
+__all__ = ["Connection"]
 
 logger = logging.getLogger("typed_ss")
 
@@ -35,63 +45,233 @@ CLIENT_CAUSED: Final = (InvalidName, LimitExceeded, PayloadValidationError)
 """Errors a handler raises because of what the client sent (a reserved room name to join, one room
 too many): logged as the client's doing, at warning level, without a traceback."""
 
-
-class _Resume:
-    """Awaiting it runs the rest of a coroutine that was stepped once by hand, in the awaiting task.
-
-    The coroutine keeps running in the same task, so ``asyncio.current_task()``, ``asyncio.timeout``
-    and context variables inside it behave exactly as under a plain ``await``.
-    """
-
-    __slots__ = ("_coro", "_yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self._coro = coro
-        self._yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, yielded = self._coro, self._yielded
-        try:
-            while True:
-                try:
-                    sent = yield yielded
-                except BaseException as exc:  # thrown in by the task, e.g. CancelledError
-                    yielded = coro.throw(exc)
-                else:
-                    yielded = coro.send(sent)
-        except StopIteration:
-            return
+_REFUSED: Final = object()
 
 
-class Reader:
-    """Reads one connection's messages and dispatches each to its handler, in order."""
+class Connection:
+    """One connection, from the handshake to the teardown; ends its own task when it must."""
 
     __slots__ = (
         "_busy",
-        "_client_log",
+        "_ended_by_server",
         "_gone",
+        "_handling",
         "_inbox",
         "_inbox_bytes",
         "_server",
-        "_sock",
+        "_task",
         "_transport",
         "_watcher",
         "_woken",
+        "socket",
     )
 
-    def __init__(self, server: Server, sock: Socket, transport: Transport) -> None:
+    def __init__(self, server: Server, transport: Transport, task: asyncio.Task[Any]) -> None:
         self._server = server
-        self._sock = sock
         self._transport = transport
-        self._client_log = server.client_log
+        self._task = task
+        self._ended_by_server = False
+        self.socket: Socket | None = None
+        """The socket, once the upgrade has been accepted."""
         self._inbox: deque[str | bytes] = deque()
         self._inbox_bytes = 0
         self._busy = False  # a handler (or hook) of this connection is running and has suspended
         self._gone: Disconnected | None = None  # the watcher saw the connection end
         self._watcher: asyncio.Task[None] | None = None
         self._woken: asyncio.Event | None = None
+        self._handling: HandlerSpec | None = None  # the handler dispatch() last returned
 
-    # --- running application code ------------------------------------------------------------------
+    # --- the whole life ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends: the handshake checks, then the socket's life."""
+        identity = await self._admit()
+        if identity is _REFUSED:
+            return
+        server, transport = self._server, self._transport
+        try:
+            contract = server.contract.fingerprint  # computed once, then cached
+        except Exception:
+            logger.exception("cannot describe the contract; refusing the connection")
+            await transport.refuse(500)
+            return
+        try:
+            await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
+        except Disconnected:
+            return
+        sock = self.socket = Socket(server, transport, self, identity)
+        try:
+            # Attaching waits until the backend delivers the socket's own room, so the id in __hello
+            # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
+            await server.hub.attach(sock)
+            sock.open(hello_frame(sock.id, server.limits.max_message_size, contract))
+            logger.debug("socket %s connected", sock.id)
+            if not self._contract_accepted(sock, contract):
+                await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
+            elif server.hooks.on_connect is not None:
+                try:
+                    await self.run_watched(server.hooks.on_connect(sock))
+                except Exception:
+                    logger.exception("the on_connect hook failed for socket %s; closing it", sock.id)
+                    await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
+            await self._read()
+        except Disconnected:
+            pass
+        except asyncio.CancelledError:
+            if not self._ended_by_server:
+                raise
+            self._task.uncancel()  # the server ended this connection itself: finish normally
+        finally:
+            await self._stop_watcher()
+            await self._teardown(sock)
+
+    def end(self) -> None:
+        """End the connection's task now, cancelling a handler that is still running; the teardown
+        (and the disconnect hook) follows. Used when the client is gone or was evicted."""
+        if not self._task.done():
+            self._ended_by_server = True
+            self._task.cancel()
+
+    async def _admit(self) -> Any:
+        """The checks before the upgrade; returns the identity, or ``_REFUSED`` once refused."""
+        server, transport = self._server, self._transport
+        limits = server.limits
+        if server.connection_count > limits.max_connections:
+            server.client_log.warning(
+                "max_connections",
+                "refused a WebSocket from %s: max_connections (%d) reached",
+                transport.request.client,
+                limits.max_connections,
+            )
+            await transport.refuse(503)
+            return _REFUSED
+        request = transport.request
+        headers = request.headers
+        refusal = server.handshake.refusal(
+            request.scope.get("scheme", "ws"), headers.get("host"), headers.get("origin")
+        )
+        if refusal is not None:
+            # The header's value is the client's: %r, so it cannot forge a log line.
+            server.client_log.warning(
+                refusal.header, "refused a WebSocket: %s %r %s", refusal.header, refusal.value, refusal.reason
+            )
+            await transport.refuse(403)
+            return _REFUSED
+        identity: Any = None
+        authenticate = server.hooks.authenticate
+        if authenticate is not None:
+            try:
+                identity = await authenticate(request)
+            except Exception:
+                logger.exception("the authenticate hook failed; refusing the connection")
+                await transport.refuse(500)
+                return _REFUSED
+            if identity is None:
+                server.client_log.info(
+                    "unauthenticated", "refused a WebSocket from %s: authentication failed", request.client
+                )
+                await transport.refuse(403)
+                return _REFUSED
+        if not server.accepting:  # checked last: shutdown may begin while the hook runs
+            await transport.refuse(503)
+            return _REFUSED
+        return identity
+
+    def _contract_accepted(self, sock: Socket, contract: str) -> bool:
+        server = self._server
+        if not sock.request.scope.get("query_string"):
+            # No query string, so no fingerprint (the plain ss.js client): parsing one is the largest
+            # part of typed-ss's own cost per connection.
+            return True
+        client_contract = sock.request.query_params.get(CONTRACT_QUERY_PARAMETER)
+        if client_contract is None or client_contract == contract or server.contract_check == "off":
+            return True
+        server.client_log.warning(
+            "contract",
+            "socket %s was generated from another contract (%r; the server's is %s)%s",
+            sock.id,
+            client_contract,
+            contract,
+            ": closing it" if server.contract_check == "refuse" else "",
+        )
+        return server.contract_check != "refuse"
+
+    async def _teardown(self, sock: Socket) -> None:
+        hub = self._server.hub
+        hub.detach(sock)
+        sock.ended()
+        on_disconnect = self._server.hooks.on_disconnect
+        if on_disconnect is not None:
+            try:
+                await on_disconnect(sock)
+            except Exception:
+                logger.exception("the on_disconnect hook failed for socket %s", sock.id)
+        hub.forget(sock)
+        logger.debug("socket %s disconnected", sock.id)
+
+    # --- messages ----------------------------------------------------------------------------------
+
+    def dispatch(self, message: str | bytes) -> Coroutine[Any, Any, None] | None:
+        """What to run for one client message: the handler's coroutine, or ``None`` when there is
+        nothing to run (malformed, no handler, invalid payload answered with ``__error``, too big
+        and closed with 1009, or the socket is closing)."""
+        sock = self.socket
+        assert sock is not None  # messages come only after the upgrade
+        if not sock.connected:
+            return None  # drain until the disconnect arrives
+        server = self._server
+        limits = server.limits
+        max_size = limits.max_message_size
+        # A str's UTF-8 size is at most 4 bytes a character: only a long one needs measuring.
+        if len(message) > max_size // 4 and _size(message) > max_size:
+            server.client_log.info(
+                "too_big", "socket %s sent a message larger than %d bytes; closing it", sock.id, max_size
+            )
+            return sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        try:
+            event, _, payload = split_client_frame(message, limits.max_event_name_length)
+        except ProtocolError as exc:
+            server.client_log.info("malformed", "socket %s sent a malformed frame: %s", sock.id, exc)
+            return None
+        spec = server.handlers_by_event.get(event)
+        if spec is None:
+            server.client_log.debug(
+                "no_handler", "socket %s sent event %r, which has no handler", sock.id, event
+            )
+            return None
+        value: object = payload
+        if spec.decode is not None:
+            try:
+                value = spec.decode(payload)
+            except PayloadValidationError as exc:
+                self._invalid_payload(sock, spec, exc)
+                return None
+        self._handling = spec
+        return spec.handler(sock, value)
+
+    async def _read(self) -> None:
+        """Handle the socket's messages in order, one at a time, until the connection ends."""
+        sock = self.socket
+        assert sock is not None
+        next_message = self._next
+        dispatch = self.dispatch
+        while True:
+            coro = dispatch(await next_message())
+            if coro is None:
+                continue
+            # run_watched, written out: one coroutine fewer per message is a measurable share of
+            # typed-ss's own cost per message (docs/benchmarks.md).
+            try:
+                try:
+                    yielded = coro.send(None)
+                except StopIteration:
+                    continue
+                self._start_watching()
+                await Resume(coro, yielded)
+            except Exception as exc:
+                self._handler_failed(sock, exc)
+            finally:
+                self._busy = False
 
     async def run_watched(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a handler or hook inline; while it is suspended, watch for the client leaving."""
@@ -103,14 +283,39 @@ class Reader:
             except StopIteration:
                 return
             self._start_watching()
-            await _Resume(coro, yielded)
+            await Resume(coro, yielded)
         finally:
             self._busy = False
+
+    def _invalid_payload(self, sock: Socket, spec: HandlerSpec, exc: PayloadValidationError) -> None:
+        self._server.client_log.info(
+            "invalid_payload", "socket %s sent an invalid payload for %r: %r", sock.id, spec.event, exc.detail
+        )
+        sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
+
+    def _handler_failed(self, sock: Socket, exc: Exception) -> None:
+        event = self._handling.event if self._handling is not None else "?"
+        client_log = self._server.client_log
+        if isinstance(exc, CLIENT_CAUSED):
+            client_log.warning(
+                "handler_refused",
+                "the handler for event %r refused what socket %s sent: %r",
+                event,
+                sock.id,
+                str(exc),
+            )
+        else:
+            client_log.exception(
+                "handler_failed", exc, "the handler for event %r failed on socket %s", event, sock.id
+            )
+        sock.push(error_frame(event, "handler_error", "the handler for this event failed"))
+
+    # --- the watcher: reading on while a handler is busy -------------------------------------------
 
     def _start_watching(self) -> None:
         self._busy = True
         if self._watcher is None and self._gone is None:
-            self._watcher = asyncio.create_task(self._watch(), name=f"typed-ss watcher {self._sock.id}")
+            self._watcher = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         """Read ahead while a handler is busy; end the connection if the client leaves meanwhile."""
@@ -127,7 +332,7 @@ class Reader:
                 except Disconnected as exc:
                     self._gone = exc
                     if self._busy:
-                        self._sock.end_by_server()  # cancels the busy handler; teardown follows
+                        self.end()  # cancels the busy handler; the teardown follows
                     return
                 self._inbox.append(message)
                 self._inbox_bytes += len(message)
@@ -155,92 +360,7 @@ class Reader:
             self._woken.clear()
             await self._woken.wait()
 
-    # --- the loop ----------------------------------------------------------------------------------
-
-    async def read(self) -> None:
-        """Handle the socket's messages in order, one at a time, until the connection ends."""
-        sock = self._sock
-        server = self._server
-        handlers = server.handlers_by_event
-        limits = server.limits
-        max_size = limits.max_message_size
-        max_event_length = limits.max_event_name_length
-        next_message = self._next
-        while True:
-            message = await next_message()
-            if not sock.connected:
-                continue  # drain until the disconnect arrives
-            # A str's UTF-8 size is at most 4 bytes a character: only a long one needs measuring.
-            if len(message) > max_size // 4 and _size(message) > max_size:
-                self._client_log.info(
-                    "too_big", "socket %s sent a message larger than %d bytes; closing it", sock.id, max_size
-                )
-                await sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-                continue
-            try:
-                event, _, payload = split_client_frame(message, max_event_length)
-            except ProtocolError as exc:
-                self._client_log.info("malformed", "socket %s sent a malformed frame: %s", sock.id, exc)
-                continue
-            spec = handlers.get(event)
-            if spec is None:
-                self._client_log.debug(
-                    "no_handler", "socket %s sent event %r, which has no handler", sock.id, event
-                )
-                continue
-            value: object = payload
-            if spec.decode is not None:
-                try:
-                    value = spec.decode(payload)
-                except PayloadValidationError as exc:
-                    self._invalid_payload(spec, exc)
-                    continue
-            # The same as run_watched, written out: one coroutine fewer per message is a measurable
-            # share of typed-ss's own cost per message (docs/benchmarks.md).
-            coro = spec.handler(sock, value)
-            try:
-                try:
-                    yielded = coro.send(None)
-                except StopIteration:
-                    continue
-                self._start_watching()
-                await _Resume(coro, yielded)
-            except Exception as exc:
-                self._handler_failed(spec, exc)
-            finally:
-                self._busy = False
-
-    def _invalid_payload(self, spec: HandlerSpec, exc: PayloadValidationError) -> None:
-        self._client_log.info(
-            "invalid_payload",
-            "socket %s sent an invalid payload for %r: %r",
-            self._sock.id,
-            spec.event,
-            exc.detail,
-        )
-        self._sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
-
-    def _handler_failed(self, spec: HandlerSpec, exc: Exception) -> None:
-        if isinstance(exc, CLIENT_CAUSED):
-            self._client_log.warning(
-                "handler_refused",
-                "the handler for event %r refused what socket %s sent: %r",
-                spec.event,
-                self._sock.id,
-                str(exc),
-            )
-        else:
-            self._client_log.exception(
-                "handler_failed",
-                exc,
-                "the handler for event %r failed on socket %s",
-                spec.event,
-                self._sock.id,
-            )
-        self._sock.push(error_frame(spec.event, "handler_error", "the handler for this event failed"))
-
-    async def stop(self) -> None:
-        """Stop the watcher, if one is still reading (teardown)."""
+    async def _stop_watcher(self) -> None:
         watcher = self._watcher
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()

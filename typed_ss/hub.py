@@ -8,7 +8,7 @@ hands it every locally started cast, and delivers what other instances started w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,14 +37,20 @@ class Relay(Protocol):
         ...
 
 
-class Hub:
-    """Sockets by id, and the room index: room name to its local members."""
+_NO_ROOMS: frozenset[str] = frozenset()
 
-    __slots__ = ("_rooms", "_sockets", "relay")
+
+class Hub:
+    """Sockets by id, and room membership both ways: room name to its local members, and socket to
+    its rooms (its own ``__socket_id:`` room included). The hub is the one owner of membership."""
+
+    __slots__ = ("_memberships", "_rooms", "_sockets", "relay")
 
     def __init__(self) -> None:
         self._sockets: dict[str, Socket] = {}
         self._rooms: dict[str, set[Socket]] = {}
+        # A detached socket keeps its rooms here until forget(): its disconnect hook still sees them.
+        self._memberships: dict[Socket, set[str]] = {}
         self.relay: Relay | None = None
 
     @property
@@ -56,6 +62,11 @@ class Hub:
         """How many local sockets are in ``room``."""
         return len(self._rooms.get(room, ()))
 
+    def rooms_of(self, sock: Socket) -> Set[str]:
+        """The rooms ``sock`` is in, its own room included (a read-only live view); after
+        :meth:`detach`, the rooms it was in, until :meth:`forget`."""
+        return self._memberships.get(sock, _NO_ROOMS)
+
     @property
     def room_names(self) -> frozenset[str]:
         """The rooms that have at least one local member (internal per-socket rooms excluded)."""
@@ -66,19 +77,25 @@ class Hub:
     async def attach(self, sock: Socket) -> None:
         """Add a newly accepted socket, in its own ``__socket_id:`` room."""
         self._sockets[sock.id] = sock
+        self._memberships[sock] = set()
         await self.join(sock, socket_room(sock.id))
 
     def detach(self, sock: Socket) -> None:
-        """Remove a socket from the index so that no cast reaches it. The socket keeps its own list
-        of rooms (the disconnect hook reads it)."""
+        """Remove a socket from the index so that no cast reaches it. :meth:`rooms_of` still lists
+        its rooms (the disconnect hook reads them) until :meth:`forget`."""
         if self._sockets.pop(sock.id, None) is None:
             return
-        for room in sock._rooms:
+        for room in self._memberships.get(sock, ()):
             members = self._rooms.get(room)
             if members is not None:
                 members.discard(sock)
                 if not members:
-                    self._forget(room)
+                    self._drop_room(room)
+
+    def forget(self, sock: Socket) -> None:
+        """Drop what the hub still remembers of a detached socket (its rooms)."""
+        self.detach(sock)
+        self._memberships.pop(sock, None)
 
     async def join(self, sock: Socket, room: str) -> None:
         """Add ``sock`` to ``room``; with a relay, returns once casts to the room from other
@@ -89,7 +106,7 @@ class Hub:
         if members is None:
             members = self._rooms[room] = set()
         members.add(sock)
-        sock._rooms.add(room)
+        self._memberships[sock].add(room)
         if self.relay is not None:
             # Every joiner waits, not only the first: a second socket joining while the first one's
             # subscription is on its way must not return before it is active either.
@@ -97,14 +114,16 @@ class Hub:
 
     async def leave(self, sock: Socket, room: str) -> None:
         """Remove ``sock`` from ``room``, deleting the room once it is empty."""
-        sock._rooms.discard(room)
+        rooms = self._memberships.get(sock)
+        if rooms is not None:
+            rooms.discard(room)
         members = self._rooms.get(room)
         if members is not None:
             members.discard(sock)
             if not members:
-                self._forget(room)
+                self._drop_room(room)
 
-    def _forget(self, room: str) -> None:
+    def _drop_room(self, room: str) -> None:
         del self._rooms[room]
         if self.relay is not None:
             self.relay.unwatch(room)

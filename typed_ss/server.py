@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 
@@ -22,8 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
 from typed_ss.backends.base import Backend
-from typed_ss.connection import Reader
-from typed_ss.contract import CONTRACT_QUERY_PARAMETER, Contract, EventContract, check_describable
+from typed_ss.connection import Connection
+from typed_ss.contract import Contract, EventContract, check_describable
 from typed_ss.errors import (
     CloseCode,
     ConfigurationError,
@@ -32,22 +32,21 @@ from typed_ss.errors import (
 from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
 from typed_ss.hub import Hub
+from typed_ss.limits import KiB, Limits
 from typed_ss.logs import ClientLog
 from typed_ss.multihome import Multihome
 from typed_ss.origin import HandshakePolicy
 from typed_ss.protocol import (
-    SUBPROTOCOL,
     check_event_name,
     check_room_name,
     encode_frame,
-    hello_frame,
     socket_room,
 )
 from typed_ss.socket import Socket
 from typed_ss.supervision import TaskHealth
-from typed_ss.transport import Disconnected, Transport
+from typed_ss.transport import Transport
 
-__all__ = ["AuthHook", "ContractCheck", "Limits", "Server", "SocketHook"]
+__all__ = ["AuthHook", "ContractCheck", "Hooks", "Limits", "Server", "SocketHook"]
 
 logger = logging.getLogger("typed_ss")
 
@@ -61,48 +60,16 @@ T = TypeVar("T")
 ContractCheck: TypeAlias = Literal["off", "warn", "refuse"]
 """What the server does when a generated client's contract fingerprint differs from its own."""
 
-KiB: Final = 1024
-MiB: Final = 1024 * KiB
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Every limit the server enforces, with its default. ``docs/running.md`` (Limits) explains what
-    each bounds, and what a deployment can rely on."""
-
-    max_message_size: int = 1 * MiB
-    """Largest client message in bytes; larger ones close the socket with 1009. Advertised in
-    ``__hello``; give uvicorn the same value as ``ws_max_size`` (``typed_ss.uvicorn_settings`` does)."""
-    send_queue_bytes: int = 4 * MiB
-    """Most a congested socket may have waiting to be sent before it is cut off with 4008."""
-    send_timeout: float = 10.0
-    """Seconds one send may take before the socket is cut off with 4008."""
-    max_event_name_length: int = 128
-    """Longest event name in UTF-8 bytes, both directions."""
-    max_room_name_length: int = 255
-    """Longest room name in UTF-8 bytes."""
-    max_rooms_per_socket: int = 100
-    """Most rooms one socket may be in (its internal ``__socket_id:`` room does not count)."""
-    shutdown_timeout: float = 10.0
-    """Seconds :meth:`Server.shutdown` waits for connections to end before cancelling them."""
-    max_connections: int = 10_000
-    """Most connections this server keeps open at once; more are refused with HTTP 503 before the
-    upgrade (or closed with 1013 where the ASGI server cannot answer with a status), and logged."""
-    handshake_timeout: float = 10.0
-    """Seconds a new TCP connection may take to send its complete upgrade request. Enforced by the
-    uvicorn protocols of :func:`typed_ss.uvicorn_settings`, which close slower connections."""
-    read_ahead_messages: int = 16
-    """Most messages read ahead, and held, while the socket's handler is busy (at most
-    ``max_message_size`` bytes of them); then the server stops reading from that client."""
-
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if not value > 0:
-                raise ConfigurationError(f"{field.name} must be positive, got {value!r}")
-
-
 _DEFAULTS: Final = Limits()
+
+
+@dataclass
+class Hooks:
+    """The hooks registered with ``@ss.authenticate``, ``@ss.on_connect`` and ``@ss.on_disconnect``."""
+
+    authenticate: AuthHook | None = None
+    on_connect: SocketHook | None = None
+    on_disconnect: SocketHook | None = None
 
 
 class Server:
@@ -172,7 +139,8 @@ class Server:
             handshake_timeout=handshake_timeout,
             read_ahead_messages=read_ahead_messages,
         )
-        self._handshake_policy = HandshakePolicy(allowed_origins, allowed_hosts)
+        self.handshake: Final = HandshakePolicy(allowed_origins, allowed_hosts)
+        """The rules the ``Origin`` and ``Host`` of each upgrade request must pass."""
         if contract_check not in ("off", "warn", "refuse"):
             raise ConfigurationError(
                 f"contract_check must be 'off', 'warn' or 'refuse', not {contract_check!r}"
@@ -183,9 +151,7 @@ class Server:
         self._handlers_view = MappingProxyType(self._handlers)
         self._events: dict[str, ServerEvent[Any]] = {}
         self._contract: Contract | None = None
-        self._on_connect: SocketHook | None = None
-        self._on_disconnect: SocketHook | None = None
-        self._authenticate: AuthHook | None = None
+        self.hooks: Final = Hooks()
         self._accepting = True
         self._connections: set[asyncio.Task[Any]] = set()
         self.backend: Final = backend
@@ -298,13 +264,13 @@ class Server:
     def on_connect(self, hook: SocketHook) -> SocketHook:
         """Register ``async def hook(sock) -> None``, run after ``__hello`` and before the socket's first
         message is handled. If it raises, the socket is closed with 1011."""
-        self._on_connect = self._register_hook("on_connect", self._on_connect, hook)
+        self.hooks.on_connect = self._register_hook("on_connect", self.hooks.on_connect, hook)
         return hook
 
     def on_disconnect(self, hook: SocketHook) -> SocketHook:
         """Register ``async def hook(sock) -> None``, run once the connection has ended; ``sock.rooms``
         still lists the rooms the socket was in."""
-        self._on_disconnect = self._register_hook("on_disconnect", self._on_disconnect, hook)
+        self.hooks.on_disconnect = self._register_hook("on_disconnect", self.hooks.on_disconnect, hook)
         return hook
 
     def authenticate(self, hook: AuthHook) -> AuthHook:
@@ -314,7 +280,7 @@ class Server:
         Returning ``None`` refuses the connection with HTTP 403; anything else is stored as
         ``sock.identity``. If the hook raises, the connection is refused with HTTP 500.
         """
-        self._authenticate = self._register_hook("authenticate", self._authenticate, hook)
+        self.hooks.authenticate = self._register_hook("authenticate", self.hooks.authenticate, hook)
         return hook
 
     @staticmethod
@@ -405,130 +371,22 @@ class Server:
     # --- one connection ----------------------------------------------------------------------------
 
     async def serve(self, transport: Transport) -> None:
-        """Serve one connection from the handshake to the end. Transports call this."""
+        """Serve one connection from the handshake to the end (:class:`~typed_ss.connection.Connection`).
+        Transports call this, in the task that serves the connection."""
         task = asyncio.current_task()
         assert task is not None  # always called from a task
         self._connections.add(task)
         try:
-            await self._serve(transport, task)
+            if self.backend is not None and self._multihome is None and self._accepting:
+                await self.startup()  # served without a lifespan
+            await Connection(self, transport, task).run()
         finally:
             self._connections.discard(task)
 
-    async def _serve(self, transport: Transport, task: asyncio.Task[Any]) -> None:
-        if len(self._connections) > self.limits.max_connections:
-            self.client_log.warning(
-                "max_connections",
-                "refused a WebSocket from %s: max_connections (%d) reached",
-                transport.request.client,
-                self.limits.max_connections,
-            )
-            await transport.refuse(503)
-            return
-        if self.backend is not None and self._multihome is None and self._accepting:
-            await self.startup()  # served without a lifespan
-        request = transport.request
-        if not self._origin_allowed(request):
-            await transport.refuse(403)
-            return
-        identity: Any = None
-        if self._authenticate is not None:
-            try:
-                identity = await self._authenticate(request)
-            except Exception:
-                logger.exception("the authenticate hook failed; refusing the connection")
-                await transport.refuse(500)
-                return
-            if identity is None:
-                self.client_log.info(
-                    "unauthenticated", "refused a WebSocket from %s: authentication failed", request.client
-                )
-                await transport.refuse(403)
-                return
-        if not self.accepting:  # checked last: shutdown may begin while the hook runs
-            await transport.refuse(503)
-            return
-        try:
-            contract = self.contract.fingerprint  # computed once, then cached
-        except Exception:
-            logger.exception("cannot describe the contract; refusing the connection")
-            await transport.refuse(500)
-            return
-        try:
-            await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
-        except Disconnected:
-            return
-
-        sock = Socket(self, transport, identity, task)
-        reader = Reader(self, sock, transport)
-        try:
-            # Attaching waits until the backend delivers the socket's own room, so the id in __hello
-            # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
-            await self.hub.attach(sock)
-            sock.open(hello_frame(sock.id, self.limits.max_message_size, contract))
-            logger.debug("socket %s connected", sock.id)
-            if not self._client_contract_accepted(sock, contract):
-                await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
-            elif self._on_connect is not None:
-                try:
-                    await reader.run_watched(self._on_connect(sock))
-                except Exception:
-                    logger.exception("the on_connect hook failed for socket %s; closing it", sock.id)
-                    await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
-            await reader.read()
-        except Disconnected:
-            pass
-        except asyncio.CancelledError:
-            if not sock.ended_by_server:
-                raise
-            task.uncancel()  # the server ended this connection itself: finish normally
-        finally:
-            await reader.stop()
-            await self._teardown(sock)
-
-    async def _teardown(self, sock: Socket) -> None:
-        sock._closing = True
-        self.hub.detach(sock)
-        sock._stop_background()
-        if self._on_disconnect is not None:
-            try:
-                await self._on_disconnect(sock)
-            except Exception:
-                logger.exception("the on_disconnect hook failed for socket %s", sock.id)
-        sock._rooms.clear()
-        logger.debug("socket %s disconnected", sock.id)
-
-    def _client_contract_accepted(self, sock: Socket, contract: str) -> bool:
-        if not sock.request.scope.get("query_string"):
-            # No query string, so no fingerprint (the plain ss.js client): parsing one is the largest
-            # part of typed-ss's own cost per connection.
-            return True
-        client_contract = sock.request.query_params.get(CONTRACT_QUERY_PARAMETER)
-        if client_contract is None or client_contract == contract or self.contract_check == "off":
-            return True
-        self.client_log.warning(
-            "contract",
-            "socket %s was generated from another contract (%r; the server's is %s)%s",
-            sock.id,
-            client_contract,
-            contract,
-            ": closing it" if self.contract_check == "refuse" else "",
-        )
-        return self.contract_check != "refuse"
-
-    def _origin_allowed(self, request: HTTPConnection) -> bool:
-        """Whether the handshake's ``Host`` and ``Origin`` pass ``allowed_hosts``, ``allowed_origins``
-        and the same-origin rule (:mod:`typed_ss.origin`); a refusal is logged."""
-        headers = request.headers
-        refusal = self._handshake_policy.refusal(
-            request.scope.get("scheme", "ws"), headers.get("host"), headers.get("origin")
-        )
-        if refusal is None:
-            return True
-        # The header's value is the client's: %r, so it cannot forge a log line.
-        self.client_log.warning(
-            refusal.header, "refused a WebSocket: %s %r %s", refusal.header, refusal.value, refusal.reason
-        )
-        return False
+    @property
+    def connection_count(self) -> int:
+        """Connections being served now, handshakes included."""
+        return len(self._connections)
 
     # --- casts and lookups -------------------------------------------------------------------------
 

@@ -1,18 +1,23 @@
-"""Socket: one connected client, its rooms, and its send path.
+"""Socket: one connected client, its public face, and its send path.
 
 The send path never makes a caller wait for this client. A frame is handed to the transport at once
 while the connection keeps up; once the connection is congested, frames wait in a bounded queue (in
 bytes) that the socket's own writer task drains. A socket whose queue passes ``send_queue_bytes``, or
-whose send does not finish within ``send_timeout``, is cut off with close code 4008 (slow consumer).
+whose send does not finish within ``send_timeout``, is evicted with close code 4008 (slow consumer)
+and its connection aborted.
+
+The socket's life is one explicit :class:`SocketState`. Its rooms belong to the hub
+(:meth:`typed_ss.hub.Hub.rooms_of`), its task to its :class:`~typed_ss.connection.Connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from starlette.datastructures import State
 from starlette.requests import HTTPConnection
@@ -24,9 +29,38 @@ from typed_ss.transport import Disconnected, PendingSend, Transport
 if TYPE_CHECKING:
     from typed_ss.server import Server
 
-__all__ = ["Socket"]
+__all__ = ["Socket", "SocketState"]
 
 logger = logging.getLogger("typed_ss")
+
+
+class SocketState(enum.Enum):
+    """Where a socket is in its life; frames pushed to it are sent, queued or dropped accordingly."""
+
+    CONNECTING = "connecting"
+    """Accepted and being attached: frames wait behind ``__hello``."""
+    OPEN = "open"
+    """Frames go to the transport at once."""
+    CONGESTED = "congested"
+    """A send could not complete at once: frames wait in the bounded queue the writer drains."""
+    CLOSING = "closing"
+    """The application closed the socket: nothing more is queued; the close frame is on its way."""
+    ENDING = "ending"
+    """The server is ending the connection (the client is gone, or was evicted as a slow consumer):
+    the socket has left its rooms, a close frame may be tried, then the connection's task ends."""
+    CLOSED = "closed"
+    """The connection has ended (the disconnect hook runs in this state)."""
+
+
+_LIVE: Final = frozenset({SocketState.CONNECTING, SocketState.OPEN, SocketState.CONGESTED})
+
+
+class Ender(Protocol):
+    """What owns the connection's task: ends it when the socket must go (evicted, or gone)."""
+
+    def end(self) -> None:
+        """End the connection's task now; its teardown follows."""
+        ...
 
 
 class _Close:
@@ -57,29 +91,20 @@ class Socket:
     """
 
     __slots__ = (
-        "_backlog",
-        "_backlog_bytes",
-        "_closer",
-        "_closing",
-        "_ended_by_server",
-        "_rooms",
+        "_connection",
+        "_life",
+        "_queue",
+        "_queue_bytes",
         "_server",
-        "_task",
+        "_side_task",
         "_transport",
-        "_writer",
         "close_code",
         "id",
         "identity",
         "state",
     )
 
-    def __init__(
-        self,
-        server: Server,
-        transport: Transport,
-        identity: Any = None,
-        task: asyncio.Task[Any] | None = None,
-    ) -> None:
+    def __init__(self, server: Server, transport: Transport, connection: Ender, identity: Any = None) -> None:
         self.id: Final = new_socket_id()
         self.identity: Any = identity
         self.state = State()
@@ -87,22 +112,18 @@ class Socket:
         """The code this socket was closed with by the server, or ``None``."""
         self._server = server
         self._transport = transport
-        # Every room, the socket's own `__socket_id:` room included; the hub holds the reverse index.
-        self._rooms: set[str] = set()
-        # None while the connection keeps up; a queue once a send could not complete at once. It starts
-        # as a queue: casts that reach the socket while it is being attached wait behind __hello.
-        self._backlog: deque[_Outgoing] | None = deque()
-        self._backlog_bytes = 0
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
-        self._closing = False
-        # The connection's task (reader and handlers); cancelled to end a slow or vanished client, with
-        # _ended_by_server set so the server knows the cancellation was its own.
-        self._task = task
-        self._ended_by_server = False
+        self._connection = connection
+        self._life = SocketState.CONNECTING
+        # Frames waiting to be sent, in CONNECTING (behind __hello) and CONGESTED (for the writer),
+        # and a close waiting behind them in CLOSING.
+        self._queue: deque[_Outgoing] = deque()
+        self._queue_bytes = 0
+        # The writer (draining a congested queue) or the closer (ending an evicted socket): at most
+        # one runs at a time, and teardown cancels it.
+        self._side_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<Socket {self.id}>"
+        return f"<Socket {self.id} {self._life.value}>"
 
     # --- information -------------------------------------------------------------------------------
 
@@ -112,33 +133,26 @@ class Socket:
         return self._transport.request
 
     @property
+    def life(self) -> SocketState:
+        """Where the socket is in its life (:class:`SocketState`)."""
+        return self._life
+
+    @property
     def rooms(self) -> frozenset[str]:
         """A snapshot of the rooms this socket is in (without its internal ``__socket_id:`` room).
         Inside the disconnect hook it still lists the rooms the socket was in."""
-        return frozenset(room for room in self._rooms if not room.startswith(RESERVED_PREFIX))
+        return frozenset(
+            room for room in self._server.hub.rooms_of(self) if not room.startswith(RESERVED_PREFIX)
+        )
 
     def in_room(self, room: str) -> bool:
         """Whether this socket is a member of ``room``."""
-        return room in self._rooms
+        return room in self._server.hub.rooms_of(self)
 
     @property
     def connected(self) -> bool:
         """``False`` once the socket is closing or closed; emits to it are then dropped."""
-        return not self._closing
-
-    @property
-    def ended_by_server(self) -> bool:
-        """Whether the server ended this connection's task itself (:meth:`end_by_server`)."""
-        return self._ended_by_server
-
-    def end_by_server(self) -> None:
-        """End the connection's task now, cancelling a handler that is still running; the teardown
-        (and the disconnect hook) follows. Internal: used when the client is gone or cut off."""
-        self._closing = True
-        task = self._task
-        if task is not None and not task.done():
-            self._ended_by_server = True
-            task.cancel()
+        return self._life in _LIVE
 
     # --- rooms -------------------------------------------------------------------------------------
 
@@ -151,9 +165,10 @@ class Socket:
         """
         limits = self._server.limits
         check_room_name(room, limits.max_room_name_length)
-        if self._closing or room in self._rooms:
+        rooms = self._server.hub.rooms_of(self)
+        if not self.connected or room in rooms:
             return
-        if len(self._rooms) - 1 >= limits.max_rooms_per_socket:  # the socket's own room does not count
+        if len(rooms) - 1 >= limits.max_rooms_per_socket:  # the socket's own room does not count
             raise LimitExceeded(
                 f"socket {self.id} is already in {limits.max_rooms_per_socket} rooms (max_rooms_per_socket)"
             )
@@ -166,7 +181,7 @@ class Socket:
             InvalidName: the name is empty, too long or reserved (starts with ``__``).
         """
         check_room_name(room, self._server.limits.max_room_name_length)
-        if room in self._rooms:
+        if room in self._server.hub.rooms_of(self):
             await self._server.hub.leave(self, room)
 
     # --- sending -----------------------------------------------------------------------------------
@@ -210,109 +225,126 @@ class Socket:
         Returns without waiting for the client; the disconnect hook runs once the connection has
         ended. Closing twice does nothing.
         """
-        if self._closing:
-            return
-        self._closing = True
+        if self.connected:
+            self._start_close(code, reason)
+
+    def _start_close(self, code: int, reason: str) -> None:
+        was = self._life
+        self._life = SocketState.CLOSING
         self.close_code = code
-        if self._backlog is not None:
-            self._backlog.append(_Close(code, reason))
+        if was is not SocketState.OPEN:  # behind __hello, or behind a congested queue
+            self._queue.append(_Close(code, reason))
             return
         try:
             pending = self._transport.close(code, reason)
         except Disconnected:
             return
         if pending is not None:
-            self._backlog = deque()
-            self._writer = asyncio.create_task(self._drain(pending))
+            self._side_task = asyncio.create_task(self._drain(pending))
 
-    # --- the send path (used by the hub) -----------------------------------------------------------
+    # --- the send path (the connection and the hub use it) -----------------------------------------
 
     def open(self, hello: Frame) -> None:
-        """Send ``__hello``, then whatever was cast to the socket while it was being attached.
-        Internal: the server calls it once the socket is reachable from every instance."""
-        queued, self._backlog, self._backlog_bytes = self._backlog, None, 0
+        """Send ``__hello``, then whatever was queued while the socket was being attached (a close
+        included). Internal: the connection calls it once the socket is reachable everywhere."""
+        if self._life is not SocketState.CONNECTING and self._life is not SocketState.CLOSING:
+            return  # ended while it was being attached
+        queued = list(self._queue)
+        self._queue.clear()
+        self._queue_bytes = 0
+        self._life = SocketState.OPEN
         self.push(hello)
-        for item in queued or ():
-            if isinstance(item, Frame):
-                self.push(item)
+        for item in queued:
+            if isinstance(item, _Close):  # closed while attaching: the close goes after what came before
+                self._start_close(item.code, item.reason)
+                break
+            self.push(item)
 
     def push(self, frame: Frame) -> None:
         """Hand an encoded frame to this socket's send path without waiting. Internal: the hub calls
         this for every recipient of a cast, so it never awaits and never changes the hub's indexes."""
-        if self._closing:
-            return
-        backlog = self._backlog
-        if backlog is None:
+        life = self._life
+        if life is SocketState.OPEN:
             try:
                 pending = self._transport.send(frame)
             except Disconnected:
                 self._drop("the connection is gone")
                 return
             if pending is not None:
-                self._backlog = deque()
-                self._writer = asyncio.create_task(self._drain(pending))
+                self._life = SocketState.CONGESTED
+                self._side_task = asyncio.create_task(self._drain(pending))
             return
-        self._backlog_bytes += len(frame)
-        if self._backlog_bytes > self._server.limits.send_queue_bytes:
-            self._cut_off(f"its send queue passed {self._server.limits.send_queue_bytes} bytes")
-            return
-        backlog.append(frame)
+        if life is SocketState.CONGESTED or life is SocketState.CONNECTING:
+            self._queue_bytes += len(frame)
+            if self._queue_bytes > self._server.limits.send_queue_bytes:
+                self._evict(f"its send queue passed {self._server.limits.send_queue_bytes} bytes")
+                return
+            self._queue.append(frame)
 
     async def _drain(self, pending: PendingSend) -> None:
         """The writer: finish the congested send, then send the queue in order, until it is empty."""
-        backlog = self._backlog
-        assert backlog is not None  # set together with the writer
+        queue = self._queue
         timeout = self._server.limits.send_timeout
         try:
             while True:
                 async with asyncio.timeout(timeout):
                     await pending
                 while True:
-                    if not backlog:
-                        self._backlog = None
-                        self._writer = None
+                    if not queue:
+                        self._side_task = None
+                        if self._life is SocketState.CONGESTED:
+                            self._life = SocketState.OPEN
                         return
-                    item = backlog.popleft()
+                    item = queue.popleft()
                     if isinstance(item, _Close):
                         next_pending = self._transport.close(item.code, item.reason)
                     else:
-                        self._backlog_bytes -= len(item)
+                        self._queue_bytes -= len(item)
                         next_pending = self._transport.send(item)
                     if next_pending is not None:
                         pending = next_pending
                         break
         except TimeoutError:
-            self._writer = None
+            self._side_task = None
             pending.close()
-            self._cut_off(f"a send did not finish within {timeout} s")
+            self._evict(f"a send did not finish within {timeout} s")
         except Disconnected:
-            self._writer = None
+            self._side_task = None
             self._drop("the connection is gone")
         except Exception:
             # A bug (in typed-ss or the server under it), never a client's doing: said loudly, and the
             # connection is ended rather than left with a writer that will never write again.
             logger.exception("the writer of socket %s failed; ending its connection", self.id)
-            self._writer = None
+            self._side_task = None
             self._drop("its writer failed")
 
-    def _cut_off(self, why: str) -> None:
-        """Evict a slow consumer: drop its queue, try to tell it with 4008, end its connection."""
-        if self._closer is not None:
+    def _evict(self, why: str) -> None:
+        """A slow consumer: drop its queue, try to tell it with 4008, abort and end its connection."""
+        if self._life is SocketState.ENDING or self._life is SocketState.CLOSED:
             return
         self._server.client_log.warning(
             "slow_consumer", "socket %s is a slow consumer and is being closed: %s", self.id, why
         )
-        self._closing = True
         self.close_code = CloseCode.SLOW_CONSUMER
-        self._closer = asyncio.create_task(self._end(CloseCode.SLOW_CONSUMER, "slow consumer"))
+        self._start_ending(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     def _drop(self, why: str) -> None:
         """The connection is gone: end it without trying to send anything more."""
-        if self._closer is not None:
+        if self._life is SocketState.ENDING or self._life is SocketState.CLOSED:
             return
         logger.debug("socket %s: %s", self.id, why)
-        self._closing = True
-        self._closer = asyncio.create_task(self._end(None, ""))
+        self._start_ending(None, "")
+
+    def _start_ending(self, code: int | None, reason: str) -> None:
+        # Its own task: this starts inside a push, which may be part of a fan-out loop over the very
+        # rooms the socket is about to leave.
+        self._life = SocketState.ENDING
+        writer, self._side_task = self._side_task, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+        self._queue.clear()
+        self._queue_bytes = 0
+        self._side_task = asyncio.create_task(self._end(code, reason))
 
     async def _end(self, code: int | None, reason: str) -> None:
         """Leave every room at once, send a close frame if there is one to send, then end the
@@ -320,14 +352,8 @@ class Socket:
 
         A close frame that cannot be written at once means the client is not reading: it could never
         receive it, so the connection is aborted (where the server allows it; otherwise the close
-        frame gets ``send_timeout`` to leave). Runs as its own task because it starts inside a push,
-        which may be part of a fan-out loop over the very rooms it leaves."""
+        frame gets ``send_timeout`` to leave)."""
         self._server.hub.detach(self)
-        if self._writer is not None:
-            self._writer.cancel()
-            self._writer = None
-        if self._backlog is not None:
-            self._backlog.clear()
         if code is not None:
             try:
                 pending = self._transport.close(code, reason)
@@ -344,14 +370,14 @@ class Socket:
                         pass  # a client that stopped reading cannot receive a close frame
                     finally:
                         pending.close()
-        self.end_by_server()
+        self._connection.end()
 
-    def _stop_background(self) -> None:
-        """Cancel the writer and closer tasks (used by teardown; never cancels the calling task)."""
-        current = asyncio.current_task()
-        for task in (self._writer, self._closer):
-            if task is not None and task is not current and not task.done():
-                task.cancel()
-        self._writer = None
-        self._backlog = None
-        self._backlog_bytes = 0
+    def ended(self) -> None:
+        """The connection has ended: stop the send path (the writer or closer, unless it is the
+        caller). Internal: the connection's teardown calls it before the disconnect hook."""
+        self._life = SocketState.CLOSED
+        side, self._side_task = self._side_task, None
+        if side is not None and side is not asyncio.current_task() and not side.done():
+            side.cancel()
+        self._queue.clear()
+        self._queue_bytes = 0

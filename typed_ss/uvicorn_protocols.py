@@ -151,12 +151,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        if self.read_paused:
-            self.read_paused = False
-            if not self._writes_paused:
-                self.transport.resume_reading()
-        if self.close_timer is None:
-            self.close_timer = self.loop.call_later(self.close_timeout, self.abort)
+        self._await_close()
 
     def handle_parser_exception(self) -> None:
         # websockets refused what the client sent (a protocol error, a message too big) and queued a
@@ -183,6 +178,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.stop_keepalive()
         if self.transport.can_write_eof():
             self.transport.write_eof()
+        self._await_close()
+
+    def _await_close(self) -> None:
+        """Read on, to see the client's close, and abort if it has not come within the close timeout."""
         if self.read_paused:
             self.read_paused = False
             if not self._writes_paused:
