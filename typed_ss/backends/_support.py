@@ -87,6 +87,9 @@ class Link:
         describe: turns an exception into the ``last_error`` text.
         quiet_until_first_contact: log failed attempts at INFO until the first connection has been
             made (a mesh peer that is not up yet at start is no error).
+        level: the log level for one failure, given the exception and whether the connection had
+            worked; ``None`` for the default (ERROR, or INFO while quiet). A peer that says it is
+            shutting down, or a refusal that no waiting will cure, can be logged as what it is.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Link:
         max_backoff: float,
         describe: Callable[[BaseException], str] = repr,
         quiet_until_first_contact: bool = False,
+        level: Callable[[BaseException, bool], int | None] | None = None,
     ) -> None:
         self.what = what
         self._serve = serve
@@ -106,6 +110,7 @@ class Link:
         self._log = log
         self._describe = describe
         self._quiet = quiet_until_first_contact
+        self._level = level
         self.backoff = Backoff(cap=max_backoff)
         self.state: BackendState = "connecting"
         self.reconnects = 0
@@ -160,15 +165,24 @@ class Link:
 
     def _lost(self, exc: BaseException) -> None:
         self.last_error = self._describe(exc)
-        if self.state in ("connected", "unresponsive"):
+        was_working = self.state in ("connected", "unresponsive")
+        chosen = None if self._level is None else self._level(exc, was_working)
+        if was_working:
             self.reconnects += 1
             self.backoff.succeeded()
-            self._log.error("lost the connection to %s (%s): reconnecting", self.what, self.last_error)
+            self._log.log(
+                chosen or logging.ERROR,
+                "lost the connection to %s (%s): reconnecting",
+                self.what,
+                self.last_error,
+            )
         else:
             attempt = self.backoff.failures + 1
             if attempt == 1 or attempt % self.backoff.log_every == 0:
-                level = logging.INFO if self._quiet and not self.ever_connected else logging.ERROR
-                self._log.log(level, "cannot reach %s (%s): still trying", self.what, self.last_error)
+                default = logging.INFO if self._quiet and not self.ever_connected else logging.ERROR
+                self._log.log(
+                    chosen or default, "cannot reach %s (%s): still trying", self.what, self.last_error
+                )
         # A mesh peer that has never answered is still being connected to; a broker is reconnected to
         # (and subscriptions stop waiting for it).
         self.state = "connecting" if self._quiet and not self.ever_connected else "reconnecting"
