@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from typed_ss.errors import ConfigurationError
-from typed_ss.events import PayloadKind, payload_kind
+from typed_ss.typeinfo import PayloadKind, declared_fields, is_pydantic_model, payload_kind, type_name
 
 __all__ = ["CONTRACT_QUERY_PARAMETER", "Contract", "Direction", "EventContract", "check_describable"]
 
@@ -217,34 +217,22 @@ def check_describable(name: str, payload_type: object, direction: Direction) -> 
         field = _undescribable_field(payload_type, direction)
         where = f" (field {field})" if field else ""
         raise ConfigurationError(
-            f"the payload type {_type_name(payload_type)} of event {name!r} has no JSON Schema{where}, "
+            f"the payload type {type_name(payload_type)} of event {name!r} has no JSON Schema{where}, "
             f"so it cannot be part of the contract: {exc}"
         ) from exc
 
 
 def _undescribable_field(payload_type: object, direction: Direction) -> str | None:
     """``Model.field`` for the first field of a model or struct whose type has no JSON Schema."""
-    pydantic = sys.modules.get("pydantic")
-    if not isinstance(payload_type, type):
-        return None
-    fields: list[tuple[str, object]]
-    if pydantic is not None and issubclass(payload_type, pydantic.BaseModel):
-        model_fields: dict[str, Any] = getattr(payload_type, "model_fields", {})
-        fields = [(name, info.annotation) for name, info in model_fields.items()]
-    elif issubclass(payload_type, msgspec.Struct):
-        fields = [(field.name, field.type) for field in msgspec.structs.fields(payload_type)]
-    else:
+    fields = declared_fields(payload_type)
+    if fields is None:
         return None
     for field_name, field_type in fields:
         try:
             _schema(field_type, direction)
         except Exception:
-            return f"{payload_type.__qualname__}.{field_name}"
+            return f"{type_name(payload_type)}.{field_name}"
     return None
-
-
-def _type_name(tp: object) -> str:
-    return tp.__qualname__ if isinstance(tp, type) else repr(tp)
 
 
 def _schema(payload_type: object, direction: Direction) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -265,11 +253,7 @@ def _schema(payload_type: object, direction: Direction) -> tuple[dict[str, Any],
         mode=mode, by_alias=True, ref_template="#/$defs/{model}" + suffix
     )
     components = {name + suffix: component for name, component in schema.pop("$defs", {}).items()}
-    if (
-        isinstance(payload_type, type)
-        and issubclass(payload_type, pydantic.BaseModel)
-        and "$ref" not in schema
-    ):
+    if is_pydantic_model(payload_type) and "$ref" not in schema:
         # A model on its own comes back inline; refer to it by name like every other model.
         name = payload_type.__name__ + suffix
         components[name] = schema

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import functools
 import sys
-import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 from typed_ss.errors import EncodeError
-from typed_ss.handlers import msgspec_can_decode
 from typed_ss.protocol import (
     Frame,
     check_room_name,
@@ -41,29 +39,25 @@ from typed_ss.protocol import (
     encode_json_frame,
     socket_room,
 )
+from typed_ss.typeinfo import (
+    BINARY_TYPES,
+    PayloadKind,
+    is_plain_class,
+    msgspec_can_decode,
+    payload_kind,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from typed_ss.server import Server
     from typed_ss.socket import Socket
 
+# PayloadKind and payload_kind live in typed_ss.typeinfo, which writes the rule once; still importable here.
 __all__ = ["PayloadKind", "ServerEvent", "payload_kind"]
 
 T = TypeVar("T")
 
-PayloadKind: TypeAlias = Literal["binary", "text", "json"]
-"""How a payload travels: raw bytes in a binary frame (``bytes``), raw text (``str``), or JSON."""
-
-_BINARY: tuple[type, ...] = (bytes, bytearray, memoryview)
 _NUMBERS: dict[object, tuple[type, ...]] = {int: (int,), float: (int, float)}
-
-
-def payload_kind(payload_type: object) -> PayloadKind:
-    """The wire form of a payload type: ``bytes`` is binary, ``str`` is text, anything else JSON."""
-    if payload_type in _BINARY:
-        return "binary"
-    if payload_type is str:
-        return "text"
-    return "json"
 
 
 class ServerEvent(Generic[T]):
@@ -99,7 +93,7 @@ class ServerEvent(Generic[T]):
         self._validate_value: Callable[[object], object] | None = None
         """Validates the value itself (pydantic, strict), raising on a mismatch."""
         if self._kind == "binary":
-            self._accepts = _BINARY
+            self._accepts = BINARY_TYPES  # a `bytes` event takes bytearray and memoryview values too
         elif self._kind == "text":
             self._accepts = str
         elif payload_type in (Any, object):
@@ -107,7 +101,7 @@ class ServerEvent(Generic[T]):
         elif payload_type in _NUMBERS:
             self._accepts = _NUMBERS[payload_type]
             self._refuses_bool = True
-        elif _is_plain_class(payload_type):
+        elif is_plain_class(payload_type):
             assert isinstance(payload_type, type)
             self._accepts = payload_type
         elif msgspec_can_decode(payload_type):
@@ -154,7 +148,7 @@ class ServerEvent(Generic[T]):
             return EncodeError(f"event {self.name!r} is declared with {self._kind} payloads, got {got}")
         detail = "" if cause is None else f": {str(cause)[:300]}"
         return EncodeError(
-            f"event {self.name!r} is declared with payload type {_type_name(self.payload_type)}, "
+            f"event {self.name!r} is declared with payload type {type_name(self.payload_type)}, "
             f"got {got}{detail}"
         )
 
@@ -181,19 +175,3 @@ class ServerEvent(Generic[T]):
         """Send to the socket with id ``socket_id``, wherever it is connected."""
         # Straight to the hub: the socket's own room is reserved, which roomcast refuses.
         self._server.hub.roomcast(socket_room(socket_id), self.frame(payload))
-
-
-def _is_plain_class(payload_type: object) -> bool:
-    """A class ``isinstance`` can test: not a parameterised generic (``list[int]``), and not one of
-    the classes that refuse instance checks (TypedDict, ``Any``)."""
-    if not isinstance(payload_type, type) or typing.get_origin(payload_type) is not None:
-        return False
-    try:
-        isinstance(None, payload_type)
-    except TypeError:
-        return False
-    return True
-
-
-def _type_name(payload_type: object) -> str:
-    return payload_type.__qualname__ if isinstance(payload_type, type) else repr(payload_type)

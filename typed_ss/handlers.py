@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import msgspec
 
 from typed_ss.errors import HandlerSignatureError, PayloadValidationError
+from typed_ss.typeinfo import custom_types, is_pydantic_model, msgspec_can_decode, type_name
 
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
@@ -34,7 +35,7 @@ __all__ = [
     "build_decoder",
     "inspect_handler",
     "is_async_callable",
-    "msgspec_can_decode",
+    "msgspec_can_decode",  # lives in typed_ss.typeinfo; still importable from here
 ]
 
 logger = logging.getLogger("typed_ss")
@@ -108,8 +109,8 @@ def inspect_handler(event: str, fn: Handler[Any], explicit: object | None) -> Ha
     else:
         if annotated is not None and not _compatible(annotated, explicit):
             raise HandlerSignatureError(
-                f"the handler for event {event!r} ({where}) annotates its payload as {_name(annotated)} "
-                f"but was registered with the model {_name(explicit)}; make them agree"
+                f"the handler for event {event!r} ({where}) annotates its payload as {type_name(annotated)} "
+                f"but was registered with the model {type_name(explicit)}; make them agree"
             )
         payload_type = explicit
     return HandlerSpec(event, fn, payload_type, build_decoder(event, payload_type, where))
@@ -148,16 +149,18 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
     """The decoder for ``payload_type``: ``None`` for raw bytes, else a callable raising
     :class:`PayloadValidationError` with a message that is safe to send to the client (and nothing
     else: see :data:`Decoder`)."""
+    # Raw only for `bytes` itself. payload_kind calls bytearray and memoryview binary too, but their
+    # handlers have always had a JSON decoder; that mismatch is kept as it is, not changed in passing.
     if payload_type is bytes:
         return None
     if payload_type is str:
         return _utf8_decoder(event)
-    if _is_pydantic_model(payload_type):
+    if is_pydantic_model(payload_type):
         return _pydantic_decoder(event, payload_type.model_validate_json)  # type: ignore[attr-defined]
     try:
         # msgspec accepts classes it does not know (expecting a dec_hook) and would reject their
         # payloads only later, message by message: refuse them here, at registration.
-        unknown = _classes_msgspec_cannot_decode(msgspec.inspect.type_info(payload_type))
+        unknown = {node.cls for node in custom_types(msgspec.inspect.type_info(payload_type))}
         if unknown:
             raise TypeError(f"msgspec cannot decode {', '.join(sorted(c.__qualname__ for c in unknown))}")
         decoder = msgspec.json.Decoder(payload_type)
@@ -172,37 +175,10 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
             else:
                 return _pydantic_decoder(event, adapter.validate_json)
         raise HandlerSignatureError(
-            f"the payload type {_name(payload_type)} of the handler for event {event!r} {where} "
+            f"the payload type {type_name(payload_type)} of the handler for event {event!r} {where} "
             f"cannot be decoded from JSON: {exc}"
         ) from exc
     return _msgspec_decoder(event, decoder)
-
-
-def msgspec_can_decode(payload_type: object) -> bool:
-    """Whether msgspec alone (no pydantic, no ``dec_hook``) decodes ``payload_type`` from JSON."""
-    try:
-        return not _classes_msgspec_cannot_decode(msgspec.inspect.type_info(payload_type))
-    except TypeError:
-        return False
-
-
-def _classes_msgspec_cannot_decode(info: msgspec.inspect.Type) -> set[type]:
-    """Every class in a msgspec type tree that msgspec decodes only with a hook (``CustomType``)."""
-    found: set[type] = set()
-    seen: set[int] = set()
-    pending: list[object] = [info]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, msgspec.inspect.Field):
-            node = node.type
-        if not isinstance(node, msgspec.inspect.Type) or id(node) in seen:
-            continue
-        seen.add(id(node))  # recursive structs refer back to themselves
-        if isinstance(node, msgspec.inspect.CustomType):
-            found.add(node.cls)
-        for value in msgspec.structs.asdict(node).values():
-            pending.extend(value if isinstance(value, tuple) else (value,))
-    return found
 
 
 def _utf8_decoder(event: str) -> Decoder:
@@ -297,15 +273,6 @@ def _pydantic_detail(exc: Any) -> str:
     if len(errors) > 3:
         parts.append(f"and {len(errors) - 3} more errors")
     return _safe_detail("; ".join(parts))
-
-
-def _is_pydantic_model(tp: object) -> bool:
-    pydantic = sys.modules.get("pydantic")
-    return pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
-
-
-def _name(tp: object) -> str:
-    return tp.__qualname__ if isinstance(tp, type) else repr(tp)
 
 
 def _describe(fn: object) -> str:

@@ -165,7 +165,8 @@ declare namespace SS {
 
   class SSError extends Error {
     constructor(code: ErrorCode, message: string, fields?: object);
-    readonly name: "SSError";
+    /** Always "SSError". */
+    readonly name: string;
     readonly code: ErrorCode;
     /** The event involved: the emitted or received event, the server's payload.event, or the callback name. */
     readonly event?: string;

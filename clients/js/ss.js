@@ -27,7 +27,7 @@
   if (typeof module === "object" && module !== null && typeof module.exports === "object") {
     module.exports = SS;
   } else if (root) {
-    root.SS = SS;
+    /** @type {{ SS?: unknown }} */ (root).SS = SS;
   }
 })(
   typeof window !== "undefined"
@@ -37,9 +37,32 @@
       : typeof globalThis !== "undefined"
         ? globalThis
         : undefined,
+  /**
+   * The checked contract between this file and ss.d.ts (npm run typecheck): what the factory returns must
+   * be the class ss.d.ts declares, statics included.
+   * @returns {typeof import("./ss.js")}
+   */
   function () {
     "use strict";
 
+    // Types for tsc, from ss.d.ts. Inside this function `SS` is the class below; `Client` is the declared one.
+    /** @typedef {import("./ss.js")} Client */
+    /** @typedef {import("./ss.js").Options} Options */
+    /** @typedef {import("./ss.js").ReconnectOptions} ReconnectOptions */
+    /** @typedef {import("./ss.js").ResolvedReconnectOptions} ResolvedReconnectOptions */
+    /** @typedef {import("./ss.js").EmitOptions} EmitOptions */
+    /** @typedef {import("./ss.js").ErrorCode} ErrorCode */
+    /** @typedef {import("./ss.js").OpenEvent} OpenEvent */
+    /** @typedef {import("./ss.js").CloseEventLike} CloseEventLike */
+    /** @typedef {import("./ss.js").Hello} Hello */
+    /** @typedef {import("./ss.js").ServerErrorPayload} ServerErrorPayload */
+    /** @typedef {import("./ss.js").WebSocketLike} WebSocketLike */
+    /** @typedef {import("./ss.js").WebSocketConstructor} WebSocketConstructor */
+    /** An encoded emit: a text frame (size -1 until measured) or a binary one. @typedef {{ frame: string | ArrayBuffer, size: number }} Encoded */
+    /** A parsed server frame. @typedef {{ event: string, flags: string, payload: string | ArrayBuffer }} Frame */
+    /** An emit, as queued. @typedef {{ event: string, data: unknown, encoded: Encoded }} Message */
+
+    /** @type {"sac-sock"} */
     var SUBPROTOCOL = "sac-sock";
     var SOH = "\x01";
     var STX = "\x02";
@@ -77,9 +100,15 @@
      * `code` says what happened; the other fields are set when they apply (see ss.d.ts).
      */
     class SSError extends Error {
+      /**
+       * @param {ErrorCode} code
+       * @param {string} message
+       * @param {object} [fields]
+       */
       constructor(code, message, fields) {
         super(message);
         this.name = "SSError";
+        /** @type {ErrorCode} */
         this.code = code;
         if (fields) {
           Object.assign(this, fields);
@@ -91,9 +120,12 @@
 
     // TextEncoder/TextDecoder are looked up when first needed, not at load time, so that loading the file
     // never fails in an environment that lacks them and never uses them (text frames do not need them).
+    /** @type {TextEncoder | null} */
     var encoder = null;
+    /** @type {TextDecoder | null} */
     var decoder = null;
 
+    /** @param {string} text */
     function utf8Encode(text) {
       if (encoder === null) {
         encoder = new TextEncoder();
@@ -101,6 +133,7 @@
       return encoder.encode(text);
     }
 
+    /** @param {Uint8Array} bytes */
     function utf8Decode(bytes) {
       if (decoder === null) {
         decoder = new TextDecoder("utf-8");
@@ -108,7 +141,10 @@
       return decoder.decode(bytes);
     }
 
-    /** The UTF-8 byte length of a string, counted without encoding it (lone surrogates count as U+FFFD). */
+    /**
+     * The UTF-8 byte length of a string, counted without encoding it (lone surrogates count as U+FFFD).
+     * @param {string} text
+     */
     function utf8Length(text) {
       var n = text.length;
       for (var i = 0; i < text.length; i++) {
@@ -128,21 +164,34 @@
       return n;
     }
 
+    /** @param {number} c */
     function isLowSurrogate(c) {
       return c >= 0xdc00 && c <= 0xdfff;
     }
 
     // --- frame encoding (client -> server) -------------------------------------------------------
 
+    /**
+     * @param {unknown} value
+     * @returns {value is ArrayBuffer}
+     */
     function isArrayBuffer(value) {
       // toString instead of instanceof: a buffer from another realm (an iframe, a vm context) is one too.
       return Object.prototype.toString.call(value) === "[object ArrayBuffer]";
     }
 
+    /**
+     * @param {unknown} value
+     * @returns {value is ArrayBuffer | ArrayBufferView}
+     */
     function isBinary(value) {
       return isArrayBuffer(value) || ArrayBuffer.isView(value);
     }
 
+    /**
+     * @param {ArrayBuffer | ArrayBufferView} value
+     * @returns {Uint8Array}
+     */
     function bytesOf(value) {
       if (isArrayBuffer(value)) {
         return new Uint8Array(value);
@@ -154,6 +203,9 @@
      * Encodes one emit. Returns {frame, size}: frame is a string (text frame) or an ArrayBuffer (binary
      * frame); size is its length in bytes on the wire. Throws SSError("bad_data") for a value JSON cannot
      * represent.
+     * @param {string} event
+     * @param {unknown} data
+     * @returns {Encoded}
      */
     function encodeFrame(event, data) {
       if (isBinary(data)) {
@@ -163,6 +215,11 @@
       return { frame: text, size: -1 }; // measured only when needed: see fitsIn
     }
 
+    /**
+     * @param {string} event
+     * @param {unknown} data
+     * @returns {string}
+     */
     function payloadText(event, data) {
       if (data === undefined) {
         return ""; // the original sent the text "undefined"
@@ -174,7 +231,7 @@
       try {
         json = JSON.stringify(data);
       } catch (err) {
-        var why = "cannot encode the data for " + JSON.stringify(event) + " as JSON: " + err.message;
+        var why = "cannot encode the data for " + JSON.stringify(event) + " as JSON: " + /** @type {Error} */ (err).message;
         throw new SSError("bad_data", why, { event: event, data: data, cause: err });
       }
       if (json === undefined) {
@@ -184,6 +241,11 @@
       return json;
     }
 
+    /**
+     * @param {string} event
+     * @param {Uint8Array} body
+     * @returns {Encoded}
+     */
     function encodeBinaryFrame(event, body) {
       var name = utf8Encode(event);
       var out = new Uint8Array(name.length + 1 + body.length);
@@ -196,22 +258,32 @@
     /**
      * Whether the frame fits in `limit` bytes. A text frame's UTF-8 length is counted (once) only when it could
      * matter: a UTF-16 code unit is at most 3 UTF-8 bytes, so a short enough string fits without counting.
+     * @param {Encoded} encoded
+     * @param {number} limit
      */
     function fitsIn(encoded, limit) {
-      if (encoded.size < 0 && encoded.frame.length * 3 <= limit) {
+      // A negative size marks a text frame (see encodeFrame).
+      if (encoded.size < 0 && /** @type {string} */ (encoded.frame).length * 3 <= limit) {
         return true;
       }
       return frameSize(encoded) <= limit;
     }
 
-    /** The frame's exact size in bytes on the wire. */
+    /**
+     * The frame's exact size in bytes on the wire.
+     * @param {Encoded} encoded
+     */
     function frameSize(encoded) {
       if (encoded.size < 0) {
-        encoded.size = utf8Length(encoded.frame);
+        encoded.size = utf8Length(/** @type {string} */ (encoded.frame));
       }
       return encoded.size;
     }
 
+    /**
+     * @param {unknown} event
+     * @returns {string | null}
+     */
     function checkEventName(event) {
       if (typeof event !== "string" || event === "") {
         return "the event name must be a non-empty string";
@@ -228,6 +300,8 @@
      * Splits a server frame into {event, flags, payload}. payload is a string for a text frame and an
      * ArrayBuffer for a binary one; flags is the string between 0x01 and 0x02 (each character one flag).
      * Returns null when the frame has no 0x02 or an empty event name.
+     * @param {unknown} data
+     * @returns {Frame | null}
      */
     function parseFrame(data) {
       if (typeof data === "string") {
@@ -242,6 +316,10 @@
       return null; // a Blob: binaryType is "arraybuffer", so only a misbehaving WebSocket gives one
     }
 
+    /**
+     * @param {string} text
+     * @returns {Frame | null}
+     */
     function parseTextFrame(text) {
       var stx = text.indexOf(STX);
       if (stx < 0) {
@@ -261,6 +339,10 @@
       };
     }
 
+    /**
+     * @param {Uint8Array} bytes
+     * @returns {Frame | null}
+     */
     function parseBinaryFrame(bytes) {
       var stx = bytes.indexOf(2);
       if (stx < 0) {
@@ -275,13 +357,18 @@
       var body = bytes.subarray(stx + 1);
       return {
         event: utf8Decode(bytes.subarray(0, nameEnd)),
-        flags: String.fromCharCode.apply(null, flagBytes),
+        flags: String.fromCharCode.apply(null, /** @type {number[]} */ (/** @type {unknown} */ (flagBytes))),
         // A copy that holds exactly the payload, so handlers get a plain ArrayBuffer of the right length.
-        payload: body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength),
+        // (Not a SharedArrayBuffer: frames come from a WebSocket, as ArrayBuffers or Node Buffers.)
+        payload: /** @type {ArrayBuffer} */ (body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)),
       };
     }
 
-    /** The value handed to a handler: JSON-parsed for the J flag, else the payload itself. Throws on bad JSON. */
+    /**
+     * The value handed to a handler: JSON-parsed for the J flag, else the payload itself. Throws on bad JSON.
+     * @param {Frame} frame
+     * @returns {unknown}
+     */
     function decodePayload(frame) {
       if (frame.flags.indexOf("J") < 0) {
         return frame.payload;
@@ -292,8 +379,13 @@
 
     // --- options ---------------------------------------------------------------------------------
 
+    /**
+     * @param {ReconnectOptions | undefined} given
+     * @returns {ResolvedReconnectOptions}
+     */
     function reconnectOptions(given) {
-      var opts = Object.assign({}, DEFAULT_RECONNECT, given || {});
+      // Resolved once base and reconnectCodes are set below.
+      var opts = /** @type {ResolvedReconnectOptions} */ (Object.assign({}, DEFAULT_RECONNECT, given || {}));
       // `base` and the original `intervalMS` name the same thing; `base` wins if both are given.
       if (given && given.base !== undefined) {
         opts.intervalMS = given.base;
@@ -303,10 +395,15 @@
       return opts;
     }
 
+    /**
+     * @param {() => void} fn
+     * @param {number} ms
+     */
     function defaultSetTimeout(fn, ms) {
       return setTimeout(fn, ms);
     }
 
+    /** @param {any} handle what defaultSetTimeout returned */
     function defaultClearTimeout(handle) {
       clearTimeout(handle);
     }
@@ -319,6 +416,7 @@
       return Date.now();
     }
 
+    /** @param {unknown} err */
     function defaultOnError(err) {
       if (typeof console !== "undefined") {
         console.error("typed-ss-client:", err);
@@ -337,19 +435,31 @@
       /**
        * Opens the WebSocket at once. opts: {reconnectOpts: {enabled, replayOnConnect, intervalMS, base, cap,
        * factor, resetAfterMS, reconnectCodes}, maxQueue, WebSocket, random, setTimeout, clearTimeout, now}.
+       * @param {string} url
+       * @param {Options} [opts]
        */
       constructor(url, opts) {
         opts = opts || {};
         this.url = url;
         this.reconnectOpts = reconnectOptions(opts.reconnectOpts);
-        /** The socket id from the server's __hello; null until it arrives and while disconnected. */
+        /**
+         * The socket id from the server's __hello; null until it arrives and while disconnected.
+         * @type {string | null}
+         */
         this.id = null;
-        /** The server's max_message_size from __hello; null when unknown (no check is made then). */
+        /**
+         * The server's max_message_size from __hello; null when unknown (no check is made then).
+         * @type {number | null}
+         */
         this.maxMessageSize = null;
-        /** The server's contract fingerprint from __hello (typed-ss gen-client); null when it sent none. */
+        /**
+         * The server's contract fingerprint from __hello (typed-ss gen-client); null when it sent none.
+         * @type {string | null}
+         */
         this.contract = null;
         this.noop = noop;
 
+        /** @type {WebSocketConstructor | null} */
         this._WebSocket = opts.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
         this._random = opts.random || Math.random; // the options' functions are called unbound
         this._setTimeout = opts.setTimeout || defaultSetTimeout;
@@ -357,19 +467,28 @@
         this._now = opts.now || defaultNow;
         this._maxQueue = opts.maxQueue === undefined ? DEFAULT_MAX_QUEUE : opts.maxQueue;
 
+        /** @type {Record<string, unknown>} */
         this._events = Object.create(null);
+        /** @type {(this: Client, event: OpenEvent) => void} */
         this._onConnect = noop;
+        /** @type {(this: Client, event: CloseEventLike) => void} */
         this._onDisconnect = noop;
+        /** @type {(this: Client, error: SSError) => void} */
         this._onError = defaultOnError;
+        /** @type {(this: Client, hello: Hello) => void} */
         this._onHello = noop;
+        /** @type {Message[]} */
         this._queue = [];
+        /** @type {WebSocketLike | null} */
         this._ws = null;
         this._state = CONNECTING;
         this._closedByUser = false;
         this._connectedOnce = false;
         // Attempts since the last connection that stayed open resetAfterMS; drives the backoff.
         this._attempt = 0;
+        /** @type {number | null} */
         this._openedAt = null; // when the current connection opened, by this._now
+        /** @type {unknown} */
         this._timer = null;
 
         if (!this._WebSocket) {
@@ -383,32 +502,57 @@
         return this._state === OPEN && this._ws !== null && this._ws.readyState === WS_OPEN;
       }
 
+      /**
+       * @param {(this: Client, event: OpenEvent) => void} cb
+       * @returns {this}
+       */
       onConnect(cb) {
         this._onConnect = cb;
         return this;
       }
 
+      /**
+       * @param {(this: Client, event: CloseEventLike) => void} cb
+       * @returns {this}
+       */
       onDisconnect(cb) {
         this._onDisconnect = cb;
         return this;
       }
 
+      /**
+       * @param {(this: Client, error: SSError) => void} cb
+       * @returns {this}
+       */
       onError(cb) {
         this._onError = cb;
         return this;
       }
 
-      /** Called with each `__hello` payload, after id, maxMessageSize and contract are set. */
+      /**
+       * Called with each `__hello` payload, after id, maxMessageSize and contract are set.
+       * @param {(this: Client, hello: Hello) => void} cb
+       * @returns {this}
+       */
       onHello(cb) {
         this._onHello = cb;
         return this;
       }
 
+      /**
+       * @param {string} event
+       * @param {(this: Client, data: any) => void} cb
+       * @returns {this}
+       */
       on(event, cb) {
         this._events[event] = cb;
         return this;
       }
 
+      /**
+       * @param {string} event
+       * @returns {this}
+       */
       off(event) {
         delete this._events[event];
         return this;
@@ -417,6 +561,10 @@
       /**
        * Sends an event. Returns true when the frame was sent or queued, false when it was not (the reason
        * goes to onError). opts.volatile: never queue; drop the emit when not connected.
+       * @param {string} event
+       * @param {unknown} [data]
+       * @param {EmitOptions} [opts]
+       * @returns {boolean}
        */
       emit(event, data, opts) {
         var volatile = Boolean(opts && opts.volatile);
@@ -460,16 +608,21 @@
 
       // --- connection lifecycle ------------------------------------------------------------------
 
+      /** @param {boolean} first */
       _open(first) {
         this._state = CONNECTING;
+        /** @type {WebSocketLike} */
         var ws;
         try {
-          ws = new this._WebSocket(this.url, SUBPROTOCOL);
+          // Not null: the constructor refused to go on without a WebSocket class.
+          ws = new /** @type {WebSocketConstructor} */ (this._WebSocket)(this.url, SUBPROTOCOL);
         } catch (err) {
           if (first) {
             throw err; // a malformed URL is the caller's mistake: fail where they can see it
           }
-          this._report("connect_failed", "could not create the WebSocket: " + err.message, { cause: err });
+          this._report("connect_failed", "could not create the WebSocket: " + /** @type {Error} */ (err).message, {
+            cause: err,
+          });
           this._afterClose(1006);
           return;
         }
@@ -490,6 +643,7 @@
         this._ws = ws;
       }
 
+      /** @param {OpenEvent} ev */
       _handleOpen(ev) {
         if (this._state === CLOSED) {
           return; // close() was called while connecting; its ws.close() is under way
@@ -506,6 +660,7 @@
         this._flushQueue();
       }
 
+      /** @param {CloseEventLike} ev */
       _handleClose(ev) {
         var wasOpen = this._state === OPEN;
         this._ws = null;
@@ -535,6 +690,7 @@
         this._afterClose(ev && ev.code);
       }
 
+      /** @param {number} code */
       _afterClose(code) {
         if (this._closedByUser || this._state === CLOSED || !this._shouldReconnect(code)) {
           this._finish();
@@ -543,6 +699,7 @@
         this._scheduleReconnect();
       }
 
+      /** @param {number} code */
       _shouldReconnect(code) {
         var opts = this.reconnectOpts;
         if (!opts.enabled) {
@@ -568,7 +725,7 @@
        */
       _resetBackoffIfStable() {
         var now = this._now;
-        var lasted = now() - this._openedAt;
+        var lasted = now() - /** @type {number} */ (this._openedAt); // set by _handleOpen
         this._openedAt = null;
         if (!(lasted < this.reconnectOpts.resetAfterMS)) {
           this._attempt = 0; // also when resetAfterMS is 0 or not a number: reset after any connection
@@ -622,18 +779,20 @@
 
       // --- incoming ------------------------------------------------------------------------------
 
+      /** @param {{ data: unknown }} ev */
       _handleMessage(ev) {
         // Nothing may throw out of here: a throw in a WebSocket event handler is lost or kills the page's
         // error reporting, and with ws in Node it becomes an uncaught exception.
         try {
           this._dispatch(ev.data);
         } catch (err) {
-          this._report("internal_error", "unexpected error handling a frame: " + (err && err.message), {
+          this._report("internal_error", "unexpected error handling a frame: " + (err && /** @type {Error} */ (err).message), {
             cause: err,
           });
         }
       }
 
+      /** @param {unknown} data */
       _dispatch(data) {
         var frame = parseFrame(data);
         if (frame === null) {
@@ -656,16 +815,21 @@
         }
       }
 
+      /**
+       * @param {Frame} frame
+       * @returns {unknown} the payload, or DECODE_FAILED
+       */
       _decode(frame) {
         try {
           return decodePayload(frame);
         } catch (err) {
-          var why = "invalid JSON from the server for " + JSON.stringify(frame.event) + ": " + err.message;
+          var why = "invalid JSON from the server for " + JSON.stringify(frame.event) + ": " + /** @type {Error} */ (err).message;
           this._report("bad_json", why, { event: frame.event, data: frame.payload, cause: err });
           return DECODE_FAILED;
         }
       }
 
+      /** @param {Frame} frame */
       _handleReserved(frame) {
         var payload = this._decode(frame);
         if (payload === DECODE_FAILED) {
@@ -678,19 +842,25 @@
           });
           return;
         }
+        // An object; its fields are checked where they are read (__hello) or passed on as they came (__error).
         if (frame.event === HELLO_EVENT) {
-          this._handleHello(payload);
+          this._handleHello(/** @type {Hello} */ (payload));
         } else {
-          var what = "server error for " + JSON.stringify(payload.event) + ": " + payload.code;
-          this._report("server_error", what + ": " + payload.detail, {
-            event: payload.event,
-            serverCode: payload.code,
-            detail: payload.detail,
+          var what =
+            "server error for " +
+            JSON.stringify(/** @type {ServerErrorPayload} */ (payload).event) +
+            ": " +
+            /** @type {ServerErrorPayload} */ (payload).code;
+          this._report("server_error", what + ": " + /** @type {ServerErrorPayload} */ (payload).detail, {
+            event: /** @type {ServerErrorPayload} */ (payload).event,
+            serverCode: /** @type {ServerErrorPayload} */ (payload).code,
+            detail: /** @type {ServerErrorPayload} */ (payload).detail,
             payload: payload,
           });
         }
       }
 
+      /** @param {Hello} hello */
       _handleHello(hello) {
         // Unknown fields are ignored: the server may add more (protocol.md §4).
         this.id = typeof hello.id === "string" ? hello.id : null;
@@ -702,6 +872,11 @@
 
       // --- outgoing ------------------------------------------------------------------------------
 
+      /**
+       * @param {string} event
+       * @param {unknown} data
+       * @returns {Encoded | null}
+       */
       _encode(event, data) {
         var problem = checkEventName(event);
         if (problem !== null) {
@@ -719,7 +894,10 @@
         }
       }
 
-      /** False (and an error) when the frame is larger than the server accepts: sending it costs a 1009. */
+      /**
+       * False (and an error) when the frame is larger than the server accepts: sending it costs a 1009.
+       * @param {Message} message
+       */
       _fitsLimit(message) {
         var limit = this.maxMessageSize;
         if (limit === null) {
@@ -739,12 +917,16 @@
         return false;
       }
 
+      /**
+       * Sends on the open WebSocket (callers check `connected`).
+       * @param {Message} message
+       */
       _send(message) {
         try {
-          this._ws.send(message.encoded.frame);
+          /** @type {WebSocketLike} */ (this._ws).send(message.encoded.frame);
           return true;
         } catch (err) {
-          this._report("send_failed", "the WebSocket refused the frame: " + err.message, {
+          this._report("send_failed", "the WebSocket refused the frame: " + /** @type {Error} */ (err).message, {
             event: message.event,
             data: message.data,
             cause: err,
@@ -753,10 +935,11 @@
         }
       }
 
+      /** @param {Message} message */
       _enqueue(message) {
         this._queue.push(message);
         if (this._queue.length > this._maxQueue) {
-          var oldest = this._queue.shift();
+          var oldest = /** @type {Message} */ (this._queue.shift());
           this._report("queue_overflow", "queue full (" + this._maxQueue + "): dropped the oldest emit", {
             event: oldest.event,
             data: oldest.data,
@@ -783,7 +966,12 @@
 
       // --- callbacks and errors ------------------------------------------------------------------
 
-      /** Calls a user callback with `this` = the client; an exception goes to onError, never further. */
+      /**
+       * Calls a user callback with `this` = the client; an exception goes to onError, never further.
+       * @param {unknown} fn
+       * @param {unknown} arg
+       * @param {string} what
+       */
       _call(fn, arg, what) {
         if (typeof fn !== "function") {
           return;
@@ -791,17 +979,23 @@
         try {
           fn.call(this, arg);
         } catch (err) {
-          this._report("callback_error", what + " callback threw: " + (err && err.message), {
+          this._report("callback_error", what + " callback threw: " + (err && /** @type {Error} */ (err).message), {
             event: what,
             cause: err,
           });
         }
       }
 
+      /**
+       * @param {ErrorCode} code
+       * @param {string} message
+       * @param {object} [fields]
+       */
       _report(code, message, fields) {
         this._reportError(new SSError(code, message, fields));
       }
 
+      /** @param {SSError} err */
       _reportError(err) {
         try {
           this._onError.call(this, err);

@@ -5,7 +5,8 @@ import "./ss.js";
 
 const root =
   typeof window !== "undefined" ? window : typeof self !== "undefined" ? self : globalThis;
-const SS = root[Symbol.for("typed-ss-client")];
+/** @type {typeof import("./ss.js")} */
+const SS = /** @type {any} */ (root)[Symbol.for("typed-ss-client")];
 
 export default SS;
 export { SS };

@@ -14,9 +14,20 @@ from click.testing import CliRunner, Result
 from tests.codegen.support import APP, ROOT
 from typed_ss.cli import main
 
+# The generated module, and next to it the runtime it imports: the plain client and the typed runtime.
+RUNTIME_FILES = [
+    "ss-typed.d.mts",
+    "ss-typed.d.ts",
+    "ss-typed.js",
+    "ss-typed.mjs",
+    "ss.d.mts",
+    "ss.d.ts",
+    "ss.js",
+    "ss.mjs",
+]
 FILES = {
-    "ts": ["ss.client.ts", "ss.d.mts", "ss.d.ts", "ss.js", "ss.mjs"],
-    "js": ["ss.client.d.ts", "ss.client.js", "ss.d.mts", "ss.d.ts", "ss.js", "ss.mjs"],
+    "ts": sorted(["ss.client.ts", *RUNTIME_FILES]),
+    "js": sorted(["ss.client.d.ts", "ss.client.js", *RUNTIME_FILES]),
 }
 
 

@@ -1,9 +1,10 @@
-"""The generator's output: golden files, names, the received/sent split, errors, the packaged client."""
+"""The generator's output: golden files, names, the received/sent split, errors, the packaged runtime."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -15,7 +16,10 @@ import pytest
 from tests.codegen.support import APP, HERE, JS_CLIENT, generate_app
 from typed_ss import Contract, EventContract, Server, Socket
 from typed_ss.codegen import CodegenError, build, generate
-from typed_ss.codegen.render import CLIENT_FILES, esm_declarations, static_file
+from typed_ss.codegen.naming import GENERATED_NAMES, assign_names
+from typed_ss.codegen.render import RUNTIME
+from typed_ss.codegen.runtime import CLIENT_FILES, esm_declarations, static_file, typed_esm_declarations
+from typed_ss.codegen.typescript import write, write_declaration
 
 GOLDEN = HERE / "golden"
 UPDATE = os.environ.get("TYPED_SS_UPDATE_GOLDEN") == "1"
@@ -53,7 +57,8 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
     assert str(Path.cwd()) not in text
 
 
-def test_the_plain_client_comes_from_clients_js_and_the_wheel_carries_it() -> None:
+def test_the_runtime_comes_from_clients_js_and_the_wheel_carries_it() -> None:
+    assert {"ss.js", "ss.mjs", "ss.d.ts", "ss-typed.js", "ss-typed.mjs", "ss-typed.d.ts"} <= set(CLIENT_FILES)
     for name in CLIENT_FILES:
         assert static_file(name) == (JS_CLIENT / name).read_text()
     project = tomllib.loads((JS_CLIENT.parents[1] / "pyproject.toml").read_text())
@@ -71,9 +76,63 @@ def test_the_es_module_declarations_are_ss_d_ts_with_an_es_export(tmp_path: Path
         esm_declarations("declare class SS {}\n")
 
 
+def test_the_typed_runtime_declarations_for_its_es_module_import_ss_mjs(tmp_path: Path) -> None:
+    out = generate_app(tmp_path, "ts")
+    mts = (out / "ss-typed.d.mts").read_text()
+    assert mts == typed_esm_declarations((JS_CLIENT / "ss-typed.d.ts").read_text())
+    assert 'import type SS from "./ss.mjs";\n' in mts
+    assert "require(" not in mts
+    with pytest.raises(ValueError, match="exactly one"):
+        typed_esm_declarations("export type Kind = string;\n")
+
+
+@pytest.mark.parametrize("lang", ["ts", "js"])
+def test_the_generated_module_holds_the_contract_and_no_runtime(
+    lang: typing.Literal["ts", "js"], tmp_path: Path
+) -> None:
+    """The client's behaviour has one source, clients/js/ss-typed.js: the generated module only
+    declares types, the contract and a `connect` that calls the runtime."""
+    out = generate_app(tmp_path, lang)
+    module = (out / f"ss.client.{lang}").read_text()
+    functions = re.findall(r"^(?:export )?function (\w+)", module, re.MULTILINE)
+    assert functions == ["connect"]
+    assert f"return {RUNTIME}.connect" in module
+    assert re.findall(r'from "(.+?)"', module) == (
+        ["./ss.mjs", "./ss-typed.mjs"] if lang == "ts" else ["./ss-typed.mjs"]
+    )
+    assert "new SS(" not in module
+
+
+@pytest.mark.parametrize("name", ["ss.client.ts", "ss.client.d.ts"])
+def test_every_top_level_name_of_the_generated_module_is_reserved(name: str, tmp_path: Path) -> None:
+    """A payload type named like one of these would shadow it; naming renames such types (and never
+    makes a name that starts with `_` and a letter, which the module uses for the runtime)."""
+    from tests.codegen.app import ss
+
+    out = generate_app(tmp_path, "ts" if name == "ss.client.ts" else "js")
+    module = (out / name).read_text()
+    declared = set(
+        re.findall(r"^export (?:declare )?(?:type|interface|const|function) (\w+)", module, re.MULTILINE)
+    )
+    declared |= set(re.findall(r"^const (\w+)", module, re.MULTILINE))
+    declared |= set(re.findall(r"^import (?:type )?(?:\* as )?(\w+) from", module, re.MULTILINE))
+    model = build(ss.contract)
+    payload_types = {d.name for d in model.declarations}
+    assert RUNTIME in declared
+    assert declared - payload_types - {RUNTIME} <= GENERATED_NAMES
+    assert re.fullmatch(r"_[A-Za-z]\w*", RUNTIME)
+
+
+def test_no_payload_type_name_starts_with_an_underscore_and_a_letter() -> None:
+    sources: list[object] = ["_runtime", "__x", "_1st", "__", msgspec.defstruct("_Hidden", [("a", int)])]
+    names = assign_names(sources)
+    assert names == ["runtime", "x", "_1st", "Type", "Hidden"]
+    assert not any(re.match(r"_[A-Za-z]", name) for name in names)
+
+
 def declarations(*events: EventContract) -> dict[str, str]:
     model = build(Contract.of(events))
-    return {d.name: d.write() for d in model.declarations}
+    return {d.name: write_declaration(d) for d in model.declarations}
 
 
 class Msg(msgspec.Struct):
@@ -216,7 +275,7 @@ def test_a_handler_annotated_none_takes_a_json_null() -> None:
     (event,) = ss.contract.events
     assert (event.payload_type, event.kind) == (type(None), "json")
     model = build(ss.contract)
-    assert model.client_to_server[0].payload.write() == "null"
+    assert write(model.client_to_server[0].payload) == "null"
 
 
 def test_the_contract_tells_same_named_types_apart() -> None:
@@ -257,8 +316,8 @@ def test_wire_kinds_and_payload_types_of_the_event_maps() -> None:
             ]
         )
     )
-    sent = {e.name: (e.kind, e.payload.write()) for e in model.client_to_server}
-    received = {e.name: (e.kind, e.payload.write()) for e in model.server_to_client}
+    sent = {e.name: (e.kind, write(e.payload)) for e in model.client_to_server}
+    received = {e.name: (e.kind, write(e.payload)) for e in model.server_to_client}
     assert sent == {
         "raw": ("binary", "BinaryOut"),
         "text": ("text", "string"),

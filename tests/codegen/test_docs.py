@@ -41,6 +41,7 @@ def test_every_python_example_runs() -> None:
         run_python(code)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_the_typescript_example_compiles_against_the_client_of_the_python_example(tmp_path: Path) -> None:
     ss = run_python(blocks("python")[0])["ss"]

@@ -17,7 +17,7 @@ from typed_ss.codegen import Lang
 
 
 def compiled_ts_client(tmp_path: Path) -> Path:
-    """The --lang ts output, compiled by tsc to JavaScript next to the plain client it imports."""
+    """The --lang ts output, compiled by tsc to JavaScript next to the runtime it imports."""
     source = generate_app(tmp_path / "ts", "ts")
     out = tmp_path / "ts-out"
     subprocess.run(
@@ -30,7 +30,7 @@ def compiled_ts_client(tmp_path: Path) -> Path:
         check=True,
         timeout=120,
     )
-    for name in ("ss.js", "ss.mjs"):
+    for name in ("ss.js", "ss.mjs", "ss-typed.js", "ss-typed.mjs"):
         shutil.copy(source / name, out / name)
     return out / "ss.client.js"
 
@@ -39,6 +39,7 @@ def js_client(tmp_path: Path) -> Path:
     return generate_app(tmp_path / "js", "js") / "ss.client.js"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("lang", ["js", "ts"])
 async def test_the_generated_client_drives_a_real_server(lang: Lang, tmp_path: Path) -> None:

@@ -37,11 +37,13 @@ def check_js(directory: Path) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_the_page_script_type_checks_against_the_generated_client() -> None:
     assert check_js(STATIC) == (0, "")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     ("original", "broken", "code"),

@@ -20,6 +20,8 @@ import pytest
 from tests.codegen.support import HERE, TSC, generate_app, tool
 from typed_ss.codegen import Lang
 
+pytestmark = pytest.mark.slow
+
 CHECKS = HERE / "ts"
 ERROR = re.compile(r"^(?P<file>[^\s(]+)\(\d+,\d+\): error (?P<code>TS\d+):", re.MULTILINE)
 

@@ -1,26 +1,44 @@
-"""``typed-ss gen-client``: a typed TypeScript client generated from a server's contract.
+"""``typed-ss gen-client``: a typed TypeScript client generated from a server's contract, in stages.
 
-- :mod:`~typed_ss.codegen.model` walks the contract into named TypeScript types (received and sent
-  shapes), with :mod:`~typed_ss.codegen.pydantic` for pydantic models;
-- :mod:`~typed_ss.codegen.typescript` is the small type AST those are made of;
-- :mod:`~typed_ss.codegen.render` writes the module (``.ts``, or ``.js`` + ``.d.ts``) and copies the
-  plain client next to it;
-- :mod:`~typed_ss.codegen.files` writes files atomically, skips unchanged ones, and diffs for ``--check``.
+1. Front ends describe each payload type in the IR (:mod:`~typed_ss.codegen.ir`):
+   :mod:`~typed_ss.codegen.from_msgspec`, and :mod:`~typed_ss.codegen.from_pydantic` for payloads that
+   use pydantic models. They report what they cannot describe with
+   :class:`~typed_ss.codegen.errors.CodegenError`.
+2. :mod:`~typed_ss.codegen.model` turns the contract into the client model: it routes each event to a
+   front end, names the types (:mod:`~typed_ss.codegen.naming`) and resolves the references.
+3. :mod:`~typed_ss.codegen.render` writes the generated module (``.ts``, or ``.js`` + ``.d.ts``) from the
+   model, with :mod:`~typed_ss.codegen.typescript`, the TypeScript syntax of the IR.
+4. :mod:`~typed_ss.codegen.runtime` adds the JavaScript the module runs on (the plain client and the
+   typed runtime from ``clients/js``), and :mod:`~typed_ss.codegen.files` writes it all atomically,
+   skipping unchanged files, or diffs it for ``--check``.
+
+What a payload type *is* (its wire kind, whether pydantic or msgspec describes it) is
+:mod:`typed_ss.typeinfo`'s, shared with the server.
 """
 
 from __future__ import annotations
 
-from typed_ss.codegen.model import ClientModel, CodegenError, build
-from typed_ss.codegen.render import GeneratedFile, Lang, render
-from typed_ss.contract import Contract
+from typing import TYPE_CHECKING
+
+from typed_ss.codegen import runtime
+from typed_ss.codegen.errors import CodegenError
+from typed_ss.codegen.files import GeneratedFile
+from typed_ss.codegen.ir import ClientModel
+from typed_ss.codegen.model import build
+from typed_ss.codegen.render import Lang, render
+
+if TYPE_CHECKING:
+    from typed_ss.contract import Contract
 
 __all__ = ["ClientModel", "CodegenError", "GeneratedFile", "Lang", "build", "generate"]
 
 
 def generate(contract: Contract, lang: Lang = "ts", source: str = "a typed-ss server") -> list[GeneratedFile]:
-    """Every file of the typed client for ``contract``; ``source`` names the app in the banner.
+    """Every file of the typed client for ``contract``, sorted by name: the generated module and the
+    runtime it imports. ``source`` names the app in the banner.
 
     Raises:
         CodegenError: a payload type has no TypeScript form (the message names the event and field).
     """
-    return render(build(contract), lang, source)
+    files = runtime.bundle() + render(build(contract), lang, source)
+    return sorted(files, key=lambda f: f.name)

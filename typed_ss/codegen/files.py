@@ -1,4 +1,4 @@
-"""Writing generated files deterministically, and checking that they are current.
+"""The generated files: what one is, writing them deterministically, and checking that they are current.
 
 A write is atomic (a temporary file in the same directory, then ``os.replace``), so a bundler watching
 the directory never sees half a file, and a file whose bytes would not change is not touched at all, so
@@ -12,11 +12,19 @@ import difflib
 import os
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from typed_ss.codegen.render import GeneratedFile
+__all__ = ["GeneratedFile", "check", "write"]
 
-__all__ = ["check", "write"]
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """One file of a generated client: the module rendered from the contract, or a runtime file."""
+
+    name: str
+    """The file name, relative to the output directory."""
+    text: str
 
 
 def write(directory: Path, files: Iterable[GeneratedFile]) -> list[Path]:

@@ -1,9 +1,10 @@
-"""The generated files: a TypeScript module, or an ES module plus its ``.d.ts``, and the plain client.
+"""The generated module, rendered from the client model: a TypeScript module, or an ES module plus its
+``.d.ts``.
 
-The generated module imports the plain client from ``./ss.mjs`` (its ES module entry, which works in
-browsers, bundlers and Node), so the plain client's files are written next to it: ``ss.js``,
-``ss.mjs``, ``ss.d.ts``, and ``ss.d.mts``, the same declarations as ``ss.d.ts`` with an ES module
-export, which TypeScript reads for ``./ss.mjs`` whatever the project's module settings.
+It holds only what is particular to the server: the payload types, the two event maps, the contract
+fingerprint, how each event the client sends is framed, and a ``connect`` that hands these to the typed
+runtime (``ss-typed.mjs``, written next to it by :mod:`~typed_ss.codegen.runtime`). The client's API
+types are the runtime's (``ss-typed.d.ts``), instantiated here with the event maps.
 
 Everything is deterministic: sorted, no timestamps, no absolute paths, ``\\n`` newlines.
 """
@@ -11,69 +12,82 @@ Everything is deterministic: sorted, no timestamps, no absolute paths, ``\\n`` n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
 from typed_ss import __version__
-from typed_ss.codegen import typescript as ts
-from typed_ss.codegen.model import ClientModel, EventType
+from typed_ss.codegen.files import GeneratedFile
+from typed_ss.codegen.ir import ClientModel, EventType
+from typed_ss.codegen.typescript import doc_comment, property_name, write, write_declaration
 
-__all__ = ["CLIENT_FILES", "GeneratedFile", "Lang", "render", "static_file"]
+__all__ = ["BASENAME", "RUNTIME", "Lang", "render"]
 
 Lang: TypeAlias = Literal["ts", "js"]
-
-CLIENT_FILES: Final = ("ss.js", "ss.mjs", "ss.d.ts")
-"""The plain client's files: ``clients/js`` in a source checkout; an installed wheel carries them in
-``typed_ss/codegen/static`` (see ``[tool.hatch.build.targets.wheel.force-include]``)."""
+"""``ts``: one TypeScript module; ``js``: an ES module and its declarations."""
 
 BASENAME: Final = "ss.client"
+"""The generated module's file name, without its extension."""
 
+RUNTIME: Final = "_runtime"
+"""The generated module's name for the typed runtime module. It starts with ``_`` and a letter, which no
+payload type name does (see :mod:`~typed_ss.codegen.naming`), so it never clashes with one."""
 
-@dataclass(frozen=True)
-class GeneratedFile:
-    name: str
-    """The file name, relative to the output directory."""
-    text: str
+_CONNECT_DOC: Final = (
+    "Connects to a typed-ss server, sending this client's contract fingerprint (the `ss_contract`\n"
+    "query parameter). `options` are the plain client's (reconnect, queue, WebSocket class for\n"
+    "Node, ...)."
+)
 
-
-def static_file(name: str) -> str:
-    """One of the plain client's files, from the installed package or else the source checkout."""
-    packaged = resources.files("typed_ss.codegen").joinpath("static", name)
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (_SOURCE_CLIENT / name).read_text(encoding="utf-8")
-
-
-_SOURCE_CLIENT: Final = Path(__file__).resolve().parents[2] / "clients" / "js"
-
-
-def _template(name: str) -> str:
-    return resources.files("typed_ss.codegen").joinpath("templates", name).read_text(encoding="utf-8")
+# The client's API, as aliases of the runtime's generic types: (documentation, declaration).
+_API: Final = (
+    ("The names of the events this client sends.", "type ClientEventName = keyof ClientToServerEvents"),
+    ("The names of the events this client receives.", "type ServerEventName = keyof ServerToClientEvents"),
+    (
+        "The arguments after the event name: the payload, which may be left out when it is `null`.",
+        f"type PayloadArgs<E extends ClientEventName> = {RUNTIME}.PayloadArgs<ClientToServerEvents, E>",
+    ),
+    (
+        "`emit(event, payload)` arguments; distributive, so an event-name union cannot mix payloads.",
+        f"type EmitArgs<E extends ClientEventName = ClientEventName> = "
+        f"{RUNTIME}.EmitArgs<ClientToServerEvents, E>",
+    ),
+    (
+        "Removes the listener it was returned for; calling it again does nothing.",
+        f"type Unsubscribe = {RUNTIME}.Unsubscribe",
+    ),
+    (
+        "An `__error` frame: the server could not decode, or failed to handle, a payload this client sent.",
+        f"type ServerError = {RUNTIME}.ServerError<ClientEventName>",
+    ),
+    (
+        '"current": the server has this client\'s contract; "stale": it has another; '
+        '"unknown": no `__hello` yet.',
+        f"type ContractStatus = {RUNTIME}.ContractStatus",
+    ),
+    (
+        "The server's contract differs from the one this client was generated from.",
+        f"type ContractMismatch = {RUNTIME}.ContractMismatch",
+    ),
+    (
+        "The server refused this client as out of date (close code 4010): reload the page to get the new "
+        "one.",
+        f"type ReloadNeeded = {RUNTIME}.ReloadNeeded",
+    ),
+    (
+        "A client typed by the server's contract, over the plain ss.js client.",
+        f"type TypedClient = {RUNTIME}.TypedClient<ClientToServerEvents, ServerToClientEvents>",
+    ),
+)
 
 
 def render(model: ClientModel, lang: Lang, source: str) -> list[GeneratedFile]:
-    """Every file of a generated client, sorted by name. ``source`` names the app in the banner."""
-    files = [GeneratedFile(name, static_file(name)) for name in CLIENT_FILES]
-    files.append(GeneratedFile("ss.d.mts", esm_declarations(static_file("ss.d.ts"))))
+    """The generated module for ``model``: ``ss.client.ts``, or ``ss.client.js`` and
+    ``ss.client.d.ts``. ``source`` names the app in the banner."""
     if lang == "ts":
-        files.append(GeneratedFile(f"{BASENAME}.ts", _typescript(model, source)))
-    else:
-        files.append(GeneratedFile(f"{BASENAME}.js", _javascript(model, source)))
-        files.append(GeneratedFile(f"{BASENAME}.d.ts", _declarations(model, source)))
-    return sorted(files, key=lambda f: f.name)
-
-
-def esm_declarations(cjs: str) -> str:
-    """``ss.d.ts`` (``export = SS``) rewritten as the declarations of the ES module ``ss.mjs``."""
-    export = "\nexport = SS;\n"
-    if not cjs.endswith(export):
-        raise ValueError("ss.d.ts does not end with `export = SS;`")
-    header = (
-        "// Types for ss.mjs, generated by typed-ss from ss.d.ts: the same declarations, as an ES module.\n"
-    )
-    return header + cjs[: -len(export)] + "\nexport default SS;\nexport { SS };\n"
+        return [GeneratedFile(f"{BASENAME}.ts", _typescript(model, source))]
+    return [
+        GeneratedFile(f"{BASENAME}.js", _javascript(model, source)),
+        GeneratedFile(f"{BASENAME}.d.ts", _declarations(model, source)),
+    ]
 
 
 def _banner(model: ClientModel, source: str, what: str) -> str:
@@ -89,19 +103,16 @@ def _types(model: ClientModel) -> str:
     parts = []
     if model.declarations:
         parts.append("// --- payload types ---\n\n")
-        parts.append("\n".join(declaration.write() for declaration in model.declarations))
+        parts.append("\n".join(write_declaration(declaration) for declaration in model.declarations))
         parts.append("\n")
     parts.append("// --- events ---\n\n")
     parts.append(
         "/** Binary payloads this client can send. */\n"
-        "export type BinaryOut = ArrayBuffer | ArrayBufferView | BlobLike;\n"
+        f"export type BinaryOut = {RUNTIME}.BinaryOut;\n"
         "/** Binary payloads this client receives. */\n"
-        "export type BinaryIn = ArrayBuffer;\n"
+        f"export type BinaryIn = {RUNTIME}.BinaryIn;\n"
         "/** What is read from a Blob (declared structurally, so no DOM lib is needed). */\n"
-        "export interface BlobLike {\n"
-        "  readonly size: number;\n"
-        "  arrayBuffer(): Promise<ArrayBuffer>;\n"
-        "}\n\n"
+        f"export type BlobLike = {RUNTIME}.BlobLike;\n\n"
     )
     parts.append(
         _event_map(
@@ -116,8 +127,8 @@ def _types(model: ClientModel) -> str:
             model.server_to_client,
         )
     )
-    parts.append("\n")
-    parts.append(_template("api.d.ts.tmpl"))
+    parts.append("\n// --- the client (implemented by ss-typed.js) ---\n\n")
+    parts.append("".join(f"/** {doc} */\nexport {declaration};\n" for doc, declaration in _API))
     return "".join(parts)
 
 
@@ -125,8 +136,7 @@ def _event_map(name: str, doc: str, events: tuple[EventType, ...]) -> str:
     if not events:
         return f"/** {doc} */\nexport interface {name} {{}}\n"
     body = "".join(
-        f"{ts.doc_comment(_event_doc(e), '  ')}  {ts.property_name(e.name)}: {e.payload.write()};\n"
-        for e in events
+        f"{doc_comment(_event_doc(e), '  ')}  {property_name(e.name)}: {write(e.payload)};\n" for e in events
     )
     return f"/** {doc} */\nexport interface {name} {{\n{body}}}\n"
 
@@ -137,54 +147,59 @@ def _event_doc(event: EventType) -> str | None:
     return "\n\n".join(parts) or None
 
 
-def _kinds(model: ClientModel) -> str:
-    return "".join(
-        f"  {ts.property_name(event.name)}: {json.dumps(event.kind)},\n" for event in model.client_to_server
+def _contract(model: ClientModel, kinds_type: str) -> str:
+    """``CONTRACT`` and ``CLIENT_EVENT_KINDS``: what the runtime needs to know of the contract."""
+    kinds = "".join(
+        f"  {property_name(event.name)}: {json.dumps(event.kind)},\n" for event in model.client_to_server
+    )
+    return (
+        "/** The fingerprint of the contract this client was generated from. */\n"
+        f"export const CONTRACT = {json.dumps(model.fingerprint)};\n\n"
+        "/** How each event's payload is framed. */\n"
+        f"const CLIENT_EVENT_KINDS{kinds_type} = {{\n{kinds}}};\n\n"
     )
 
 
 def _typescript(model: ClientModel, source: str) -> str:
     return (
         _banner(model, source, "A typed client for a typed-ss server")
-        + 'import SS from "./ss.mjs";\n\n'
+        + 'import type SS from "./ss.mjs";\n'
+        + f'import * as {RUNTIME} from "./ss-typed.mjs";\n\n'
         + _types(model)
-        + "\n// --- runtime ---\n\n"
-        + "/** The fingerprint of the contract this client was generated from. */\n"
-        + f"export const CONTRACT = {json.dumps(model.fingerprint)};\n\n"
-        + 'type Kind = "json" | "text" | "binary";\n\n'
-        + "/** How each event's payload is framed. */\n"
-        + "const CLIENT_EVENT_KINDS: { readonly [E in ClientEventName]: Kind } = {\n"
-        + _kinds(model)
-        + "};\n\n"
-        + _template("runtime.ts.tmpl")
+        + "\n"
+        + _contract(model, f": {{ readonly [E in ClientEventName]: {RUNTIME}.Kind }}")
+        + doc_comment(_CONNECT_DOC)
+        + "export function connect(url: string, options?: SS.Options): TypedClient {\n"
+        + f"  return {RUNTIME}.connect<ClientToServerEvents, ServerToClientEvents>(\n"
+        + "    url,\n"
+        + "    { fingerprint: CONTRACT, kinds: CLIENT_EVENT_KINDS },\n"
+        + "    options,\n"
+        + "  );\n"
+        + "}\n"
     )
 
 
 def _javascript(model: ClientModel, source: str) -> str:
     return (
         _banner(model, source, "A typed client for a typed-ss server (types in ss.client.d.ts)")
-        + 'import SS from "./ss.mjs";\n\n'
-        + "/** The fingerprint of the contract this client was generated from. */\n"
-        + f"export const CONTRACT = {json.dumps(model.fingerprint)};\n\n"
-        + "/** How each event's payload is framed. */\n"
-        + "const CLIENT_EVENT_KINDS = {\n"
-        + _kinds(model)
-        + "};\n\n"
-        + _template("runtime.js.tmpl")
+        + f'import * as {RUNTIME} from "./ss-typed.mjs";\n\n'
+        + _contract(model, "")
+        + doc_comment(_CONNECT_DOC)
+        + "export function connect(url, options) {\n"
+        + f"  return {RUNTIME}.connect(url, {{ fingerprint: CONTRACT, kinds: CLIENT_EVENT_KINDS }}, "
+        + "options);\n"
+        + "}\n"
     )
 
 
 def _declarations(model: ClientModel, source: str) -> str:
     return (
         _banner(model, source, "Types of the typed client in ss.client.js")
-        + 'import type SS from "./ss.mjs";\n\n'
+        + 'import type SS from "./ss.mjs";\n'
+        + f'import type * as {RUNTIME} from "./ss-typed.mjs";\n\n'
         + _types(model)
         + "\n/** The fingerprint of the contract this client was generated from. */\n"
         + f"export declare const CONTRACT: {json.dumps(model.fingerprint)};\n\n"
-        + "/**\n"
-        + " * Connects to a typed-ss server, sending this client's contract fingerprint (the `ss_contract`\n"
-        + " * query parameter). `options` are the plain client's (reconnect, queue, WebSocket class for\n"
-        + " * Node, ...).\n"
-        + " */\n"
+        + doc_comment(_CONNECT_DOC)
         + "export declare function connect(url: string, options?: SS.Options): TypedClient;\n"
     )

@@ -1,48 +1,25 @@
-"""A small TypeScript type AST: just the types generated payloads need, each node writing itself.
+"""TypeScript syntax: how the IR (:mod:`~typed_ss.codegen.ir`) is written as TypeScript types.
 
-Nodes are frozen dataclasses, so two nodes compare equal when they write the same type. A :class:`Ref`
-points at a named type that the model has not named yet; :func:`substitute` replaces every ``Ref``
-once names are known, and ``Ref.write`` refuses to run before that.
+The renderer writes the generated module with it, and :func:`~typed_ss.codegen.model.canonical_types`
+writes the same text for the contract fingerprint, so what is hashed is what the generated code says.
+It also knows the language's identifiers and reserved words, which naming has to avoid.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal as TypingLiteral
-from typing import TypeAlias, TypeVar
+
+from typed_ss.codegen import ir
 
 __all__ = [
-    "Array",
-    "Declaration",
-    "Generic",
-    "Keyword",
-    "Literal",
-    "Name",
-    "Node",
-    "Object",
-    "Prop",
-    "Ref",
-    "Template",
-    "Tuple",
-    "TupleElement",
-    "Union",
+    "RESERVED_WORDS",
     "doc_comment",
     "is_identifier",
     "property_name",
-    "refs",
-    "substitute",
-    "union",
-    "without_docs",
+    "write",
+    "write_declaration",
 ]
-
-Flavor: TypeAlias = TypingLiteral["received", "sent"]
-"""Which shape of a named type: what the client receives (encoded) or sends (decoded)."""
-
-_T = TypeVar("_T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
@@ -120,6 +97,7 @@ RESERVED_WORDS = frozenset(
         "of",
     ]
 )
+"""TypeScript's reserved words and the type keywords: neither a type nor a tuple label may be one."""
 
 
 def is_identifier(text: str) -> bool:
@@ -144,267 +122,86 @@ def doc_comment(text: str | None, indent: str = "") -> str:
     return f"{indent}/**\n{body}{indent} */\n"
 
 
-class Node:
-    """A TypeScript type."""
+def write(node: ir.Node) -> str:
+    """``node`` as a TypeScript type.
 
-    # Binding strength: a union (0) needs parentheses inside an array type or an optional tuple element.
-    precedence = 2
-
-    def write(self) -> str:
-        raise NotImplementedError
-
-    def write_tight(self) -> str:
-        """Written so that a postfix (``[]``, ``?``) applies to the whole type."""
-        text = self.write()
-        return f"({text})" if self.precedence < 2 else text
-
-
-@dataclass(frozen=True)
-class Keyword(Node):
-    """``number``, ``string``, ``boolean``, ``null``, ``unknown``, ``never``."""
-
-    name: str
-
-    def write(self) -> str:
-        return self.name
-
-
-NUMBER = Keyword("number")
-STRING = Keyword("string")
-BOOLEAN = Keyword("boolean")
-NULL = Keyword("null")
-UNKNOWN = Keyword("unknown")
-NEVER = Keyword("never")
-
-
-@dataclass(frozen=True)
-class Literal(Node):
-    """A literal type: ``"red"``, ``1``, ``true``."""
-
-    value: str | int | float | bool
-
-    def write(self) -> str:
-        return json.dumps(self.value, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class Name(Node):
-    """A type referred to by name: a generated declaration or a TypeScript built-in."""
-
-    text: str
-
-    def write(self) -> str:
-        return self.text
-
-
-@dataclass(frozen=True)
-class Ref(Node):
-    """A named payload type, by the model's key, in one of its two shapes; named by :func:`substitute`."""
-
-    key: object
-    flavor: Flavor
-
-    def write(self) -> str:
-        raise RuntimeError(f"unresolved reference to {self.key!r}")
-
-
-@dataclass(frozen=True)
-class Array(Node):
-    item: Node
-
-    def write(self) -> str:
-        return f"{self.item.write_tight()}[]"
-
-
-@dataclass(frozen=True)
-class TupleElement:
-    type: Node
-    label: str | None = None
-    optional: bool = False
-
-
-@dataclass(frozen=True)
-class Tuple(Node):
-    """``[number, string]``, or labelled ``[x: number, y?: number]`` when every label is an identifier."""
-
-    elements: tuple[TupleElement, ...]
-    rest: Node | None = None
-    """The type of any further elements: ``[number, ...string[]]``."""
-
-    def write(self) -> str:
-        labelled = (
-            bool(self.elements)
-            and self.rest is None
-            and all(
-                e.label is not None and is_identifier(e.label) and e.label not in RESERVED_WORDS
-                for e in self.elements
-            )
-        )
-        parts = []
-        for element in self.elements:
-            if labelled:
-                parts.append(f"{element.label}{'?' if element.optional else ''}: {element.type.write()}")
-            elif element.optional:
-                parts.append(f"{element.type.write_tight()}?")
-            else:
-                parts.append(element.type.write())
-        if self.rest is not None:
-            parts.append(f"...{self.rest.write_tight()}[]")
-        return f"[{', '.join(parts)}]"
-
-
-@dataclass(frozen=True)
-class Union(Node):
-    """Build with :func:`union`, which flattens, de-duplicates and simplifies."""
-
-    members: tuple[Node, ...]
-    precedence = 0
-
-    def write(self) -> str:
-        return " | ".join(member.write() for member in self.members)
-
-
-def union(members: Iterable[Node]) -> Node:
-    """The union of ``members``, nested unions flattened, duplicates dropped (first one kept),
-    ``never`` for none and the member itself for one; ``unknown`` absorbs everything."""
-    flat: list[Node] = []
-    for member in members:
-        for item in member.members if isinstance(member, Union) else (member,):
-            if item == UNKNOWN:
-                return UNKNOWN
-            if item != NEVER and item not in flat:
-                flat.append(item)
-    if not flat:
-        return NEVER
-    return flat[0] if len(flat) == 1 else Union(tuple(flat))
-
-
-@dataclass(frozen=True)
-class Prop:
-    name: str
-    type: Node
-    optional: bool = False
-    doc: str | None = None
-    """Documentation from the source (a description, a title): left out of the contract fingerprint."""
-    note: str | None = None
-    """What the generator says about the type itself (its wire format, its constraints), written after
-    ``doc``. It follows from the type, so unlike ``doc`` it is part of the contract fingerprint."""
-
-    @property
-    def comment(self) -> str | None:
-        """The property's JSDoc text: ``doc``, then ``note``."""
-        return "\n".join(part for part in (self.doc, self.note) if part) or None
-
-
-@dataclass(frozen=True)
-class Object(Node):
-    """An object type; declared as an ``interface`` when it is a named type."""
-
-    props: tuple[Prop, ...]
-    index: Node | None = None
-    """The type of an index signature ``[key: string]: T``, when the object allows other keys."""
-
-    def write(self) -> str:
-        parts = [self._prop(prop) for prop in self.props]
-        if self.index is not None:
-            parts.append(f"[key: string]: {self.index.write()}")
+    Raises:
+        RuntimeError: ``node`` still holds a :class:`~typed_ss.codegen.ir.Ref` (it was not named).
+    """
+    if isinstance(node, ir.Keyword):
+        return node.name
+    if isinstance(node, ir.Literal):
+        return json.dumps(node.value, ensure_ascii=False)
+    if isinstance(node, ir.Name):
+        return node.text
+    if isinstance(node, ir.Ref):
+        raise RuntimeError(f"unresolved reference to {node.key!r}")
+    if isinstance(node, ir.Array):
+        return f"{_tight(node.item)}[]"
+    if isinstance(node, ir.Tuple):
+        return _tuple(node)
+    if isinstance(node, ir.Union):
+        return " | ".join(write(member) for member in node.members)
+    if isinstance(node, ir.Object):
+        parts = [_prop(prop) for prop in node.props]
+        if node.index is not None:
+            parts.append(f"[key: string]: {write(node.index)}")
         return f"{{ {'; '.join(parts)} }}" if parts else "{}"
-
-    def write_body(self, indent: str) -> str:
-        """The members, one per line (each with its JSDoc), for an ``interface`` declaration."""
-        lines = [f"{doc_comment(prop.comment, indent)}{indent}{self._prop(prop)};\n" for prop in self.props]
-        if self.index is not None:
-            lines.append(f"{indent}[key: string]: {self.index.write()};\n")
-        return "".join(lines)
-
-    @staticmethod
-    def _prop(prop: Prop) -> str:
-        return f"{property_name(prop.name)}{'?' if prop.optional else ''}: {prop.type.write()}"
+    if isinstance(node, ir.Generic):
+        return f"{node.name}<{', '.join(write(arg) for arg in node.args)}>"
+    if isinstance(node, ir.Template):
+        return f"`${{{write(node.of)}}}`"
+    raise TypeError(f"not a type node: {node!r}")
 
 
-@dataclass(frozen=True)
-class Generic(Node):
-    """A generic built-in: ``Record<string, number>``, ``Partial<...>``."""
-
-    name: str
-    args: tuple[Node, ...]
-
-    def write(self) -> str:
-        return f"{self.name}<{', '.join(arg.write() for arg in self.args)}>"
-
-
-@dataclass(frozen=True)
-class Template(Node):
-    """`` `${T}` ``: the string form of a literal type (JSON object keys are strings)."""
-
-    of: Node
-
-    def write(self) -> str:
-        return f"`${{{self.of.write()}}}`"
+def write_declaration(declaration: ir.Declaration) -> str:
+    """``export interface`` for an object, ``export type`` for anything else, with its JSDoc."""
+    doc = doc_comment(declaration.doc)
+    body = declaration.type
+    if isinstance(body, ir.Object) and body.props:
+        return f"{doc}export interface {declaration.name} {{\n{_object_body(body, '  ')}}}\n"
+    if isinstance(body, ir.Object):
+        return f"{doc}export interface {declaration.name} {{}}\n"
+    return f"{doc}export type {declaration.name} = {write(body)};\n"
 
 
-@dataclass(frozen=True)
-class Declaration:
-    """A named type: ``export interface`` for an object, ``export type`` for anything else."""
-
-    name: str
-    type: Node
-    doc: str | None = None
-
-    def write(self) -> str:
-        doc = doc_comment(self.doc)
-        if isinstance(self.type, Object) and self.type.props:
-            return f"{doc}export interface {self.name} {{\n{self.type.write_body('  ')}}}\n"
-        if isinstance(self.type, Object):
-            return f"{doc}export interface {self.name} {{}}\n"
-        return f"{doc}export type {self.name} = {self.type.write()};\n"
+def _tight(node: ir.Node) -> str:
+    """``node`` written so that a postfix (``[]``, ``?``) applies to the whole type: a union binds
+    looser than either, so it is parenthesised."""
+    text = write(node)
+    return f"({text})" if isinstance(node, ir.Union) else text
 
 
-def _children(node: object) -> Iterator[object]:
-    for field in dataclasses.fields(node):  # type: ignore[arg-type]
-        value = getattr(node, field.name)
-        yield from value if isinstance(value, tuple) else (value,)
+def _tuple(node: ir.Tuple) -> str:
+    """``[number, string]``, or labelled ``[x: number, y?: number]`` when every label is an identifier."""
+    labelled = (
+        bool(node.elements)
+        and node.rest is None
+        and all(
+            e.label is not None and is_identifier(e.label) and e.label not in RESERVED_WORDS
+            for e in node.elements
+        )
+    )
+    parts = []
+    for element in node.elements:
+        if labelled:
+            parts.append(f"{element.label}{'?' if element.optional else ''}: {write(element.type)}")
+        elif element.optional:
+            parts.append(f"{_tight(element.type)}?")
+        else:
+            parts.append(write(element.type))
+    if node.rest is not None:
+        parts.append(f"...{_tight(node.rest)}[]")
+    return f"[{', '.join(parts)}]"
 
 
-def refs(node: object) -> Iterator[Ref]:
-    """Every :class:`Ref` inside ``node`` (a node, a prop or a tuple element)."""
-    if isinstance(node, Ref):
-        yield node
-    elif dataclasses.is_dataclass(node):
-        for child in _children(node):
-            yield from refs(child)
+def _object_body(node: ir.Object, indent: str) -> str:
+    """The members, one per line (each with its JSDoc), for an ``interface`` declaration."""
+    lines = [f"{doc_comment(prop.comment, indent)}{indent}{_prop(prop)};\n" for prop in node.props]
+    if node.index is not None:
+        lines.append(f"{indent}[key: string]: {write(node.index)};\n")
+    return "".join(lines)
 
 
-def substitute(node: Node, replace: Callable[[Ref], Node]) -> Node:
-    """``node`` with every :class:`Ref` replaced by ``replace(ref)``."""
-    result = _substitute(node, replace)
-    assert isinstance(result, Node)
-    return result
-
-
-def _substitute(value: object, replace: Callable[[Ref], Node]) -> object:
-    if isinstance(value, Ref):
-        return replace(value)
-    if isinstance(value, tuple):
-        return tuple(_substitute(item, replace) for item in value)
-    if isinstance(value, Union):
-        return union(_substitute(member, replace) for member in value.members)  # type: ignore[misc]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _substitute(getattr(value, f.name), replace) for f in dataclasses.fields(value)}
-        return dataclasses.replace(value, **changes)
-    return value
-
-
-def without_docs(value: _T) -> _T:
-    """``value`` (a node, a declaration, a prop, or a tuple of them) with every ``doc`` removed, at
-    any depth: what is left is what the generated code says apart from the source's documentation,
-    which is what the contract fingerprint hashes."""
-    if isinstance(value, tuple):
-        return tuple(without_docs(item) for item in value)  # type: ignore[return-value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {
-            f.name: None if f.name == "doc" else without_docs(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-        }
-        return dataclasses.replace(value, **changes)
-    return value
+def _prop(prop: ir.Prop) -> str:
+    return f"{property_name(prop.name)}{'?' if prop.optional else ''}: {write(prop.type)}"

@@ -1,5 +1,6 @@
 "use strict";
-// The one implementation file loads three ways: CommonJS, ES module (ss.mjs), and a classic <script>.
+// The one implementation file loads three ways: CommonJS, ES module (ss.mjs), and a classic <script>; the
+// typed runtime (ss-typed.js) two ways, CommonJS and ES module (ss-typed.mjs), on the same constructor.
 
 const test = require("node:test");
 const assert = require("node:assert/strict");
@@ -35,6 +36,27 @@ test("the ESM entry works: a client built through it connects", async () => {
   const ss = new SS("ws://x/socket", { WebSocket: FakeWebSocket });
   FakeWebSocket.last().open();
   assert.equal(ss.connected, true);
+});
+
+test("the typed runtime: require, ss-typed.mjs and the package name give one API", async () => {
+  const typed = require("../ss-typed.js");
+  assert.deepEqual(Object.keys(typed).sort(), ["RELOAD_NEEDED_CODE", "connect", "withContract"]);
+  assert.equal(require("typed-ss-client/typed"), typed);
+  const mod = await import("../ss-typed.mjs");
+  assert.equal(mod.connect, typed.connect);
+  assert.equal(mod.withContract, typed.withContract);
+  assert.equal(mod.RELOAD_NEEDED_CODE, 4010);
+  assert.equal((await import("typed-ss-client/typed")).connect, typed.connect);
+  assert.equal(globalThis.SSTyped, undefined, "no global of its own");
+});
+
+test("the typed runtime builds its clients on the plain client's constructor", () => {
+  const SS = require("../ss.js");
+  const { connect } = require("../ss-typed.js");
+  const FakeWebSocket = makeFakeWebSocket();
+  const client = connect("ws://x/socket", { fingerprint: "f", kinds: {} }, { WebSocket: FakeWebSocket });
+  assert.ok(client.raw instanceof SS);
+  client.close();
 });
 
 function loadAsClassicScript(extraGlobals) {
@@ -88,8 +110,12 @@ test("the classic script loads without TextEncoder (needed only for binary frame
 
 test("package.json points every entry at a file that exists", () => {
   const pkg = require("../package.json");
-  const entry = pkg.exports["."];
-  for (const file of [entry.import, entry.require, entry.types, pkg.main, pkg.types]) {
+  for (const entry of [pkg.exports["."], pkg.exports["./typed"]]) {
+    for (const file of [entry.import, entry.require, entry.types, entry.default]) {
+      assert.ok(fs.existsSync(path.join(ROOT, file)), file);
+    }
+  }
+  for (const file of [pkg.main, pkg.types]) {
     assert.ok(fs.existsSync(path.join(ROOT, file)), file);
   }
   for (const file of pkg.files) {

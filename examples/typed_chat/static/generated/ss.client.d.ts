@@ -3,6 +3,7 @@
 // Contract fingerprint: 84d73c6228db2d8bc5c110e3869c5943
 /* eslint-disable */
 import type SS from "./ss.mjs";
+import type * as _runtime from "./ss-typed.mjs";
 
 // --- payload types ---
 
@@ -64,14 +65,11 @@ export interface Say {
 // --- events ---
 
 /** Binary payloads this client can send. */
-export type BinaryOut = ArrayBuffer | ArrayBufferView | BlobLike;
+export type BinaryOut = _runtime.BinaryOut;
 /** Binary payloads this client receives. */
-export type BinaryIn = ArrayBuffer;
+export type BinaryIn = _runtime.BinaryIn;
 /** What is read from a Blob (declared structurally, so no DOM lib is needed). */
-export interface BlobLike {
-  readonly size: number;
-  arrayBuffer(): Promise<ArrayBuffer>;
-}
+export type BlobLike = _runtime.BlobLike;
 
 /** Every event this client sends, with its payload. */
 export interface ClientToServerEvents {
@@ -91,88 +89,28 @@ export interface ServerToClientEvents {
   said: Said;
 }
 
+// --- the client (implemented by ss-typed.js) ---
+
 /** The names of the events this client sends. */
 export type ClientEventName = keyof ClientToServerEvents;
 /** The names of the events this client receives. */
 export type ServerEventName = keyof ServerToClientEvents;
-
 /** The arguments after the event name: the payload, which may be left out when it is `null`. */
-export type PayloadArgs<E extends ClientEventName> = ClientToServerEvents[E] extends null
-  ? [payload?: null]
-  : [payload: ClientToServerEvents[E]];
-
+export type PayloadArgs<E extends ClientEventName> = _runtime.PayloadArgs<ClientToServerEvents, E>;
 /** `emit(event, payload)` arguments; distributive, so an event-name union cannot mix payloads. */
-export type EmitArgs<E extends ClientEventName = ClientEventName> = {
-  [K in E]: [event: K, ...payload: PayloadArgs<K>];
-}[E];
-
+export type EmitArgs<E extends ClientEventName = ClientEventName> = _runtime.EmitArgs<ClientToServerEvents, E>;
 /** Removes the listener it was returned for; calling it again does nothing. */
-export type Unsubscribe = () => void;
-
+export type Unsubscribe = _runtime.Unsubscribe;
 /** An `__error` frame: the server could not decode, or failed to handle, a payload this client sent. */
-export interface ServerError {
-  /** The event whose payload failed. */
-  event: ClientEventName;
-  /** `invalid_payload`: the payload did not validate; `handler_error`: the handler raised. */
-  code: "invalid_payload" | "handler_error";
-  /** What was wrong (for `invalid_payload`, the validator's message with a JSON path). */
-  detail: string;
-}
-
+export type ServerError = _runtime.ServerError<ClientEventName>;
 /** "current": the server has this client's contract; "stale": it has another; "unknown": no `__hello` yet. */
-export type ContractStatus = "unknown" | "current" | "stale";
-
+export type ContractStatus = _runtime.ContractStatus;
 /** The server's contract differs from the one this client was generated from. */
-export interface ContractMismatch {
-  clientContract: string;
-  serverContract: string;
-}
-
+export type ContractMismatch = _runtime.ContractMismatch;
 /** The server refused this client as out of date (close code 4010): reload the page to get the new one. */
-export interface ReloadNeeded {
-  code: "reload_needed";
-  /** The close code, 4010. */
-  closeCode: number;
-  clientContract: string;
-  /** The server's contract from its `__hello`, when it arrived before the close. */
-  serverContract: string | null;
-}
-
+export type ReloadNeeded = _runtime.ReloadNeeded;
 /** A client typed by the server's contract, over the plain ss.js client. */
-export interface TypedClient {
-  /** The plain ss.js client underneath, untyped. `raw.on(...)` for an event this client listens to replaces its listeners. */
-  readonly raw: SS;
-  /** The fingerprint of the contract this client was generated from; sent as `ss_contract` when connecting. */
-  readonly contract: string;
-  /** The server's contract fingerprint from its last `__hello`; null before the first one. */
-  readonly serverContract: string | null;
-  /** Whether the server's contract is this client's. */
-  readonly contractStatus: ContractStatus;
-  /** True while connected; emits made while not connected are queued (see ss.js). */
-  readonly connected: boolean;
-  /** The socket id from the server's `__hello`; null while not connected. */
-  readonly id: string | null;
-  /** Sends an event with its payload, framed as the server expects it. Returns false when not sent or queued. */
-  emit<E extends ClientEventName>(...args: EmitArgs<E>): boolean;
-  /** One sender per event: `client.send.chat(message)`. */
-  readonly send: { readonly [E in ClientEventName]: (...payload: PayloadArgs<E>) => boolean };
-  /** Adds a listener for a server event; any number per event. */
-  on<E extends ServerEventName>(event: E, listener: (payload: ServerToClientEvents[E]) => void): Unsubscribe;
-  /** Called on every successful connection (and reconnection). */
-  onConnect(listener: () => void): Unsubscribe;
-  /** Called once per connected -> disconnected transition, with the close event. */
-  onDisconnect(listener: (event: SS.CloseEventLike) => void): Unsubscribe;
-  /** Every error the client reports (see ss.js); without a listener they are logged with console.error. */
-  onError(listener: (error: SS.SSError) => void): Unsubscribe;
-  /** `__error` frames from the server, typed. They reach onError too. */
-  onServerError(listener: (error: ServerError) => void): Unsubscribe;
-  /** The server's `__hello` carries another contract than this client's: the page is out of date. */
-  onContractMismatch(listener: (mismatch: ContractMismatch) => void): Unsubscribe;
-  /** The server closed with 4010 (after the onDisconnect listeners): this client is out of date and does not reconnect. */
-  onReloadNeeded(listener: (info: ReloadNeeded) => void): Unsubscribe;
-  /** Closes for good (code 1000). */
-  close(): void;
-}
+export type TypedClient = _runtime.TypedClient<ClientToServerEvents, ServerToClientEvents>;
 
 /** The fingerprint of the contract this client was generated from. */
 export declare const CONTRACT: "84d73c6228db2d8bc5c110e3869c5943";

@@ -2,7 +2,8 @@
 // Do not edit: run `typed-ss gen-client` again when the server's events change.
 // Contract fingerprint: 78d51137972957e557b1162d62a73997
 /* eslint-disable */
-import SS from "./ss.mjs";
+import type SS from "./ss.mjs";
+import * as _runtime from "./ss-typed.mjs";
 
 // --- payload types ---
 
@@ -313,14 +314,11 @@ export interface TreeInput {
 // --- events ---
 
 /** Binary payloads this client can send. */
-export type BinaryOut = ArrayBuffer | ArrayBufferView | BlobLike;
+export type BinaryOut = _runtime.BinaryOut;
 /** Binary payloads this client receives. */
-export type BinaryIn = ArrayBuffer;
+export type BinaryIn = _runtime.BinaryIn;
 /** What is read from a Blob (declared structurally, so no DOM lib is needed). */
-export interface BlobLike {
-  readonly size: number;
-  arrayBuffer(): Promise<ArrayBuffer>;
-}
+export type BlobLike = _runtime.BlobLike;
 
 /** Every event this client sends, with its payload. */
 export interface ClientToServerEvents {
@@ -386,98 +384,34 @@ export interface ServerToClientEvents {
   tree: Tree;
 }
 
+// --- the client (implemented by ss-typed.js) ---
+
 /** The names of the events this client sends. */
 export type ClientEventName = keyof ClientToServerEvents;
 /** The names of the events this client receives. */
 export type ServerEventName = keyof ServerToClientEvents;
-
 /** The arguments after the event name: the payload, which may be left out when it is `null`. */
-export type PayloadArgs<E extends ClientEventName> = ClientToServerEvents[E] extends null
-  ? [payload?: null]
-  : [payload: ClientToServerEvents[E]];
-
+export type PayloadArgs<E extends ClientEventName> = _runtime.PayloadArgs<ClientToServerEvents, E>;
 /** `emit(event, payload)` arguments; distributive, so an event-name union cannot mix payloads. */
-export type EmitArgs<E extends ClientEventName = ClientEventName> = {
-  [K in E]: [event: K, ...payload: PayloadArgs<K>];
-}[E];
-
+export type EmitArgs<E extends ClientEventName = ClientEventName> = _runtime.EmitArgs<ClientToServerEvents, E>;
 /** Removes the listener it was returned for; calling it again does nothing. */
-export type Unsubscribe = () => void;
-
+export type Unsubscribe = _runtime.Unsubscribe;
 /** An `__error` frame: the server could not decode, or failed to handle, a payload this client sent. */
-export interface ServerError {
-  /** The event whose payload failed. */
-  event: ClientEventName;
-  /** `invalid_payload`: the payload did not validate; `handler_error`: the handler raised. */
-  code: "invalid_payload" | "handler_error";
-  /** What was wrong (for `invalid_payload`, the validator's message with a JSON path). */
-  detail: string;
-}
-
+export type ServerError = _runtime.ServerError<ClientEventName>;
 /** "current": the server has this client's contract; "stale": it has another; "unknown": no `__hello` yet. */
-export type ContractStatus = "unknown" | "current" | "stale";
-
+export type ContractStatus = _runtime.ContractStatus;
 /** The server's contract differs from the one this client was generated from. */
-export interface ContractMismatch {
-  clientContract: string;
-  serverContract: string;
-}
-
+export type ContractMismatch = _runtime.ContractMismatch;
 /** The server refused this client as out of date (close code 4010): reload the page to get the new one. */
-export interface ReloadNeeded {
-  code: "reload_needed";
-  /** The close code, 4010. */
-  closeCode: number;
-  clientContract: string;
-  /** The server's contract from its `__hello`, when it arrived before the close. */
-  serverContract: string | null;
-}
-
+export type ReloadNeeded = _runtime.ReloadNeeded;
 /** A client typed by the server's contract, over the plain ss.js client. */
-export interface TypedClient {
-  /** The plain ss.js client underneath, untyped. `raw.on(...)` for an event this client listens to replaces its listeners. */
-  readonly raw: SS;
-  /** The fingerprint of the contract this client was generated from; sent as `ss_contract` when connecting. */
-  readonly contract: string;
-  /** The server's contract fingerprint from its last `__hello`; null before the first one. */
-  readonly serverContract: string | null;
-  /** Whether the server's contract is this client's. */
-  readonly contractStatus: ContractStatus;
-  /** True while connected; emits made while not connected are queued (see ss.js). */
-  readonly connected: boolean;
-  /** The socket id from the server's `__hello`; null while not connected. */
-  readonly id: string | null;
-  /** Sends an event with its payload, framed as the server expects it. Returns false when not sent or queued. */
-  emit<E extends ClientEventName>(...args: EmitArgs<E>): boolean;
-  /** One sender per event: `client.send.chat(message)`. */
-  readonly send: { readonly [E in ClientEventName]: (...payload: PayloadArgs<E>) => boolean };
-  /** Adds a listener for a server event; any number per event. */
-  on<E extends ServerEventName>(event: E, listener: (payload: ServerToClientEvents[E]) => void): Unsubscribe;
-  /** Called on every successful connection (and reconnection). */
-  onConnect(listener: () => void): Unsubscribe;
-  /** Called once per connected -> disconnected transition, with the close event. */
-  onDisconnect(listener: (event: SS.CloseEventLike) => void): Unsubscribe;
-  /** Every error the client reports (see ss.js); without a listener they are logged with console.error. */
-  onError(listener: (error: SS.SSError) => void): Unsubscribe;
-  /** `__error` frames from the server, typed. They reach onError too. */
-  onServerError(listener: (error: ServerError) => void): Unsubscribe;
-  /** The server's `__hello` carries another contract than this client's: the page is out of date. */
-  onContractMismatch(listener: (mismatch: ContractMismatch) => void): Unsubscribe;
-  /** The server closed with 4010 (after the onDisconnect listeners): this client is out of date and does not reconnect. */
-  onReloadNeeded(listener: (info: ReloadNeeded) => void): Unsubscribe;
-  /** Closes for good (code 1000). */
-  close(): void;
-}
-
-// --- runtime ---
+export type TypedClient = _runtime.TypedClient<ClientToServerEvents, ServerToClientEvents>;
 
 /** The fingerprint of the contract this client was generated from. */
 export const CONTRACT = "78d51137972957e557b1162d62a73997";
 
-type Kind = "json" | "text" | "binary";
-
 /** How each event's payload is framed. */
-const CLIENT_EVENT_KINDS: { readonly [E in ClientEventName]: Kind } = {
+const CLIENT_EVENT_KINDS: { readonly [E in ClientEventName]: _runtime.Kind } = {
   action: "json",
   box: "json",
   chat: "json",
@@ -501,227 +435,15 @@ const CLIENT_EVENT_KINDS: { readonly [E in ClientEventName]: Kind } = {
   upload: "binary",
 };
 
-/** The WebSocket close code with which the server refuses an out-of-date client. */
-const RELOAD_NEEDED_CODE = 4010;
-
-type Listener<T> = (value: T) => void;
-
 /**
- * Connects to a typed-ss server, sending this client's contract fingerprint (the `ss_contract` query
- * parameter). `options` are the plain client's (reconnect, queue, WebSocket class for Node, ...).
+ * Connects to a typed-ss server, sending this client's contract fingerprint (the `ss_contract`
+ * query parameter). `options` are the plain client's (reconnect, queue, WebSocket class for
+ * Node, ...).
  */
 export function connect(url: string, options?: SS.Options): TypedClient {
-  const raw = new SS(withContract(url), options);
-  const listeners = new Map<string, Listener<unknown>[]>();
-  const connectListeners: Listener<void>[] = [];
-  const disconnectListeners: Listener<SS.CloseEventLike>[] = [];
-  const errorListeners: Listener<SS.SSError>[] = [];
-  const serverErrorListeners: Listener<ServerError>[] = [];
-  const mismatchListeners: Listener<ContractMismatch>[] = [];
-  const reloadListeners: Listener<ReloadNeeded>[] = [];
-  let serverContract: string | null = null;
-  let reloadNeeded: ReloadNeeded | null = null; // reported after the onDisconnect listeners
-  // Blobs are read asynchronously; while one is being read, later emits wait behind it to keep their order.
-  let tail: Promise<void> = Promise.resolve();
-  let waiting = 0;
-
-  function report(error: SS.SSError): void {
-    if (errorListeners.length === 0) {
-      logError("typed-ss client:", error);
-      return;
-    }
-    for (const listener of errorListeners.slice()) {
-      try {
-        listener(error);
-      } catch (inner) {
-        logError("typed-ss client:", error);
-        logError("typed-ss client: an onError listener threw:", inner);
-      }
-    }
-  }
-
-  function call<T>(list: readonly Listener<T>[], value: T, what: string): void {
-    for (const listener of list.slice()) {
-      try {
-        listener(value);
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        report(new SS.SSError("callback_error", what + " listener threw: " + message, { event: what, cause: err }));
-      }
-    }
-  }
-
-  function add<T>(list: Listener<T>[], listener: Listener<T>): Unsubscribe {
-    list.push(listener);
-    let active = true;
-    return () => {
-      if (!active) return;
-      active = false;
-      const index = list.indexOf(listener);
-      if (index >= 0) list.splice(index, 1);
-    };
-  }
-
-  function refuse(event: string, payload: unknown, why: string, cause?: unknown): boolean {
-    const fields = cause === undefined ? { event, data: payload } : { event, data: payload, cause };
-    report(new SS.SSError("bad_data", "not sent: " + why + " for " + JSON.stringify(event), fields));
-    return false;
-  }
-
-  function sendInOrder(event: string, data: unknown): boolean {
-    if (waiting === 0 && !isBlobLike(data)) return raw.emit(event, data);
-    waiting++;
-    tail = tail
-      .then(() => (isBlobLike(data) ? data.arrayBuffer() : data))
-      .then(
-        (ready: unknown) => {
-          raw.emit(event, ready);
-        },
-        (err: unknown) => {
-          refuse(event, data, "the Blob could not be read", err);
-        },
-      )
-      .then(() => {
-        waiting--;
-      });
-    return true;
-  }
-
-  function emit(event: string, payload?: unknown): boolean {
-    if (!Object.prototype.hasOwnProperty.call(CLIENT_EVENT_KINDS, event)) {
-      return sendInOrder(event, payload); // not in the contract: the plain client's rules
-    }
-    const kind = (CLIENT_EVENT_KINDS as Readonly<Record<string, Kind>>)[event];
-    if (kind === "json") {
-      // The plain client sends strings as they are: send JSON text, so a string payload arrives quoted.
-      let text: string | undefined;
-      try {
-        text = JSON.stringify(payload === undefined ? null : payload);
-      } catch (err) {
-        return refuse(event, payload, "the payload has no JSON form", err);
-      }
-      if (text === undefined) return refuse(event, payload, "the payload has no JSON form");
-      return sendInOrder(event, text);
-    }
-    if (kind === "text" && typeof payload !== "string") {
-      return refuse(event, payload, "a text event needs a string payload");
-    }
-    if (kind === "binary" && !isBinary(payload)) {
-      return refuse(event, payload, "a binary event needs an ArrayBuffer, a typed array, a DataView or a Blob");
-    }
-    return sendInOrder(event, payload);
-  }
-
-  function on(event: string, listener: Listener<unknown>): Unsubscribe {
-    let existing = listeners.get(event);
-    if (existing === undefined) {
-      existing = [];
-      listeners.set(event, existing);
-      raw.on(event, (payload: unknown) => {
-        const current = listeners.get(event);
-        if (current !== undefined) call(current, payload, event);
-      });
-    }
-    const list = existing;
-    const remove = add(list, listener);
-    return () => {
-      remove();
-      if (list.length === 0 && listeners.get(event) === list) {
-        listeners.delete(event);
-        raw.off(event);
-      }
-    };
-  }
-
-  raw.onConnect(() => call(connectListeners, undefined, "onConnect"));
-  raw.onDisconnect((event) => {
-    // Never reconnect after 4010, even when reconnectOpts.reconnectCodes lists it: only a reload helps.
-    if (event.code === RELOAD_NEEDED_CODE) raw.close();
-    call(disconnectListeners, event, "onDisconnect");
-    const info = reloadNeeded;
-    reloadNeeded = null;
-    if (info !== null) call(reloadListeners, info, "onReloadNeeded");
-  });
-  raw.onHello((hello) => {
-    serverContract = typeof hello.contract === "string" ? hello.contract : null;
-    if (serverContract !== null && serverContract !== CONTRACT) {
-      call(mismatchListeners, { clientContract: CONTRACT, serverContract }, "onContractMismatch");
-    }
-  });
-  raw.onError((error) => {
-    report(error);
-    if (error.code === "server_error" && error.payload !== undefined) {
-      const { event, code, detail } = error.payload;
-      const typed = { event, code, detail } as ServerError;
-      call(serverErrorListeners, typed, "onServerError");
-    } else if (error.code === "reload_needed") {
-      reloadNeeded = {
-        code: "reload_needed",
-        closeCode: error.closeCode ?? RELOAD_NEEDED_CODE,
-        clientContract: CONTRACT,
-        serverContract,
-      };
-    }
-  });
-
-  const send = Object.create(null) as Record<string, (payload?: unknown) => boolean>;
-  for (const event of Object.keys(CLIENT_EVENT_KINDS)) {
-    send[event] = (payload?: unknown) => emit(event, payload);
-  }
-  Object.freeze(send);
-
-  const client: TypedClient = {
-    raw,
-    contract: CONTRACT,
-    get serverContract() {
-      return serverContract;
-    },
-    get contractStatus(): ContractStatus {
-      return serverContract === null ? "unknown" : serverContract === CONTRACT ? "current" : "stale";
-    },
-    get connected() {
-      return raw.connected;
-    },
-    get id() {
-      return raw.id;
-    },
-    emit: emit as unknown as TypedClient["emit"],
-    send: send as unknown as TypedClient["send"],
-    on: on as unknown as TypedClient["on"],
-    onConnect: (listener) => add(connectListeners, listener),
-    onDisconnect: (listener) => add(disconnectListeners, listener),
-    onError: (listener) => add(errorListeners, listener),
-    onServerError: (listener) => add(serverErrorListeners, listener),
-    onContractMismatch: (listener) => add(mismatchListeners, listener),
-    onReloadNeeded: (listener) => add(reloadListeners, listener),
-    close: () => raw.close(),
-  };
-  return client;
-}
-
-/** The URL with this client's contract fingerprint added to its query string. */
-function withContract(url: string): string {
-  const hash = url.indexOf("#");
-  const base = hash >= 0 ? url.slice(0, hash) : url;
-  const fragment = hash >= 0 ? url.slice(hash) : "";
-  const separator = base.indexOf("?") < 0 ? "?" : /[?&]$/.test(base) ? "" : "&";
-  return base + separator + "ss_contract=" + encodeURIComponent(CONTRACT) + fragment;
-}
-
-function isBlobLike(value: unknown): value is BlobLike {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    !ArrayBuffer.isView(value) &&
-    typeof (value as { arrayBuffer?: unknown }).arrayBuffer === "function"
+  return _runtime.connect<ClientToServerEvents, ServerToClientEvents>(
+    url,
+    { fingerprint: CONTRACT, kinds: CLIENT_EVENT_KINDS },
+    options,
   );
-}
-
-function isBinary(value: unknown): boolean {
-  return Object.prototype.toString.call(value) === "[object ArrayBuffer]" || ArrayBuffer.isView(value) || isBlobLike(value);
-}
-
-function logError(...args: unknown[]): void {
-  const console = (globalThis as unknown as { console?: { error?: (...data: unknown[]) => void } }).console;
-  if (console !== undefined && typeof console.error === "function") console.error(...args);
 }

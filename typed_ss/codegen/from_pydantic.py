@@ -1,4 +1,4 @@
-"""Payloads that pydantic validates: TypeScript types from pydantic's own JSON Schema.
+"""The pydantic front end: payloads that pydantic validates, to the IR, through pydantic's JSON Schema.
 
 typed-ss validates pydantic payloads with pydantic and sends them with
 ``model_dump_json(by_alias=True)``, so the received shape comes from the *serialization* schema and the
@@ -20,15 +20,18 @@ import enum
 import re
 import typing
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pydantic
 from pydantic.json_schema import GenerateJsonSchema
 
-from typed_ss.codegen import typescript as ts
-from typed_ss.codegen.model import Named, Where, class_doc
-from typed_ss.codegen.typescript import Flavor
-from typed_ss.contract import EventContract
+from typed_ss.codegen import ir
+from typed_ss.codegen.errors import CodegenError, Where
+from typed_ss.codegen.ir import Flavor, Named
+from typed_ss.typeinfo import class_doc
+
+if TYPE_CHECKING:
+    from typed_ss.contract import EventContract
 
 __all__ = ["Converted", "convert"]
 
@@ -66,9 +69,12 @@ _FORMATS: Final = {
 
 @dataclass(frozen=True)
 class Converted:
-    payloads: dict[tuple[str, str], ts.Node]
+    """What the pydantic front end made of a contract's pydantic payloads."""
+
+    payloads: dict[tuple[str, str], ir.Node]
     """Each event's payload type, by (event name, direction), references unresolved."""
     named: list[Named]
+    """The named types those payloads use (models, enums, dataclasses), keyed by class where known."""
 
 
 def convert(events: list[EventContract]) -> Converted:
@@ -94,7 +100,7 @@ def convert(events: list[EventContract]) -> Converted:
         raise _failure(events, exc) from exc
 
     converter = _Converter({str(name): schema for name, schema in definitions.items()}, classes)
-    payloads: dict[tuple[str, str], ts.Node] = {}
+    payloads: dict[tuple[str, str], ir.Node] = {}
     for event in events:
         mode, flavor = _MODES[event.direction]
         schema = mapping[(event.name, event.direction, mode), mode]
@@ -115,11 +121,11 @@ class _Converter:
             base, mode = _split(name)
             self.variants.setdefault(base, {})[mode] = name
 
-    def convert(self, schema: Any, flavor: Flavor, where: Where) -> ts.Node:
+    def convert(self, schema: Any, flavor: Flavor, where: Where) -> ir.Node:
         if schema is True or schema == {}:
-            return ts.UNKNOWN
+            return ir.UNKNOWN
         if schema is False:
-            return ts.NEVER
+            return ir.NEVER
         if not isinstance(schema, dict):
             raise where.unsupported(f"unexpected JSON Schema {schema!r}")
         unsupported = _UNSUPPORTED_KEYWORDS & schema.keys()
@@ -130,46 +136,46 @@ class _Converter:
         if "const" in schema:
             return _literal(schema["const"], where)
         if "enum" in schema:
-            return ts.union(_literal(value, where) for value in schema["enum"])
+            return ir.union(_literal(value, where) for value in schema["enum"])
         for keyword in ("anyOf", "oneOf"):
             if keyword in schema:
-                return ts.union(self.convert(member, flavor, where) for member in schema[keyword])
+                return ir.union(self.convert(member, flavor, where) for member in schema[keyword])
         if "allOf" in schema:
             if len(schema["allOf"]) != 1:
                 raise where.unsupported("an intersection (allOf) has no TypeScript form here")
             return self.convert(schema["allOf"][0], flavor, where)
         kind = schema.get("type")
         if isinstance(kind, list):
-            return ts.union(self.convert({**schema, "type": k}, flavor, where) for k in kind)
+            return ir.union(self.convert({**schema, "type": k}, flavor, where) for k in kind)
         if kind == "string":
-            return ts.STRING
+            return ir.STRING
         if kind in ("integer", "number"):
-            return ts.NUMBER
+            return ir.NUMBER
         if kind == "boolean":
-            return ts.BOOLEAN
+            return ir.BOOLEAN
         if kind == "null":
-            return ts.NULL
+            return ir.NULL
         if kind == "array":
             return self._array(schema, flavor, where)
         if kind == "object" or "properties" in schema:
             return self._object(schema, flavor, where)
         if kind is None:
-            return ts.UNKNOWN
+            return ir.UNKNOWN
         raise where.unsupported(f"JSON Schema type {kind!r} has no TypeScript form")
 
-    def _array(self, schema: dict[str, Any], flavor: Flavor, where: Where) -> ts.Node:
+    def _array(self, schema: dict[str, Any], flavor: Flavor, where: Where) -> ir.Node:
         items = schema.get("items")
         if "prefixItems" not in schema:
-            return ts.Array(ts.UNKNOWN if items is None else self.convert(items, flavor, where))
+            return ir.Array(ir.UNKNOWN if items is None else self.convert(items, flavor, where))
         required = schema.get("minItems", len(schema["prefixItems"]))
         elements = tuple(
-            ts.TupleElement(self.convert(item, flavor, where), optional=index >= required)
+            ir.TupleElement(self.convert(item, flavor, where), optional=index >= required)
             for index, item in enumerate(schema["prefixItems"])
         )
         rest = None if items is None or items is False else self.convert(items, flavor, where)
-        return ts.Tuple(elements, rest)
+        return ir.Tuple(elements, rest)
 
-    def _object(self, schema: dict[str, Any], flavor: Flavor, where: Where) -> ts.Node:
+    def _object(self, schema: dict[str, Any], flavor: Flavor, where: Where) -> ir.Node:
         properties: dict[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", ()))
         label = schema.get("title", "object")
@@ -177,28 +183,28 @@ class _Converter:
         for name, prop in properties.items():
             node = self.convert(prop, flavor, where.at(f"field {label}.{name}"))
             optional = flavor == "sent" and name not in required and "const" not in prop
-            props.append(ts.Prop(name, node, optional, _property_doc(prop), _property_note(prop)))
+            props.append(ir.Prop(name, node, optional, _property_doc(prop), _property_note(prop)))
         extra = schema.get("additionalProperties")
         if not props:
             if extra is False:
-                return ts.Object(())
-            values = ts.UNKNOWN if extra in (None, True) else self.convert(extra, flavor, where)
+                return ir.Object(())
+            values = ir.UNKNOWN if extra in (None, True) else self.convert(extra, flavor, where)
             if "propertyNames" in schema:
                 keys = self._keys(schema["propertyNames"], flavor, where)
-                return ts.Generic("Partial", (ts.Generic("Record", (keys, values)),))
-            return ts.Generic("Record", (ts.STRING, values))
+                return ir.Generic("Partial", (ir.Generic("Record", (keys, values)),))
+            return ir.Generic("Record", (ir.STRING, values))
         # Named properties must fit the index signature, so other keys can only be `unknown`.
-        return ts.Object(tuple(props), None if extra in (None, False) else ts.UNKNOWN)
+        return ir.Object(tuple(props), None if extra in (None, False) else ir.UNKNOWN)
 
-    def _keys(self, schema: Any, flavor: Flavor, where: Where) -> ts.Node:
+    def _keys(self, schema: Any, flavor: Flavor, where: Where) -> ir.Node:
         node = self.convert(schema, flavor, where)
         target = schema
         if isinstance(schema, dict) and "$ref" in schema:
             target = self.definitions.get(schema["$ref"].removeprefix("#/$defs/"), {})
         values = target.get("enum", [target.get("const")]) if isinstance(target, dict) else []
-        return node if all(isinstance(v, str) for v in values) else ts.Template(node)
+        return node if all(isinstance(v, str) for v in values) else ir.Template(node)
 
-    def _ref(self, ref: str, flavor: Flavor, where: Where) -> ts.Ref:
+    def _ref(self, ref: str, flavor: Flavor, where: Where) -> ir.Ref:
         name = ref.removeprefix("#/$defs/")
         base, mode = _split(name)
         if mode:
@@ -215,7 +221,7 @@ class _Converter:
             at = where.at(f"model {received.get('title', base)}")
             entry.received = self.convert(received, "received", at)
             entry.sent = self.convert(sent, "sent", at)
-        return ts.Ref(key, flavor)
+        return ir.Ref(key, flavor)
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -225,11 +231,11 @@ def _split(name: str) -> tuple[str, str]:
     return match["base"] + (match["occurrence"] or ""), match["mode"] or ""
 
 
-def _literal(value: object, where: Where) -> ts.Node:
+def _literal(value: object, where: Where) -> ir.Node:
     if value is None:
-        return ts.NULL
+        return ir.NULL
     if isinstance(value, str | int | float | bool):
-        return ts.Literal(value)
+        return ir.Literal(value)
     raise where.unsupported(f"the constant {value!r} has no TypeScript literal type")
 
 
@@ -323,8 +329,6 @@ def _failure(events: list[EventContract], exc: Exception) -> Exception:
                     .at(_failing_field(event.payload_type, mode))
                     .unsupported(f"pydantic has no JSON Schema for it: {_first_line(error)}")
                 )
-    from typed_ss.codegen.model import CodegenError
-
     return CodegenError(f"pydantic could not describe the contract's models: {_first_line(exc)}")
 
 

@@ -1,0 +1,115 @@
+// Types for the typed runtime (ss-typed.js / ss-typed.mjs), generic over a contract's event maps.
+//
+// `C` maps each event the client sends to its payload type, `S` each event it receives. A module made by
+// `typed-ss gen-client` declares both maps (ClientToServerEvents, ServerToClientEvents) and instantiates
+// these types with them, so the API is written once, here. Declared structurally: no DOM lib is needed.
+
+import SS = require("./ss.js");
+
+/** How an event's payload is framed: JSON text, raw text, or a binary frame. */
+export type Kind = "json" | "text" | "binary";
+
+/** Binary payloads a client can send. */
+export type BinaryOut = ArrayBuffer | ArrayBufferView | BlobLike;
+/** Binary payloads a client receives. */
+export type BinaryIn = ArrayBuffer;
+/** What is read from a Blob (declared structurally, so no DOM lib is needed). */
+export interface BlobLike {
+  readonly size: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/** The arguments after the event name: the payload, which may be left out when it is `null`. */
+export type PayloadArgs<C, E extends keyof C> = C[E] extends null ? [payload?: null] : [payload: C[E]];
+
+/** `emit(event, payload)` arguments; distributive, so an event-name union cannot mix payloads. */
+export type EmitArgs<C, E extends keyof C = keyof C> = {
+  [K in E]: [event: K, ...payload: PayloadArgs<C, K>];
+}[E];
+
+/** Removes the listener it was returned for; calling it again does nothing. */
+export type Unsubscribe = () => void;
+
+/** An `__error` frame: the server could not decode, or failed to handle, a payload this client sent. */
+export interface ServerError<E = string> {
+  /** The event whose payload failed. */
+  event: E;
+  /** `invalid_payload`: the payload did not validate; `handler_error`: the handler raised. */
+  code: "invalid_payload" | "handler_error";
+  /** What was wrong (for `invalid_payload`, the validator's message with a JSON path). */
+  detail: string;
+}
+
+/** "current": the server has this client's contract; "stale": it has another; "unknown": no `__hello` yet. */
+export type ContractStatus = "unknown" | "current" | "stale";
+
+/** The server's contract differs from the one this client was generated from. */
+export interface ContractMismatch {
+  clientContract: string;
+  serverContract: string;
+}
+
+/** The server refused this client as out of date (close code 4010): reload the page to get the new one. */
+export interface ReloadNeeded {
+  code: "reload_needed";
+  /** The close code, 4010. */
+  closeCode: number;
+  clientContract: string;
+  /** The server's contract from its `__hello`, when it arrived before the close. */
+  serverContract: string | null;
+}
+
+/** A client typed by the server's contract, over the plain ss.js client. */
+export interface TypedClient<C, S> {
+  /** The plain ss.js client underneath, untyped. `raw.on(...)` for an event this client listens to replaces its listeners. */
+  readonly raw: SS;
+  /** The fingerprint of the contract this client was generated from; sent as `ss_contract` when connecting. */
+  readonly contract: string;
+  /** The server's contract fingerprint from its last `__hello`; null before the first one. */
+  readonly serverContract: string | null;
+  /** Whether the server's contract is this client's. */
+  readonly contractStatus: ContractStatus;
+  /** True while connected; emits made while not connected are queued (see ss.js). */
+  readonly connected: boolean;
+  /** The socket id from the server's `__hello`; null while not connected. */
+  readonly id: string | null;
+  /** Sends an event with its payload, framed as the server expects it. Returns false when not sent or queued. */
+  emit<E extends keyof C>(...args: EmitArgs<C, E>): boolean;
+  /** One sender per event: `client.send.chat(message)`. */
+  readonly send: { readonly [E in keyof C]: (...payload: PayloadArgs<C, E>) => boolean };
+  /** Adds a listener for a server event; any number per event. */
+  on<E extends keyof S>(event: E, listener: (payload: S[E]) => void): Unsubscribe;
+  /** Called on every successful connection (and reconnection). */
+  onConnect(listener: () => void): Unsubscribe;
+  /** Called once per connected -> disconnected transition, with the close event. */
+  onDisconnect(listener: (event: SS.CloseEventLike) => void): Unsubscribe;
+  /** Every error the client reports (see ss.js); without a listener they are logged with console.error. */
+  onError(listener: (error: SS.SSError) => void): Unsubscribe;
+  /** `__error` frames from the server, typed. They reach onError too. */
+  onServerError(listener: (error: ServerError<keyof C>) => void): Unsubscribe;
+  /** The server's `__hello` carries another contract than this client's: the page is out of date. */
+  onContractMismatch(listener: (mismatch: ContractMismatch) => void): Unsubscribe;
+  /** The server closed with 4010 (after the onDisconnect listeners): this client is out of date and does not reconnect. */
+  onReloadNeeded(listener: (info: ReloadNeeded) => void): Unsubscribe;
+  /** Closes for good (code 1000). */
+  close(): void;
+}
+
+/** What a generated client knows of its contract: the fingerprint, and how each event it sends is framed. */
+export interface Contract<C> {
+  readonly fingerprint: string;
+  readonly kinds: { readonly [E in keyof C]: Kind };
+}
+
+/**
+ * Connects to a typed-ss server through the plain client (`options` are its options: reconnect, queue,
+ * WebSocket class for Node, ...), sending `contract.fingerprint` as the `ss_contract` query parameter.
+ * Generated clients call it from their own `connect(url, options)`.
+ */
+export declare function connect<C, S>(url: string, contract: Contract<C>, options?: SS.Options): TypedClient<C, S>;
+
+/** `url` with `ss_contract=<fingerprint>` added to its query string, keeping its parameters and fragment. */
+export declare function withContract(url: string, fingerprint: string): string;
+
+/** The WebSocket close code with which the server refuses an out-of-date client. */
+export declare const RELOAD_NEEDED_CODE: 4010;
