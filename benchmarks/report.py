@@ -200,7 +200,11 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {package: _version(package) for package in packages},
         "commit": commit,
-        "uvicorn_settings": serve_settings(),
+        # Protocol classes are recorded by their import path (how uvicorn's --ws/--http name them).
+        "uvicorn_settings": {
+            name: f"{value.__module__}:{value.__qualname__}" if isinstance(value, type) else value
+            for name, value in serve_settings().items()
+        },
     }
 
 

@@ -53,11 +53,16 @@ class Connection:
 
     __slots__ = (
         "_busy",
+        "_client_log",
+        "_closing",
         "_ended_by_server",
         "_gone",
+        "_handlers",
         "_handling",
         "_inbox",
         "_inbox_bytes",
+        "_max_event_length",
+        "_max_size",
         "_server",
         "_task",
         "_transport",
@@ -71,6 +76,7 @@ class Connection:
         self._transport = transport
         self._task = task
         self._ended_by_server = False
+        self._closing = False  # the socket takes no more messages
         self.socket: Socket | None = None
         """The socket, once the upgrade has been accepted."""
         self._inbox: deque[str | bytes] = deque()
@@ -80,6 +86,11 @@ class Connection:
         self._watcher: asyncio.Task[None] | None = None
         self._woken: asyncio.Event | None = None
         self._handling: HandlerSpec | None = None  # the handler dispatch() last returned
+        # What dispatch() reads for every message, looked up once.
+        self._handlers = server.handlers_by_event
+        self._client_log = server.client_log
+        self._max_size = server.limits.max_message_size
+        self._max_event_length = server.limits.max_event_name_length
 
     # --- the whole life ----------------------------------------------------------------------------
 
@@ -124,6 +135,10 @@ class Connection:
         finally:
             await self._stop_watcher()
             await self._teardown(sock)
+
+    def closing(self) -> None:
+        """The socket no longer takes messages (it is closing): drop what the client still sends."""
+        self._closing = True
 
     def end(self) -> None:
         """End the connection's task now, cancelling a handler that is still running; the teardown
@@ -215,27 +230,25 @@ class Connection:
         """What to run for one client message: the handler's coroutine, or ``None`` when there is
         nothing to run (malformed, no handler, invalid payload answered with ``__error``, too big
         and closed with 1009, or the socket is closing)."""
+        if self._closing:
+            return None  # drain until the disconnect arrives
         sock = self.socket
         assert sock is not None  # messages come only after the upgrade
-        if not sock.connected:
-            return None  # drain until the disconnect arrives
-        server = self._server
-        limits = server.limits
-        max_size = limits.max_message_size
+        max_size = self._max_size
         # A str's UTF-8 size is at most 4 bytes a character: only a long one needs measuring.
         if len(message) > max_size // 4 and _size(message) > max_size:
-            server.client_log.info(
+            self._client_log.info(
                 "too_big", "socket %s sent a message larger than %d bytes; closing it", sock.id, max_size
             )
             return sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
         try:
-            event, _, payload = split_client_frame(message, limits.max_event_name_length)
+            event, _, payload = split_client_frame(message, self._max_event_length)
         except ProtocolError as exc:
-            server.client_log.info("malformed", "socket %s sent a malformed frame: %s", sock.id, exc)
+            self._client_log.info("malformed", "socket %s sent a malformed frame: %s", sock.id, exc)
             return None
-        spec = server.handlers_by_event.get(event)
+        spec = self._handlers.get(event)
         if spec is None:
-            server.client_log.debug(
+            self._client_log.debug(
                 "no_handler", "socket %s sent event %r, which has no handler", sock.id, event
             )
             return None
@@ -253,10 +266,14 @@ class Connection:
         """Handle the socket's messages in order, one at a time, until the connection ends."""
         sock = self.socket
         assert sock is not None
-        next_message = self._next
+        receive = self._transport.receive
         dispatch = self.dispatch
         while True:
-            coro = dispatch(await next_message())
+            if self._inbox or self._watcher is not None or self._gone is not None:
+                message = await self._next()  # read ahead while a handler was busy
+            else:
+                message = await receive()
+            coro = dispatch(message)
             if coro is None:
                 continue
             # run_watched, written out: one coroutine fewer per message is a measurable share of

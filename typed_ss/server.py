@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 
 import msgspec
@@ -148,7 +147,6 @@ class Server:
         self.contract_check: Final = contract_check
         self.hub: Final = Hub()
         self._handlers: dict[str, HandlerSpec] = {}
-        self._handlers_view = MappingProxyType(self._handlers)
         self._events: dict[str, ServerEvent[Any]] = {}
         self._contract: Contract | None = None
         self.hooks: Final = Hooks()
@@ -258,8 +256,9 @@ class Server:
 
     @property
     def handlers_by_event(self) -> Mapping[str, HandlerSpec]:
-        """The live, read-only registry of handlers, for the read loop (no copy)."""
-        return self._handlers_view
+        """The live registry of handlers, for the read loop: the dict itself, typed read-only (a
+        ``MappingProxyType`` would cost a call more per message)."""
+        return self._handlers
 
     def on_connect(self, hook: SocketHook) -> SocketHook:
         """Register ``async def hook(sock) -> None``, run after ``__hello`` and before the socket's first

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Coroutine
 from typing import Any, ClassVar, Protocol
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -191,7 +192,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     # --- closing ------------------------------------------------------------------------------------
 
-    async def send(self, message: Any) -> None:
+    def send(self, message: Any) -> Coroutine[Any, Any, None]:
+        # Not a coroutine itself: a data frame gets uvicorn's own send coroutine, with no frame of
+        # ours around it (one per frame sent adds up in a fan-out).
+        if message["type"] == "websocket.send":
+            return super().send(message)
+        return self._send_control(message)
+
+    async def _send_control(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.close" and self.close_timer is not None:
             # uvicorn closes gracefully when the client does not answer the close, which waits for
