@@ -802,3 +802,19 @@ def test_decoders_raise_nothing_but_payload_errors_on_mutated_payloads(
     assert details  # the mutations do reach the error paths
     assert all(d.isprintable() and 0 < len(d) <= MAX_DETAIL_LENGTH for d in details)
     assert not [d for d in details if "codec" in d or "Traceback" in d]
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_bytearray_and_memoryview_handlers_get_the_raw_payload_as_the_contract_says(kind: type) -> None:
+    ss = Server()
+
+    async def handler(sock: Socket, data: object) -> None:
+        pass
+
+    ss.on("raw", kind)(handler)
+    spec = ss.handlers["raw"]
+    assert ss.contract.direction("client_to_server")[0].kind == "binary"
+    assert spec.decode is not None
+    value = spec.decode(b"\x00\xff not json")
+    assert isinstance(value, kind)
+    assert bytes(value) == b"\x00\xff not json"

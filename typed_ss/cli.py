@@ -128,8 +128,9 @@ def gen_client(app: str, out_dir: Path, lang: str, check: bool, app_dir: str) ->
     """Generate a typed client for the server APP (module:attribute, e.g. myapp.main:ss).
 
     Writes ss.client.ts (or ss.client.js and ss.client.d.ts with --lang js) and, next to it, the
-    plain client it wraps (ss.js, ss.mjs, ss.d.ts, ss.d.mts). Files whose content would not change
-    are not rewritten.
+    runtime it calls (ss-typed.js, ss-typed.mjs, ss-typed.d.ts, ss-typed.d.mts) and the plain client
+    that runtime wraps (ss.js, ss.mjs, ss.d.ts, ss.d.mts). Files whose content would not change are
+    not rewritten.
     """
     from typed_ss.codegen import CodegenError, files, generate
 

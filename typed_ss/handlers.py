@@ -149,10 +149,14 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
     """The decoder for ``payload_type``: ``None`` for raw bytes, else a callable raising
     :class:`PayloadValidationError` with a message that is safe to send to the client (and nothing
     else: see :data:`Decoder`)."""
-    # Raw only for `bytes` itself. payload_kind calls bytearray and memoryview binary too, but their
-    # handlers have always had a JSON decoder; that mismatch is kept as it is, not changed in passing.
     if payload_type is bytes:
         return None
+    # The contract calls these binary too (payload_kind), and clients send them raw: a copy of the
+    # bytes in the annotated type, never a JSON decode.
+    if payload_type is bytearray:
+        return bytearray
+    if payload_type is memoryview:
+        return memoryview
     if payload_type is str:
         return _utf8_decoder(event)
     if is_pydantic_model(payload_type):
