@@ -64,11 +64,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# The generator's tests run tsc and node from clients/js, so its packages come first.
-pytest: $(STAMP) $(JS_STAMP) system-packages
-	$(PY) -m pytest
+# The Python suites on every core (pytest-xdist: a worker process per core, each taking tests from the
+# others once its own are done), listing the slowest; tests/README.md says why that is safe. The
+# generator's tests run tsc and node from clients/js, so its packages come first.
+# `make pytest PYTEST_ARGS='-m "not slow"'` runs the quick loop; PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS ?=
 
-# The JS client's unit tests, and its integration tests against a real typed-ss server from .venv.
+pytest: $(STAMP) $(JS_STAMP) system-packages
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
+
+# The JS client's type check (tsc: ss.d.ts against ss.js, ss-typed.d.ts against ss-typed.js), its unit
+# tests, and its integration tests against a real typed-ss server from .venv: all in `npm test`.
 jstest: $(STAMP) $(JS_STAMP)
 	cd $(JS) && npm test
 

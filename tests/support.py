@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import os
+import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,6 +27,8 @@ __all__ = [
     "connect_client",
     "connect_clients",
     "eventually",
+    "free_port",
+    "free_ports",
     "free_socket",
     "parse_server_frame",
     "running",
@@ -38,6 +43,49 @@ def free_socket(port: int = 0) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     return sock
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports, free right now, for servers that must be told their port
+    before they bind it (redis-server, a gRPC mesh, a subprocess's ``--port``). Whatever can take a
+    socket should get one from :func:`free_socket` instead, and keep it: nothing can take that port.
+
+    They are drawn at random below the kernel's ephemeral range. The kernel hands out ports in that
+    range for every ``bind(port 0)`` (:func:`free_socket`, the stand-ins' servers) and as the source
+    port of every outgoing connection, in this process and in every other one (the suite runs in
+    several worker processes at once), so a port from there could be taken between this pick and
+    the server's bind, or while a test restarts a server on its port. Below the range only another
+    pick can take it, which the random draw makes unlikely; and a server that then cannot bind fails
+    loudly (``RedisServer`` picks again). Each port is checked by binding it, all at once, so they
+    differ.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = list(range(max(1024, low - 20_000), low))
+    random.shuffle(candidates)
+    probes: list[socket.socket] = []
+    try:
+        for port in candidates:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                probe.close()
+                continue
+            probes.append(probe)
+            if len(probes) == count:
+                return [p.getsockname()[1] for p in probes]
+        raise RuntimeError(f"no {count} free ports below {low}")
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def free_port() -> int:
+    """One port from :func:`free_ports`."""
+    return free_ports(1)[0]
 
 
 @asynccontextmanager
@@ -60,10 +108,20 @@ async def running(app: Any, server: Server, **overrides: Any) -> AsyncIterator[s
         sock.close()  # uvicorn closes it too; closing twice is harmless
 
 
-async def eventually(condition: Callable[[], object], within: float = 5.0, interval: float = 0.01) -> None:
-    """Wait until ``condition()`` is true; fail the test after ``within`` seconds."""
+async def eventually(
+    condition: Callable[[], object | Awaitable[object]], within: float = 5.0, interval: float = 0.01
+) -> None:
+    """Wait until ``condition()`` is true, checking every ``interval`` seconds; fail the test after
+    ``within`` seconds. ``condition`` may be a coroutine function (a probe over the network, an
+    attempt that fails until the other side is back): each check awaits it. ``within`` is a deadline,
+    never a bound the test asserts: the condition normally holds long before it."""
     deadline = time.monotonic() + within
-    while not condition():
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)

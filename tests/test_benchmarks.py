@@ -16,7 +16,7 @@ import pytest
 from benchmarks import report
 from benchmarks.run import SMOKE, run_suite
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 KINDS = ("typed-ss", "starlette") + (("socketio",) if importlib.util.find_spec("socketio") else ())
 

@@ -99,6 +99,7 @@ async def test_send_deadline_evicts_a_client_that_stopped_reading() -> None:
             slow.close()
 
 
+@pytest.mark.slow
 async def test_vanished_client_is_removed_within_ping_interval_and_timeout() -> None:
     ss = echo_server()
     closed = record_disconnects(ss)
@@ -162,6 +163,7 @@ async def test_clients_that_leave_while_their_handler_hangs_leave_no_socket_or_t
         assert sorted(closed) == sorted([*started, warm_up.id])
 
 
+@pytest.mark.slow
 async def test_a_vanished_client_is_removed_while_its_handler_hangs() -> None:
     ss = echo_server()
     closed = record_disconnects(ss)
@@ -302,6 +304,7 @@ async def test_shutdown_cancels_handlers_that_do_not_finish() -> None:
         assert not ss.sockets
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_sigterm_under_uvicorn_sends_1012_ends_hung_handlers_runs_hooks_and_exits() -> None:
     process = await asyncio.create_subprocess_exec(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,7 +17,7 @@ import pytest
 
 from examples.mongo_multihome.app import create_app, redacted
 from tests.mongo_standin import MongoStandIn
-from tests.support import Client, connect_client, running
+from tests.support import Client, connect_client, eventually, free_port, running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,11 +39,7 @@ async def healthy(http: str) -> bool:
 
 
 async def wait_healthy(http: str, within: float = 15) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await healthy(http):
-        assert loop.time() < deadline, f"{http} never became healthy"
-        await asyncio.sleep(0.05)
+    await eventually(functools.partial(healthy, http), within=within, interval=0.05)
 
 
 @asynccontextmanager
@@ -111,13 +107,7 @@ async def test_two_instances_chat_through_mongodb(standin: MongoStandIn) -> None
     assert any(doc.get("topic") == "r:tea" for doc in docs)  # the casts went through the collection
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
+@pytest.mark.slow
 async def test_the_command_line_runs_an_instance_against_the_given_url(standin: MongoStandIn) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MONGO_URL"}

@@ -8,7 +8,6 @@ import functools
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,7 +19,7 @@ import pytest
 
 from examples.redis_multihome.app import create_app
 from tests.backends.redis_server import RedisServer
-from tests.support import Client, connect_client, eventually, running
+from tests.support import Client, connect_client, eventually, free_ports, free_socket, running
 from typed_ss import Server
 
 pytestmark = pytest.mark.timeout(60)
@@ -188,9 +187,9 @@ async def test_serves_the_page_the_client_and_health(redis_url: str) -> None:
                 assert state["multihome"]["backend"]["state"] == "connected"
 
 
+@pytest.mark.slow
 async def test_health_is_503_while_redis_is_unreachable() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
+    with free_socket() as probe:  # a port nothing listens on, held (bound, never listening) meanwhile
         nowhere = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
         app, ss = create_app(nowhere)
         async with running(app, ss) as url, httpx.AsyncClient(timeout=10) as web:
@@ -200,15 +199,6 @@ async def test_health_is_503_while_redis_is_unreachable() -> None:
 
 
 # --- start.sh ------------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free a moment ago (held together, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
 
 
 def alive(pid: int) -> bool:
@@ -226,6 +216,7 @@ def redis_dirs(parent: Path) -> list[Path]:
 STARTED = re.compile(r"^started (\S+) \(pid (\d+)\)")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_start_sh_starts_redis_and_three_linked_instances_and_stops_them_all(tmp_path: Path) -> None:
     ports = free_ports(3)

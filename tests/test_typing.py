@@ -42,6 +42,7 @@ def run_mypy(module: Path, dirs: tuple[Path, Path]) -> tuple[str, int]:
     return stdout, status
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_mypy_strict_accepts_the_public_api_example(tmp_path: Path, mypy_dirs: tuple[Path, Path]) -> None:
     module = tmp_path / "user_app.py"
@@ -51,6 +52,7 @@ def test_mypy_strict_accepts_the_public_api_example(tmp_path: Path, mypy_dirs: t
     assert "Success: no issues found in 1 source file" in stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_mypy_strict_rejects_annotation_contradicting_the_explicit_model(
     tmp_path: Path, mypy_dirs: tuple[Path, Path]

@@ -1,8 +1,8 @@
-"""Server: the ASGI app, its handlers and hooks, limits, origin and authentication checks, shutdown.
+"""Server: the application's object: handlers, declared events and hooks, limits, casts, health,
+start-up and shutdown; and the ASGI app (``ss`` itself).
 
-One connection's life, in :meth:`Server.serve`: origin check, authentication hook, accept (selecting
-``sac-sock`` when offered), ``__hello``, the connect hook, then the read loop that handles the socket's
-messages in order, one at a time, and finally the teardown that runs the disconnect hook.
+Each connection's life (the handshake checks, ``__hello``, hooks, messages, teardown) belongs to a
+:class:`~typed_ss.connection.Connection`; :meth:`Server.serve` starts one per transport connection.
 """
 
 from __future__ import annotations

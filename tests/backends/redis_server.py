@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from tests.support import eventually, free_port
+
 __all__ = ["RedisServer"]
-
-
-def _free_port() -> int:
-    # redis-server cannot be given port 0, so ask the OS for a free port and hand it over; start()
-    # retries with another port if something took it in between.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:
@@ -39,10 +31,15 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
-        """Start (or restart, on the same port once it has one) and wait until it answers PING."""
+        """Start (or restart, on the same port once it has one) and wait until it answers PING.
+
+        redis-server cannot be given port 0: a first start picks a free port
+        (:func:`tests.support.free_port`) and, should another process take it meanwhile, another one.
+        """
+        restart = bool(self.port)
         for _attempt in range(5):
-            if not self.port:
-                self.port = _free_port()
+            if not restart:
+                self.port = free_port()
             self.process = await asyncio.create_subprocess_exec(
                 *[
                     self.binary,
@@ -66,16 +63,28 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     async def _ready(self) -> bool:
+        """Whether this process answers on the port: the redis-server there must report this
+        process's PID (on a port another process took meanwhile, it is another test's server)."""
+        process = self.process
+        assert process is not None
         client = aioredis.Redis.from_url(self.url)
+
+        async def settled() -> bool:
+            """It exited (it could not bind the port), or something answers on the port."""
+            if process.returncode is not None:
+                return True
+            try:
+                return bool(await client.ping())
+            except (OSError, aioredis.ConnectionError):
+                return False
+
         try:
-            for _ in range(200):
-                if self.process is None or self.process.returncode is not None:
-                    return False
-                try:
-                    if await client.ping():
-                        return True
-                except (OSError, aioredis.ConnectionError):
-                    await asyncio.sleep(0.02)
+            await eventually(settled, within=10, interval=0.02)
+            if process.returncode is not None:
+                return False
+            info = await client.info("server")
+            return bool(info.get("process_id") == process.pid)
+        except (AssertionError, OSError, aioredis.RedisError):
             return False
         finally:
             await client.aclose()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 import pytest
 
 from tests.backends.conftest import Bus, Linked
-from tests.support import Client, connect_client, connect_clients
+from tests.support import Client, connect_client, connect_clients, eventually
 from typed_ss.multihome import BROADCAST_TOPIC, ENVELOPE_VERSION, Envelope, room_topic
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,19 +103,12 @@ async def test_an_instance_subscribes_only_to_rooms_with_local_members(linked: L
             await member.expect("chat")
             await member.send("leave", "interest")
             await member.expect("left")
-        await _until(lambda: bus.subscribers(topic), 0)
+
+        async def nobody_subscribes() -> bool:
+            return await bus.subscribers(topic) == 0
+
+        await eventually(nobody_subscribes)
         assert a.server.health()["multihome"]["received"] == received_before
-
-
-async def _until(probe: object, expected: int) -> None:
-    async def matches() -> bool:
-        return await probe() == expected  # type: ignore[operator,no-any-return]
-
-    for _ in range(500):
-        if await matches():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never reached {expected}")
 
 
 async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -> None:

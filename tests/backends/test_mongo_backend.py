@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from tests.backends.mongo_bus import REAL_MONGO_URL, RUN_DATABASE, real_collection
 from tests.mongo_standin import MongoStandIn
-from tests.support import eventually
+from tests.support import eventually, free_port
 from typed_ss import ConfigurationError
 from typed_ss.backends.mongo import MongoBackend
 from typed_ss.errors import BackendError
@@ -57,7 +57,9 @@ class Target:
 
 @pytest.fixture
 async def standin() -> AsyncIterator[MongoStandIn]:
-    async with MongoStandIn() as server:
+    server = MongoStandIn()
+    server.port = free_port()  # the fault tests restart it on its port: one no other process takes
+    async with server:
         yield server
 
 
@@ -323,6 +325,7 @@ async def test_a_wrapped_collection_is_a_reported_gap_and_reading_goes_on(
     assert "CappedPositionLost" in loud[0].message or "CollectionScan died" in loud[0].message
 
 
+@pytest.mark.slow
 async def test_a_position_lost_while_disconnected_is_a_reported_gap(
     on_standin: Target, standin: MongoStandIn
 ) -> None:
@@ -338,12 +341,15 @@ async def test_a_position_lost_while_disconnected_is_a_reported_gap(
         assert b.health().detail["position_lost"] == 1
         assert b.health().reconnects == 1
         await eventually(lambda: a.health().state == "connected", within=10)
-        for _ in range(50):  # a's pooled connection died with the restart: the bridge would retry
+
+        async def published() -> bool:  # a's pooled connection died with the restart: the bridge retries
             try:
                 await a.publish("t", b"after")
-                break
             except BackendError:
-                await asyncio.sleep(0.1)
+                return False
+            return True
+
+        await eventually(published, interval=0.1)
         assert [data for _, data in await box.wait_for(2)] == [b"before", b"after"]
 
 
@@ -374,13 +380,15 @@ async def test_a_dropped_connection_resumes_after_the_last_document_read(
         await other_instance.insert_one({"origin": "x", "topic": "t", "data": b"0"})
         await box.wait_for(1)
         await standin.drop_connections()
-        # Written while the reader is reconnecting (a fresh pooled connection for this writer).
-        for _ in range(50):
+
+        async def inserted() -> bool:  # while the reader is reconnecting (a fresh pooled connection)
             try:
                 await other_instance.insert_one({"origin": "x", "topic": "t", "data": b"1"})
-                break
             except Exception:
-                await asyncio.sleep(0.05)
+                return False
+            return True
+
+        await eventually(inserted, interval=0.05)
         await other_instance.insert_one({"origin": "x", "topic": "t", "data": b"2"})
         assert [data for _, data in await box.wait_for(3)] == [b"0", b"1", b"2"]
         await eventually(connected(reader))
@@ -391,6 +399,7 @@ async def test_a_dropped_connection_resumes_after_the_last_document_read(
     assert any(r.levelname == "WARNING" and "reconnected to MongoDB" in r.message for r in caplog.records)
 
 
+@pytest.mark.slow
 async def test_an_idle_reader_does_not_spin(on_standin: Target, standin: MongoStandIn) -> None:
     # Another instance's document first, so no reader inserts the marker that would wake the others'
     # cursors: from the start, nothing is written while they idle.
@@ -416,6 +425,7 @@ def reader_commands(standin: MongoStandIn) -> dict[str, int]:
     return {name: n for name, n in standin.commands.items() if name not in {"hello", "ismaster", "isMaster"}}
 
 
+@pytest.mark.slow
 @PYMONGO_5867
 async def test_publish_fails_fast_while_mongo_is_down(on_standin: Target, standin: MongoStandIn) -> None:
     backend = on_standin.backend(publish_timeout=0.5)
@@ -440,11 +450,13 @@ async def test_publish_fails_fast_while_mongo_is_down(on_standin: Target, standi
     gc.collect()  # here, under PYMONGO_5867
 
 
+@pytest.mark.slow
 @PYMONGO_5867
 async def test_an_unreachable_mongo_at_start_delays_subscribe_only_briefly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     standin = MongoStandIn()
+    standin.port = free_port()  # one no other process takes meanwhile
     await standin.start()
     url = standin.url
     await standin.stop()  # nothing listens on that port now

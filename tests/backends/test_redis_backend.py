@@ -62,6 +62,7 @@ def test_configuration_errors() -> None:
         RedisBackend("redis://127.0.0.1:1/0", group="bad:group")
 
 
+@pytest.mark.slow
 async def test_a_starved_subscriber_is_found_by_the_probe_and_replaced(redis_server: RedisServer) -> None:
     proxy = FaultProxy("127.0.0.1", redis_server.port)
     await proxy.start()

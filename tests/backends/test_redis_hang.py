@@ -15,7 +15,7 @@ from tests.support import Client, connect_client, eventually, running
 from typed_ss import Server
 from typed_ss.backends.redis import RedisBackend
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 
 @contextmanager

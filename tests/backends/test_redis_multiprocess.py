@@ -16,7 +16,7 @@ import pytest
 from tests.backends.redis_server import RedisServer
 from tests.support import Client, connect_client, connect_clients
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from playwright.async_api import Page, expect
 from tests.browser.support import UTF8_EVENT, WAIT_MS, Pages, binary_app, http_url, wait_for_value
 from tests.support import running
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120), pytest.mark.slow]
 
 
 async def evaluate(page: Page, expression: str, arg: object = None) -> Any:

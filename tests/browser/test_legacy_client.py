@@ -28,7 +28,7 @@ from tests.browser.support import (
 )
 from tests.support import running
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120), pytest.mark.slow]
 
 LEGACY_PAGE = Path(__file__).with_name("legacy_page")
 

@@ -17,7 +17,7 @@ from tests.browser.support import Pages, http_url, screenshot
 from tests.support import eventually, running
 from typed_ss import Server
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120), pytest.mark.slow]
 
 NO_ID = "\N{EN DASH}"  # what the page shows while it has no socket id
 

@@ -11,7 +11,7 @@ from playwright.async_api import Page, Route, expect
 from tests.browser.support import Pages, fresh_module, http_url, screenshot
 from tests.support import running
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120), pytest.mark.slow]
 
 
 async def join(page: Page, name: str, room: str) -> None:
