@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.grpc_bus import free_ports
-from tests.support import connect_client
+from tests.support import connect_client, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SH = ROOT / "examples" / "grpc_multihome" / "start.sh"

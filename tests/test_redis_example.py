@@ -44,8 +44,8 @@ class Instance:
 
 
 def connected(server: Server) -> bool:
-    multihome = server.health()["multihome"]
-    return multihome is not None and multihome["backend"]["state"] == "connected"
+    multihome = server.health().multihome
+    return multihome is not None and multihome.backend.state == "connected"
 
 
 @asynccontextmanager

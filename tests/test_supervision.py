@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.support import connect_client, eventually, running
 from typed_ss.backends import MemoryBackend, MemoryBroker
 from typed_ss.errors import BackendError
 from typed_ss.outbox import Outbox
-from typed_ss.supervision import Backoff, Supervised
+from typed_ss.supervision import Backoff, Supervised, TaskHealth
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,14 +115,17 @@ async def test_the_multihome_reader_is_restarted_and_health_shows_it(
         await sender.startup()
         try:
 
-            def reader() -> dict[str, Any]:
-                tasks: dict[str, Any] = {task["name"]: task for task in receiver.health()["tasks"]}
-                return dict(tasks["multihome reader"])
+            def tasks() -> dict[str, TaskHealth]:
+                return {task.name: task for task in receiver.health().tasks}
 
-            await eventually(lambda: reader()["restarts"] == 1 and reader()["state"] == "running")
-            tasks = {task["name"]: task for task in receiver.health()["tasks"]}
-            assert tasks["multihome reader"]["last_error"] == "RuntimeError('the stream broke')"
-            assert tasks["multihome publisher"]["restarts"] == 0
+            await eventually(
+                lambda: (
+                    tasks()["multihome reader"].restarts == 1
+                    and tasks()["multihome reader"].state == "running"
+                )
+            )
+            assert tasks()["multihome reader"].last_error == "RuntimeError('the stream broke')"
+            assert tasks()["multihome publisher"].restarts == 0
             await sender.broadcast("news", "after the restart")
             assert (await client.expect("news")).payload == "after the restart"
         finally:
@@ -144,11 +146,11 @@ async def test_the_multihome_outbox_is_bounded_in_bytes_and_counts_what_it_drops
     try:
         for _ in range(1_000):  # 100 MB of casts while the broker is unreachable
             await ss.broadcast("big", b"x" * 100_000)
-        multihome = ss.health()["multihome"]
+        multihome = ss.health().multihome
         assert multihome is not None
-        assert multihome["outbox_bytes"] <= 64 * 1024 * 1024
-        assert multihome["outbox_dropped"] == 1_000 - multihome["outbox"]
-        assert multihome["outbox_dropped"] > 0
+        assert multihome.outbox_bytes <= 64 * 1024 * 1024
+        assert multihome.outbox_dropped == 1_000 - multihome.outbox
+        assert multihome.outbox_dropped > 0
     finally:
         await ss.shutdown()
 

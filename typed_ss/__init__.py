@@ -21,10 +21,11 @@ from typed_ss.errors import (
 )
 from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler
+from typed_ss.health import MultihomeHealth, ServerHealth
 from typed_ss.limits import Limits
 from typed_ss.server import AuthHook, ContractCheck, Server, SocketHook
 from typed_ss.serving import run, uvicorn_settings
-from typed_ss.socket import Socket
+from typed_ss.socket import Socket, SocketState
 
 __all__ = [
     "AuthHook",
@@ -41,12 +42,15 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "MissingDependencyError",
+    "MultihomeHealth",
     "PayloadValidationError",
     "ProtocolError",
     "Server",
     "ServerEvent",
+    "ServerHealth",
     "Socket",
     "SocketHook",
+    "SocketState",
     "TypedSSError",
     "run",
     "uvicorn_settings",

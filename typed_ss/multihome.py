@@ -23,11 +23,12 @@ import itertools
 import logging
 import secrets
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
 from typed_ss.errors import ProtocolError
+from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
 from typed_ss.protocol import Frame, frame_from_parts, frame_parts
 from typed_ss.supervision import Backoff, Supervised, TaskHealth
@@ -353,18 +354,18 @@ class Multihome:
 
     # --- health ------------------------------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> MultihomeHealth:
         """The bridge's counters, its outbox and subscriptions, and the backend's own health."""
-        return {
-            "instance": self.instance_id,
-            "epoch": self.epoch,
-            "backend": msgspec.structs.asdict(self.backend.health()),
-            "outbox": len(self._outbox),
-            "outbox_bytes": self._outbox.bytes,
-            "outbox_dropped": self._outbox.dropped,
-            "subscriptions": len(self._watched),
+        return MultihomeHealth(
+            instance=self.instance_id,
+            epoch=self.epoch,
+            backend=self.backend.health(),
+            outbox=len(self._outbox),
+            outbox_bytes=self._outbox.bytes,
+            outbox_dropped=self._outbox.dropped,
+            subscriptions=len(self._watched),
             **self.counters,
-        }
+        )
 
     def tasks(self) -> list[TaskHealth]:
         """The bridge's supervised tasks (the publisher and the reader)."""

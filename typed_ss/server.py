@@ -15,7 +15,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 
-import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
@@ -30,6 +29,7 @@ from typed_ss.errors import (
 )
 from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
+from typed_ss.health import MultihomeHealth, ServerHealth, TaskHealth
 from typed_ss.hub import Hub
 from typed_ss.limits import KiB, Limits
 from typed_ss.logs import ClientLog
@@ -42,7 +42,6 @@ from typed_ss.protocol import (
     socket_room,
 )
 from typed_ss.socket import Socket
-from typed_ss.supervision import TaskHealth
 from typed_ss.transport import Transport
 
 __all__ = ["AuthHook", "ContractCheck", "Hooks", "Limits", "Server", "SocketHook"]
@@ -436,20 +435,22 @@ class Server:
             socket_room(socket_id), encode_frame(event, data) if declared is None else declared.frame(data)
         )
 
-    def health(self) -> dict[str, Any]:
-        """The server's state: sockets, rooms, and with a backend its connection state, reconnects,
-        lost messages (gaps), duplicates and drops (see ``docs/multihome.md``)."""
+    def health(self) -> ServerHealth:
+        """The server's state: connections, sockets, rooms, the supervised background tasks, and with a
+        backend the bridge's counters and the backend's state (see ``docs/running.md``, Health)."""
+        multihome: MultihomeHealth | None = None
         tasks: list[TaskHealth] = []
         if self._multihome is not None:
-            tasks = [*self._multihome.tasks(), *self._multihome.backend.health().tasks]
-        return {
-            "accepting": self._accepting,
-            "connections": len(self._connections),
-            "sockets": len(self.hub.sockets),
-            "rooms": len(self.hub.room_names),
-            "multihome": None if self._multihome is None else self._multihome.health(),
-            "tasks": [msgspec.structs.asdict(task) for task in tasks],
-        }
+            multihome = self._multihome.health()
+            tasks = [*self._multihome.tasks(), *multihome.backend.tasks]
+        return ServerHealth(
+            accepting=self._accepting,
+            connections=len(self._connections),
+            sockets=len(self.hub.sockets),
+            rooms=len(self.hub.room_names),
+            multihome=multihome,
+            tasks=tasks,
+        )
 
     @property
     def sockets(self) -> Mapping[str, Socket]:

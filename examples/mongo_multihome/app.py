@@ -109,11 +109,10 @@ def create_app(
 
     async def health(request: Request) -> Response:
         state = ss.health()
-        multihome = state["multihome"]
-        linked = multihome is not None and multihome["backend"]["state"] == "connected"
+        linked = state.multihome is not None and state.multihome.backend.state == "connected"
         return Response(
             msgspec.json.encode(state),
-            status_code=200 if state["accepting"] and linked else 503,
+            status_code=200 if state.accepting and linked else 503,
             media_type="application/json",
         )
 

@@ -141,9 +141,8 @@ def create_app(redis_url: str) -> tuple[Starlette, Server]:
 
     async def health(request: Request) -> Response:
         state = ss.health()
-        multihome = state["multihome"]
-        linked = multihome is not None and multihome["backend"]["state"] == "connected"
-        healthy = state["accepting"] and linked
+        linked = state.multihome is not None and state.multihome.backend.state == "connected"
+        healthy = state.accepting and linked
         return Response(
             msgspec.json.encode(state), status_code=200 if healthy else 503, media_type="application/json"
         )

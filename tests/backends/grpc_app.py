@@ -64,4 +64,4 @@ async def cast(sock: Socket, request: Cast) -> None:
 
 @ss.on("health")
 async def health(sock: Socket, _: bytes) -> None:
-    await sock.emit("health", ss.health()["multihome"])
+    await sock.emit("health", ss.health().multihome)

@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import secrets
-import socket
 from pathlib import Path
 
 from tests.backends.grpc_certs import CertificateAuthority
+from tests.support import free_ports
 from typed_ss.backends import Backend
 from typed_ss.backends.grpc import GrpcBackend
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that are free right now, for gRPC servers started later.
-
-    They are drawn below the kernel's ephemeral range: a port the OS hands out for ``bind(port 0)``
-    (as ``tests.support.running`` and ``tests.serve`` do for uvicorn, between our pick and the gRPC
-    server's bind) would otherwise collide, since uvicorn's socket binds early but listens late.
-    Each is checked by binding it, all at once; a conflict after that makes ``start()`` fail loudly.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    candidates = list(range(max(1024, low - 20_000), low))
-    random.shuffle(candidates)
-    sockets: list[socket.socket] = []
-    try:
-        for port in candidates:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                sock.close()
-                continue
-            sockets.append(sock)
-            if len(sockets) == count:
-                return [s.getsockname()[1] for s in sockets]
-        raise RuntimeError(f"no {count} free ports below {low}")
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class GrpcBus:

@@ -7,11 +7,18 @@ import pytest
 
 from tests.backends.conftest import Bus, Linked
 from tests.support import Client, connect_client, connect_clients, eventually
+from typed_ss import MultihomeHealth, Server
 from typed_ss.multihome import BROADCAST_TOPIC, ENVELOPE_VERSION, Envelope, room_topic
 
 pytestmark = pytest.mark.timeout(60)
 
 DATA = [("S", "héllo"), ("B", b"\x00\xffbin"), ("J", {"n": 1, "s": "x"})]
+
+
+def multihome(ss: Server) -> MultihomeHealth:
+    health = ss.health().multihome
+    assert health is not None
+    return health
 
 
 async def test_broadcast_reaches_every_socket_on_every_instance_once(linked: Linked) -> None:
@@ -75,7 +82,7 @@ async def test_order_per_publisher_is_kept(linked: Linked) -> None:
                 for origin in "ab":
                     assert [p for p in got if p[0] == origin] == [f"{origin}{i}" for i in range(count)]
         for instance in (a, b, c):
-            assert instance.server.health()["multihome"]["lost"] == 0
+            assert multihome(instance.server).lost == 0
 
 
 async def test_after_join_returns_every_later_roomcast_arrives(linked: Linked) -> None:
@@ -98,7 +105,7 @@ async def test_an_instance_subscribes_only_to_rooms_with_local_members(linked: L
             await member.send("join", "interest")
             await member.expect("joined")
             assert await bus.subscribers(topic) == 1  # b only: a and c have no member
-            received_before = a.server.health()["multihome"]["received"]
+            received_before = multihome(a.server).received
             await b.server.roomcast("interest", "chat", "for b's room")
             await member.expect("chat")
             await member.send("leave", "interest")
@@ -108,7 +115,7 @@ async def test_an_instance_subscribes_only_to_rooms_with_local_members(linked: L
             return await bus.subscribers(topic) == 0
 
         await eventually(nobody_subscribes)
-        assert a.server.health()["multihome"]["received"] == received_before
+        assert multihome(a.server).received == received_before
 
 
 async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -> None:
@@ -129,26 +136,25 @@ async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -
                 await backend.publish(BROADCAST_TOPIC, data)
             await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
             assert (await client.expect("news")).payload == "ok"
-            health = b.server.health()["multihome"]
-            assert (health["malformed"], health["unknown_version"], health["oversized"]) == (4, 1, 1)
+            health = multihome(b.server)
+            assert (health.malformed, health.unknown_version, health.oversized) == (4, 1, 1)
             # A repeated sequence number is a duplicate; a skipped one is a counted loss.
             await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
             await backend.publish(
                 BROADCAST_TOPIC, msgspec.msgpack.encode(msgspec.structs.replace(good, seq=5, payload=b"five"))
             )
             assert (await client.expect("news")).payload == "five"
-            health = b.server.health()["multihome"]
-            assert (health["duplicates"], health["lost"]) == (1, 3)
+            health = multihome(b.server)
+            assert (health.duplicates, health.lost) == (1, 3)
 
 
 async def test_health_reports_the_backend(linked: Linked, bus: Bus) -> None:
     async with linked(2) as (a, _b):
-        health = a.server.health()
-        multihome = health["multihome"]
-        assert multihome["backend"]["name"] == bus.name
-        assert multihome["backend"]["state"] == "connected"
-        assert multihome["outbox"] == 0
-    assert a.server.health()["multihome"] is None  # stopped with the server
+        health = multihome(a.server)
+        assert health.backend.name == bus.name
+        assert health.backend.state == "connected"
+        assert health.outbox == 0
+    assert a.server.health().multihome is None  # stopped with the server
 
 
 async def test_many_sockets_on_many_instances(linked: Linked) -> None:

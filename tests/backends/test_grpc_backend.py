@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.grpc_bus import free_ports
 from tests.backends.grpc_certs import CertificateAuthority
-from tests.support import eventually
+from tests.support import eventually, free_ports
 from typed_ss.backends.grpc import GrpcBackend, TLSConfig, make_token, verify_token
 from typed_ss.backends.grpc.config import SHUTTING_DOWN, PeerAddress
 from typed_ss.backends.grpc.peers import Peer

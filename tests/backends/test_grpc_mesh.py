@@ -27,9 +27,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.backends.grpc_bus import free_ports
 from tests.backends.grpc_certs import CertificateAuthority
-from tests.support import Client, connect_client, eventually, parse_server_frame
+from tests.support import Client, connect_client, eventually, free_ports, parse_server_frame
 from typed_ss.backends.grpc import TLSConfig
 
 ROOT = Path(__file__).resolve().parents[2]

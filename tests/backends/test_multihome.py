@@ -12,6 +12,7 @@ from websockets.typing import Subprotocol
 
 from tests.apps import echo_server, make_app
 from tests.support import connect_client, eventually, parse_server_frame, running
+from typed_ss import MultihomeHealth, Server
 from typed_ss.backends import MemoryBackend, MemoryBroker
 from typed_ss.hub import Hub
 from typed_ss.multihome import BROADCAST_TOPIC, ENVELOPE_VERSION, Envelope, Multihome
@@ -32,6 +33,12 @@ class GatedBackend(MemoryBackend):
             self.waiting.set()
             await self.gate.wait()
         await super().subscribe(topic)
+
+
+def multihome(ss: Server) -> MultihomeHealth:
+    health = ss.health().multihome
+    assert health is not None
+    return health
 
 
 async def test_hello_is_the_first_frame_even_when_a_cast_arrives_while_the_socket_attaches() -> None:
@@ -65,9 +72,9 @@ async def test_a_restarted_instance_with_a_stable_id_is_recognised_by_its_boot_e
             finally:
                 await sender.shutdown()
         # Read health afresh on every check: a snapshot taken once never changes.
-        await eventually(lambda: receiver.health()["multihome"]["delivered"] == 6)
-        health = receiver.health()["multihome"]
-        assert (health["restarts_seen"], health["lost"], health["duplicates"]) == (1, 0, 0)
+        await eventually(lambda: multihome(receiver).delivered == 6)
+        health = multihome(receiver)
+        assert (health.restarts_seen, health.lost, health.duplicates) == (1, 0, 0)
 
 
 async def test_undecodable_envelopes_are_counted_as_malformed_and_never_raise(

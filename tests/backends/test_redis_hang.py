@@ -30,10 +30,9 @@ def stopped(redis: RedisServer) -> Iterator[None]:
 
 
 def state(ss: Server) -> str:
-    multihome = ss.health()["multihome"]
+    multihome = ss.health().multihome
     assert multihome is not None
-    backend_state: str = multihome["backend"]["state"]
-    return backend_state
+    return multihome.backend.state
 
 
 @asynccontextmanager

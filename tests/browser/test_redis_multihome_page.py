@@ -33,8 +33,8 @@ async def redis_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 def connected(ss: Server) -> bool:
-    multihome = ss.health()["multihome"]
-    return multihome is not None and multihome["backend"]["state"] == "connected"
+    multihome = ss.health().multihome
+    return multihome is not None and multihome.backend.state == "connected"
 
 
 @asynccontextmanager
