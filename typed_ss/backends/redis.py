@@ -233,12 +233,16 @@ class RedisBackend:
                 await self._apply_unsent(pubsub)
             if probe_sent is None and now >= next_probe and self._link.state == "connected":
                 next_probe = now + self._probe_interval
-                # Counted as sent even if the publish fails or gets no answer: a Redis that does not
-                # take the probe is as unresponsive as one that does not deliver it.
                 probe_sent = now
-                with contextlib.suppress(*_GONE):
+                try:
                     async with asyncio.timeout(self._publish_timeout):
                         await self._client.publish(self._probe_channel, b"probe")
+                except TimeoutError:
+                    pass  # no answer: a Redis that does not take the probe is as late as one that loses it
+                except _GONE:
+                    # An error answer: the publishing connection failed (a pooled one, stale after a
+                    # Redis restart), which says nothing about the subscriber. Probe again later.
+                    probe_sent = None
 
     async def _apply_unsent(self, pubsub: Any) -> None:
         """Send the subscription changes recorded while Redis did not answer."""
