@@ -215,8 +215,11 @@ async def test_health_names_the_backend_and_follows_it_to_stopped(
     pair: tuple[Backend, Backend], request: pytest.FixtureRequest
 ) -> None:
     kind = request.node.callspec.params["pair"].removesuffix("-real")
+    # Both connected before either stops: a gRPC node counts as connected once its link to the other
+    # is up, which can only happen while that other one runs.
     for backend in pair:
         await eventually(functools.partial(connected, backend))
+    for backend in pair:
         health = backend.health()
         assert isinstance(health, BackendHealth)
         assert health.name == kind

@@ -1,8 +1,8 @@
-"""A 3-node gRPC mesh in separate uvicorn processes over loopback, with mutual TLS and the shared key.
-
-Cross-instance casts in all three data types; a node SIGKILLed and restarted; a node SIGSTOPped for
-10 s; and nodes with a wrong key or a certificate from another CA, which are refused. Every process
-is one this module started, stopped by its PID.
+"""Faults in a 3-node gRPC mesh of separate uvicorn processes over loopback, with mutual TLS and the
+shared key (``tests.backends.cluster``): a node SIGKILLed and restarted; a node SIGSTOPped for 10 s;
+and nodes with a wrong key or a certificate from another CA, which are refused. Every process is one
+the harness started, stopped by its PID. Casts and order across the mesh are in
+``tests/backends/test_cross_process.py``, with the other backends.
 """
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,105 +23,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from tests.backends.cluster import Mesh, cast, health, health_when, serving, until_connected
 from tests.backends.grpc_certs import CertificateAuthority
-from tests.support import Client, connect_client, eventually, free_ports, parse_server_frame
+from tests.support import Client, connect_client, eventually, parse_server_frame
 from typed_ss.backends.grpc import TLSConfig
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Node:
-    """One server process of the mesh: its gRPC address, configuration and, while it runs, its URL."""
-
-    name: str
-    grpc: str
-    peers: list[str]
-    tls: TLSConfig
-    key: bytes
-    process: asyncio.subprocess.Process | None = None
-    url: str = ""
-    log: list[str] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "TYPED_SS_TEST_GRPC_LISTEN": self.grpc,
-            "TYPED_SS_TEST_GRPC_PEERS": ",".join(self.peers),
-            "TYPED_SS_TEST_GRPC_NAME": self.name,
-            "TYPED_SS_TEST_GRPC_CA": str(self.tls.ca),
-            "TYPED_SS_TEST_GRPC_CERT": str(self.tls.cert),
-            "TYPED_SS_TEST_GRPC_KEY": str(self.tls.key),
-            "TYPED_SS_TEST_GRPC_MUTUAL": "1" if self.tls.mutual else "0",
-            "TYPED_SS_TEST_GRPC_SHARED_KEY": self.key.hex(),
-        }
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.serve",
-            "tests.backends.grpc_app:app",
-            "--set",
-            "log_level=warning",
-            cwd=ROOT,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        line = (await asyncio.wait_for(self.process.stdout.readline(), 30)).decode()
-        assert line.startswith("PORT "), line
-        self.url = f"ws://127.0.0.1:{int(line.split()[1])}"
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        assert self.process.returncode is None
-        os.kill(self.process.pid, signum)
-
-    async def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.returncode is None:
-            os.kill(process.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-@dataclass
-class Mesh:
-    directory: Path
-    ca: CertificateAuthority
-    key: bytes
-    nodes: list[Node]
-
-    @classmethod
-    def create(cls, directory: Path, count: int = 3) -> Mesh:
-        ca = CertificateAuthority.create(directory)
-        key = secrets.token_bytes(32)
-        addresses = [f"127.0.0.1:{port}" for port in free_ports(count)]
-        nodes = [
-            Node(
-                f"node{i + 1}",
-                address,
-                [other for other in addresses if other != address],
-                ca.issue(directory, f"node{i + 1}", mutual=True),
-                key,
-            )
-            for i, address in enumerate(addresses)
-        ]
-        return cls(directory, ca, key, nodes)
-
-
-@asynccontextmanager
-async def running(nodes: list[Node]) -> AsyncIterator[list[Node]]:
-    try:
-        await asyncio.gather(*(node.start() for node in nodes))
-        yield nodes
-    finally:
-        await asyncio.gather(*(node.stop() for node in nodes))
 
 
 @asynccontextmanager
@@ -143,78 +44,9 @@ async def connect_during_casts(url: str) -> AsyncIterator[Client]:
         yield Client(ws, frame.json())
 
 
-async def cast(client: Client, kind: str, target: str, letter: str, text: str) -> None:
-    await client.send("cast", json.dumps({"kind": kind, "target": target, "letter": letter, "text": text}))
-
-
-async def health(client: Client) -> dict[str, Any]:
-    """The node's multihome health (broadcasts arriving meanwhile are skipped)."""
-    await client.send("health")
-    while (frame := await client.recv()).event != "health":
-        pass
-    result: dict[str, Any] = frame.json()
-    return result
-
-
-def payload_of(letter: str, text: str) -> object:
-    return {"S": text, "B": text.encode(), "J": {"text": text}}[letter]
-
-
-async def until_linked(client: Client, peers: int, within: float = 10.0) -> dict[str, Any]:
-    """Poll the node's health until all its ``peers`` links are connected; returns that health."""
-    deadline = time.monotonic() + within
-    while True:
-        state = await health(client)
-        links = state["backend"]["detail"]["peers"].values()
-        if sum(link["state"] == "connected" for link in links) == peers:
-            return state
-        assert time.monotonic() < deadline, state
-        await asyncio.sleep(0.05)
-
-
-@pytest.mark.timeout(90)
-async def test_casts_in_all_three_data_types_cross_processes(tmp_path: Path) -> None:
-    mesh = Mesh.create(tmp_path)
-    async with running(mesh.nodes) as (one, two, three):
-        async with (
-            connect_client(one.url) as c1,
-            connect_client(two.url) as c2,
-            connect_client(three.url) as c3,
-        ):
-            for client in (c1, c2, c3):
-                await until_linked(client, 2)
-            for client in (c2, c3):
-                await client.send("join", "room")
-                await client.expect("joined")
-            for letter in "SBJ":
-                await cast(c1, "broadcast", "", letter, f"all {letter}")
-                for client in (c1, c2, c3):
-                    frame = await client.expect("cast")
-                    assert frame.letter == letter
-                    assert (frame.json() if letter == "J" else frame.payload) == payload_of(
-                        letter, f"all {letter}"
-                    )
-                await cast(c1, "roomcast", "room", letter, f"room {letter}")
-                for client in (c2, c3):
-                    frame = await client.expect("cast")
-                    assert (frame.json() if letter == "J" else frame.payload) == payload_of(
-                        letter, f"room {letter}"
-                    )
-                await cast(c2, "socketcast", c3.id, letter, f"direct {letter}")
-                frame = await c3.expect("cast")
-                assert (frame.json() if letter == "J" else frame.payload) == payload_of(
-                    letter, f"direct {letter}"
-                )
-            for client in (c1, c2):
-                await client.nothing_within(0.3)
-            # Interest routing: node1 knows the room has members on node2 and node3 only.
-            state = await health(c1)
-            detail = state["backend"]["detail"]
-            assert detail["secure"]
-            assert detail["mutual_tls"]
-            assert state["lost"] == 0
-            for c in (c2, c3):
-                assert (await health(c))["lost"] == 0
+def links(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """A mesh node's links to its peers, from its health."""
+    return list(state["backend"]["detail"]["peers"].values())
 
 
 class Stream:
@@ -316,15 +148,15 @@ async def delivered_during_the_fault(receivers: tuple[Receiver, ...], streams: t
 
 @pytest.mark.timeout(120)
 async def test_a_killed_node_comes_back_and_the_others_never_stop(tmp_path: Path) -> None:
-    mesh = Mesh.create(tmp_path)
+    mesh = Mesh(tmp_path)
     one, two, three = mesh.nodes
-    async with running(mesh.nodes):
+    async with serving(mesh.nodes):
         async with AsyncExitStack() as stack:
             c1 = await stack.enter_async_context(connect_client(one.url))
             c2 = await stack.enter_async_context(connect_client(two.url))
             c3 = await stack.enter_async_context(connect_client(three.url))
             for client in (c1, c2, c3):
-                await until_linked(client, 2)
+                await until_connected(client)
             # Node3 has published to node1 before it dies, so node1 tracks its sequence numbers.
             await cast(c3, "broadcast", "", "S", "three 0")
             on1, on2 = Receiver(c1), Receiver(c2)
@@ -371,7 +203,7 @@ async def test_a_killed_node_comes_back_and_the_others_never_stop(tmp_path: Path
         assert (state["lost"], state["duplicates"]) == (0, 0)
     # Its links saw the new boot number (the bridge sees a new instance: a new origin, no gap).
     for state in (state1, state2):
-        assert state["backend"]["detail"]["peers"][three.grpc]["restarts_seen"] == 1
+        assert state["backend"]["detail"]["peers"][mesh.addresses[2]]["restarts_seen"] == 1
     print(
         f"\nSIGKILL: node3 down {restarted_at - killed_at:.1f} s; restarted process serving after "
         f"{serving_at - restarted_at:.2f} s; then node1 -> node3 in {to_three:.3f} s and node3 -> node1 in "
@@ -381,9 +213,9 @@ async def test_a_killed_node_comes_back_and_the_others_never_stop(tmp_path: Path
 
 @pytest.mark.timeout(120)
 async def test_a_hung_node_stalls_no_one(tmp_path: Path) -> None:
-    mesh = Mesh.create(tmp_path)
+    mesh = Mesh(tmp_path)
     one, two, three = mesh.nodes
-    async with running(mesh.nodes):
+    async with serving(mesh.nodes):
         async with (
             connect_client(one.url) as c1,
             connect_client(two.url) as c2,
@@ -392,7 +224,7 @@ async def test_a_hung_node_stalls_no_one(tmp_path: Path) -> None:
             connect_client(three.url) as admin3,
         ):
             for client in (c1, c2, c3):
-                await until_linked(client, 2)
+                await until_connected(client)
             on1, on2, on3 = Receiver(c1), Receiver(c2), Receiver(c3)
             from1, from2 = Stream(c1, "one"), Stream(c2, "two")
             from1.start()
@@ -444,7 +276,7 @@ async def test_a_hung_node_stalls_no_one(tmp_path: Path) -> None:
         for tag, stream in (("one", from1), ("two", from2)):
             assert receiver.got[tag] == list(range(stream.sent)), tag
     assert lagging_during - lagging_before <= 1, "only the first join during the hang waited for node3"
-    link = state1["backend"]["detail"]["peers"][three.grpc]
+    link = state1["backend"]["detail"]["peers"][mesh.addresses[2]]
     assert link["reconnects"] >= 1  # node1 noticed the hang (heartbeats stopped) and linked again
     # Node3 got what node1's and node2's outboxes kept for it, in order, and its bridge counted
     # every message it missed (those written into the streams that died with the hang).
@@ -465,34 +297,36 @@ async def test_a_hung_node_stalls_no_one(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("rogue", ["wrong key", "certificate from another CA"])
 async def test_a_node_without_the_key_or_a_valid_certificate_is_refused(tmp_path: Path, rogue: str) -> None:
-    mesh = Mesh.create(tmp_path)
+    mesh = Mesh(tmp_path)
     one, two, three = mesh.nodes
     if rogue == "wrong key":
-        three.key = secrets.token_bytes(32)
+        three.env = mesh.env(2, key=secrets.token_bytes(32))
     else:
         other_ca = CertificateAuthority.create(tmp_path / "other", "another CA")
         foreign = other_ca.issue(tmp_path / "other", "node3", mutual=True)
-        three.tls = TLSConfig(ca=mesh.ca.path, cert=foreign.cert, key=foreign.key, mutual=True)
-    async with running(mesh.nodes):
+        three.env = mesh.env(
+            2, tls=TLSConfig(ca=mesh.ca.path, cert=foreign.cert, key=foreign.key, mutual=True)
+        )
+    async with serving(mesh.nodes):
         async with (
             connect_client(one.url) as c1,
             connect_client(two.url) as c2,
             connect_client(three.url) as c3,
         ):
-            await until_linked(c1, 1)
-            await until_linked(c2, 1)
+            for client in (c1, c2):  # linked to each other
+                await health_when(
+                    client, lambda state: [link["state"] for link in links(state)].count("connected") == 1
+                )
             for client in (c1, c2, c3):
                 await client.send("join", "room")
                 await client.expect("joined")
             # The rogue keeps trying: wait until it has failed to link to both good nodes.
-            deadline = time.monotonic() + 10
-            while True:
-                state3 = await health(c3)
-                links = state3["backend"]["detail"]["peers"].values()
-                if all(link["last_error"] and link["state"] != "connected" for link in links):
-                    break
-                assert time.monotonic() < deadline, state3
-                await asyncio.sleep(0.05)
+            await health_when(
+                c3,
+                lambda state: all(
+                    link["last_error"] and link["state"] != "connected" for link in links(state)
+                ),
+            )
             for kind in ("broadcast", "roomcast"):
                 await cast(c3, kind, "room", "S", f"rogue {kind}")
                 assert (await c3.expect("cast")).payload == f"rogue {kind}"  # its own socket only
@@ -505,6 +339,6 @@ async def test_a_node_without_the_key_or_a_valid_certificate_is_refused(tmp_path
             state1 = await health(c1)
     detail = state1["backend"]["detail"]
     assert "node3" not in detail["inbound"]
-    assert detail["peers"][three.grpc]["state"] != "connected"
+    assert detail["peers"][mesh.addresses[2]]["state"] != "connected"
     if rogue == "wrong key":
         assert detail["refused"] >= 1
