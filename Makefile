@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := chromium redis-server
 BENCH_SYSTEM_PACKAGES := redis-server valgrind
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto \
+.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto dist \
 	bench bench-quick bench-system-packages
 
 setup: $(STAMP) $(JS_STAMP)
@@ -44,6 +44,16 @@ system-packages:
 constraints: | $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --group dev --group bench --no-header --no-annotate \
 		--python-version 3.11 -o constraints.txt
+
+# The sdist and the wheel in $(DIST) (`make dist DIST=/elsewhere` builds elsewhere), checked by twine.
+# `uv build` builds the wheel from the sdist, so a file the wheel needs and the sdist lacks fails here;
+# hatchling is pinned by constraints.txt. The browser client is packed separately: `cd clients/js && npm pack`.
+DIST := dist
+
+dist: $(STAMP)
+	rm -f $(DIST)/typed_ss-*.tar.gz $(DIST)/typed_ss-*.whl
+	$(UV) build --quiet --build-constraint constraints.txt --out-dir $(DIST)
+	$(VENV)/bin/twine check --strict $(DIST)/typed_ss-*
 
 # The gRPC backend's generated code (typed_ss/backends/_grpc/) from proto/; committed, and checked by a test.
 proto: $(STAMP)

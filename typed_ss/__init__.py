@@ -56,4 +56,6 @@ __all__ = [
     "uvicorn_settings",
 ]
 
+# The one place the version is written: the build reads it from here ([tool.hatch.version] in
+# pyproject.toml), and tests/test_packaging.py holds clients/js/package.json's version to it.
 __version__ = "0.1.0"

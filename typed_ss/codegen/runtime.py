@@ -3,26 +3,21 @@
 Its one source is ``clients/js``: the plain client (``ss.js``, ``ss.mjs``, ``ss.d.ts``) and the typed
 runtime that generated clients call (``ss-typed.js``, ``ss-typed.mjs``, ``ss-typed.d.ts``). An installed
 wheel carries the same files in ``typed_ss/codegen/static`` (see pyproject.toml's
-``[tool.hatch.build.targets.wheel.force-include]``). The generated module imports the ES module entries,
-and TypeScript reads the declarations of ``x.mjs`` from ``x.d.mts``, so ``ss.d.mts`` and
-``ss-typed.d.mts`` are derived here from the CommonJS declarations instead of being kept twice.
+``[tool.hatch.build.targets.wheel.force-include]``); :func:`typed_ss.static.client_path` finds them in
+either place, for this module and for the route that serves the client. The generated module imports
+the ES module entries, and TypeScript reads the declarations of ``x.mjs`` from ``x.d.mts``, so
+``ss.d.mts`` and ``ss-typed.d.mts`` are derived here from the CommonJS declarations instead of being
+kept twice.
 """
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
 from typing import Final
 
 from typed_ss.codegen.files import GeneratedFile
+from typed_ss.static import CLIENT_FILES, client_path
 
 __all__ = ["CLIENT_FILES", "bundle", "esm_declarations", "static_file", "typed_esm_declarations"]
-
-CLIENT_FILES: Final = ("ss.js", "ss.mjs", "ss.d.ts", "ss-typed.js", "ss-typed.mjs", "ss-typed.d.ts")
-"""The runtime's files: ``clients/js`` in a source checkout; an installed wheel carries them in
-``typed_ss/codegen/static``."""
-
-_SOURCE_CLIENT: Final = Path(__file__).resolve().parents[2] / "clients" / "js"
 
 # The one line that differs between ss-typed.d.ts (CommonJS: ss.js is `export =`) and ss-typed.d.mts.
 _TYPED_CJS_IMPORT: Final = 'import SS = require("./ss.js");\n'
@@ -39,11 +34,9 @@ def bundle() -> list[GeneratedFile]:
 
 
 def static_file(name: str) -> str:
-    """One of the runtime's files, from the installed package or else the source checkout."""
-    packaged = resources.files("typed_ss.codegen").joinpath("static", name)
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (_SOURCE_CLIENT / name).read_text(encoding="utf-8")
+    """One of the runtime's files (a name in :data:`CLIENT_FILES`), from the installed package or else
+    the source checkout."""
+    return client_path(name).read_text(encoding="utf-8")
 
 
 def esm_declarations(cjs: str) -> str:
