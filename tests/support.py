@@ -94,7 +94,9 @@ async def running(app: Any, server: Server, **overrides: Any) -> AsyncIterator[s
     event loop; yields the ``ws://`` base URL and stops the server on exit."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    settings = {**uvicorn_settings(server), "log_level": "warning", **overrides}
+    # log_config=None: uvicorn's configuration (typed-ss's included) would stop typed-ss's records
+    # from propagating to the root logger, where pytest's caplog reads them.
+    settings = {**uvicorn_settings(server), "log_level": "warning", "log_config": None, **overrides}
     uv = uvicorn.Server(uvicorn.Config(app, **settings))
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     try:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from typed_ss.contract import CONTRACT_QUERY_PARAMETER
 from typed_ss.errors import CloseCode, InvalidName, LimitExceeded, PayloadValidationError, ProtocolError
 from typed_ss.handlers import HandlerSpec
+from typed_ss.logs import fields
 from typed_ss.protocol import SUBPROTOCOL, error_frame, hello_frame, split_client_frame
 from typed_ss.socket import Socket
 from typed_ss.stepping import Resume
@@ -116,14 +117,16 @@ class Connection:
             # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
             await server.hub.attach(sock)
             sock.open(hello_frame(sock.id, server.limits.max_message_size, contract))
-            logger.debug("socket %s connected", sock.id)
+            logger.debug("socket %s connected", sock.id, extra=fields(sock.id))
             if not self._contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
             elif server.hooks.on_connect is not None:
                 try:
                     await self.run_watched(server.hooks.on_connect(sock))
                 except Exception:
-                    logger.exception("the on_connect hook failed for socket %s; closing it", sock.id)
+                    logger.exception(
+                        "the on_connect hook failed for socket %s; closing it", sock.id, extra=fields(sock.id)
+                    )
                     await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._read()
         except Disconnected:
@@ -208,6 +211,7 @@ class Connection:
             client_contract,
             contract,
             ": closing it" if server.contract_check == "refuse" else "",
+            socket_id=sock.id,
         )
         return server.contract_check != "refuse"
 
@@ -220,9 +224,11 @@ class Connection:
             try:
                 await on_disconnect(sock)
             except Exception:
-                logger.exception("the on_disconnect hook failed for socket %s", sock.id)
+                logger.exception(
+                    "the on_disconnect hook failed for socket %s", sock.id, extra=fields(sock.id)
+                )
         hub.forget(sock)
-        logger.debug("socket %s disconnected", sock.id)
+        logger.debug("socket %s disconnected", sock.id, extra=fields(sock.id))
 
     # --- messages ----------------------------------------------------------------------------------
 
@@ -238,18 +244,29 @@ class Connection:
         # A str's UTF-8 size is at most 4 bytes a character: only a long one needs measuring.
         if len(message) > max_size // 4 and _size(message) > max_size:
             self._client_log.info(
-                "too_big", "socket %s sent a message larger than %d bytes; closing it", sock.id, max_size
+                "too_big",
+                "socket %s sent a message larger than %d bytes; closing it",
+                sock.id,
+                max_size,
+                socket_id=sock.id,
             )
             return sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
         try:
             event, _, payload = split_client_frame(message, self._max_event_length)
         except ProtocolError as exc:
-            self._client_log.info("malformed", "socket %s sent a malformed frame: %s", sock.id, exc)
+            self._client_log.info(
+                "malformed", "socket %s sent a malformed frame: %s", sock.id, exc, socket_id=sock.id
+            )
             return None
         spec = self._handlers.get(event)
         if spec is None:
             self._client_log.debug(
-                "no_handler", "socket %s sent event %r, which has no handler", sock.id, event
+                "no_handler",
+                "socket %s sent event %r, which has no handler",
+                sock.id,
+                event,
+                socket_id=sock.id,
+                event=event,
             )
             return None
         value: object = payload
@@ -306,7 +323,13 @@ class Connection:
 
     def _invalid_payload(self, sock: Socket, spec: HandlerSpec, exc: PayloadValidationError) -> None:
         self._server.client_log.info(
-            "invalid_payload", "socket %s sent an invalid payload for %r: %r", sock.id, spec.event, exc.detail
+            "invalid_payload",
+            "socket %s sent an invalid payload for %r: %r",
+            sock.id,
+            spec.event,
+            exc.detail,
+            socket_id=sock.id,
+            event=spec.event,
         )
         sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
 
@@ -320,10 +343,18 @@ class Connection:
                 event,
                 sock.id,
                 str(exc),
+                socket_id=sock.id,
+                event=event,
             )
         else:
             client_log.exception(
-                "handler_failed", exc, "the handler for event %r failed on socket %s", event, sock.id
+                "handler_failed",
+                exc,
+                "the handler for event %r failed on socket %s",
+                event,
+                sock.id,
+                socket_id=sock.id,
+                event=event,
             )
         sock.push(error_frame(event, "handler_error", "the handler for this event failed"))
 

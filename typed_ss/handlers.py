@@ -46,7 +46,7 @@ MAX_DETAIL_LENGTH = 300
 """Longest ``__error`` detail, in characters: validators may quote the client's input back (an
 unknown enum value, say), which must not turn a 1 MiB payload into a 1 MiB answer and log line."""
 
-Handler: TypeAlias = Callable[["Socket", M], Coroutine[Any, Any, None]]
+Handler: TypeAlias = Callable[["Socket[Any]", M], Coroutine[Any, Any, None]]
 """An event handler: ``async def (sock, payload) -> None``."""
 
 Decoder: TypeAlias = Callable[[bytes], object]

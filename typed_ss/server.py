@@ -13,9 +13,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar, get_args, overload
 
+from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
@@ -41,7 +43,7 @@ from typed_ss.protocol import (
     encode_frame,
     socket_room,
 )
-from typed_ss.socket import Socket
+from typed_ss.socket import Identity, Socket
 from typed_ss.transport import Transport
 
 __all__ = ["AuthHook", "ContractCheck", "Hooks", "Limits", "Server", "SocketHook"]
@@ -49,10 +51,13 @@ __all__ = ["AuthHook", "ContractCheck", "Hooks", "Limits", "Server", "SocketHook
 logger = logging.getLogger("typed_ss")
 
 M = TypeVar("M")
-SocketHook = Callable[[Socket], Coroutine[Any, Any, None]]
+SocketHook: TypeAlias = Callable[[Socket[Any]], Coroutine[Any, Any, None]]
 """``on_connect`` / ``on_disconnect`` hooks: ``async def hook(sock: Socket) -> None``."""
-AuthHook = Callable[[HTTPConnection], Awaitable[Any]]
+AuthHook: TypeAlias = Callable[[HTTPConnection], Awaitable[Any | None]]
 """The authentication hook: ``async def auth(request) -> identity``; ``None`` refuses the upgrade."""
+_I = TypeVar("_I")  # the aliases' own identity variable: one with a default cannot come before M
+_TypedHandler: TypeAlias = Callable[[Socket[_I], M], Coroutine[Any, Any, None]]
+_TypedHook: TypeAlias = Callable[[Socket[_I]], Coroutine[Any, Any, None]]
 _Hook = TypeVar("_Hook", bound=Callable[..., Awaitable[Any]])
 T = TypeVar("T")
 ContractCheck: TypeAlias = Literal["off", "warn", "refuse"]
@@ -70,8 +75,12 @@ class Hooks:
     on_disconnect: SocketHook | None = None
 
 
-class Server:
+class Server(Generic[Identity]):
     """An event-based WebSocket server; an ASGI app serving ``websocket`` and ``lifespan`` scopes.
+
+    Generic in the type of ``sock.identity``: ``ss = Server[User]()`` makes mypy check that the
+    authenticate hook returns ``User | None`` and gives handlers and hooks a ``Socket[User]``. A plain
+    ``Server()`` is a ``Server[Any]``.
 
     Mount it with ``WebSocketRoute("/socket", ss)`` and ``Starlette(lifespan=ss.lifespan)``, or serve it
     alone with ``uvicorn module:ss``.
@@ -155,6 +164,7 @@ class Server:
         self.instance_id: Final = instance_id
         self._multihome: Multihome | None = None
         self._starting: asyncio.Lock | None = None
+        self._identity_checked = False
         # Event names already checked; emits repeat a handful of names, so the check runs once each.
         self._checked_events: set[str] = set()
         self.client_log: Final = ClientLog(logger)
@@ -163,10 +173,12 @@ class Server:
     # --- registration ------------------------------------------------------------------------------
 
     @overload
-    def on(self, event: str) -> Callable[[Handler[M]], Handler[M]]: ...
+    def on(self, event: str) -> Callable[[_TypedHandler[Identity, M]], _TypedHandler[Identity, M]]: ...
 
     @overload
-    def on(self, event: str, model: type[M]) -> Callable[[Handler[M]], Handler[M]]: ...
+    def on(
+        self, event: str, model: type[M]
+    ) -> Callable[[_TypedHandler[Identity, M]], _TypedHandler[Identity, M]]: ...
 
     def on(self, event: str, model: type[Any] | None = None) -> Callable[[Handler[Any]], Handler[Any]]:
         """Register the handler for a client event.
@@ -259,19 +271,21 @@ class Server:
         ``MappingProxyType`` would cost a call more per message)."""
         return self._handlers
 
-    def on_connect(self, hook: SocketHook) -> SocketHook:
+    def on_connect(self, hook: _TypedHook[Identity]) -> _TypedHook[Identity]:
         """Register ``async def hook(sock) -> None``, run after ``__hello`` and before the socket's first
         message is handled. If it raises, the socket is closed with 1011."""
         self.hooks.on_connect = self._register_hook("on_connect", self.hooks.on_connect, hook)
         return hook
 
-    def on_disconnect(self, hook: SocketHook) -> SocketHook:
+    def on_disconnect(self, hook: _TypedHook[Identity]) -> _TypedHook[Identity]:
         """Register ``async def hook(sock) -> None``, run once the connection has ended; ``sock.rooms``
         still lists the rooms the socket was in."""
         self.hooks.on_disconnect = self._register_hook("on_disconnect", self.hooks.on_disconnect, hook)
         return hook
 
-    def authenticate(self, hook: AuthHook) -> AuthHook:
+    def authenticate(
+        self, hook: Callable[[HTTPConnection], Awaitable[Identity | None]]
+    ) -> Callable[[HTTPConnection], Awaitable[Identity | None]]:
         """Register ``async def hook(request) -> identity``, run before the upgrade is accepted.
 
         ``request`` is the upgrade request (headers, cookies, query parameters, client address).
@@ -303,8 +317,40 @@ class Server:
 
     def lifespan(self, app: object) -> AbstractAsyncContextManager[None]:
         """A lifespan for Starlette: ``Starlette(..., lifespan=ss.lifespan)`` starts and stops the
-        server with the application."""
+        server with the application. Inside an application's own lifespan:
+        ``async with ss.lifespan(app): yield``."""
         return self._lifespan()
+
+    def mount(self, app: Starlette, path: str = "/socket") -> None:
+        """Serve this server at ``path`` of a Starlette or FastAPI application, started and stopped
+        with it: ``ss.mount(app, "/socket")``.
+
+        Adds the WebSocket route, and wraps the application's lifespan (its own, given to
+        ``FastAPI(lifespan=...)`` or ``Starlette(lifespan=...)``, or none) so that the server starts
+        after the application's start-up code and stops before its shutdown code: handlers can use
+        what the application set up until the last socket has closed.
+
+        (``app.mount("/socket", ss)`` would not do: Starlette's ``Mount`` matches ``/socket/...``,
+        never ``/socket`` itself, and answers that with a 403.)
+        """
+        app.router.routes.append(WebSocketRoute(path, self))
+        outer = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(application: Any) -> AsyncIterator[Any]:
+            async with outer(application) as state, self._lifespan():
+                yield state
+
+        app.router.lifespan_context = lifespan
+
+    def client_route(self, path: str | None = None, *, module: bool = False) -> BaseRoute:
+        """A Starlette route serving the browser client from the installed package, so a Python-only
+        application needs no npm: ``routes=[..., ss.client_route()]`` serves ``/ss.js``
+        (``window.SS``); ``ss.client_route(module=True)`` serves ``/ss.mjs``, which imports ``./ss.js``
+        from next to it. See :func:`typed_ss.static.client_route`."""
+        from typed_ss.static import client_route
+
+        return client_route(path or ("/ss.mjs" if module else "/ss.js"), module=module)
 
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
@@ -322,6 +368,7 @@ class Server:
     async def startup(self) -> None:
         """Start the backend, if there is one, and accept connections (the ASGI lifespan calls this;
         without a lifespan the first connection does)."""
+        self._check_identity_hook()
         self._accepting = True
         if self.backend is not None and self._multihome is None:
             if self._starting is None:
@@ -377,9 +424,27 @@ class Server:
         try:
             if self.backend is not None and self._multihome is None and self._accepting:
                 await self.startup()  # served without a lifespan
+            elif not self._identity_checked:
+                self._check_identity_hook()  # served without a lifespan
             await Connection(self, transport, task).run()
         finally:
             self._connections.discard(task)
+
+    def _check_identity_hook(self) -> None:
+        """A ``Server[User]`` without an authenticate hook would give its handlers ``None`` typed as
+        ``User``: refuse to serve instead (at start-up, or at the first connection without one)."""
+        self._identity_checked = True
+        parametrized = getattr(self, "__orig_class__", None)
+        if parametrized is None or self.hooks.authenticate is not None:
+            return
+        identity = get_args(parametrized)[0]
+        if identity not in (Any, object, None, type(None)):
+            self._identity_checked = False
+            raise ConfigurationError(
+                f"this server is a Server[{getattr(identity, '__qualname__', identity)}] but has no "
+                "@ss.authenticate hook, so sock.identity would be None: register the hook that returns "
+                "the identity (or None to refuse), or use a plain Server()"
+            )
 
     @property
     def connection_count(self) -> int:
@@ -453,11 +518,11 @@ class Server:
         )
 
     @property
-    def sockets(self) -> Mapping[str, Socket]:
+    def sockets(self) -> Mapping[str, Socket[Identity]]:
         """The sockets connected to this instance, by id (a read-only live view)."""
         return self.hub.sockets
 
-    def get_socket(self, socket_id: str) -> Socket | None:
+    def get_socket(self, socket_id: str) -> Socket[Identity] | None:
         """The socket with id ``socket_id`` if it is connected to this instance."""
         return self.hub.sockets.get(socket_id)
 

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import uvicorn
 
+from typed_ss.logs import uvicorn_log_config
 from typed_ss.server import Server
 from typed_ss.uvicorn_protocols import configured
 
@@ -45,6 +46,7 @@ def uvicorn_settings(server: Server) -> dict[str, Any]:
         "ws_ping_timeout": 20.0,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
+        "log_config": uvicorn_log_config(),
     }
 
 

@@ -17,19 +17,24 @@ import enum
 import logging
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 
 from starlette.datastructures import State
 from starlette.requests import HTTPConnection
+from typing_extensions import TypeVar
 
 from typed_ss.errors import CloseCode, LimitExceeded
+from typed_ss.logs import fields
 from typed_ss.protocol import RESERVED_PREFIX, Frame, check_room_name, encode_frame
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
     from typed_ss.server import Server
 
-__all__ = ["Socket", "SocketState"]
+__all__ = ["Identity", "Socket", "SocketState"]
+
+Identity = TypeVar("Identity", default=Any)
+"""The type of ``sock.identity``: what the server's authenticate hook returns (``Any`` by default)."""
 
 logger = logging.getLogger("typed_ss")
 
@@ -92,13 +97,16 @@ def new_socket_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-class Socket:
+class Socket(Generic[Identity]):
     """One connected client.
 
     Created by the server for each accepted connection; handlers and hooks receive it. Attributes:
     ``id`` (32 characters, unique), ``request`` (the upgrade request), ``identity`` (what the
     authentication hook returned, ``None`` without one) and ``state`` (free per-connection storage:
     ``sock.state.user = ...``).
+
+    Generic in the identity's type: a handler of a ``Server[User]`` takes a ``Socket[User]``, and
+    ``sock.identity`` is a ``User`` to mypy. A bare ``Socket`` is a ``Socket[Any]``.
     """
 
     __slots__ = (
@@ -115,9 +123,11 @@ class Socket:
         "state",
     )
 
-    def __init__(self, server: Server, transport: Transport, connection: Owner, identity: Any = None) -> None:
+    def __init__(
+        self, server: Server[Any], transport: Transport, connection: Owner, identity: Identity
+    ) -> None:
         self.id: Final = new_socket_id()
-        self.identity: Any = identity
+        self.identity: Identity = identity
         self.state = State()
         self.close_code: int | None = None
         """The code this socket was closed with by the server, or ``None``."""
@@ -328,7 +338,9 @@ class Socket:
         except Exception:
             # A bug (in typed-ss or the server under it), never a client's doing: said loudly, and the
             # connection is ended rather than left with a writer that will never write again.
-            logger.exception("the writer of socket %s failed; ending its connection", self.id)
+            logger.exception(
+                "the writer of socket %s failed; ending its connection", self.id, extra=fields(self.id)
+            )
             self._side_task = None
             self._drop("its writer failed")
 
@@ -337,7 +349,11 @@ class Socket:
         if self._life is _ENDING or self._life is _CLOSED:
             return
         self._server.client_log.warning(
-            "slow_consumer", "socket %s is a slow consumer and is being closed: %s", self.id, why
+            "slow_consumer",
+            "socket %s is a slow consumer and is being closed: %s",
+            self.id,
+            why,
+            socket_id=self.id,
         )
         self.close_code = CloseCode.SLOW_CONSUMER
         self._start_ending(CloseCode.SLOW_CONSUMER, "slow consumer")
@@ -346,7 +362,7 @@ class Socket:
         """The connection is gone: end it without trying to send anything more."""
         if self._life is _ENDING or self._life is _CLOSED:
             return
-        logger.debug("socket %s: %s", self.id, why)
+        logger.debug("socket %s: %s", self.id, why, extra=fields(self.id))
         self._start_ending(None, "")
 
     def _start_ending(self, code: int | None, reason: str) -> None:

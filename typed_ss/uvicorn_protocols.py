@@ -74,12 +74,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self._writes_paused = False
         self._lingering = False
+        self._reached_typed_ss = False  # the application's typed-ss server took this connection
         if self.max_message_size is not None:
-            self.bound_message_size(self.max_message_size)
+            _bound_sansio(self, self.max_message_size)
 
     # --- what typed-ss asks of a connection -------------------------------------------------------
 
     def bound_message_size(self, max_size: int) -> None:
+        self._reached_typed_ss = True  # typed-ss's ASGI adapter calls this first, for every connection
         _bound_sansio(self, max_size)
 
     def refused(self) -> None:
@@ -200,6 +202,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         return self._send_control(message)
 
     async def _send_control(self, message: Any) -> None:
+        if (
+            message["type"] == "websocket.close"
+            and not self.handshake_complete
+            and not self._reached_typed_ss
+            and message.get("code", 1000) == 1000
+        ):
+            _no_route(self.scope.get("path", ""))
         await super().send(message)
         if message["type"] == "websocket.close" and self.close_timer is not None:
             # uvicorn closes gracefully when the client does not answer the close, which waits for
@@ -357,3 +366,20 @@ def _abort_sansio(protocol: WebSocketsSansIOProtocol) -> bool:
         return False
     transport.abort()
     return True
+
+
+_PATHS_WARNED_ABOUT: set[str] = set()
+
+
+def _no_route(path: str) -> None:
+    """A WebSocket refused before it reached typed-ss, the way Starlette's router refuses one that no
+    route matched: say so (once per path), with the usual cause and its fix, instead of a bare 403."""
+    if path in _PATHS_WARNED_ABOUT or len(_PATHS_WARNED_ABOUT) >= 100:
+        return
+    _PATHS_WARNED_ABOUT.add(path)
+    logger.warning(
+        "a WebSocket to %r was refused (403) before it reached typed-ss: no route matched it. Mounted with "
+        "app.mount(path, ss)? Starlette's Mount matches only paths below it, never the path itself: "
+        "use ss.mount(app, path) or WebSocketRoute(path, ss) instead",
+        path,
+    )

@@ -193,3 +193,64 @@ async def wrong_calls(sock: Socket) -> None:
 
 ss.on(1)  # type: ignore[call-overload]
 ss.on("x", Chat, "extra")  # type: ignore[call-overload]
+
+
+# --- a typed identity: Server[User] -----------------------------------------------------------------
+
+
+class User(msgspec.Struct):
+    name: str
+
+
+class Admin(msgspec.Struct):
+    level: int
+
+
+typed = Server[User]()
+assert_type(typed, Server[User])
+assert_type(Server(), Server[Any])
+
+
+@typed.authenticate
+async def who(request: HTTPConnection) -> User | None:
+    return User(request.headers.get("x-user", "anon"))
+
+
+@typed.on("whoami")
+async def whoami(sock: Socket[User], data: str) -> None:
+    assert_type(sock.identity, User)
+    assert_type(sock.identity.name, str)
+
+
+@typed.on_connect
+async def greet(sock: Socket[User]) -> None:
+    assert_type(sock.identity, User)
+
+
+@typed.on_disconnect
+async def farewell(sock: Socket) -> None:  # a plain Socket (Socket[Any]) is accepted everywhere
+    assert_type(sock.identity, Any)
+
+
+def lookups(found: Socket[User] | None) -> None:
+    assert_type(typed.get_socket("id"), Socket[User] | None)
+    assert_type(typed.sockets, Mapping[str, Socket[User]])
+
+
+typed.authenticate(who)
+typed.mount(Starlette(), "/socket")
+
+
+async def not_a_user(request: HTTPConnection) -> Admin | None: ...
+
+
+async def admin_handler(sock: Socket[Admin], data: str) -> None: ...
+
+
+async def admin_hook(sock: Socket[Admin]) -> None: ...
+
+
+typed.authenticate(not_a_user)  # type: ignore[arg-type]
+typed.on("admin")(admin_handler)  # type: ignore[arg-type]
+typed.on_connect(admin_hook)  # type: ignore[arg-type]
+typed.mount(object(), "/socket")  # type: ignore[arg-type]
