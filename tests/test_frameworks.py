@@ -172,3 +172,45 @@ async def test_under_the_recommended_settings_typed_ss_lines_look_like_uvicorns(
     # uvicorn's default formatter: the level, a colon, padding to the message, as its own lines.
     assert malformed[0].startswith("INFO:     socket "), malformed[0]
     assert any(entry.startswith("INFO:     Application startup complete.") for entry in log), log
+
+
+async def test_fastapi_mount_with_its_lifespan_and_a_post_route_that_roomcasts() -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    class Notice(msgspec.Struct):
+        text: str
+
+    ss = typed_server()
+    notice = ss.event("notice", Notice)
+
+    @ss.on("join")
+    async def join(sock: Socket[User], room: str) -> None:
+        await sock.join(room)
+        await sock.emit("joined", room)
+
+    started: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started.append("app")
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/rooms/{room}/notices")
+    async def post_notice(room: str, body: dict[str, str]) -> dict[str, int]:
+        await notice.roomcast(room, Notice(body["text"]))
+        return {"members": ss.hub.room_size(room)}
+
+    ss.mount(app, "/socket")
+    async with running(app, ss) as url:
+        assert started == ["app"]
+        async with connect_client(url, additional_headers={"x-user": "ann"}) as client:
+            await client.send("join", "tea")
+            await client.expect("joined")
+            http = url.replace("ws://", "http://", 1)
+            async with httpx.AsyncClient(base_url=http) as web:
+                answer = await web.post("/rooms/tea/notices", json={"text": "kettle on"})
+            assert answer.json() == {"members": 1}
+            assert (await client.expect("notice")).json() == {"text": "kettle on"}

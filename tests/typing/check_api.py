@@ -13,6 +13,7 @@ from typing import Any, assert_type
 
 import msgspec
 import pydantic
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 from starlette.routing import WebSocketRoute
@@ -239,6 +240,7 @@ def lookups(found: Socket[User] | None) -> None:
 
 typed.authenticate(who)
 typed.mount(Starlette(), "/socket")
+typed.mount(FastAPI(), "/socket")
 
 
 async def not_a_user(request: HTTPConnection) -> Admin | None: ...
