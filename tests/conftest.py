@@ -10,6 +10,10 @@ import pytest
 
 from tests.backends.redis_server import RedisServer
 
+# The built, installed artefacts (module-scoped fixtures), for tests/test_packaging.py and
+# tests/test_installed.py: made only by the tests that ask for them.
+from tests.installed import dist, npm_project, venv  # noqa: F401
+
 SLOW_MODULES = frozenset({"tests/backends/test_grpc_mesh.py", "tests/test_grpc_example.py"})
 """Suites that start gRPC node processes and break them: ``slow`` (tests/README.md), marked from here
 as their files do not say so themselves."""

@@ -11,10 +11,8 @@ from a directory outside the repository, so nothing can be found in the checkout
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import tarfile
 import time
 import tomllib
@@ -22,7 +20,6 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,6 +27,7 @@ import pytest
 from starlette.applications import Starlette
 
 import typed_ss
+from tests.installed import EXTRAS, Dist, NpmProject, Venv, clean_env, run
 from tests.support import free_port
 from typed_ss.errors import ConfigurationError
 from typed_ss.static import CLIENT_FILES, client_files, client_path, client_route
@@ -37,16 +35,10 @@ from typed_ss.static import CLIENT_FILES, client_files, client_path, client_rout
 ROOT = Path(__file__).resolve().parents[1]
 JS_CLIENT = ROOT / "clients" / "js"
 TSC = JS_CLIENT / "node_modules" / ".bin" / "tsc"
-UV = ROOT / ".uv" / "bin" / "uv"
 VERSION = typed_ss.__version__
-EXTRAS = ("redis", "mongo", "grpc", "pydantic")
 
 # What `npm pack` must put in the tarball, and nothing else (npm adds package.json and LICENSE itself).
 NPM_FILES = frozenset({"package.json", "README.md", "LICENSE", *CLIENT_FILES})
-
-# Each subprocess is bounded. With uv's and npm's caches warm the whole module takes about 7 seconds in
-# one process (make dist about 1, the venv under 1, each tsc run half a second).
-STEP_TIMEOUT = 120
 
 
 # --- One version, and the served client: quick ----------------------------------------------------
@@ -127,84 +119,6 @@ async def test_the_module_route_serves_ss_mjs_which_needs_ss_js_next_to_it() -> 
 
 
 # --- The artefacts, built, installed and used: slow -----------------------------------------------
-
-
-def run(args: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run a command to completion; its stdout, or a failure showing both outputs."""
-    done = subprocess.run(
-        [str(arg) for arg in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=STEP_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without what would point a child at the repository or its venv,
-    or hand it the jobserver of a `make` this test may run under."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
-    }
-    env.update(extra)
-    return env
-
-
-@dataclass(frozen=True)
-class Dist:
-    wheel: Path
-    sdist: Path
-    make_output: str
-
-
-@dataclass(frozen=True)
-class Venv:
-    root: Path
-    python: Path
-    bin: Path
-    work: Path
-    """A directory outside the repository to run the venv's commands in."""
-
-    def env(self) -> dict[str, str]:
-        return clean_env(VIRTUAL_ENV=str(self.root), PATH=f"{self.bin}{os.pathsep}{os.environ['PATH']}")
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
-    """`make dist` (uv build, then twine check) into a directory of this test's. `-o` keeps make from
-    reinstalling the repository's .venv, which the running suite is using."""
-    out = tmp_path_factory.mktemp("dist")
-    output = run(["make", "-s", "-o", ".venv/.installed", "dist", f"DIST={out}"], ROOT, clean_env())
-    return Dist(
-        wheel=out / f"typed_ss-{VERSION}-py3-none-any.whl",
-        sdist=out / f"typed_ss-{VERSION}.tar.gz",
-        make_output=output,
-    )
-
-
-@pytest.fixture(scope="module")
-def venv(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """A fresh venv outside the repository with the wheel and every extra, as a user installs it."""
-    base = tmp_path_factory.mktemp("venv")
-    root = base / "venv"
-    run([UV, "venv", "--quiet", "--python", Path(sys.executable), root], base, clean_env())
-    python = root / "bin" / "python"
-    spec = f"{dist.wheel}[{','.join(EXTRAS)}]"
-    constraints = ROOT / "constraints.txt"
-    run(
-        [UV, "pip", "install", "--quiet", "--python", python, "--constraints", constraints, spec],
-        base,
-        clean_env(),
-    )
-    work = base / "work"
-    work.mkdir()
-    return Venv(root=root, python=python, bin=root / "bin", work=work)
 
 
 def package_files() -> set[str]:
@@ -421,32 +335,6 @@ def node_major() -> int:
 
 
 # --- The npm package ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NpmProject:
-    root: Path
-    """A scratch npm project outside the repository, with the packed client installed."""
-    packed: list[str]
-    """The files `npm pack` put in the tarball."""
-
-
-@pytest.fixture(scope="module")
-def npm_project(tmp_path_factory: pytest.TempPathFactory) -> NpmProject:
-    base = tmp_path_factory.mktemp("npm")
-    [pack] = json.loads(run(["npm", "pack", "--json", "--pack-destination", base], JS_CLIENT, clean_env()))
-    tarball = base / pack["filename"]
-    assert tarball.is_file()
-    root = base / "project"
-    root.mkdir()
-    (root / "package.json").write_text(json.dumps({"name": "scratch", "version": "0.0.0", "private": True}))
-    # The package has no dependencies (checked below), so nothing is fetched: the install works offline.
-    run(
-        ["npm", "install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund", tarball],
-        root,
-        clean_env(),
-    )
-    return NpmProject(root=root, packed=[entry["path"] for entry in pack["files"]])
 
 
 NODE_CJS = """
