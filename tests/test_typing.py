@@ -71,5 +71,5 @@ def test_mypy_strict_rejects_annotation_contradicting_the_explicit_model(
     assert match is not None, errors[0]
     line, message, code = match.groups()
     assert (int(line), code) == (decorator_line, "arg-type")
-    assert '"Callable[[Socket, int], Coroutine[Any, Any, None]]"' in message
-    assert '"Callable[[Socket, Chat], Coroutine[Any, Any, None]]"' in message
+    assert '"Callable[[Socket[Any], int], Coroutine[Any, Any, None]]"' in message
+    assert '"Callable[[Socket[Any], Chat], Coroutine[Any, Any, None]]"' in message
