@@ -621,13 +621,14 @@ async def test_decoder_is_built_at_registration_not_per_message(monkeypatch: pyt
     async def chat(sock: Socket, msg: Chat) -> None:
         await sock.emit("chat", msg)
 
-    assert built == [Chat]
+    # The payload's decoder, and the check of the reply type (the handler's `-> None`).
+    assert built == [Chat, type(None)]
     app = Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
     async with running(app, ss) as url, connect_client(url) as client:
         for i in range(3):
             await client.send("chat", f'{{"room":"r","text":"{i}"}}')
             assert (await client.expect("chat")).json() == {"room": "r", "text": str(i)}
-    assert built == [Chat]
+    assert built == [Chat, type(None)]
 
 
 # --- the decoders' contract: PayloadValidationError and nothing else ------------------------------

@@ -590,18 +590,19 @@ def test_constants() -> None:
     ],
 )
 def test_hello_frame_bytes(socket_id: str, max_message_size: int) -> None:
-    frame = hello_frame(socket_id, max_message_size, "c0ffee")
+    frame = hello_frame(socket_id, max_message_size, "c0ffee", 64)
     assert type(frame) is str
     assert frame == (
-        f'__hello\x01J\x02{{"v":1,"id":"{socket_id}","max_message_size":{max_message_size},"contract":"c0ffee"}}'
+        f'__hello\x01J\x02{{"v":1,"id":"{socket_id}","max_message_size":{max_message_size},'
+        '"contract":"c0ffee","max_calls":64}'
     )
 
 
 def test_hello_frame_exact_literal() -> None:
     assert (
-        hello_frame("3f0Lim0WUWFi1_eu_l3Xfsxgoo2hDmxx", 1048576, "0123456789abcdef0123456789abcdef")
+        hello_frame("3f0Lim0WUWFi1_eu_l3Xfsxgoo2hDmxx", 1048576, "0123456789abcdef0123456789abcdef", 64)
         == '__hello\x01J\x02{"v":1,"id":"3f0Lim0WUWFi1_eu_l3Xfsxgoo2hDmxx","max_message_size":1048576,'
-        '"contract":"0123456789abcdef0123456789abcdef"}'
+        '"contract":"0123456789abcdef0123456789abcdef","max_calls":64}'
     )
 
 

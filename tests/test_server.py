@@ -42,6 +42,7 @@ async def test_handshake_selects_subprotocol_and_sends_hello_first() -> None:
             "id": client.id,
             "max_message_size": 1024 * 1024,
             "contract": ss.contract.fingerprint,
+            "max_calls": 64,
         }
         assert ss.get_socket(client.id) is not None
         assert len(ss.sockets) == 1

@@ -8,9 +8,12 @@ emit, roomcast, broadcast and socketcast.
 from typed_ss.contract import Contract, EventContract
 from typed_ss.errors import (
     BackendError,
+    CallClosed,
+    CallError,
     CloseCode,
     ConfigurationError,
     EncodeError,
+    HandlerError,
     HandlerSignatureError,
     InvalidName,
     LimitExceeded,
@@ -30,6 +33,8 @@ from typed_ss.socket import Socket, SocketState
 __all__ = [
     "AuthHook",
     "BackendError",
+    "CallClosed",
+    "CallError",
     "CloseCode",
     "ConfigurationError",
     "Contract",
@@ -37,6 +42,7 @@ __all__ = [
     "EncodeError",
     "EventContract",
     "Handler",
+    "HandlerError",
     "HandlerSignatureError",
     "InvalidName",
     "LimitExceeded",

@@ -27,10 +27,28 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from typed_ss.contract import CONTRACT_QUERY_PARAMETER
-from typed_ss.errors import CloseCode, InvalidName, LimitExceeded, PayloadValidationError, ProtocolError
+from typed_ss.errors import (
+    CloseCode,
+    EncodeError,
+    HandlerError,
+    InvalidName,
+    LimitExceeded,
+    PayloadValidationError,
+    ProtocolError,
+)
 from typed_ss.handlers import HandlerSpec
 from typed_ss.logs import fields
-from typed_ss.protocol import SUBPROTOCOL, error_frame, hello_frame, split_client_frame
+from typed_ss.protocol import (
+    CALL,
+    REPLY,
+    SUBPROTOCOL,
+    error_frame,
+    error_reply_frame,
+    hello_frame,
+    parse_call_flag,
+    split_client_frame,
+    with_flag,
+)
 from typed_ss.socket import Socket
 from typed_ss.stepping import Resume
 from typed_ss.transport import Disconnected, Transport
@@ -54,6 +72,7 @@ class Connection:
 
     __slots__ = (
         "_busy",
+        "_call_id",
         "_client_log",
         "_closing",
         "_ended_by_server",
@@ -87,6 +106,7 @@ class Connection:
         self._watcher: asyncio.Task[None] | None = None
         self._woken: asyncio.Event | None = None
         self._handling: HandlerSpec | None = None  # the handler dispatch() last returned
+        self._call_id = 0  # the id of the call being handled (0: the message is no call)
         # What dispatch() reads for every message, looked up once.
         self._handlers = server.handlers_by_event
         self._client_log = server.client_log
@@ -116,7 +136,8 @@ class Connection:
             # Attaching waits until the backend delivers the socket's own room, so the id in __hello
             # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
             await server.hub.attach(sock)
-            sock.open(hello_frame(sock.id, server.limits.max_message_size, contract))
+            limits = server.limits
+            sock.open(hello_frame(sock.id, limits.max_message_size, contract, limits.max_calls))
             logger.debug("socket %s connected", sock.id, extra=fields(sock.id))
             if not self._contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
@@ -232,10 +253,11 @@ class Connection:
 
     # --- messages ----------------------------------------------------------------------------------
 
-    def dispatch(self, message: str | bytes) -> Coroutine[Any, Any, None] | None:
+    def dispatch(self, message: str | bytes) -> Coroutine[Any, Any, Any] | None:
         """What to run for one client message: the handler's coroutine, or ``None`` when there is
-        nothing to run (malformed, no handler, invalid payload answered with ``__error``, too big
-        and closed with 1009, or the socket is closing)."""
+        nothing to run (malformed, no handler, invalid payload answered with ``__error`` or an error
+        reply, a reply to one of the server's calls, too big and closed with 1009, or the socket is
+        closing). When the message is a call, :meth:`replied` must get what the coroutine returns."""
         if self._closing:
             return None  # drain until the disconnect arrives
         sock = self.socket
@@ -252,14 +274,28 @@ class Connection:
             )
             return sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
         try:
-            event, _, payload = split_client_frame(message, self._max_event_length)
+            event, flags, payload = split_client_frame(message, self._max_event_length)
+            marker = parse_call_flag(flags) if flags else None
         except ProtocolError as exc:
             self._client_log.info(
                 "malformed", "socket %s sent a malformed frame: %s", sock.id, exc, socket_id=sock.id
             )
             return None
+        call_id = 0
+        if marker is not None:
+            kind, call_id = marker
+            if kind != CALL:  # the client's reply to one of the server's calls
+                if not sock.reply_arrived(kind, call_id, payload):
+                    self._client_log.debug(
+                        "late_reply", "socket %s replied to no waiting call", sock.id, socket_id=sock.id
+                    )
+                return None
+        self._call_id = call_id
         spec = self._handlers.get(event)
         if spec is None:
+            if call_id:
+                self._fail_call(sock, event, "unknown_event", f"no handler for event {event!r}")
+                return None
             self._client_log.debug(
                 "no_handler",
                 "socket %s sent event %r, which has no handler",
@@ -274,7 +310,7 @@ class Connection:
             try:
                 value = spec.decode(payload)
             except PayloadValidationError as exc:
-                self._invalid_payload(sock, spec, exc)
+                self._invalid_payload(sock, spec, exc, call_id)
                 return None
         self._handling = spec
         return spec.handler(sock, value)
@@ -298,14 +334,56 @@ class Connection:
             try:
                 try:
                     yielded = coro.send(None)
-                except StopIteration:
+                except StopIteration as done:
+                    if self._call_id:
+                        self.replied(done.value)
                     continue
                 self._start_watching()
-                await Resume(coro, yielded)
+                result = await Resume(coro, yielded)
+                if self._call_id:
+                    self.replied(result)
             except Exception as exc:
                 self._handler_failed(sock, exc)
             finally:
                 self._busy = False
+
+    def replied(self, value: object) -> None:
+        """The handler of the call :meth:`dispatch` returned has returned ``value``: send the reply,
+        checked and encoded as the handler's return annotation declares."""
+        sock, spec, call_id = self.socket, self._handling, self._call_id
+        assert sock is not None
+        assert spec is not None
+        assert spec.reply is not None
+        self._call_id = 0
+        try:
+            frame = spec.reply.frame(value)
+        except EncodeError as exc:
+            # A bug in the handler, not the client's doing: said loudly; the caller gets an error.
+            logger.error(
+                "the handler for event %r returned what its annotation does not allow: %s",
+                spec.event,
+                exc,
+                extra=fields(sock.id, spec.event),
+            )
+            sock.push(
+                error_reply_frame(spec.event, call_id, "handler_error", "the handler for this event failed")
+            )
+            return
+        sock.push(with_flag(frame, f"{REPLY}{call_id}"))
+
+    def _fail_call(self, sock: Socket, event: str, code: str, message: str, data: object = None) -> None:
+        call_id, self._call_id = self._call_id, 0
+        try:
+            frame = error_reply_frame(event, call_id, code, message, data)
+        except EncodeError as exc:  # the application's HandlerError(data=...) has no JSON form
+            logger.error(
+                "the error data of a call to %r has no JSON form: %s",
+                event,
+                exc,
+                extra=fields(sock.id, event),
+            )
+            frame = error_reply_frame(event, call_id, code, message)
+        sock.push(frame)
 
     async def run_watched(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a handler or hook inline; while it is suspended, watch for the client leaving."""
@@ -321,7 +399,9 @@ class Connection:
         finally:
             self._busy = False
 
-    def _invalid_payload(self, sock: Socket, spec: HandlerSpec, exc: PayloadValidationError) -> None:
+    def _invalid_payload(
+        self, sock: Socket, spec: HandlerSpec, exc: PayloadValidationError, call_id: int = 0
+    ) -> None:
         self._server.client_log.info(
             "invalid_payload",
             "socket %s sent an invalid payload for %r: %r",
@@ -331,11 +411,21 @@ class Connection:
             socket_id=sock.id,
             event=spec.event,
         )
-        sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
+        if call_id:
+            self._fail_call(sock, spec.event, "invalid_payload", exc.detail)
+        else:
+            sock.push(error_frame(spec.event, "invalid_payload", exc.detail))
 
     def _handler_failed(self, sock: Socket, exc: Exception) -> None:
         event = self._handling.event if self._handling is not None else "?"
         client_log = self._server.client_log
+        if isinstance(exc, HandlerError):
+            # The application's own error: its code and message are meant for the caller.
+            if self._call_id:
+                self._fail_call(sock, event, exc.code, exc.message, exc.data)
+            else:
+                sock.push(error_frame(event, exc.code, exc.message))
+            return
         if isinstance(exc, CLIENT_CAUSED):
             client_log.warning(
                 "handler_refused",
@@ -356,7 +446,14 @@ class Connection:
                 socket_id=sock.id,
                 event=event,
             )
-        sock.push(error_frame(event, "handler_error", "the handler for this event failed"))
+        if isinstance(exc, PayloadValidationError):
+            code, message = "invalid_payload", exc.detail
+        else:
+            code, message = "handler_error", "the handler for this event failed"
+        if self._call_id:
+            self._fail_call(sock, event, code, message)
+        else:
+            sock.push(error_frame(event, "handler_error", "the handler for this event failed"))
 
     # --- the watcher: reading on while a handler is busy -------------------------------------------
 
@@ -382,6 +479,8 @@ class Connection:
                     if self._busy:
                         self.end()  # cancels the busy handler; the teardown follows
                     return
+                if self._took_reply(message):
+                    continue  # the busy handler may be the one waiting for it
                 self._inbox.append(message)
                 self._inbox_bytes += len(message)
                 if self._woken is not None:
@@ -390,6 +489,22 @@ class Connection:
             self._watcher = None
             if self._woken is not None:
                 self._woken.set()
+
+    def _took_reply(self, message: str | bytes) -> bool:
+        """Whether ``message`` is the client's reply to a call of the server's, handed over at once:
+        replies never wait behind the handler that awaits them."""
+        sock = self.socket
+        if sock is None:
+            return False
+        try:
+            _, flags, payload = split_client_frame(message, self._max_event_length)
+            marker = parse_call_flag(flags) if flags else None
+        except ProtocolError:
+            return False  # left for dispatch(), which logs it
+        if marker is None or marker[0] == CALL:
+            return False
+        sock.reply_arrived(marker[0], marker[1], payload)
+        return True
 
     async def _next(self) -> str | bytes:
         """The next message: from the inbox, from the watcher still reading, or from the transport."""

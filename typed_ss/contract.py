@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
+from typed_ss.calls import NO_REPLY
 from typed_ss.errors import ConfigurationError
 from typed_ss.typeinfo import PayloadKind, declared_fields, is_pydantic_model, payload_kind, type_name
 
@@ -44,11 +45,25 @@ class EventContract:
     """The Python type: ``bytes``, ``str``, a msgspec type or a pydantic model."""
     doc: str | None = None
     """The handler's docstring (client-to-server events), for documentation in generated code."""
+    reply: object = NO_REPLY
+    """The type of the reply to a call of this event: a handler's return annotation
+    (client-to-server), a declared event's ``reply`` (server-to-client), or :data:`NO_REPLY` for a
+    declared event that is never called."""
 
     @property
     def kind(self) -> PayloadKind:
         """How the payload travels: ``binary`` (raw bytes), ``text`` (raw UTF-8) or ``json``."""
         return payload_kind(self.payload_type)
+
+    @property
+    def callable(self) -> bool:
+        """Whether the event can be called: it has a reply type."""
+        return self.reply is not NO_REPLY
+
+    @property
+    def reply_kind(self) -> PayloadKind:
+        """How the reply travels (as :attr:`kind`); ``json`` when the event has no reply type."""
+        return payload_kind(self.reply) if self.callable else "json"
 
 
 @dataclass(frozen=True)
@@ -80,17 +95,32 @@ class Contract:
             "client_to_server": {},
             "server_to_client": {},
         }
-        msgspec_schemas = _msgspec_schemas([e.payload_type for e in self.events if e.kind == "json"])
-        for event in self.events:
-            entry: dict[str, Any] = {"kind": event.kind}
-            if event.kind == "json":
-                if event.payload_type in msgspec_schemas:
-                    schema, components = msgspec_schemas[event.payload_type]
+        msgspec_schemas = _msgspec_schemas(
+            [e.payload_type for e in self.events if e.kind == "json"]
+            + [e.reply for e in self.events if e.callable and e.reply_kind == "json"]
+        )
+
+        def described(kind: PayloadKind, payload_type: object, direction: Direction) -> dict[str, Any]:
+            entry: dict[str, Any] = {"kind": kind}
+            if kind == "json":
+                if payload_type in msgspec_schemas:
+                    schema, components = msgspec_schemas[payload_type]
                 else:
-                    schema, components = _schema(event.payload_type, event.direction)
+                    schema, components = _schema(payload_type, direction)
                 schema, components = _fit(schema, components, defs)
                 entry["schema"] = schema
                 defs.update(components)
+            return entry
+
+        for event in self.events:
+            entry = described(event.kind, event.payload_type, event.direction)
+            if event.callable:
+                # The reply travels the other way: a handler's return value to the client, a client's
+                # answer to the server.
+                back: Direction = (
+                    "server_to_client" if event.direction == "client_to_server" else "client_to_server"
+                )
+                entry["reply"] = described(event.reply_kind, event.reply, back)
             if event.doc:
                 entry["description"] = event.doc
             document[event.direction][event.name] = entry

@@ -11,6 +11,9 @@ The tree::
      ├── InvalidName                   also a ValueError: a bad or reserved event or room name
      ├── LimitExceeded                 a configured limit was hit (rooms per socket, ...)
      ├── BackendError                  a multihome backend failed
+     ├── HandlerError                  raised by a handler: a call fails with the application's code
+     ├── CallError                     the other side answered a call with an error
+     │    └── CallClosed               the connection closed before the call was answered
      └── MissingDependencyError        also an ImportError: an optional extra is not installed
 
 Application code catches ``TypedSSError`` to handle all of them; the more specific classes say what
@@ -23,9 +26,12 @@ import enum
 
 __all__ = [
     "BackendError",
+    "CallClosed",
+    "CallError",
     "CloseCode",
     "ConfigurationError",
     "EncodeError",
+    "HandlerError",
     "HandlerSignatureError",
     "InvalidName",
     "LimitExceeded",
@@ -81,6 +87,38 @@ class LimitExceeded(TypedSSError):
 
 class BackendError(TypedSSError):
     """A multihome backend failed to start, publish or subscribe."""
+
+
+class HandlerError(TypedSSError):
+    """Raised by a handler to fail the call it is answering with the application's own error:
+    ``raise HandlerError("not_found", "no such room", data={"room": room})``. The caller gets an error
+    reply with this ``code``, ``message`` and ``data`` (JSON); a message that was not a call gets an
+    ``__error`` event with the code and message. Codes typed-ss uses itself: ``invalid_payload``,
+    ``handler_error``, ``unknown_event``, ``too_many_calls``, ``disconnected``, ``timeout``."""
+
+    def __init__(self, code: str, message: str, data: object = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class CallError(TypedSSError):
+    """A call failed on the other side: it answered with an error reply (``code``, ``message`` and
+    ``data``, as its :class:`HandlerError` or typed-ss's own codes say)."""
+
+    def __init__(self, code: str, message: str, data: object = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class CallClosed(CallError):
+    """The connection closed while the call waited for its reply (code ``disconnected``)."""
+
+    def __init__(self, message: str = "the connection closed before the call was answered") -> None:
+        super().__init__("disconnected", message)
 
 
 class MissingDependencyError(TypedSSError, ImportError):

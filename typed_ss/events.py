@@ -26,10 +26,12 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
 import msgspec
+from typing_extensions import TypeVar
 
+from typed_ss.calls import NO_REPLY, reply_decoder
 from typed_ss.errors import EncodeError
 from typed_ss.protocol import (
     Frame,
@@ -53,38 +55,37 @@ if TYPE_CHECKING:
     from typed_ss.socket import Socket
 
 # PayloadKind and payload_kind live in typed_ss.typeinfo, which writes the rule once; still importable here.
-__all__ = ["PayloadKind", "ServerEvent", "payload_kind"]
+__all__ = ["PayloadFrames", "PayloadKind", "ServerEvent", "payload_kind"]
 
 T = TypeVar("T")
+R = TypeVar("R", default=None)
+"""The type of the client's reply to a declared event's :meth:`ServerEvent.call` (``None``: none
+declared)."""
 
 _NUMBERS: dict[object, tuple[type, ...]] = {int: (int,), float: (int, float)}
 
 
-class ServerEvent(Generic[T]):
-    """A server-to-client event with a declared payload type; made by :meth:`Server.event`.
-
-    Each method checks the payload against the declared type (see the module docstring for what is
-    checked) and encodes it once, in the form the type declares: a ``str`` event as text, a ``bytes``
-    event as a binary frame, any other type as JSON (so a ``Literal["on", "off"]`` event sends
-    ``"on"`` as JSON, as the generated TypeScript client expects).
-    """
+class PayloadFrames:
+    """The frames of one event whose payloads have one declared type: each payload is checked (see
+    the module docstring for what is checked) and encoded once, in the form the type declares: a
+    ``str`` as text, ``bytes`` as a binary frame, any other type as JSON (so a ``Literal["on",
+    "off"]`` sends ``"on"`` as JSON, as the generated TypeScript client expects). Declared events
+    (:class:`ServerEvent`) and the replies of handlers to calls are made this way."""
 
     __slots__ = (
         "_accepts",
         "_kind",
         "_refuses_bool",
-        "_server",
         "_validate_json",
         "_validate_value",
         "name",
         "payload_type",
     )
 
-    def __init__(self, server: Server, name: str, payload_type: object) -> None:
+    def __init__(self, name: str, payload_type: object) -> None:
         self.name = name
         self.payload_type = payload_type
         self._kind = payload_kind(payload_type)
-        self._server = server
         self._accepts: type | tuple[type, ...] | None = None
         """The classes an ``isinstance`` check accepts; ``None`` when the type is no class."""
         self._refuses_bool = False
@@ -113,10 +114,7 @@ class ServerEvent(Generic[T]):
                 adapter = pydantic.TypeAdapter(payload_type)
                 self._validate_value = functools.partial(adapter.validate_python, strict=True)
 
-    def __repr__(self) -> str:
-        return f"<ServerEvent {self.name!r}: {self.payload_type!r}>"
-
-    def frame(self, payload: T) -> Frame:
+    def frame(self, payload: Any) -> Frame:
         """Check ``payload`` against the declared type and encode it as this event's frame.
 
         Raises:
@@ -151,6 +149,49 @@ class ServerEvent(Generic[T]):
             f"event {self.name!r} is declared with payload type {type_name(self.payload_type)}, "
             f"got {got}{detail}"
         )
+
+
+class ServerEvent(PayloadFrames, Generic[T, R]):
+    """A server-to-client event with a declared payload type (and, for calls, a reply type); made by
+    :meth:`Server.event`. Each method checks and encodes the payload as :class:`PayloadFrames` says;
+    :meth:`call` also waits for the client's reply, decoded as the declared ``reply`` type."""
+
+    __slots__ = ("_decode_reply", "_server", "reply_type")
+
+    def __init__(
+        self, server: Server, name: str, payload_type: object, reply_type: object = NO_REPLY
+    ) -> None:
+        super().__init__(name, payload_type)
+        self._server = server
+        self.reply_type = reply_type
+        """The declared type of the client's reply to :meth:`call`, or :data:`NO_REPLY`."""
+        self._decode_reply = reply_decoder(None if reply_type is NO_REPLY else reply_type)
+
+    def __repr__(self) -> str:
+        return f"<ServerEvent {self.name!r}: {self.payload_type!r}>"
+
+    def frame(self, payload: T) -> Frame:
+        """Check ``payload`` against the declared type and encode it as this event's frame.
+
+        Raises:
+            EncodeError: the payload is not of the declared type, or has no JSON form.
+        """
+        return super().frame(payload)
+
+    async def call(self, sock: Socket[Any], payload: T, *, timeout: float = 5.0) -> R:
+        """Call the client: send ``payload`` and wait for its reply, decoded as the declared
+        ``reply`` type (``ss.event("confirm", Question, reply=Answer)``).
+
+        Raises:
+            TimeoutError: no reply within ``timeout`` seconds.
+            CallError: the client answered with an error (its ``code``, ``message``, ``data``);
+                ``CallClosed`` when the connection closed first, ``too_many_calls`` when the socket
+                already waits on ``max_calls`` calls.
+            PayloadValidationError: the reply does not decode as the ``reply`` type.
+            EncodeError: the payload is not of the declared type; nothing is sent.
+        """
+        reply: R = await sock.call_frame(self.name, self.frame(payload), self._decode_reply, timeout)
+        return reply
 
     async def emit(self, sock: Socket, payload: T) -> None:
         """Send to one socket (see :meth:`Socket.emit`)."""

@@ -26,6 +26,7 @@ from typed_ss.errors import HandlerSignatureError, PayloadValidationError
 from typed_ss.typeinfo import custom_types, is_pydantic_model, msgspec_can_decode, type_name
 
 if TYPE_CHECKING:
+    from typed_ss.events import PayloadFrames
     from typed_ss.socket import Socket
 
 __all__ = [
@@ -46,7 +47,7 @@ MAX_DETAIL_LENGTH = 300
 """Longest ``__error`` detail, in characters: validators may quote the client's input back (an
 unknown enum value, say), which must not turn a 1 MiB payload into a 1 MiB answer and log line."""
 
-Handler: TypeAlias = Callable[["Socket[Any]", M], Coroutine[Any, Any, None]]
+Handler: TypeAlias = Callable[["Socket[Any]", M], Coroutine[Any, Any, Any]]
 """An event handler: ``async def (sock, payload) -> None``."""
 
 Decoder: TypeAlias = Callable[[bytes], object]
@@ -67,6 +68,11 @@ class HandlerSpec:
     payload_type: object
     decode: Decoder | None
     """``None`` for raw ``bytes`` handlers: the payload is passed through untouched."""
+    reply_type: object = type(None)
+    """The handler's return annotation: what it replies to a call (``NoneType``: an acknowledgement;
+    ``Any`` when not annotated)."""
+    reply: PayloadFrames | None = None
+    """How the reply is checked and encoded (set by the server when it registers the handler)."""
 
 
 def is_async_callable(fn: object) -> bool:
@@ -113,7 +119,20 @@ def inspect_handler(event: str, fn: Handler[Any], explicit: object | None) -> Ha
                 f"but was registered with the model {type_name(explicit)}; make them agree"
             )
         payload_type = explicit
-    return HandlerSpec(event, fn, payload_type, build_decoder(event, payload_type, where))
+    reply_type = _return_annotation(fn, signature)
+    return HandlerSpec(event, fn, payload_type, build_decoder(event, payload_type, where), reply_type)
+
+
+def _return_annotation(fn: Handler[Any], signature: inspect.Signature) -> object:
+    """What the handler returns, resolved: its reply to a call (``Any`` when not annotated or not
+    resolvable, ``NoneType`` for ``-> None``)."""
+    if signature.return_annotation is inspect.Signature.empty:
+        return Any
+    try:
+        annotation: object = inspect.signature(fn, eval_str=True).return_annotation
+    except Exception:  # a forward reference that does not resolve: the reply is not typed
+        return Any
+    return type(None) if annotation is None else annotation
 
 
 def _payload_annotation(

@@ -42,6 +42,9 @@ class Limits:
     read_ahead_messages: int = 16
     """Most messages read ahead, and held, while the socket's handler is busy (at most
     ``max_message_size`` bytes of them); then the server stops reading from that client."""
+    max_calls: int = 64
+    """Most calls that may wait for a reply on one connection, in each direction; announced in
+    ``__hello``. A server call past it fails at once (``too_many_calls``); clients fail theirs."""
 
     def __post_init__(self) -> None:
         for field in fields(self):

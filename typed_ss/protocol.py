@@ -10,6 +10,10 @@ Server to client::
                                                           B: binary frame, raw bytes
                                                           J: text frame, JSON
 
+Calls (request/response, both ways) mark frames with one more header flag, after the type letter in a
+server frame and alone in a client frame: ``c<id>`` a call, ``r<id>`` its reply, ``e<id>`` an error
+reply (a JSON :class:`ErrorReply`). Original clients never call; they ignore flags they do not know.
+
 A frame is a ``str`` (sent as a WebSocket text frame) or ``bytes`` (a binary frame). Nothing here does
 I/O or knows asyncio; ``docs/protocol.md`` is the full description.
 """
@@ -24,14 +28,19 @@ import msgspec
 from typed_ss.errors import EncodeError, InvalidName, ProtocolError
 
 __all__ = [
+    "CALL",
     "ERROR_EVENT",
+    "FAILURE",
     "HELLO_EVENT",
+    "MAX_CALL_ID",
     "PROTOCOL_VERSION",
+    "REPLY",
     "RESERVED_PREFIX",
     "SOCKET_ROOM_PREFIX",
     "SUBPROTOCOL",
     "ClientFrame",
     "ErrorPayload",
+    "ErrorReply",
     "Frame",
     "Hello",
     "check_event_name",
@@ -40,13 +49,16 @@ __all__ = [
     "encode_json",
     "encode_json_frame",
     "error_frame",
+    "error_reply_frame",
     "frame_from_parts",
     "frame_parts",
     "frame_size",
     "hello_frame",
+    "parse_call_flag",
     "parse_client_frame",
     "socket_room",
     "split_client_frame",
+    "with_flag",
 ]
 
 SUBPROTOCOL: Final = "sac-sock"
@@ -69,6 +81,15 @@ ERROR_EVENT: Final = "__error"
 
 MAX_FLAGS_LENGTH: Final = 16
 """Header flags longer than this make a client frame malformed (today's clients send none)."""
+
+CALL: Final = "c"
+"""The header flag of a call: ``c<id>``; the other side answers with ``r<id>`` or ``e<id>``."""
+REPLY: Final = "r"
+"""The header flag of a call's reply: ``r<id>``; the payload is the return value."""
+FAILURE: Final = "e"
+"""The header flag of a call's error reply: ``e<id>``; the payload is a JSON :class:`ErrorReply`."""
+MAX_CALL_ID: Final = 2**31 - 1
+"""Call ids are 1 to this, in decimal, without leading zeros (so they are exact in JavaScript too)."""
 
 _SOH = 0x01
 _STX = 0x02
@@ -255,6 +276,31 @@ def frame_from_parts(event: str, letter: str, payload: bytes) -> Frame:
         raise ProtocolError("text payload is not valid UTF-8") from None
 
 
+def with_flag(frame: Frame, flag: str) -> Frame:
+    """A server frame made by this module with ``flag`` (``"c12"``) after its type letter."""
+    if isinstance(frame, str):
+        at = frame.index("\x01") + 2  # event names hold no 0x01: the first one opens the flags
+        return "".join((frame[:at], flag, frame[at:]))
+    at = frame.index(b"\x01") + 2
+    return b"".join((frame[:at], flag.encode(), frame[at:]))
+
+
+def parse_call_flag(flags: bytes) -> tuple[str, int] | None:
+    """The call marker in a client frame's header flags: ``(CALL, id)``, ``(REPLY, id)`` or
+    ``(FAILURE, id)``; ``None`` when the flags hold none (empty, or another extension's).
+
+    Raises:
+        ProtocolError: flags that start with a call letter but are not ``<letter><id>`` with an id
+            from 1 to :data:`MAX_CALL_ID`, without leading zeros.
+    """
+    if not flags or chr(flags[0]) not in (CALL, REPLY, FAILURE):
+        return None
+    digits = flags[1:]
+    if not digits.isdigit() or digits[0] == 0x30 or len(digits) > 10 or int(digits) > MAX_CALL_ID:
+        raise ProtocolError(f"header flags {flags!r}: a call marker is c, r or e and an id from 1 to 2**31-1")
+    return chr(flags[0]), int(digits)
+
+
 def _check_utf8(text: str) -> None:
     try:
         text.encode()
@@ -276,6 +322,19 @@ class Hello(msgspec.Struct, frozen=True):
     max_message_size: int
     contract: str
     """The fingerprint of the server's contract (see :mod:`typed_ss.contract`)."""
+    max_calls: int
+    """The most calls each side may have waiting for a reply on this connection."""
+
+
+class ErrorReply(msgspec.Struct, frozen=True):
+    """The payload of an error reply (``e<id>``): why a call failed."""
+
+    code: str
+    """``invalid_payload``, ``handler_error``, ``unknown_event``, ``too_many_calls``, or the
+    application's own code (:class:`typed_ss.HandlerError`)."""
+    message: str
+    data: object = None
+    """The application's details (``HandlerError(data=...)``), JSON."""
 
 
 class ErrorPayload(msgspec.Struct, frozen=True):
@@ -286,9 +345,20 @@ class ErrorPayload(msgspec.Struct, frozen=True):
     detail: str
 
 
-def hello_frame(socket_id: str, max_message_size: int, contract: str) -> Frame:
+def hello_frame(socket_id: str, max_message_size: int, contract: str, max_calls: int) -> Frame:
     """The ``__hello`` frame: the client's id, the limits it must respect, the contract fingerprint."""
-    return encode_frame(HELLO_EVENT, Hello(PROTOCOL_VERSION, socket_id, max_message_size, contract))
+    return encode_frame(
+        HELLO_EVENT, Hello(PROTOCOL_VERSION, socket_id, max_message_size, contract, max_calls)
+    )
+
+
+def error_reply_frame(event: str, call_id: int, code: str, message: str, data: object = None) -> Frame:
+    """The error reply (``e<id>``) to call ``call_id`` of ``event``.
+
+    Raises:
+        EncodeError: ``data`` has no JSON form.
+    """
+    return with_flag(encode_json_frame(event, ErrorReply(code, message, data)), f"{FAILURE}{call_id}")
 
 
 def error_frame(event: str, code: str, detail: str) -> Frame:

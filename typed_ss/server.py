@@ -8,6 +8,7 @@ Each connection's life (the handshake checks, ``__hello``, hooks, messages, tear
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -22,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from typed_ss import asgi
 from typed_ss.backends.base import Backend
+from typed_ss.calls import NO_REPLY
 from typed_ss.connection import Connection
 from typed_ss.contract import Contract, EventContract, check_describable
 from typed_ss.errors import (
@@ -29,7 +31,7 @@ from typed_ss.errors import (
     ConfigurationError,
     HandlerSignatureError,
 )
-from typed_ss.events import ServerEvent
+from typed_ss.events import PayloadFrames, ServerEvent
 from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
 from typed_ss.health import MultihomeHealth, ServerHealth, TaskHealth
 from typed_ss.hub import Hub
@@ -56,10 +58,12 @@ SocketHook: TypeAlias = Callable[[Socket[Any]], Coroutine[Any, Any, None]]
 AuthHook: TypeAlias = Callable[[HTTPConnection], Awaitable[Any | None]]
 """The authentication hook: ``async def auth(request) -> identity``; ``None`` refuses the upgrade."""
 _I = TypeVar("_I")  # the aliases' own identity variable: one with a default cannot come before M
-_TypedHandler: TypeAlias = Callable[[Socket[_I], M], Coroutine[Any, Any, None]]
+_R = TypeVar("_R")  # what a handler returns: its reply to a call
+_TypedHandler: TypeAlias = Callable[[Socket[_I], M], Coroutine[Any, Any, _R]]
 _TypedHook: TypeAlias = Callable[[Socket[_I]], Coroutine[Any, Any, None]]
 _Hook = TypeVar("_Hook", bound=Callable[..., Awaitable[Any]])
 T = TypeVar("T")
+R = TypeVar("R")
 ContractCheck: TypeAlias = Literal["off", "warn", "refuse"]
 """What the server does when a generated client's contract fingerprint differs from its own."""
 
@@ -88,7 +92,7 @@ class Server(Generic[Identity]):
     Args:
         max_message_size, send_queue_bytes, send_timeout, max_event_name_length, max_room_name_length,
             max_rooms_per_socket, shutdown_timeout, max_connections, handshake_timeout,
-            read_ahead_messages: see :class:`Limits`.
+            read_ahead_messages, max_calls: see :class:`Limits`.
         allowed_origins: origins (``"https://app.example.com"``) allowed besides the server's own;
             ``["*"]`` allows every origin. Browsers from other origins are refused with HTTP 403.
             The server's own origin is the ``Host`` header with the request's scheme (``http://``
@@ -128,6 +132,7 @@ class Server(Generic[Identity]):
         max_connections: int = _DEFAULTS.max_connections,
         handshake_timeout: float = _DEFAULTS.handshake_timeout,
         read_ahead_messages: int = _DEFAULTS.read_ahead_messages,
+        max_calls: int = _DEFAULTS.max_calls,
         allowed_origins: Iterable[str] = (),
         allowed_hosts: Iterable[str] | None = None,
         contract_check: ContractCheck = "warn",
@@ -145,6 +150,7 @@ class Server(Generic[Identity]):
             max_connections=max_connections,
             handshake_timeout=handshake_timeout,
             read_ahead_messages=read_ahead_messages,
+            max_calls=max_calls,
         )
         self.handshake: Final = HandshakePolicy(allowed_origins, allowed_hosts)
         """The rules the ``Origin`` and ``Host`` of each upgrade request must pass."""
@@ -155,7 +161,7 @@ class Server(Generic[Identity]):
         self.contract_check: Final = contract_check
         self.hub: Final = Hub()
         self._handlers: dict[str, HandlerSpec] = {}
-        self._events: dict[str, ServerEvent[Any]] = {}
+        self._events: dict[str, ServerEvent[Any, Any]] = {}
         self._contract: Contract | None = None
         self.hooks: Final = Hooks()
         self._accepting = True
@@ -173,12 +179,14 @@ class Server(Generic[Identity]):
     # --- registration ------------------------------------------------------------------------------
 
     @overload
-    def on(self, event: str) -> Callable[[_TypedHandler[Identity, M]], _TypedHandler[Identity, M]]: ...
+    def on(
+        self, event: str
+    ) -> Callable[[_TypedHandler[Identity, M, _R]], _TypedHandler[Identity, M, _R]]: ...
 
     @overload
     def on(
         self, event: str, model: type[M]
-    ) -> Callable[[_TypedHandler[Identity, M]], _TypedHandler[Identity, M]]: ...
+    ) -> Callable[[_TypedHandler[Identity, M, _R]], _TypedHandler[Identity, M, _R]]: ...
 
     def on(self, event: str, model: type[Any] | None = None) -> Callable[[Handler[Any]], Handler[Any]]:
         """Register the handler for a client event.
@@ -204,6 +212,10 @@ class Server(Generic[Identity]):
                 )
             spec = inspect_handler(event, handler, model)
             check_describable(event, spec.payload_type, "client_to_server")
+            # Its return value is its reply to a call: checked and encoded as declared events are.
+            build_decoder(event, spec.reply_type, "(the handler's return annotation)")
+            check_describable(event, spec.reply_type, "server_to_client")
+            spec = dataclasses.replace(spec, reply=PayloadFrames(event, spec.reply_type))
             self._handlers[event] = spec
             self._contract = None
             return handler
@@ -211,12 +223,18 @@ class Server(Generic[Identity]):
         return register
 
     @overload
-    def event(self, name: str, payload_type: type[T]) -> ServerEvent[T]: ...
+    def event(self, name: str, payload_type: type[T]) -> ServerEvent[T, None]: ...
 
     @overload
-    def event(self, name: str, payload_type: object) -> ServerEvent[Any]: ...
+    def event(self, name: str, payload_type: type[T], *, reply: type[R]) -> ServerEvent[T, R]: ...
 
-    def event(self, name: str, payload_type: object) -> ServerEvent[Any]:
+    @overload
+    def event(self, name: str, payload_type: object) -> ServerEvent[Any, None]: ...
+
+    @overload
+    def event(self, name: str, payload_type: object, *, reply: object) -> ServerEvent[Any, Any]: ...
+
+    def event(self, name: str, payload_type: object, *, reply: object = NO_REPLY) -> ServerEvent[Any, Any]:
         """Declare an event the server sends, and get its typed emitter.
 
         ``chat_out = ss.event("chat", ChatOut)`` gives a ``ServerEvent[ChatOut]``:
@@ -224,6 +242,10 @@ class Server(Generic[Identity]):
         ``.socketcast(socket_id, ...)``; mypy rejects any other payload. For a type that is not a
         class (a union, a ``Literal``), annotate the variable:
         ``presence: ServerEvent[Join | Leave] = ss.event("presence", Join | Leave)``.
+
+        With ``reply``, the event is a call the client answers: ``ask = ss.event("confirm",
+        Question, reply=Answer)``, then ``answer = await ask.call(sock, Question(...))`` is an
+        ``Answer`` (see :meth:`Socket.call`).
 
         Raises:
             InvalidName: a reserved, empty or too long name, or one with 0x01/0x02.
@@ -235,7 +257,10 @@ class Server(Generic[Identity]):
             raise ConfigurationError(f"the server event {name!r} is already declared")
         build_decoder(name, payload_type, "(declared with ss.event)")  # refuses types with no JSON form
         check_describable(name, payload_type, "server_to_client")
-        declared: ServerEvent[Any] = ServerEvent(self, name, payload_type)
+        if reply is not NO_REPLY:
+            build_decoder(name, reply, "(the reply type declared with ss.event)")
+            check_describable(name, reply, "client_to_server")
+        declared: ServerEvent[Any, Any] = ServerEvent(self, name, payload_type, reply)
         self._events[name] = declared
         self._contract = None
         return declared
@@ -248,12 +273,16 @@ class Server(Generic[Identity]):
                 [
                     *(
                         EventContract(
-                            name, "client_to_server", spec.payload_type, inspect.getdoc(spec.handler)
+                            name,
+                            "client_to_server",
+                            spec.payload_type,
+                            inspect.getdoc(spec.handler),
+                            reply=spec.reply_type,
                         )
                         for name, spec in self._handlers.items()
                     ),
                     *(
-                        EventContract(name, "server_to_client", e.payload_type)
+                        EventContract(name, "server_to_client", e.payload_type, reply=e.reply_type)
                         for name, e in self._events.items()
                     ),
                 ]
@@ -453,7 +482,7 @@ class Server(Generic[Identity]):
 
     # --- casts and lookups -------------------------------------------------------------------------
 
-    def check_event(self, event: str) -> ServerEvent[Any] | None:
+    def check_event(self, event: str) -> ServerEvent[Any, Any] | None:
         """Check an event name that application code emits (see
         :func:`typed_ss.protocol.check_event_name`; each distinct name is checked once), and return
         its declaration (:meth:`event`) if it has one: a declared event's payload is then checked

@@ -17,15 +17,17 @@ import enum
 import logging
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, overload
 
 from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 from typing_extensions import TypeVar
 
-from typed_ss.errors import CloseCode, LimitExceeded
+from typed_ss.calls import PendingCalls, decode_reply, reply_decoder
+from typed_ss.errors import CallClosed, CloseCode, LimitExceeded
+from typed_ss.handlers import Decoder
 from typed_ss.logs import fields
-from typed_ss.protocol import RESERVED_PREFIX, Frame, check_room_name, encode_frame
+from typed_ss.protocol import CALL, RESERVED_PREFIX, Frame, check_room_name, encode_frame, with_flag
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Identity", "Socket", "SocketState"]
 
 Identity = TypeVar("Identity", default=Any)
+R = TypeVar("R")
 """The type of ``sock.identity``: what the server's authenticate hook returns (``Any`` by default)."""
 
 logger = logging.getLogger("typed_ss")
@@ -110,6 +113,7 @@ class Socket(Generic[Identity]):
     """
 
     __slots__ = (
+        "_calls",
         "_connection",
         "_life",
         "_queue",
@@ -142,6 +146,7 @@ class Socket(Generic[Identity]):
         # The writer (draining a congested queue) or the closer (ending an evicted socket): at most
         # one runs at a time, and teardown cancels it.
         self._side_task: asyncio.Task[None] | None = None
+        self._calls: PendingCalls | None = None  # the server's calls to this client, made on first use
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self._life.value}>"
@@ -241,6 +246,54 @@ class Socket(Generic[Identity]):
         """Send to the socket with id ``socket_id``, on whichever instance it is. See
         :meth:`Server.socketcast`."""
         await self._server.socketcast(socket_id, event, data)
+
+    @overload
+    async def call(self, event: str, data: object, *, returns: type[R], timeout: float = 5.0) -> R: ...
+
+    @overload
+    async def call(self, event: str, data: object, *, returns: object, timeout: float = 5.0) -> Any: ...
+
+    async def call(self, event: str, data: object, *, returns: object, timeout: float = 5.0) -> Any:
+        """Call the client: send ``event`` with ``data`` and wait for its reply, decoded as
+        ``returns`` (``bytes`` raw, ``str`` text, anything else JSON, as handlers' payloads are).
+        ``reply = await sock.call("confirm", Question(...), returns=Answer, timeout=5.0)``; a
+        declared event's :meth:`~typed_ss.events.ServerEvent.call` is the typed form.
+
+        Raises:
+            TimeoutError: no reply within ``timeout`` seconds.
+            CallError: the client answered with an error (its ``code``, ``message``, ``data``);
+                ``CallClosed`` when the connection closed first, ``too_many_calls`` when
+                ``max_calls`` calls to this socket already wait.
+            PayloadValidationError: the reply does not decode as ``returns``.
+            InvalidName, EncodeError: as :meth:`emit`; nothing is sent.
+        """
+        declared = self._server.check_event(event)
+        frame = encode_frame(event, data) if declared is None else declared.frame(data)
+        return await self.call_frame(event, frame, reply_decoder(returns), timeout)
+
+    async def call_frame(self, event: str, frame: Frame, decode: Decoder | None, timeout: float) -> Any:
+        """Send an encoded frame as a call and wait for the reply, decoded with ``decode``. Internal:
+        :meth:`call` and declared events' calls use it."""
+        if not self.connected:
+            raise CallClosed()
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = PendingCalls(self._server.limits.max_calls)
+        call_id, reply = calls.open()
+        self.push(with_flag(frame, f"{CALL}{call_id}"))
+        try:
+            async with asyncio.timeout(timeout):
+                kind, payload = await reply
+        except TimeoutError:
+            raise TimeoutError(f"no reply to {event!r} from socket {self.id} within {timeout} s") from None
+        finally:
+            calls.forget(call_id)
+        return decode_reply(event, kind, payload, decode)
+
+    def reply_arrived(self, kind: str, call_id: int, payload: bytes) -> bool:
+        """A reply from the client to one of the server's calls. Internal: the connection hands it
+        over; returns whether a call waited for it."""
+        return self._calls is not None and self._calls.answered(kind, call_id, payload)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection with ``code`` after the frames already queued for it.
@@ -408,6 +461,8 @@ class Socket(Generic[Identity]):
         caller). Internal: the connection's teardown calls it before the disconnect hook."""
         self._life = _CLOSED
         self._connection.closing()
+        if self._calls is not None:
+            self._calls.fail_all(CallClosed())
         side, self._side_task = self._side_task, None
         if side is not None and side is not asyncio.current_task() and not side.done():
             side.cancel()

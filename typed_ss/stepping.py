@@ -24,11 +24,11 @@ class Resume:
 
     __slots__ = ("coro", "yielded")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
         self.coro = coro
         self.yielded = yielded
 
-    def __await__(self) -> Generator[Any, Any, None]:
+    def __await__(self) -> Generator[Any, Any, Any]:
         coro, yielded = self.coro, self.yielded
         try:
             while True:
@@ -38,5 +38,5 @@ class Resume:
                     yielded = coro.throw(exc)
                 else:
                     yielded = coro.send(sent)
-        except StopIteration:
-            return
+        except StopIteration as done:
+            return done.value

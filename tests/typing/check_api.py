@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 from starlette.routing import WebSocketRoute
 
-from typed_ss import AuthHook, Handler, Limits, Server, Socket, SocketHook
+from typed_ss import AuthHook, Limits, Server, Socket, SocketHook
 from typed_ss.handlers import HandlerSpec
 
 ss = Server()
@@ -65,10 +65,10 @@ async def chat(sock: Socket, msg: Chat) -> None:
 
 
 # The decorated function keeps a callable type, with the payload type mypy inferred from the annotation.
-assert_type(chat, Handler[Chat])
 assert_type(chat, Callable[[Socket, Chat], Coroutine[Any, Any, None]])
-assert_type(echo, Handler[bytes])
-assert_type(join, Handler[str])
+assert_type(chat, Callable[[Socket, Chat], Coroutine[Any, Any, None]])
+assert_type(echo, Callable[[Socket, bytes], Coroutine[Any, Any, None]])
+assert_type(join, Callable[[Socket, str], Coroutine[Any, Any, None]])
 
 
 @ss.on("chat2", Chat)
@@ -76,7 +76,7 @@ async def chat2(sock: Socket, msg: Chat) -> None:
     assert_type(msg, Chat)
 
 
-assert_type(chat2, Handler[Chat])
+assert_type(chat2, Callable[[Socket, Chat], Coroutine[Any, Any, None]])
 
 
 # The explicit model may be narrower than the annotation (a subclass, or object): the handler accepts it.
@@ -85,7 +85,7 @@ async def loud(sock: Socket, msg: Chat) -> None:
     assert_type(msg, Chat)
 
 
-assert_type(loud, Handler[LoudChat])
+assert_type(loud, Callable[[Socket, LoudChat], Coroutine[Any, Any, None]])
 
 
 @ss.on("anything", Chat)
@@ -93,7 +93,7 @@ async def anything(sock: Socket, msg: object) -> None:
     assert_type(msg, object)
 
 
-assert_type(anything, Handler[Chat])
+assert_type(anything, Callable[[Socket, Chat], Coroutine[Any, Any, None]])
 
 
 @ss.on("profile")
@@ -107,7 +107,7 @@ async def numbers(sock: Socket, values: list[int]) -> None:
     assert_type(values, list[int])
 
 
-assert_type(numbers, Handler[list[int]])
+assert_type(numbers, Callable[[Socket, list[int]], Coroutine[Any, Any, None]])
 
 
 @ss.on_connect
@@ -168,9 +168,17 @@ async def one_param(sock: Socket) -> None: ...
 async def three_params(sock: Socket, data: str, extra: int) -> None: ...
 
 
-@ss.on("returns_int")  # type: ignore[arg-type]
+@ss.on("returns_int")  # a handler's return value is its reply to a call
 async def returns_int(sock: Socket, data: str) -> int:
     return 1
+
+
+assert_type(returns_int, Callable[[Socket, str], Coroutine[Any, Any, int]])
+
+
+@ss.on("returns_wrong")
+async def returns_wrong(sock: Socket, data: str) -> int:
+    return "not an int"  # type: ignore[return-value]
 
 
 @ss.on("not_a_socket")  # type: ignore[arg-type]

@@ -36,5 +36,5 @@ async def uses(sock: Socket) -> None:
 
 
 # A declared name looked up by name: emit and the casts send through the declaration.
-assert_type(ss.check_event("chat"), ServerEvent[Any] | None)
+assert_type(ss.check_event("chat"), ServerEvent[Any, Any] | None)
 Server(allowed_hosts=["chat.example.com", "*.example.com"], allowed_origins=["https://app.example.com"])

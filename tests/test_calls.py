@@ -1,0 +1,302 @@
+"""Calls on the wire, against a real server: a handler's return value is its reply; errors are typed
+error replies, never a silent timeout; the server calls clients and waits for their replies.
+
+The frames are written by hand here, since the frames are the point (docs/protocol.md section 5):
+``<event> 0x01 c<id> 0x02 <payload>`` is a call, the answer ``<event> 0x01 <letter>r<id> 0x02 ...``
+or ``<event> 0x01 Je<id> 0x02 {"code", "message", "data"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import msgspec
+import pydantic
+import pytest
+
+from tests.apps import make_app
+from tests.support import Client, connect_client, eventually, running
+from typed_ss import (
+    CallClosed,
+    CallError,
+    HandlerError,
+    PayloadValidationError,
+    Server,
+    Socket,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class AddQuery(msgspec.Struct):
+    a: int
+    b: int
+
+
+class AddResult(msgspec.Struct):
+    sum: int
+
+
+class Profile(pydantic.BaseModel):
+    name: str
+
+
+class Question(msgspec.Struct):
+    text: str
+
+
+class Answer(msgspec.Struct):
+    yes: bool
+
+
+def call_server() -> Server:
+    ss = Server()
+
+    @ss.on("add")
+    async def add(sock: Socket, q: AddQuery) -> AddResult:
+        return AddResult(q.a + q.b)
+
+    @ss.on("upper")
+    async def upper(sock: Socket, text: str) -> str:
+        return text.upper()
+
+    @ss.on("reverse")
+    async def reverse(sock: Socket, data: bytes) -> bytes:
+        return data[::-1]
+
+    @ss.on("profile")
+    async def profile(sock: Socket, name: str) -> Profile:
+        return Profile(name=name)
+
+    @ss.on("count")
+    async def count(sock: Socket, data: list[int]) -> int:
+        return len(data)
+
+    @ss.on("ack")
+    async def ack(sock: Socket, data: str) -> None:
+        pass
+
+    @ss.on("refuse")
+    async def refuse(sock: Socket, room: str) -> None:
+        raise HandlerError("not_found", f"no room {room}", data={"room": room})
+
+    @ss.on("crash")
+    async def crash(sock: Socket, data: bytes) -> None:
+        raise RuntimeError("secret internals")
+
+    @ss.on("slow")
+    async def slow(sock: Socket, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    @ss.on("lies")
+    async def lies(sock: Socket, data: bytes) -> int:
+        bad: Any = "not an int"
+        return bad  # type: ignore[no-any-return]
+
+    return ss
+
+
+async def call(client: Client, event: str, call_id: int, payload: str | bytes) -> tuple[str, object]:
+    """Send a call and read its answer: ``(flags, value)``, the value JSON-decoded for J frames."""
+    if isinstance(payload, bytes):
+        await client.ws.send(event.encode() + b"\x01c" + str(call_id).encode() + b"\x02" + payload)
+    else:
+        await client.ws.send(f"{event}\x01c{call_id}\x02{payload}")
+    frame = await client.recv()
+    assert frame.event == event, frame
+    value: object = json.loads(frame.payload) if frame.letter.startswith("J") else frame.payload
+    return frame.letter, value
+
+
+async def test_a_handlers_return_value_is_its_reply_in_every_payload_kind() -> None:
+    ss = call_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        assert await call(client, "add", 1, '{"a": 1, "b": 2}') == ("Jr1", {"sum": 3})
+        assert await call(client, "upper", 2, "tea") == ("Sr2", "TEA")
+        assert await call(client, "reverse", 3, b"\x00\x01\xff") == ("Br3", b"\xff\x01\x00")
+        assert await call(client, "profile", 4, "ann") == ("Jr4", {"name": "ann"})
+        assert await call(client, "count", 5, "[1, 2, 3]") == ("Jr5", 3)
+        assert await call(client, "ack", 6, "x") == ("Jr6", None)  # -> None: an empty acknowledgement
+        # The same events without the call flag: nothing comes back, as for the original client.
+        await client.send("add", '{"a": 1, "b": 2}')
+        await client.send("ack", "x")
+        await client.nothing_within(0.2)
+
+
+async def test_errors_reach_the_caller_as_typed_error_replies(caplog: pytest.LogCaptureFixture) -> None:
+    ss = call_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        assert await call(client, "refuse", 1, "tea") == (
+            "Je1",
+            {"code": "not_found", "message": "no room tea", "data": {"room": "tea"}},
+        )
+        flags, invalid = await call(client, "add", 2, '{"a": 1}')
+        assert flags == "Je2"
+        assert isinstance(invalid, dict)
+        assert invalid["code"] == "invalid_payload"
+        assert "`b`" in invalid["message"]
+        assert await call(client, "crash", 3, b"") == (
+            "Je3",
+            {"code": "handler_error", "message": "the handler for this event failed", "data": None},
+        )
+        assert await call(client, "nobody", 4, "x") == (
+            "Je4",
+            {"code": "unknown_event", "message": "no handler for event 'nobody'", "data": None},
+        )
+        # A return value its annotation does not allow is the handler's bug: an error for the caller,
+        # an error line for the developer.
+        assert await call(client, "lies", 5, b"") == (
+            "Je5",
+            {"code": "handler_error", "message": "the handler for this event failed", "data": None},
+        )
+        # HandlerError without a call: an __error event with the application's code.
+        await client.send("refuse", "kitchen")
+        assert (await client.expect("__error")).json() == {
+            "event": "refuse",
+            "code": "not_found",
+            "detail": "no room kitchen",
+        }
+    assert "secret internals" not in json.dumps([r.getMessage() for r in caplog.records if r.levelno < 40])
+    assert any("does not allow" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+@pytest.mark.parametrize("flags", ["c0", "c01", "cX", "c", "c2147483648", "r", "e-1"])
+async def test_a_malformed_call_marker_is_a_malformed_frame(flags: str) -> None:
+    ss = call_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        await client.ws.send(f"add\x01{flags}\x02" + '{"a": 1, "b": 2}')
+        assert await call(client, "add", 7, '{"a": 2, "b": 2}') == ("Jr7", {"sum": 4})
+
+
+async def test_calls_and_events_keep_the_sockets_order_and_a_slow_call_blocks_no_other_socket() -> None:
+    ss = call_server()
+
+    @ss.on("note")
+    async def note(sock: Socket, text: str) -> None:
+        await sock.emit("noted", text)
+
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url) as slow, connect_client(url) as other:
+            await slow.ws.send("slow\x01c1\x021.0")
+            await slow.send("note", "after the slow call")
+            for i in range(5):  # meanwhile another socket is served
+                assert await call(other, "upper", i + 1, f"x{i}") == (f"Sr{i + 1}", f"X{i}")
+            first = await slow.recv()
+            assert (first.event, first.letter, first.payload) == ("slow", "Sr1", "done")
+            assert (await slow.expect("noted")).payload == "after the slow call"
+
+
+def asking_server() -> tuple[Server, list[object]]:
+    ss = Server()
+    results: list[object] = []
+    confirm = ss.event("confirm", Question, reply=Answer)
+
+    background: set[asyncio.Task[None]] = set()
+
+    @ss.on("ask_me")
+    async def ask_me(sock: Socket, how: str) -> None:
+        # In the handler itself: the client's reply reaches the call although the handler is busy.
+        await ask(sock, how)
+
+    @ss.on("ask_me_later")
+    async def ask_me_later(sock: Socket, how: str) -> None:
+        # From another task, as an HTTP route or another socket's handler would call.
+        task = asyncio.create_task(ask(sock, how))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def ask(sock: Socket, how: str) -> None:
+        try:
+            if how == "typed":
+                results.append(await confirm.call(sock, Question("tea?"), timeout=5.0))
+            elif how == "untyped":
+                results.append(await sock.call("confirm", Question("coffee?"), returns=Answer, timeout=5.0))
+            elif how == "short":
+                results.append(await confirm.call(sock, Question("hurry?"), timeout=0.2))
+            else:
+                results.append(await sock.call("greet", "who?", returns=str, timeout=5.0))
+        except Exception as exc:
+            results.append(exc)
+
+    return ss, results
+
+
+async def answer_call(client: Client, event: str, reply: str) -> dict[str, Any]:
+    """Read the server's call of ``event`` and answer it (``reply`` is the frame's rest after 0x01);
+    returns what the call carried."""
+    frame = await client.recv()
+    assert frame.event == event, frame
+    letter, marker = frame.letter[0], frame.letter[1:]
+    assert marker.startswith("c"), frame
+    await client.ws.send(f"{event}\x01{reply.replace('ID', marker[1:])}")
+    return {"letter": letter, "payload": frame.payload}
+
+
+async def test_the_server_calls_a_client_and_gets_a_typed_reply() -> None:
+    ss, results = asking_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        await client.send("ask_me", "typed")
+        asked = await answer_call(client, "confirm", 'rID\x02{"yes": true}')
+        assert asked == {"letter": "J", "payload": '{"text":"tea?"}'}
+        await eventually(lambda: len(results) == 1)
+        await client.send("ask_me", "untyped")
+        await answer_call(client, "confirm", 'rID\x02{"yes": false}')
+        await client.send("ask_me", "text")
+        await answer_call(client, "greet", "rID\x02ann")
+        await eventually(lambda: len(results) == 3)
+    assert results == [Answer(True), Answer(False), "ann"]
+
+
+async def test_a_call_fails_on_a_bad_reply_an_error_reply_no_reply_and_a_closed_socket() -> None:
+    ss, results = asking_server()
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url) as client:
+            await client.send("ask_me", "typed")
+            await answer_call(client, "confirm", 'rID\x02{"yes": "maybe"}')
+            await eventually(lambda: len(results) == 1)
+            await client.send("ask_me", "typed")
+            await answer_call(client, "confirm", 'eID\x02{"code": "busy", "message": "later", "data": [1]}')
+            await eventually(lambda: len(results) == 2)
+            await client.send("ask_me", "short")
+            await client.expect("confirm")  # and never answered
+            await eventually(lambda: len(results) == 3)
+            await client.send("ask_me_later", "typed")
+            await client.expect("confirm")
+        await eventually(lambda: len(results) == 4)  # failed as soon as the connection closed
+    bad_reply, error_reply, timed_out, closed = results
+    assert isinstance(bad_reply, PayloadValidationError)
+    assert "reply" in bad_reply.detail
+    assert isinstance(error_reply, CallError)
+    assert (error_reply.code, error_reply.message, error_reply.data) == ("busy", "later", [1])
+    assert isinstance(timed_out, TimeoutError)
+    assert isinstance(closed, CallClosed)
+
+
+async def test_calls_past_max_calls_fail_at_once() -> None:
+    ss = Server(max_calls=2)
+    outcomes: list[object] = []
+
+    @ss.on("flood")
+    async def flood(sock: Socket, data: bytes) -> None:
+        async def one() -> None:
+            try:
+                outcomes.append(await sock.call("ping", "?", returns=str, timeout=5.0))
+            except CallError as exc:
+                outcomes.append(exc.code)
+
+        for task in [asyncio.create_task(one()) for _ in range(3)]:
+            await asyncio.sleep(0)
+            del task
+
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        assert client.hello["max_calls"] == 2
+        await client.send("flood")
+        await eventually(lambda: outcomes == ["too_many_calls"])
+        for _ in range(2):
+            await answer_call(client, "ping", "rID\x02pong")
+        await eventually(lambda: len(outcomes) == 3)
+    assert outcomes == ["too_many_calls", "pong", "pong"]
