@@ -279,6 +279,7 @@ async def test_a_call_fails_on_a_bad_reply_an_error_reply_no_reply_and_a_closed_
 async def test_calls_past_max_calls_fail_at_once() -> None:
     ss = Server(max_calls=2)
     outcomes: list[object] = []
+    background: set[asyncio.Task[None]] = set()
 
     @ss.on("flood")
     async def flood(sock: Socket, data: bytes) -> None:
@@ -288,9 +289,11 @@ async def test_calls_past_max_calls_fail_at_once() -> None:
             except CallError as exc:
                 outcomes.append(exc.code)
 
-        for task in [asyncio.create_task(one()) for _ in range(3)]:
-            await asyncio.sleep(0)
-            del task
+        for _ in range(3):
+            task = asyncio.create_task(one())
+            background.add(task)
+            task.add_done_callback(background.discard)
+            await asyncio.sleep(0)  # each call is made before the next
 
     async with running(make_app(ss), ss) as url, connect_client(url) as client:
         assert client.hello["max_calls"] == 2
@@ -300,3 +303,32 @@ async def test_calls_past_max_calls_fail_at_once() -> None:
             await answer_call(client, "ping", "rID\x02pong")
         await eventually(lambda: len(outcomes) == 3)
     assert outcomes == ["too_many_calls", "pong", "pong"]
+
+
+async def test_a_clients_calls_past_max_calls_are_refused_not_queued() -> None:
+    ss = Server(max_calls=2)
+    gate = asyncio.Event()
+
+    @ss.on("wait")
+    async def wait(sock: Socket, name: str) -> str:
+        await gate.wait()
+        return name
+
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        # The first call is handled (and waits), the second waits its turn, the third is one too many.
+        for call_id in (1, 2, 3):
+            await client.ws.send(f"wait\x01c{call_id}\x02n{call_id}")
+        refused = await client.recv()
+        assert (refused.event, refused.letter) == ("wait", "Je3")
+        assert json.loads(refused.payload)["code"] == "too_many_calls"
+        gate.set()
+        answers = [await client.recv() for _ in range(2)]
+        assert [(a.letter, a.payload) for a in answers] == [("Sr1", "n1"), ("Sr2", "n2")]
+        # Answered calls no longer count: two more fit.
+        gate.clear()
+        for call_id in (4, 5):
+            await client.ws.send(f"wait\x01c{call_id}\x02n{call_id}")
+        await client.ws.send("wait\x01c6\x02n6")
+        assert (await client.recv()).letter == "Je6"
+        gate.set()
+        assert [(await client.recv()).letter for _ in range(2)] == ["Sr4", "Sr5"]

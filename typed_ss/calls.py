@@ -20,7 +20,22 @@ from typed_ss.errors import CallError, PayloadValidationError
 from typed_ss.handlers import Decoder, build_decoder
 from typed_ss.protocol import FAILURE, MAX_CALL_ID, ErrorReply
 
-__all__ = ["NO_REPLY", "PendingCalls", "decode_reply", "reply_decoder"]
+__all__ = [
+    "NO_REPLY",
+    "TOO_MANY_CALLS",
+    "PendingCalls",
+    "decode_reply",
+    "reply_decoder",
+    "too_many_calls_message",
+]
+
+TOO_MANY_CALLS: Final = "too_many_calls"
+"""The error code of a call past ``max_calls``, on either side."""
+
+
+def too_many_calls_message(limit: int) -> str:
+    """The error message of a call past ``max_calls``."""
+    return f"{limit} calls already wait for a reply (max_calls)"
 
 
 class _NoReply:
@@ -95,7 +110,7 @@ class PendingCalls:
             CallError: ``too_many_calls``, when ``limit`` calls already wait.
         """
         if len(self._futures) >= self.limit:
-            raise CallError("too_many_calls", f"{self.limit} calls already wait for a reply (max_calls)")
+            raise CallError(TOO_MANY_CALLS, too_many_calls_message(self.limit))
         self._next_id = self._next_id % MAX_CALL_ID + 1
         while self._next_id in self._futures:  # after 2**31 calls, skip one that still waits
             self._next_id = self._next_id % MAX_CALL_ID + 1

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
+from typed_ss.calls import TOO_MANY_CALLS, too_many_calls_message
 from typed_ss.contract import CONTRACT_QUERY_PARAMETER
 from typed_ss.errors import (
     CloseCode,
@@ -81,6 +82,7 @@ class Connection:
         "_handling",
         "_inbox",
         "_inbox_bytes",
+        "_inbox_calls",
         "_max_event_length",
         "_max_size",
         "_server",
@@ -99,8 +101,9 @@ class Connection:
         self._closing = False  # the socket takes no more messages
         self.socket: Socket | None = None
         """The socket, once the upgrade has been accepted."""
-        self._inbox: deque[str | bytes] = deque()
+        self._inbox: deque[tuple[str | bytes, bool]] = deque()  # (message, whether it is a call)
         self._inbox_bytes = 0
+        self._inbox_calls = 0
         self._busy = False  # a handler (or hook) of this connection is running and has suspended
         self._gone: Disconnected | None = None  # the watcher saw the connection end
         self._watcher: asyncio.Task[None] | None = None
@@ -479,10 +482,12 @@ class Connection:
                     if self._busy:
                         self.end()  # cancels the busy handler; the teardown follows
                     return
-                if self._took_reply(message):
-                    continue  # the busy handler may be the one waiting for it
-                self._inbox.append(message)
+                is_call = self._screen(message)
+                if is_call is None:
+                    continue  # a reply taken at once, or a call refused
+                self._inbox.append((message, is_call))
                 self._inbox_bytes += len(message)
+                self._inbox_calls += is_call
                 if self._woken is not None:
                     self._woken.set()
         finally:
@@ -490,28 +495,48 @@ class Connection:
             if self._woken is not None:
                 self._woken.set()
 
-    def _took_reply(self, message: str | bytes) -> bool:
-        """Whether ``message`` is the client's reply to a call of the server's, handed over at once:
-        replies never wait behind the handler that awaits them."""
+    def _screen(self, message: str | bytes) -> bool | None:
+        """What the watcher does with ``message`` before it waits in the inbox: ``None`` when it
+        was handled at once, else whether it is a call.
+
+        A reply to a call of the server's is handed over at once: replies never wait behind the
+        handler that awaits them. A call past ``max_calls`` (counting the one being handled and
+        those in the inbox) is refused at once with ``too_many_calls``, not queued."""
         sock = self.socket
         if sock is None:
             return False
         try:
-            _, flags, payload = split_client_frame(message, self._max_event_length)
+            event, flags, payload = split_client_frame(message, self._max_event_length)
             marker = parse_call_flag(flags) if flags else None
         except ProtocolError:
             return False  # left for dispatch(), which logs it
-        if marker is None or marker[0] == CALL:
+        if marker is None:
             return False
-        sock.reply_arrived(marker[0], marker[1], payload)
+        kind, call_id = marker
+        if kind != CALL:
+            sock.reply_arrived(kind, call_id, payload)
+            return None
+        max_calls = self._server.limits.max_calls
+        if self._inbox_calls + (self._call_id != 0) >= max_calls:
+            self._client_log.info(
+                "too_many_calls",
+                "socket %s has %d calls waiting already; refused one more",
+                sock.id,
+                max_calls,
+                socket_id=sock.id,
+                event=event,
+            )
+            sock.push(error_reply_frame(event, call_id, TOO_MANY_CALLS, too_many_calls_message(max_calls)))
+            return None
         return True
 
     async def _next(self) -> str | bytes:
         """The next message: from the inbox, from the watcher still reading, or from the transport."""
         while True:
             if self._inbox:
-                message = self._inbox.popleft()
+                message, is_call = self._inbox.popleft()
                 self._inbox_bytes -= len(message)
+                self._inbox_calls -= is_call
                 return message
             if self._gone is not None:
                 raise self._gone

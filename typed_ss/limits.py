@@ -44,7 +44,9 @@ class Limits:
     ``max_message_size`` bytes of them); then the server stops reading from that client."""
     max_calls: int = 64
     """Most calls that may wait for a reply on one connection, in each direction; announced in
-    ``__hello``. A server call past it fails at once (``too_many_calls``); clients fail theirs."""
+    ``__hello``. A server call past it fails at once (``too_many_calls``); a client call past it (the
+    one being handled and those read ahead) gets a ``too_many_calls`` error reply, and clients fail
+    theirs the same way before sending."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
