@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
+# The official AsyncAPI parser, which tests/test_asyncapi.py runs over `typed-ss asyncapi` output: a
+# package of its own (about 170 packages), so the browser client's install stays two packages.
+ASYNCAPI := tools/asyncapi
+ASYNCAPI_STAMP := $(ASYNCAPI)/node_modules/.installed
 
 # Debian packages the tests need (chromium: the browser tests); installed only when missing.
 SYSTEM_PACKAGES := chromium redis-server
@@ -18,7 +22,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 .PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto dist \
 	bench bench-quick bench-system-packages
 
-setup: $(STAMP) $(JS_STAMP)
+setup: $(STAMP) $(JS_STAMP) $(ASYNCAPI_STAMP)
 
 # uv is bootstrapped into its own small venv so that syncing .venv never uninstalls it.
 $(UV):
@@ -34,6 +38,12 @@ $(STAMP): pyproject.toml constraints.txt | $(UV)
 # The browser client's test dependencies, exactly as package-lock.json pins them.
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# --ignore-scripts: the parser needs no install script, and one of its dependencies (@scarf/scarf)
+# has one that reports the installation over the network.
+$(ASYNCAPI_STAMP): $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
+	cd $(ASYNCAPI) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 system-packages:
@@ -76,12 +86,13 @@ typecheck: $(STAMP)
 
 # The Python suites on every core (pytest-xdist: a worker process per core, each taking tests from the
 # others once its own are done), listing the slowest; tests/README.md says why that is safe. The
-# generator's tests run tsc and node from clients/js, so its packages come first.
+# generator's tests run tsc and node from clients/js, and the AsyncAPI tests the parser in
+# tools/asyncapi, so their packages come first.
 # `make pytest PYTEST_ARGS='-m "not slow"'` runs the quick loop; PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= auto
 PYTEST_ARGS ?=
 
-pytest: $(STAMP) $(JS_STAMP) system-packages
+pytest: $(STAMP) $(JS_STAMP) $(ASYNCAPI_STAMP) system-packages
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 # The JS client's type check (tsc: ss.d.ts against ss.js, ss-typed.d.ts against ss-typed.js), its unit
@@ -120,4 +131,4 @@ bench-quick: $(BENCH_STAMP) bench-system-packages
 	$(PY) -m benchmarks quick
 
 clean:
-	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache $(JS)/node_modules
+	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache $(JS)/node_modules $(ASYNCAPI)/node_modules

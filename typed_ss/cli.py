@@ -2,6 +2,7 @@
 
     typed-ss gen-client myapp.main:ss --out web/generated [--lang ts|js] [--check] [--app-dir DIR]
     typed-ss schema myapp.main:ss
+    typed-ss asyncapi myapp.main:ss [--out asyncapi.json] [--app-dir DIR]
     typed-ss run myapp.main:app [--host 127.0.0.1] [--port 8080] [--server myapp.main:ss]
 
 ``APP`` is an import string, ``module:attribute`` (the attribute may be dotted), naming a
@@ -172,6 +173,43 @@ def schema(app: str, app_dir: str) -> None:
     except Exception as exc:
         _fail(f'The JSON Schema of "{app}" failed: {_one_line(exc)}')
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@main.command("asyncapi")
+@click.argument("app")
+@click.option(
+    "--out",
+    "out_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the document to this file (JSON; directories created if needed) instead of stdout.",
+)
+@_APP_DIR
+def asyncapi(app: str, out_file: Path | None, app_dir: str) -> None:
+    """Write the AsyncAPI 3.0 document of the server APP's contract (module:attribute), as JSON.
+
+    The document describes the server: the events clients send are its receive operations, the
+    events it sends its send operations, a call's answers the operation's reply. A file whose
+    content would not change is not rewritten.
+    """
+    from typed_ss.asyncapi import asyncapi_document, render
+    from typed_ss.codegen import files
+
+    try:
+        contract = load_contract(app, app_dir)
+        text = render(asyncapi_document(contract, title=app))
+    except ImportFromStringError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f'The AsyncAPI document of "{app}" failed: {_one_line(exc)}')
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    # Atomic, and an unchanged file is not touched (so file watchers stay quiet).
+    if files.write(out_file.parent, [files.GeneratedFile(out_file.name, text)]):
+        click.echo(f"wrote {out_file}")
+    else:
+        click.echo(f"{out_file}: up to date")
 
 
 @main.command("run")
