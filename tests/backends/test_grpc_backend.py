@@ -40,6 +40,8 @@ def test_a_token_names_its_issuer_and_expiry() -> None:
         ("Bearer whatever", "malformed"),
         ("", "malformed"),
     ],
+    # Fixed ids: the tokens hold the time, and pytest-xdist's workers must all collect the same ids.
+    ids=["wrong-key", "expired", "bad-expiry", "bearer", "empty"],
 )
 def test_bad_tokens_are_rejected(token: str, error: str) -> None:
     with pytest.raises(TokenError, match=error):
