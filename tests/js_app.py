@@ -1,15 +1,20 @@
-"""The app the JS client's integration tests (clients/js/test/integration.test.js) run against.
+"""The app the JS client's integration tests (clients/js/test/integration.test.js, and
+clients/js/test/calls-integration.test.js for calls both ways) run against.
 
 .venv/bin/python -m tests.serve tests.js_app:app
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import msgspec
+import pydantic
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
-from typed_ss import Server, Socket
+from typed_ss import CallError, HandlerError, Server, Socket
 
 MAX_MESSAGE_SIZE = 4096
 
@@ -19,6 +24,30 @@ ss = Server(max_message_size=MAX_MESSAGE_SIZE)
 class Chat(msgspec.Struct):
     room: str
     text: str
+
+
+class AddQuery(msgspec.Struct):
+    a: int
+    b: int
+
+
+class AddResult(msgspec.Struct):
+    sum: int
+
+
+class Profile(pydantic.BaseModel):
+    name: str
+
+
+class Question(msgspec.Struct):
+    text: str
+
+
+class Answer(msgspec.Struct):
+    yes: bool
+
+
+confirm = ss.event("confirm", Question, reply=Answer)
 
 
 @ss.on("echo")
@@ -66,6 +95,67 @@ async def say(sock: Socket, msg: Chat) -> None:
 async def kick(sock: Socket, code: int) -> None:
     """Close this socket with the close code the client asks for."""
     await sock.close(code, "kicked")
+
+
+# Calls (docs/protocol.md section 5): a handler's return value is its reply, in every wire kind.
+
+
+@ss.on("add")
+async def add(sock: Socket, q: AddQuery) -> AddResult:
+    return AddResult(q.a + q.b)
+
+
+@ss.on("upper")
+async def upper(sock: Socket, text: str) -> str:
+    return text.upper()
+
+
+@ss.on("reverse")
+async def reverse(sock: Socket, data: bytes) -> bytes:
+    return data[::-1]
+
+
+@ss.on("profile")
+async def profile(sock: Socket, name: str) -> Profile:
+    return Profile(name=name)
+
+
+@ss.on("count")
+async def count(sock: Socket, data: list[int]) -> int:
+    return len(data)
+
+
+@ss.on("ack")
+async def ack(sock: Socket, data: str) -> None:
+    await sock.emit("acked", data)
+
+
+@ss.on("refuse")
+async def refuse(sock: Socket, room: str) -> None:
+    raise HandlerError("not_found", f"no room {room}", data={"room": room})
+
+
+@ss.on("slow")
+async def slow(sock: Socket, seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "done"
+
+
+@ss.on("ask")
+async def ask(sock: Socket, how: str) -> str:
+    """Call the client back and reply with what it answered (as JSON text), or how the call failed."""
+    try:
+        if how == "confirm":
+            answer = await confirm.call(sock, Question("tea?"), timeout=5.0)
+            return json.dumps({"yes": answer.yes})
+        if how == "greet":
+            return await sock.call("greet", "who?", returns=str, timeout=5.0)
+        if how == "sign":
+            signed = await sock.call("sign", b"\x01\x02\x03", returns=bytes, timeout=5.0)
+            return signed.hex()
+        return json.dumps(await sock.call(how, {"n": 1}, returns=object, timeout=5.0))
+    except CallError as exc:
+        return json.dumps({"code": exc.code, "message": exc.message, "data": exc.data})
 
 
 app = Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)

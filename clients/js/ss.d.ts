@@ -17,6 +17,11 @@ declare class SS {
   maxMessageSize: number | null;
   /** The server's contract fingerprint from `__hello` (see typed-ss gen-client); null when it sent none. */
   contract: string | null;
+  /**
+   * The server's `max_calls` from `__hello`: the most calls of this client that may wait for a reply at once.
+   * null until it arrives, and then nothing is checked.
+   */
+  maxCalls: number | null;
   /** The reconnect options in force (defaults merged with the ones given). `close()` sets `enabled` to false. */
   reconnectOpts: SS.ResolvedReconnectOptions;
 
@@ -45,13 +50,36 @@ declare class SS {
    */
   emit(event: string, data?: unknown, opts?: SS.EmitOptions): boolean;
 
-  /** Closes with 1000 for good: cancels a pending reconnect and drops queued emits (reported as "closed"). */
+  /**
+   * Calls the server's handler for `event` and resolves with its return value, decoded as `on` handlers receive
+   * data (the parsed value for J, a string for S, an ArrayBuffer for B). `data` is sent as `emit` sends it.
+   * Never queued. Rejects with an `SS.CallError` whose `name` says what happened: `CallTimeout` (no reply within
+   * `opts.timeout` ms, default 5000), `ServerError` (an error reply: `code`, `message`, `data`), `Disconnected`
+   * (not connected, or the connection closed first), `TooManyCalls` (`maxCalls` calls already wait); or, when
+   * nothing was sent, with an `SS.SSError` (`bad_event`, `bad_data`, `too_big`, `send_failed`). Failed calls
+   * are not reported to onError: the promise carries them.
+   */
+  call<T = any>(event: string, data?: unknown, opts?: SS.CallOptions): Promise<T>;
+  /**
+   * Answers the server's calls of `event` (one handler per event; a second call replaces the first). The
+   * handler gets the data as `on` handlers do, and its return value (or what its promise resolves to) is the
+   * reply: a string as text, an ArrayBuffer or typed array as binary, anything else as JSON (`undefined` as
+   * `null`). A throw or a rejection is an error reply `{code: err.code || "handler_error", message: err.message,
+   * data: err.data}`. A call of an event without a handler is answered with the error `unknown_event`.
+   */
+  onCall<T = any>(event: string, handler: (this: SS, data: T) => unknown): this;
+  /** Removes the onCall handler: later calls of `event` are answered with `unknown_event`. */
+  offCall(event: string): this;
+
+  /** Closes with 1000 for good: cancels a pending reconnect, drops queued emits (reported as "closed") and fails waiting calls (`Disconnected`). */
   close(): void;
 }
 
 declare namespace SS {
   /** The WebSocket subprotocol, "sac-sock". */
   const SUBPROTOCOL: "sac-sock";
+  /** The timeout of a call when its options give none, in ms: 5000. */
+  const DEFAULT_CALL_TIMEOUT: number;
 
   interface ReconnectOptions {
     /** Reconnect after a close whose code allows it. Default true. */
@@ -103,6 +131,20 @@ declare namespace SS {
     volatile?: boolean;
   }
 
+  interface CallOptions {
+    /**
+     * How long to wait for the reply, in ms; then the call fails with `CallTimeout` (a late reply is dropped).
+     * Default `SS.DEFAULT_CALL_TIMEOUT` (5000). `Infinity` waits until the connection closes.
+     */
+    timeout?: number;
+  }
+
+  /**
+   * What made a call fail: `CallTimeout` (no reply in time), `ServerError` (an error reply), `Disconnected` (not
+   * connected, or the connection closed before the reply), `TooManyCalls` (the server's `max_calls` calls wait).
+   */
+  type CallErrorName = "CallTimeout" | "ServerError" | "Disconnected" | "TooManyCalls";
+
   /** The original client's option type names, kept so old code still compiles. */
   type connOpts = ReconnectOptions;
   type ssOpts = Options;
@@ -138,13 +180,13 @@ declare namespace SS {
     | "bad_frame"
     /** A J payload that is not valid JSON. */
     | "bad_json"
-    /** An onConnect, onDisconnect or `on` handler threw; see cause. */
+    /** An onConnect, onDisconnect or `on` handler threw, or an onCall handler failed without a `code`; see cause. */
     | "callback_error"
-    /** emit: the event name is empty, not a string, or contains 0x01/0x02. */
+    /** emit, call: the event name is empty, not a string, or contains 0x01/0x02. */
     | "bad_event"
-    /** emit: the data has no JSON form (cycles, BigInt, functions, symbols). */
+    /** emit, call, an onCall reply: the data has no JSON form (cycles, BigInt, functions, symbols); call: a bad timeout. */
     | "bad_data"
-    /** emit: the frame is larger than maxMessageSize; see size and limit. */
+    /** emit, call, an onCall reply: the frame is larger than maxMessageSize; see size and limit. */
     | "too_big"
     /** emit: a volatile emit (or any emit with maxQueue 0) while not connected. */
     | "not_connected"
@@ -163,11 +205,12 @@ declare namespace SS {
     /** A bug in the client itself while handling a frame. */
     | "internal_error";
 
-  class SSError extends Error {
-    constructor(code: ErrorCode, message: string, fields?: object);
-    /** Always "SSError". */
+  /** `Code` is the type of `code`: an ErrorCode for what reaches onError, any string for a CallError. */
+  class SSError<Code extends string = ErrorCode> extends Error {
+    constructor(code: Code, message: string, fields?: object);
+    /** "SSError", or for a CallError what made the call fail. */
     readonly name: string;
-    readonly code: ErrorCode;
+    readonly code: Code;
     /** The event involved: the emitted or received event, the server's payload.event, or the callback name. */
     readonly event?: string;
     /** The data that was not sent, or the frame or payload that could not be read. */
@@ -189,12 +232,28 @@ declare namespace SS {
     readonly dropped?: Array<{ event: string; data: unknown }>;
   }
 
+  /**
+   * How a call failed (the rejection of `call`). `name` says what happened; `code` is `"timeout"`,
+   * `"disconnected"`, `"too_many_calls"`, or for a `ServerError` the server's code: `"invalid_payload"`,
+   * `"handler_error"`, `"unknown_event"`, `"too_many_calls"`, `"invalid_reply"` (an error reply that does
+   * not parse) or the application's own (`typed_ss.HandlerError`).
+   */
+  class CallError extends SSError<string> {
+    constructor(name: CallErrorName, code: string, message: string, event: string, data?: unknown);
+    readonly name: CallErrorName;
+    /** The event that was called. */
+    readonly event: string;
+    /** ServerError: the error reply's `data` (the application's details); null otherwise. */
+    readonly data: unknown;
+  }
+
   /** The payload of the server's `__hello` frame; servers may add fields. */
   interface Hello {
     v?: number;
     id?: string;
     max_message_size?: number;
     contract?: string;
+    max_calls?: number;
     [key: string]: unknown;
   }
 

@@ -3,7 +3,10 @@
 Its generated client is checked against golden files (``tests/codegen/golden``), compiled by tsc with
 usage files that must and must not compile (``tests/codegen/ts``), and driven end to end under node
 (``tests/codegen/e2e.mjs``). Handlers echo what they get, so the end-to-end test can check both
-directions. ``/refuse`` and ``/warn`` serve servers with another contract, one that refuses
+directions. Calls: handlers that return a value of every reply kind (``add``, ``upper``, ``reverse``,
+``whois``, ``count``, an unannotated one), one that refuses, and events the server calls the client with
+(``confirm``, ``greet``, ``sign``, ``rate``, ``poke``), each triggered by an ``ask_*`` call whose reply is
+what the client answered. ``/refuse`` and ``/warn`` serve servers with another contract, one that refuses
 out-of-date clients and one that only warns.
 
     python -m tests.serve tests.codegen.app:app
@@ -11,8 +14,10 @@ out-of-date clients and one that only warns.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
+import json
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import (
@@ -36,7 +41,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 from tests.codegen import other
-from typed_ss import Server, ServerEvent, Socket
+from typed_ss import CallError, HandlerError, Server, ServerEvent, Socket
 
 T = TypeVar("T")
 UserId = NewType("UserId", int)
@@ -208,6 +213,39 @@ class PLeave(pydantic.BaseModel):
 
 PAction = Annotated[PJoin | PLeave, pydantic.Field(discriminator="type")]
 
+
+class AddQuery(msgspec.Struct):
+    a: int
+    b: int = 0
+
+
+class AddResult(msgspec.Struct):
+    """A reply: what the client receives, every field present."""
+
+    sum: int
+    note: str = ""
+
+
+class Question(msgspec.Struct):
+    text: str
+
+
+class Answer(msgspec.Struct):
+    """The client's reply to confirm: sent by the client, so the reason may be left out."""
+
+    yes: bool
+    reason: str = ""
+
+
+class Rating(pydantic.BaseModel):
+    """The client's reply to rate (pydantic, by alias)."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True)
+
+    stars: int = pydantic.Field(alias="starCount")
+    comment: str = ""
+
+
 ss = Server()
 
 chat_out = ss.event("chat", ChatMessage)
@@ -229,6 +267,12 @@ span_out = ss.event("span", Span)
 options_out = ss.event("options", Options)
 message_out = ss.event("message", Message)
 other_message_out = ss.event("other-message", other.Message)
+# Events the server calls the client with, and the reply each expects.
+confirm = ss.event("confirm", Question, reply=Answer)
+greet = ss.event("greet", str, reply=str)
+sign = ss.event("sign", bytes, reply=bytes)
+rate = ss.event("rate", Question, reply=Rating)
+poke = ss.event("poke", int, reply=None)
 
 
 @ss.on("chat")
@@ -340,6 +384,92 @@ async def other_message(sock: Socket, value: other.Message) -> None:
 async def fail(sock: Socket, value: int) -> None:
     """Always raises: the client gets a handler_error."""
     raise RuntimeError(f"failing on purpose with {value}")
+
+
+@ss.on("add")
+async def add(sock: Socket, q: AddQuery) -> AddResult:
+    """A call: the handler's return value is the reply."""
+    return AddResult(q.a + q.b)
+
+
+@ss.on("upper")
+async def upper(sock: Socket, text: str) -> str:
+    """A text reply."""
+    return text.upper()
+
+
+@ss.on("reverse")
+async def reverse(sock: Socket, data: bytes) -> bytes:
+    """A binary reply."""
+    return data[::-1]
+
+
+@ss.on("whois")
+async def whois(sock: Socket, name: str) -> Profile:
+    """A pydantic reply, by alias, with its computed field."""
+    return Profile(userName=name)
+
+
+@ss.on("count")
+async def count(sock: Socket, items: list[int]) -> int:
+    return len(items)
+
+
+@ss.on("anything")
+async def anything(sock: Socket, data: bytes):  # type: ignore[no-untyped-def]
+    """No return annotation: the reply is not typed."""
+    return {"size": len(data)}
+
+
+@ss.on("refuse")
+async def refuse(sock: Socket, room: str) -> None:
+    """The application's own error reply."""
+    raise HandlerError("not_found", f"no room {room}", data={"room": room})
+
+
+@ss.on("slow")
+async def slow(sock: Socket, seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "done"
+
+
+@ss.on("ask_confirm")
+async def ask_confirm(sock: Socket, text: str) -> Answer:
+    """The server calls the client back (confirm) and replies with its answer."""
+    return await confirm.call(sock, Question(text), timeout=5.0)
+
+
+@ss.on("ask_greet")
+async def ask_greet(sock: Socket, who: str) -> str:
+    return await greet.call(sock, who, timeout=5.0)
+
+
+@ss.on("ask_sign")
+async def ask_sign(sock: Socket, data: bytes) -> bytes:
+    return await sign.call(sock, data, timeout=5.0)
+
+
+@ss.on("ask_rate")
+async def ask_rate(sock: Socket, text: str) -> Rating:
+    return await rate.call(sock, Question(text), timeout=5.0)
+
+
+@ss.on("ask_poke")
+async def ask_poke(sock: Socket, n: int) -> None:
+    await poke.call(sock, n, timeout=5.0)
+
+
+@ss.on("ask_failing")
+async def ask_failing(sock: Socket, event: str) -> str:
+    """Calls the client with a call it fails, and says how it failed."""
+    try:
+        if event == "greet":
+            await greet.call(sock, "fail", timeout=5.0)
+        else:
+            await sock.call(event, "x", returns=str, timeout=5.0)
+    except CallError as exc:
+        return f"{exc.code}: {exc.message} {json.dumps(exc.data)}"
+    return "answered"
 
 
 # Servers with another contract, for the fingerprint check.

@@ -180,6 +180,109 @@ try {
     );
   });
 
+  /** The call's rejection; fails when it resolves. */
+  async function failure(promise) {
+    try {
+      const value = await promise;
+      throw new assert.AssertionError({ message: "the call succeeded with " + JSON.stringify(value) });
+    } catch (error) {
+      if (error instanceof assert.AssertionError) throw error;
+      return error;
+    }
+  }
+
+  await check("calls: the handler's return value is the reply, in every wire kind", async () => {
+    assert.deepEqual(await client.call.add({ a: 1, b: 2 }), { sum: 3, note: "" });
+    assert.deepEqual(await client.call.add({ a: 5 }), { sum: 5, note: "" });
+    assert.equal(await client.call.upper("tea"), "TEA");
+    assert.deepEqual(bytes(await client.call.reverse(new Uint8Array([1, 2, 3]))), [3, 2, 1]);
+    assert.deepEqual(bytes(await client.call.reverse(new Blob([new Uint8Array([4, 5])]))), [5, 4]);
+    assert.deepEqual(await client.call.whois("ann"), { userName: "ann", age: 0, color: "red", friends: [], initial: "a" });
+    assert.equal(await client.call.count([1, 2, 3], { timeout: 5000 }), 3);
+    assert.deepEqual(await client.call.anything(new Uint8Array(4)), { size: 4 });
+    assert.equal(await client.call.ping(), null);
+    assert.equal(await client.call.toggle("on"), null); // the JSON string payload is sent quoted
+    const echoed = next((l) => client.on("chat", l));
+    const acknowledged = client.call.chat({ room: "r", text: "hi", author_id: 7, sent_at: "2024-05-01T12:00:00" });
+    assert.equal(await acknowledged, null, "a handler that returns None acknowledges");
+    assert.equal((await echoed).text, "hi", "and what it emitted still arrives");
+  });
+
+  await check("a failed call rejects with ServerError: the application's code, message and data, or typed-ss's", async () => {
+    const refused = await failure(client.call.refuse("kitchen"));
+    assert.equal(refused.name, "ServerError");
+    assert.deepEqual([refused.code, refused.message, refused.data], ["not_found", "no room kitchen", { room: "kitchen" }]);
+    assert.equal(refused.event, "refuse");
+    const invalid = await failure(client.call.add({ a: "one" }));
+    assert.deepEqual([invalid.name, invalid.code], ["ServerError", "invalid_payload"]);
+    assert.match(invalid.message, /\$\.a/);
+    const crashed = await failure(client.call.fail(1));
+    assert.deepEqual([crashed.name, crashed.code], ["ServerError", "handler_error"]);
+    const refusedLocally = await failure(client.call.upper(42));
+    assert.equal(refusedLocally.code, "bad_data", "a payload of the wrong wire kind is not sent");
+  });
+
+  await check("a call without a reply in time fails with CallTimeout; the late reply is dropped", async () => {
+    const before = errors.length;
+    const late = await failure(client.call.slow(0.5, { timeout: 20 }));
+    assert.equal(late.name, "CallTimeout");
+    assert.equal(late.event, "slow");
+    // Handled after the slow one, so its late reply has arrived (and been dropped) by then.
+    assert.equal(await client.call.upper("after"), "AFTER");
+    assert.deepEqual(errors.slice(before), []);
+  });
+
+  await check("the server calls the client: handle answers, typed, in every wire kind", async () => {
+    const seen = [];
+    const offConfirm = client.handle.confirm(async (question) => {
+      seen.push(question);
+      return { yes: question.text === "tea?" };
+    });
+    assert.deepEqual(await client.call.ask_confirm("tea?"), { yes: true, reason: "" });
+    assert.deepEqual(seen, [{ text: "tea?" }]);
+    client.handle.greet((who) => "hello " + who);
+    assert.equal(await client.call.ask_greet("ann"), "hello ann");
+    client.handle.sign(async (data) => new Blob([new Uint8Array(data).reverse()]));
+    assert.deepEqual(bytes(await client.call.ask_sign(new Uint8Array([1, 2, 3]))), [3, 2, 1]);
+    client.handle.rate(() => ({ starCount: 4 }));
+    assert.deepEqual(await client.call.ask_rate("?"), { starCount: 4, comment: "" });
+    const pokes = [];
+    client.handle.poke((n) => void pokes.push(n));
+    assert.equal(await client.call.ask_poke(3), null);
+    assert.deepEqual(pokes, [3]);
+    offConfirm();
+    const unanswered = await failure(client.call.ask_confirm("tea?"));
+    assert.equal(unanswered.code, "handler_error", "the server's handler failed: its call got unknown_event");
+  });
+
+  await check("an answer that fails is an error reply; an event without a handler gets unknown_event", async () => {
+    const off = client.handle.greet(() => {
+      throw Object.assign(new Error("later"), { code: "busy", data: [1] });
+    });
+    assert.equal(await client.call.ask_failing("greet"), 'busy: later [1]');
+    off();
+    assert.equal(await client.call.ask_failing("greet"), 'unknown_event: no handler for event "greet" null');
+    assert.equal(await client.call.ask_failing("mystery"), 'unknown_event: no handler for event "mystery" null');
+  });
+
+  await check("past max_calls a call fails at once with TooManyCalls; the others are answered", async () => {
+    const limit = client.raw.maxCalls;
+    assert.equal(typeof limit, "number");
+    const waiting = Array.from({ length: limit }, (_, i) => client.call.count(Array(i).fill(0)));
+    const refused = await failure(client.call.count([]));
+    assert.deepEqual([refused.name, refused.code], ["TooManyCalls", "too_many_calls"]);
+    assert.deepEqual(await Promise.all(waiting), Array.from({ length: limit }, (_, i) => i));
+  });
+
+  await check("calls fail with Disconnected when the connection closes, and when not connected", async () => {
+    const { client: leaving } = open("/socket");
+    await until(() => leaving.connected, "the connection");
+    const waiting = leaving.call.slow(0.5, { timeout: 5000 });
+    leaving.close();
+    assert.equal((await failure(waiting)).name, "Disconnected");
+    assert.equal((await failure(leaving.call.upper("x"))).name, "Disconnected");
+  });
+
   await check("an out-of-date client is refused with 4010: reload needed, no reconnect", async () => {
     // reconnectCodes lists 4010 on purpose: the typed client must still not reconnect.
     const { client: stale, errors: staleErrors } = open("/refuse", { reconnectOpts: { reconnectCodes: [4010] } });

@@ -324,3 +324,103 @@ def test_wire_kinds_and_payload_types_of_the_event_maps() -> None:
         "point": ("json", "PointInput"),
     }
     assert received == {"raw": ("binary", "BinaryIn"), "point": ("json", "Point")}
+
+
+class Item(msgspec.Struct):
+    """A reply type with a default: its received and sent shapes differ."""
+
+    x: int = 0
+
+
+class Rated(pydantic.BaseModel):
+    stars: int = pydantic.Field(0, alias="starCount")
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def double(self) -> int:
+        return 2 * self.stars
+
+
+def test_replies_are_typed_in_the_shape_they_travel() -> None:
+    """A handler's return value is what the client receives; its answer to a server's call is what it
+    sends. Binary replies are BinaryIn and BinaryOut accordingly."""
+    from typed_ss.calls import NO_REPLY
+
+    model = build(
+        Contract.of(
+            [
+                EventContract("get", "client_to_server", str, reply=Item),
+                EventContract("raw", "client_to_server", str, reply=bytes),
+                EventContract("text", "client_to_server", str, reply=str),
+                EventContract("ack", "client_to_server", str, reply=type(None)),
+                EventContract("any", "client_to_server", str, reply=typing.Any),
+                EventContract("model", "client_to_server", str, reply=Rated),
+                EventContract("ask", "server_to_client", str, reply=Item),
+                EventContract("sign", "server_to_client", str, reply=bytes),
+                EventContract("rate", "server_to_client", str, reply=Rated),
+                EventContract("poke", "server_to_client", str, reply=None),
+                EventContract("news", "server_to_client", str),
+                EventContract("legacy", "client_to_server", str, reply=NO_REPLY),
+            ]
+        )
+    )
+    replies = {
+        e.name: (e.reply_kind, None if e.reply is None else write(e.reply), e.callable)
+        for e in model.client_to_server + model.server_to_client
+    }
+    assert replies == {
+        "get": ("json", "Item", True),
+        "raw": ("binary", "BinaryIn", True),
+        "text": ("text", "string", True),
+        "ack": ("json", "null", True),
+        "any": ("json", "unknown", True),
+        "model": ("json", "Rated", True),
+        "ask": ("json", "ItemInput", True),
+        "sign": ("binary", "BinaryOut", True),
+        "rate": ("json", "RatedInput", True),
+        "poke": ("json", "null", True),
+        "news": (None, None, False),
+        "legacy": (None, None, False),
+    }
+    decls = {d.name: write_declaration(d) for d in model.declarations}
+    assert "  x: number;" in decls["Item"]
+    assert "  x?: number;" in decls["ItemInput"]
+    assert "starCount: number;" in decls["Rated"]
+    assert "double: number;" in decls["Rated"]
+    assert "starCount?: number;" in decls["RatedInput"]
+    assert "double" not in decls["RatedInput"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "field"),
+    [(list[HasWeird], "field HasWeird.weird"), (Arbitrary, "field Arbitrary.weird")],
+    ids=["msgspec", "pydantic"],
+)
+def test_an_unsupported_reply_type_names_the_event_and_the_reply(reply: object, field: str) -> None:
+    for direction, shown in (
+        ("client_to_server", "client to server"),
+        ("server_to_client", "server to client"),
+    ):
+        contract = Contract.of([EventContract("odd", direction, str, reply=reply)])  # type: ignore[arg-type]
+        with pytest.raises(CodegenError) as caught:
+            build(contract)
+        assert f"event 'odd' ({shown}), the reply, {field}" in str(caught.value)
+
+
+@pytest.mark.parametrize("lang", ["ts", "js"])
+def test_the_generated_module_frames_the_clients_replies(
+    lang: typing.Literal["ts", "js"], tmp_path: Path
+) -> None:
+    """The runtime learns the wire kind of each reply the client gives, and only of those."""
+    out = generate_app(tmp_path, lang)
+    module = (out / f"ss.client.{lang}").read_text()
+    kinds = re.search(r"const CLIENT_REPLY_KINDS[^=]*= \{\n(.*?)\};", module, re.DOTALL)
+    assert kinds is not None
+    assert kinds[1].splitlines() == [
+        '  confirm: "json",',
+        '  greet: "text",',
+        '  poke: "json",',
+        '  rate: "json",',
+        '  sign: "binary",',
+    ]
+    assert "replyKinds: CLIENT_REPLY_KINDS" in module

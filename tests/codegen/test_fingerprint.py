@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.apps import make_app
 from tests.support import connect_client, running
 from typed_ss import CloseCode, Contract, EventContract, Server
+from typed_ss.calls import NO_REPLY
 from typed_ss.codegen import CodegenError, build, generate
 from typed_ss.codegen.model import canonical_types
 
@@ -54,6 +55,16 @@ def received(payload: object, name: str = "e") -> Events:
 
 def sent(payload: object, name: str = "e", doc: str | None = None) -> Events:
     return [EventContract(name, "client_to_server", payload, doc)]
+
+
+def returned(reply: object, payload: object = str, name: str = "e") -> Events:
+    """An event the client calls, its handler returning ``reply``."""
+    return [EventContract(name, "client_to_server", payload, reply=reply)]
+
+
+def answered(reply: object, payload: object = str, name: str = "e") -> Events:
+    """An event the server calls, the client answering ``reply``."""
+    return [EventContract(name, "server_to_client", payload, reply=reply)]
 
 
 def pydantic_model(name: str = "Model", doc: str | None = None, **fields: Any) -> type[pydantic.BaseModel]:
@@ -212,6 +223,31 @@ DIFFERENT_CLIENTS: dict[str, Pair] = {
         lambda: received(pydantic_model(x=(int, 0))),
         lambda: sent(pydantic_model(x=(int, 0))),
     ),
+    # Calls: the reply types, as the generated client's reply maps declare them.
+    "a handler's return type": (
+        lambda: returned(int),
+        lambda: returned(struct()),
+    ),
+    "the reply's wire kind": (
+        lambda: returned(str),
+        lambda: returned(bytes),
+    ),
+    "omit_defaults on a returned struct (the client receives it)": (
+        lambda: returned(struct(omit_defaults=False)),
+        lambda: returned(struct(omit_defaults=True)),
+    ),
+    "a default added to the client's answer (the client sends it)": (
+        lambda: answered(struct(fields=[("x", int)])),
+        lambda: answered(struct(fields=[("x", int, 0)])),
+    ),
+    "a server event declared with a reply, or without": (
+        lambda: answered(NO_REPLY),
+        lambda: answered(None),
+    ),
+    "a pydantic alias in a reply": (
+        lambda: returned(pydantic_model(user_name=(str, ...))),
+        lambda: returned(pydantic_model(user_name=(str, pydantic.Field(alias="userName")))),
+    ),
 }
 
 
@@ -280,6 +316,10 @@ DOC_ONLY: dict[str, tuple[Pair, bool]] = {
         ),
         True,
     ),
+    "a returned struct's docstring": (
+        (lambda: returned(struct(doc="One.")), lambda: returned(struct(doc="Two."))),
+        True,
+    ),
     "a pydantic field title and examples": (
         (
             lambda: sent(pydantic_model(x=(int, pydantic.Field(0, title="One", examples=[1])))),
@@ -306,6 +346,28 @@ def test_omit_defaults_changes_the_fingerprint_and_the_received_type() -> None:
     assert "  x: number;" in client_text(written)
     assert "  x?: number;" in client_text(omitted)
     assert written.fingerprint != omitted.fingerprint
+
+
+def test_omit_defaults_on_a_reply_changes_the_fingerprint_and_the_reply_type() -> None:
+    """As above, for what a handler returns: the schema of the reply is the same, its type is not."""
+    written, omitted = (Contract.of(returned(struct(omit_defaults=omit))) for omit in (False, True))
+    assert written.json_schema() == omitted.json_schema()
+    assert written.fingerprint != omitted.fingerprint
+
+
+def test_a_contract_without_calls_is_hashed_as_before_replies_existed() -> None:
+    """Events that cannot be called add nothing to what the fingerprint hashes, so the fingerprint of
+    a contract without calls (and the generated types of its events) did not change with them."""
+    contract = Contract.of(sent(str, "go") + received(int, "n"))
+    assert canonical_types(contract) == (
+        '{"declarations":[],"client_to_server":[["go","text","string"]],'
+        '"server_to_client":[["n","json","number"]]}'
+    )
+    called = Contract.of(returned(int, name="go") + received(int, "n"))
+    assert canonical_types(called) == (
+        '{"declarations":[],"client_to_server":[["go","text","string","json","number"]],'
+        '"server_to_client":[["n","json","number"]]}'
+    )
 
 
 def test_the_model_carries_the_contract_fingerprint() -> None:

@@ -66,4 +66,4 @@ async def test_the_generated_client_drives_a_real_server(lang: Lang, tmp_path: P
     text = output.decode()
     assert process.returncode == 0, text
     assert "not ok" not in text
-    assert text.count("ok - ") >= 12, text
+    assert text.count("ok - ") >= 19, text

@@ -8,7 +8,8 @@ types, each in two shapes:
 - *sent*, what the server decodes: fields with a default may be left out.
 
 A payload that uses a pydantic model is not described here: :func:`type_info` returns ``None`` for it,
-and :mod:`~typed_ss.codegen.from_pydantic` describes it instead.
+and :mod:`~typed_ss.codegen.from_pydantic` describes it instead. Reply types (what a call returns) are
+described the same way, through :func:`type_info_of`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typed_ss.typeinfo import (
 if TYPE_CHECKING:
     from typed_ss.contract import EventContract
 
-__all__ = ["Walker", "field_doc", "field_note", "type_info"]
+__all__ = ["Walker", "field_doc", "field_note", "type_info", "type_info_of"]
 
 _FORMATS: Final[dict[type[mi.Type], str]] = {
     mi.DateTimeType: "ISO 8601 date and time",
@@ -58,13 +59,22 @@ def type_info(event: EventContract) -> mi.Type | None:
     Raises:
         CodegenError: msgspec cannot describe the type and no pydantic model is involved.
     """
+    return type_info_of(event.payload_type, Where(event))
+
+
+def type_info_of(tp: object, where: Where) -> mi.Type | None:
+    """msgspec's view of ``tp`` (a payload or reply type, at ``where`` in the contract), or ``None``
+    when pydantic has to describe it.
+
+    Raises:
+        CodegenError: msgspec cannot describe the type and no pydantic model is involved.
+    """
     try:
-        info = mi.type_info(event.payload_type)
+        info = mi.type_info(tp)
     except Exception as exc:  # msgspec raises TypeError (and sometimes others) for types it rejects
-        if any(is_pydantic_model(cls) for cls in classes_in(event.payload_type)):
+        if any(is_pydantic_model(cls) for cls in classes_in(tp)):
             return None
-        where = Where(event).at(_failing_field(event.payload_type))
-        raise where.unsupported(f"msgspec cannot describe it: {exc}") from exc
+        raise where.at(_failing_field(tp)).unsupported(f"msgspec cannot describe it: {exc}") from exc
     if any(is_pydantic_model(node.cls) for node in custom_types(info)):
         return None
     return info

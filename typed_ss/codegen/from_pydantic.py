@@ -7,6 +7,9 @@ sent shape from the *validation* schema, both by alias. Every payload is describ
 (``Model``, or ``Model-Input`` and ``Model-Output`` when the two modes differ). Definitions are mapped
 back to their classes, so a class that msgspec payloads use too gets one TypeScript name.
 
+Reply types (what a call returns) are described in the same call, in the shape of the way they travel:
+a handler's return value as the server sends it, a client's answer as the server validates it.
+
 Received objects have every property: pydantic writes every field, defaulted or not (its schema only
 lists the undefaulted ones as required). Sent objects may leave out a property that the schema does
 not require, except one with a ``const`` value: a discriminator such as ``type: Literal["join"] =
@@ -19,7 +22,8 @@ import dataclasses
 import enum
 import re
 import typing
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pydantic
@@ -74,38 +78,62 @@ class Converted:
     payloads: dict[tuple[str, str], ir.Node]
     """Each event's payload type, by (event name, direction), references unresolved."""
     named: list[Named]
-    """The named types those payloads use (models, enums, dataclasses), keyed by class where known."""
+    """The named types those payloads (and replies) use (models, enums, dataclasses), keyed by class
+    where known."""
+    replies: dict[tuple[str, str], ir.Node] = field(default_factory=dict)
+    """The reply type of each event given as a reply, by (event name, direction), references
+    unresolved."""
 
 
-def convert(events: list[EventContract]) -> Converted:
-    """The payload types of ``events`` and the named types they use.
+@dataclass(frozen=True)
+class _Item:
+    """One type to describe: an event's payload, or its reply (which travels the other way)."""
+
+    key: tuple[str, str, bool]
+    """(event name, event direction, whether it is the reply)."""
+    type: object
+    travels: str
+    """The direction the type travels in, which decides its mode and flavor."""
+    where: Where
+
+
+def convert(events: list[EventContract], replies: Sequence[tuple[EventContract, Where]] = ()) -> Converted:
+    """The payload types of ``events``, the reply types of the events in ``replies`` (each with where
+    its reply is, for error messages), and the named types they use.
 
     Raises:
         CodegenError: pydantic cannot describe a payload as JSON Schema; names the event and field.
     """
+    items = [_Item((e.name, e.direction, False), e.payload_type, e.direction, Where(e)) for e in events]
+    for event, where in replies:
+        back = "server_to_client" if event.direction == "client_to_server" else "client_to_server"
+        items.append(_Item((event.name, event.direction, True), event.reply, back, where))
     classes = _Classes()
     inputs: list[tuple[Any, Any, Any]] = []
-    for event in events:
-        classes.discover(event.payload_type)
+    for item in items:
+        classes.discover(item.type)
         try:
-            core_schema = pydantic.TypeAdapter[Any](event.payload_type).core_schema  # type: ignore[arg-type]
+            core_schema = pydantic.TypeAdapter[Any](item.type).core_schema  # type: ignore[arg-type]
         except Exception as exc:
-            raise Where(event).unsupported(f"pydantic cannot describe it: {_first_line(exc)}") from exc
+            raise item.where.unsupported(f"pydantic cannot describe it: {_first_line(exc)}") from exc
         for mode in ("serialization", "validation"):
-            inputs.append(((event.name, event.direction, mode), mode, core_schema))
+            inputs.append(((item.key, mode), mode, core_schema))
     try:
         generator = GenerateJsonSchema(by_alias=True, ref_template="#/$defs/{model}")
         mapping, definitions = generator.generate_definitions(inputs)
     except Exception as exc:
-        raise _failure(events, exc) from exc
+        raise _failure(items, exc) from exc
 
     converter = _Converter({str(name): schema for name, schema in definitions.items()}, classes)
-    payloads: dict[tuple[str, str], ir.Node] = {}
-    for event in events:
-        mode, flavor = _MODES[event.direction]
-        schema = mapping[(event.name, event.direction, mode), mode]
-        payloads[event.name, event.direction] = converter.convert(schema, flavor, Where(event))
-    return Converted(payloads, list(converter.named.values()))
+    result = Converted({}, [], {})
+    for item in items:
+        mode, flavor = _MODES[item.travels]
+        schema = mapping[(item.key, mode), mode]
+        name, direction, is_reply = item.key
+        target = result.replies if is_reply else result.payloads
+        target[name, direction] = converter.convert(schema, flavor, item.where)
+    result.named.extend(converter.named.values())
+    return result
 
 
 class _Converter:
@@ -315,19 +343,17 @@ def _normalize(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9.\-_]", "_", name).replace(".", "__")
 
 
-def _failure(events: list[EventContract], exc: Exception) -> Exception:
+def _failure(items: list[_Item], exc: Exception) -> Exception:
     """The error for a contract pydantic could not describe, naming the event and field at fault."""
-    for event in events:
-        first, _ = _MODES[event.direction]
+    for item in items:
+        first, _ = _MODES[item.travels]
         modes: tuple[Mode, Mode] = (first, "serialization" if first == "validation" else "validation")
         for mode in modes:
             try:
-                pydantic.TypeAdapter[Any](event.payload_type).json_schema(mode=mode, by_alias=True)  # type: ignore[arg-type]
+                pydantic.TypeAdapter[Any](item.type).json_schema(mode=mode, by_alias=True)  # type: ignore[arg-type]
             except Exception as error:
-                return (
-                    Where(event)
-                    .at(_failing_field(event.payload_type, mode))
-                    .unsupported(f"pydantic has no JSON Schema for it: {_first_line(error)}")
+                return item.where.at(_failing_field(item.type, mode)).unsupported(
+                    f"pydantic has no JSON Schema for it: {_first_line(error)}"
                 )
     return CodegenError(f"pydantic could not describe the contract's models: {_first_line(exc)}")
 

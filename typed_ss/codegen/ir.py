@@ -214,12 +214,27 @@ class Named:
 
 @dataclass(frozen=True)
 class EventType:
-    """One event of the generated client, its payload type resolved to declared names."""
+    """One event of the generated client, its payload type (and its reply type, when it can be called)
+    resolved to declared names."""
 
     name: str
     kind: PayloadKind
     payload: Node
     doc: str | None = None
+    reply: Node | None = None
+    """The type of the reply to a call of this event, or ``None`` when it cannot be called. The reply
+    travels the other way: for an event the client sends, it is what the server's handler returns, in
+    the shape the client receives (``BinaryIn`` for ``bytes``); for an event the server sends (declared
+    with ``reply=``), it is what the client answers, in the shape the client sends (``BinaryOut``,
+    ``NameInput``). A handler that returns ``None`` has the reply ``null``."""
+    reply_kind: PayloadKind | None = None
+    """How the reply travels (``binary``, ``text`` or ``json``), or ``None`` when the event cannot be
+    called."""
+
+    @property
+    def callable(self) -> bool:
+        """Whether the event can be called: it has a reply type."""
+        return self.reply is not None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """From a server's contract to the client model: every payload type in the IR, named and resolved.
 
-Each JSON event's payload goes to a front end (:mod:`~typed_ss.codegen.from_msgspec`, or
-:mod:`~typed_ss.codegen.from_pydantic` when a pydantic model is involved), which describes it in the IR
-with the named types it uses. This module then names those types (:mod:`~typed_ss.codegen.naming`),
+Each JSON event's payload, and the JSON reply of each event that can be called, goes to a front end
+(:mod:`~typed_ss.codegen.from_msgspec`, or :mod:`~typed_ss.codegen.from_pydantic` when a pydantic model
+is involved), which describes it in the IR with the named types it uses. A reply travels the other way
+from its event: a handler's return value is described as the client receives it, a client's answer to
+a server's call as the client sends it. This module then names those types (:mod:`~typed_ss.codegen.naming`),
 gives a second declaration, ``NameInput``, to each type whose sent shape differs from the received one
 (itself, or through a type it contains), and replaces every reference by its name. Names are collected
 first and assigned after, so the output never depends on which event came first.
@@ -28,12 +30,24 @@ if TYPE_CHECKING:
     from typed_ss.contract import Contract, EventContract
 
 # CodegenError and ClientModel are part of what this stage hands out; they live with the errors and the IR.
-__all__ = ["ClientModel", "CodegenError", "EventType", "build", "canonical_types"]
+__all__ = ["ClientModel", "CodegenError", "EventType", "ReplyWhere", "build", "canonical_types"]
 
 BINARY_OUT: Final = ir.Name("BinaryOut")
 """The type of a binary payload the client sends (declared by the generated module)."""
 BINARY_IN: Final = ir.Name("BinaryIn")
 """The type of a binary payload the client receives (declared by the generated module)."""
+
+
+@dataclass(frozen=True)
+class ReplyWhere(Where):
+    """A place in the reply type of an event, for error messages: ``the reply, field Model.name``."""
+
+    path: str = "the reply"
+
+    def at(self, path: str) -> Where:
+        if path == "the payload":  # the front ends' name for the type as a whole
+            return self
+        return ReplyWhere(self.event, f"the reply, {path}")
 
 
 def build(contract: Contract) -> ClientModel:
@@ -63,8 +77,14 @@ def canonical_types(contract: Contract) -> str:
     types = _client_types(contract)
 
     def events(direction: tuple[EventType, ...]) -> list[list[str]]:
-        # Inline object types write no JSDoc, so the payload's text holds no documentation.
-        return [[event.name, event.kind, write(event.payload)] for event in direction]
+        # Inline object types write no JSDoc, so the payload's text holds no documentation. An event
+        # that cannot be called is written as before replies existed, so its contract keeps its
+        # fingerprint.
+        return [
+            [event.name, event.kind, write(event.payload)]
+            + ([event.reply_kind or "json", write(event.reply)] if event.reply is not None else [])
+            for event in direction
+        ]
 
     document = {
         # Written, not compared as nodes: what counts is what the generated code says.
@@ -89,29 +109,44 @@ def _client_types(contract: Contract) -> _ClientTypes:
     which is computed from them."""
     walker = from_msgspec.Walker()
     payloads: dict[tuple[str, str], ir.Node] = {}
+    replies: dict[tuple[str, str], ir.Node] = {}
     through_pydantic: list[EventContract] = []
+    replies_through_pydantic: list[tuple[EventContract, Where]] = []
     for event in contract.events:
-        if event.kind != "json":
-            continue
-        info = from_msgspec.type_info(event)
-        if info is None:
-            through_pydantic.append(event)
-            continue
-        flavor: Flavor = "sent" if event.direction == "client_to_server" else "received"
-        payloads[event.name, event.direction] = walker.convert(info, flavor, Where(event))
-    if through_pydantic:
+        if event.kind == "json":
+            info = from_msgspec.type_info(event)
+            if info is None:
+                through_pydantic.append(event)
+            else:
+                flavor: Flavor = "sent" if event.direction == "client_to_server" else "received"
+                payloads[event.name, event.direction] = walker.convert(info, flavor, Where(event))
+        if event.callable and event.reply_kind == "json":
+            where = ReplyWhere(event)
+            info = from_msgspec.type_info_of(event.reply, where)
+            if info is None:
+                replies_through_pydantic.append((event, where))
+            else:
+                # The reply travels the other way: the client receives what its calls return, and
+                # sends what it answers to the server's calls.
+                back: Flavor = "received" if event.direction == "client_to_server" else "sent"
+                replies[event.name, event.direction] = walker.convert(info, back, where)
+    if through_pydantic or replies_through_pydantic:
         # Imported only here: pydantic is optional, and a contract without its models never needs it.
         from typed_ss.codegen import from_pydantic
 
-        converted = from_pydantic.convert(through_pydantic)
+        converted = from_pydantic.convert(through_pydantic, replies_through_pydantic)
         payloads.update(converted.payloads)
+        replies.update(converted.replies)
         for entry in converted.named:
             walker.named.setdefault(entry.key, entry)
-    return _resolve(contract, walker.named, payloads)
+    return _resolve(contract, walker.named, payloads, replies)
 
 
 def _resolve(
-    contract: Contract, named: dict[object, ir.Named], payloads: dict[tuple[str, str], ir.Node]
+    contract: Contract,
+    named: dict[object, ir.Named],
+    payloads: dict[tuple[str, str], ir.Node],
+    replies: dict[tuple[str, str], ir.Node],
 ) -> _ClientTypes:
     names = assign_names([entry.source for entry in named.values()])
     by_key = {entry.key: name for entry, name in zip(named.values(), names, strict=True)}
@@ -136,19 +171,28 @@ def _resolve(
             declarations.append(ir.Declaration(input_names[key], ir.substitute(entry.sent, name_of), doc))
     declarations.sort(key=lambda d: (d.name.lower(), d.name))
 
+    def node(
+        kind: str, sent: bool, converted: dict[tuple[str, str], ir.Node], key: tuple[str, str]
+    ) -> ir.Node:
+        if kind == "binary":
+            return BINARY_OUT if sent else BINARY_IN
+        if kind == "text":
+            return ir.STRING
+        return ir.substitute(converted[key], name_of)
+
     def events(direction: str) -> tuple[EventType, ...]:
         result = []
+        outgoing = direction == "client_to_server"
         for event in contract.events:
             if event.direction != direction:
                 continue
-            node: ir.Node
-            if event.kind == "binary":
-                node = BINARY_OUT if direction == "client_to_server" else BINARY_IN
-            elif event.kind == "text":
-                node = ir.STRING
-            else:
-                node = ir.substitute(payloads[event.name, direction], name_of)
-            result.append(EventType(event.name, event.kind, node, event.doc))
+            key = (event.name, direction)
+            payload = node(event.kind, outgoing, payloads, key)
+            if not event.callable:
+                result.append(EventType(event.name, event.kind, payload, event.doc))
+                continue
+            reply = node(event.reply_kind, not outgoing, replies, key)
+            result.append(EventType(event.name, event.kind, payload, event.doc, reply, event.reply_kind))
         return tuple(result)
 
     return _ClientTypes(tuple(declarations), events("client_to_server"), events("server_to_client"))

@@ -1,10 +1,12 @@
 """The generated module, rendered from the client model: a TypeScript module, or an ES module plus its
 ``.d.ts``.
 
-It holds only what is particular to the server: the payload types, the two event maps, the contract
-fingerprint, how each event the client sends is framed, and a ``connect`` that hands these to the typed
-runtime (``ss-typed.mjs``, written next to it by :mod:`~typed_ss.codegen.runtime`). The client's API
-types are the runtime's (``ss-typed.d.ts``), instantiated here with the event maps.
+It holds only what is particular to the server: the payload types, the two event maps, the two reply
+maps (what each call of the client returns, what the client answers to each call of the server), the
+contract fingerprint, how each event the client sends and each reply it gives is framed, and a
+``connect`` that hands these to the typed runtime (``ss-typed.mjs``, written next to it by
+:mod:`~typed_ss.codegen.runtime`). The client's API types are the runtime's (``ss-typed.d.ts``),
+instantiated here with the maps.
 
 Everything is deterministic: sorted, no timestamps, no absolute paths, ``\\n`` newlines.
 """
@@ -73,10 +75,25 @@ _API: Final = (
         f"type ReloadNeeded = {RUNTIME}.ReloadNeeded",
     ),
     (
+        "A call's options: `timeout` in ms (default 5000), after which it fails with `CallTimeout`.",
+        f"type CallOptions = {RUNTIME}.CallOptions",
+    ),
+    (
+        "How a call failed, its `name` says: `CallTimeout`, `ServerError` (with the server's `code`, "
+        "`message` and `data`), `Disconnected` or `TooManyCalls`.",
+        f"type CallError = {RUNTIME}.CallError",
+    ),
+    (
         "A client typed by the server's contract, over the plain ss.js client.",
-        f"type TypedClient = {RUNTIME}.TypedClient<ClientToServerEvents, ServerToClientEvents>",
+        f"type TypedClient = {RUNTIME}.TypedClient<\n  ClientToServerEvents,\n  ServerToClientEvents,\n"
+        "  ClientToServerReplies,\n  ServerToClientReplies\n>",
     ),
 )
+
+_RUNTIME_TYPES: Final = (
+    "ClientToServerEvents, ServerToClientEvents, ClientToServerReplies, ServerToClientReplies"
+)
+"""The type arguments of the runtime's ``connect``: the generated module's four maps."""
 
 
 def render(model: ClientModel, lang: Lang, source: str) -> list[GeneratedFile]:
@@ -127,6 +144,23 @@ def _types(model: ClientModel) -> str:
             model.server_to_client,
         )
     )
+    parts.append("\n")
+    parts.append(
+        _reply_map(
+            "ClientToServerReplies",
+            "What the server replies to each event this client calls (`client.call.<event>`): its "
+            "handler's return value.",
+            model.client_to_server,
+        )
+    )
+    parts.append("\n")
+    parts.append(
+        _reply_map(
+            "ServerToClientReplies",
+            "What this client replies to each event the server calls (`client.handle.<event>`).",
+            model.server_to_client,
+        )
+    )
     parts.append("\n// --- the client (implemented by ss-typed.js) ---\n\n")
     parts.append("".join(f"/** {doc} */\nexport {declaration};\n" for doc, declaration in _API))
     return "".join(parts)
@@ -142,22 +176,54 @@ def _event_map(name: str, doc: str, events: tuple[EventType, ...]) -> str:
 
 
 def _event_doc(event: EventType) -> str | None:
-    wire = {"binary": "Binary frame.", "text": "Raw text, not JSON.", "json": None}[event.kind]
-    parts = [part for part in (event.doc, wire) if part]
+    parts = [part for part in (event.doc, _WIRE[event.kind]) if part]
     return "\n\n".join(parts) or None
 
 
-def _contract(model: ClientModel, kinds_type: str) -> str:
-    """``CONTRACT`` and ``CLIENT_EVENT_KINDS``: what the runtime needs to know of the contract."""
+_WIRE: Final[dict[str, str | None]] = {"binary": "Binary frame.", "text": "Raw text, not JSON.", "json": None}
+
+
+def _reply_map(name: str, doc: str, events: tuple[EventType, ...]) -> str:
+    callable_events = [event for event in events if event.reply is not None]
+    if not callable_events:
+        return f"/** {doc} */\nexport interface {name} {{}}\n"
+    body = "".join(
+        f"{doc_comment(_WIRE[e.reply_kind or 'json'], '  ')}  {property_name(e.name)}: {write(e.reply)};\n"
+        for e in callable_events
+        if e.reply is not None
+    )
+    return f"/** {doc} */\nexport interface {name} {{\n{body}}}\n"
+
+
+def _contract(model: ClientModel, kinds_type: str, reply_kinds_type: str) -> str:
+    """``CONTRACT``, ``CLIENT_EVENT_KINDS`` and ``CLIENT_REPLY_KINDS``: what the runtime needs to know of
+    the contract."""
     kinds = "".join(
         f"  {property_name(event.name)}: {json.dumps(event.kind)},\n" for event in model.client_to_server
+    )
+    reply_kinds = "".join(
+        f"  {property_name(event.name)}: {json.dumps(event.reply_kind)},\n"
+        for event in model.server_to_client
+        if event.reply is not None
     )
     return (
         "/** The fingerprint of the contract this client was generated from. */\n"
         f"export const CONTRACT = {json.dumps(model.fingerprint)};\n\n"
         "/** How each event's payload is framed. */\n"
         f"const CLIENT_EVENT_KINDS{kinds_type} = {{\n{kinds}}};\n\n"
+        "/** How this client's reply to each event the server calls is framed. */\n"
+        f"const CLIENT_REPLY_KINDS{reply_kinds_type} = {_object_literal(reply_kinds)};\n\n"
     )
+
+
+def _object_literal(members: str) -> str:
+    """``{}``, or the members (each a line) between braces."""
+    return f"{{\n{members}}}" if members else "{}"
+
+
+_CONTRACT_ARGUMENT: Final = (
+    "{ fingerprint: CONTRACT, kinds: CLIENT_EVENT_KINDS, replyKinds: CLIENT_REPLY_KINDS }"
+)
 
 
 def _typescript(model: ClientModel, source: str) -> str:
@@ -167,12 +233,16 @@ def _typescript(model: ClientModel, source: str) -> str:
         + f'import * as {RUNTIME} from "./ss-typed.mjs";\n\n'
         + _types(model)
         + "\n"
-        + _contract(model, f": {{ readonly [E in ClientEventName]: {RUNTIME}.Kind }}")
+        + _contract(
+            model,
+            f": {{ readonly [E in ClientEventName]: {RUNTIME}.Kind }}",
+            f": {{ readonly [E in keyof ServerToClientReplies]: {RUNTIME}.Kind }}",
+        )
         + doc_comment(_CONNECT_DOC)
         + "export function connect(url: string, options?: SS.Options): TypedClient {\n"
-        + f"  return {RUNTIME}.connect<ClientToServerEvents, ServerToClientEvents>(\n"
+        + f"  return {RUNTIME}.connect<{_RUNTIME_TYPES}>(\n"
         + "    url,\n"
-        + "    { fingerprint: CONTRACT, kinds: CLIENT_EVENT_KINDS },\n"
+        + f"    {_CONTRACT_ARGUMENT},\n"
         + "    options,\n"
         + "  );\n"
         + "}\n"
@@ -183,11 +253,10 @@ def _javascript(model: ClientModel, source: str) -> str:
     return (
         _banner(model, source, "A typed client for a typed-ss server (types in ss.client.d.ts)")
         + f'import * as {RUNTIME} from "./ss-typed.mjs";\n\n'
-        + _contract(model, "")
+        + _contract(model, "", "")
         + doc_comment(_CONNECT_DOC)
         + "export function connect(url, options) {\n"
-        + f"  return {RUNTIME}.connect(url, {{ fingerprint: CONTRACT, kinds: CLIENT_EVENT_KINDS }}, "
-        + "options);\n"
+        + f"  return {RUNTIME}.connect(url, {_CONTRACT_ARGUMENT}, options);\n"
         + "}\n"
     )
 

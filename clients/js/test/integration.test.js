@@ -5,44 +5,11 @@
 
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const path = require("node:path");
-const { spawn } = require("node:child_process");
-const readline = require("node:readline");
 const { WebSocket } = require("ws");
 const SS = require("../ss.js");
+const { startServer } = require("../test-support/server.js");
 
-const REPO = path.resolve(__dirname, "..", "..", "..");
-const PYTHON = path.join(REPO, ".venv", "bin", "python");
-const SERVER_ARGS = ["-m", "tests.serve", "tests.js_app:app", "--set", "log_level=warning"];
 const LIMIT = { timeout: 15000 };
-
-/** Starts the server; resolves with {url, child, stop} once it printed its port. */
-/** Starts the server (on `port`, to restart one where it was; by default a port the OS picks). */
-function startServer(port = 0) {
-  const child = spawn(PYTHON, [...SERVER_ARGS, "--port", String(port)], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    await exited;
-  };
-  return new Promise((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stdout });
-    lines.once("line", (line) => {
-      const match = /^PORT (\d+)$/.exec(line.trim());
-      const port = match ? Number(match[1]) : NaN;
-      if (!Number.isInteger(port) || port <= 0) {
-        reject(new Error(`the server printed ${JSON.stringify(line)} instead of its port`));
-        return;
-      }
-      resolve({ url: `ws://127.0.0.1:${port}/socket`, port, child, stop, exited });
-    });
-    child.once("exit", (code) => reject(new Error(`the server exited with ${code} before printing its port:\n${stderr}`)));
-  });
-}
 
 let server = null;
 test.before(async () => {

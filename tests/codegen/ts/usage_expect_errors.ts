@@ -57,4 +57,39 @@ client.onServerError((error) => {
   const code: "other" = error.code;
   void code;
 });
+// @ts-expect-error a call's payload has its event's type
+void client.call.add({ a: "1" });
+// @ts-expect-error a JSON payload is required for a call too
+void client.call.add();
+// @ts-expect-error an event the server does not handle cannot be called
+void client.call.nope(1);
+// @ts-expect-error a call's options are not a payload
+void client.call.add({ a: 1 }, { timeout: "soon" });
+void client.call.add({ a: 1 }).then((result) => {
+  // @ts-expect-error the reply has the handler's return type
+  const text: string = result.sum;
+  void text;
+});
+void client.call.chat(message).then((result) => {
+  // @ts-expect-error a handler that returns None replies null
+  const text: string = result;
+  void text;
+});
+// @ts-expect-error the server does not call this event
+client.handle.chat(() => null);
+// @ts-expect-error the reply must be an Answer
+client.handle.confirm(() => ({ yes: "no" }));
+// @ts-expect-error the reply must be an Answer: yes is required
+client.handle.confirm(async () => ({ reason: "?" }));
+// @ts-expect-error the reply to a text event is a string
+client.handle.greet(async () => 1);
+// @ts-expect-error the reply to a binary event is binary
+client.handle.sign(() => "bytes");
+// @ts-expect-error a reply that is not null cannot be left out
+client.handle.greet(() => {});
+client.handle.confirm((q) => {
+  // @ts-expect-error the handler gets the event's payload
+  const n: number = q.text;
+  return { yes: n > 0 };
+});
 void received;

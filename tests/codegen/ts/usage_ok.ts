@@ -2,6 +2,11 @@
 import {
   CONTRACT,
   connect,
+  type AddResult,
+  type Answer,
+  type AnswerInput,
+  type CallError,
+  type CallOptions,
   type ChatMessage,
   type ChatMessageInput,
   type Color,
@@ -9,6 +14,7 @@ import {
   type ContractStatus,
   type EverythingInput,
   type Profile,
+  type Question,
   type ReloadNeeded,
   type ServerError,
   type Tree,
@@ -159,6 +165,53 @@ client.on("options", (o) => void (o.level ?? 0));
 client.on("box", (b) => void (b.width * b.height));
 client.on("page", (p) => void p.items.join());
 client.on("other-message", (m) => void m.urgent);
+
+// Calls: the reply is the handler's return value, typed in the shape the client receives.
+async function calls(): Promise<void> {
+  const sum: AddResult = await client.call.add({ a: 1 }); // b has a default
+  const total: number = sum.sum + sum.note.length; // received: every field present
+  const upper: string = await client.call.upper("tea");
+  const reversed: ArrayBuffer = await client.call.reverse(new Uint8Array([1, 2]));
+  const profile: Profile = await client.call.whois("ann");
+  const initial: string = profile.initial;
+  const options: CallOptions = { timeout: 1000 };
+  const count: number = await client.call.count([1, 2], options);
+  const acknowledged: null = await client.call.chat(message); // a handler that returns None
+  const pong: null = await client.call.ping();
+  await client.call.ping(null, { timeout: 10 });
+  const untyped: unknown = await client.call.anything(new Blob(["x"]));
+  const answer: Answer = await client.call.ask_confirm("tea?");
+  const signed: ArrayBuffer = await client.call.ask_sign(new ArrayBuffer(2));
+  try {
+    await client.call.refuse("kitchen");
+  } catch (error) {
+    const failure = error as CallError;
+    const name: "CallTimeout" | "ServerError" | "Disconnected" | "TooManyCalls" = failure.name;
+    const code: string = failure.code; // the server's code for a ServerError: "not_found"
+    const data: unknown = failure.data;
+    const event: string = failure.event;
+    void [name, code, data, event, failure.message];
+  }
+  void [total, upper, reversed, initial, count, acknowledged, pong, untyped, answer, signed];
+}
+void calls;
+
+// Answering the server's calls: the handler's return value is the reply, in the shape the client sends.
+const offConfirm = client.handle.confirm(async (q: Question) => ({ yes: q.text.length > 0 })); // reason left out
+offConfirm();
+offConfirm(); // a second call does nothing
+const full: AnswerInput = { yes: false, reason: "no" };
+client.handle.confirm(() => full);
+client.handle.greet((who: string) => "hello " + who);
+client.handle.sign(async (data: ArrayBuffer) => new Uint8Array(data).reverse());
+client.handle.sign(() => new Blob(["x"]));
+client.handle.rate(() => ({ starCount: 5 }));
+client.handle.poke(() => {}); // a null reply may be left out
+client.handle.poke(async (n: number) => void n);
+client.handle.poke(() => null);
+client.handle.confirm(() => {
+  throw Object.assign(new Error("later"), { code: "busy", data: { retry: 5 } });
+});
 
 // Errors, the contract check, state.
 client.onServerError((error: ServerError) => {

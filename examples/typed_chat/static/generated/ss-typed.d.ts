@@ -1,8 +1,10 @@
 // Types for the typed runtime (ss-typed.js / ss-typed.mjs), generic over a contract's event maps.
 //
-// `C` maps each event the client sends to its payload type, `S` each event it receives. A module made by
-// `typed-ss gen-client` declares both maps (ClientToServerEvents, ServerToClientEvents) and instantiates
-// these types with them, so the API is written once, here. Declared structurally: no DOM lib is needed.
+// `C` maps each event the client sends to its payload type, `S` each event it receives. `CR` maps each
+// event the client may call to the server's reply, `SR` each event the server calls to the client's
+// reply. A module made by `typed-ss gen-client` declares the four maps (ClientToServerEvents,
+// ServerToClientEvents, ClientToServerReplies, ServerToClientReplies) and instantiates these types with
+// them, so the API is written once, here. Declared structurally: no DOM lib is needed.
 
 import SS = require("./ss.js");
 
@@ -29,6 +31,27 @@ export type EmitArgs<C, E extends keyof C = keyof C> = {
 
 /** Removes the listener it was returned for; calling it again does nothing. */
 export type Unsubscribe = () => void;
+
+/** A call's options: `timeout` in ms (default 5000), after which it fails with `CallTimeout`. */
+export type CallOptions = SS.CallOptions;
+
+/**
+ * How a call failed, its `name` says: `CallTimeout`, `ServerError` (an error reply: the server's `code`,
+ * `message` and `data`), `Disconnected` or `TooManyCalls`. A call that was not sent at all (a payload with no
+ * JSON form, a frame over the server's limit) fails with an `SS.SSError` instead (`bad_data`, `too_big`).
+ */
+export type CallError = SS.CallError;
+
+/** `call.<event>(payload, options?)` arguments: the payload, which may be left out when it is `null`. */
+export type CallArgs<C, E extends keyof C> = C[E] extends null
+  ? [payload?: null, options?: CallOptions]
+  : [payload: C[E], options?: CallOptions];
+
+/** A reply a handler may give: `R`, or nothing when `R` allows `null` (sent as `null`). */
+export type Reply<R> = null extends R ? R | void : R;
+
+/** Answers a call of the server: the reply, or a promise of it; a throw or a rejection is an error reply. */
+export type CallHandler<P, R> = (payload: P) => Reply<R> | PromiseLike<Reply<R>>;
 
 /** An `__error` frame: the server could not decode, or failed to handle, a payload this client sent. */
 export interface ServerError<E = string> {
@@ -60,7 +83,7 @@ export interface ReloadNeeded {
 }
 
 /** A client typed by the server's contract, over the plain ss.js client. */
-export interface TypedClient<C, S> {
+export interface TypedClient<C, S, CR = {}, SR = {}> {
   /** The plain ss.js client underneath, untyped. `raw.on(...)` for an event this client listens to replaces its listeners. */
   readonly raw: SS;
   /** The fingerprint of the contract this client was generated from; sent as `ss_contract` when connecting. */
@@ -77,6 +100,19 @@ export interface TypedClient<C, S> {
   emit<E extends keyof C>(...args: EmitArgs<C, E>): boolean;
   /** One sender per event: `client.send.chat(message)`. */
   readonly send: { readonly [E in keyof C]: (...payload: PayloadArgs<C, E>) => boolean };
+  /**
+   * One caller per event the server handles: `await client.call.add({a: 1, b: 2})` sends the payload as
+   * `send` does and resolves with the handler's return value (`null` for a handler that returns None).
+   * Rejects with a `CallError` (`CallTimeout`, `ServerError`, `Disconnected`, `TooManyCalls`); never queued.
+   */
+  readonly call: { readonly [E in keyof C & keyof CR]: (...args: CallArgs<C, E>) => Promise<CR[E]> };
+  /**
+   * One registration per event the server calls (`ss.event(name, T, reply=R)`): `client.handle.confirm(async
+   * (q) => answer)`. The handler's return value is the reply; a throw is an error reply with the error's
+   * `code` (default `handler_error`), `message` and `data`. One handler per event: a second replaces the
+   * first. A call of an event without a handler is answered with `unknown_event`.
+   */
+  readonly handle: { readonly [E in keyof S & keyof SR]: (handler: CallHandler<S[E], SR[E]>) => Unsubscribe };
   /** Adds a listener for a server event; any number per event. */
   on<E extends keyof S>(event: E, listener: (payload: S[E]) => void): Unsubscribe;
   /** Called on every successful connection (and reconnection). */
@@ -95,10 +131,14 @@ export interface TypedClient<C, S> {
   close(): void;
 }
 
-/** What a generated client knows of its contract: the fingerprint, and how each event it sends is framed. */
-export interface Contract<C> {
+/**
+ * What a generated client knows of its contract: the fingerprint, how each event it sends is framed, and how
+ * its reply to each event the server calls is framed.
+ */
+export interface Contract<C, SR = {}> {
   readonly fingerprint: string;
   readonly kinds: { readonly [E in keyof C]: Kind };
+  readonly replyKinds?: { readonly [E in keyof SR]: Kind };
 }
 
 /**
@@ -106,7 +146,11 @@ export interface Contract<C> {
  * WebSocket class for Node, ...), sending `contract.fingerprint` as the `ss_contract` query parameter.
  * Generated clients call it from their own `connect(url, options)`.
  */
-export declare function connect<C, S>(url: string, contract: Contract<C>, options?: SS.Options): TypedClient<C, S>;
+export declare function connect<C, S, CR = {}, SR = {}>(
+  url: string,
+  contract: Contract<C, SR>,
+  options?: SS.Options,
+): TypedClient<C, S, CR, SR>;
 
 /** `url` with `ss_contract=<fingerprint>` added to its query string, keeping its parameters and fragment. */
 export declare function withContract(url: string, fingerprint: string): string;

@@ -2,10 +2,11 @@
  * typed-ss-client/typed: the runtime of the clients that `typed-ss gen-client` generates.
  *
  * A generated client (ss.client.ts, or ss.client.js with ss.client.d.ts) holds only what is particular
- * to one server: the payload types, the contract fingerprint and how each event is framed. Everything
- * else lives here, once: listener lists over the plain client's one callback per event, framing by
- * wire kind, Blob ordering, the contract check and close code 4010. ss-typed.d.ts has the types, generic
- * over the contract's event maps; the generated module instantiates them.
+ * to one server: the payload types, the contract fingerprint and how each event (and each reply the
+ * client gives) is framed. Everything else lives here, once: listener lists over the plain client's one
+ * callback per event, calls both ways (call.<event>, handle.<event>), framing by wire kind, Blob
+ * ordering, the contract check and close code 4010. ss-typed.d.ts has the types, generic over the
+ * contract's event and reply maps; the generated module instantiates them.
  *
  * Plain ES2017 like ss.js, and loaded the same ways:
  *   - CommonJS: `const { connect } = require("typed-ss-client/typed")` (requires ./ss.js itself);
@@ -72,24 +73,31 @@
     /** @typedef {import("./ss-typed.js").ReloadNeeded} ReloadNeeded */
     /** @typedef {import("./ss-typed.js").ContractStatus} ContractStatus */
     /** @typedef {import("./ss-typed.js").Unsubscribe} Unsubscribe */
+    /** @typedef {import("./ss.js").CallOptions} CallOptions */
 
     /**
      * Connects to a typed-ss server through the plain client, sending the contract fingerprint in the
-     * `ss_contract` query parameter, and returns the typed client over it.
+     * `ss_contract` query parameter, and returns the typed client over it. `contract.kinds` frames the
+     * payloads of the events the client sends and calls, `contract.replyKinds` (optional: older generated
+     * clients have none) the replies it gives to the events the server calls.
      *
-     * @template C, S
+     * @template C, S, CR, SR
      * @param {string} url
-     * @param {import("./ss-typed.js").Contract<C>} contract
+     * @param {import("./ss-typed.js").Contract<C, SR>} contract
      * @param {Options} [options]
-     * @returns {import("./ss-typed.js").TypedClient<C, S>}
+     * @returns {import("./ss-typed.js").TypedClient<C, S, CR, SR>}
      */
     function connect(url, contract, options) {
       var fingerprint = contract.fingerprint;
       /** @type {Readonly<Record<string, Kind>>} */
       var kinds = contract.kinds;
+      /** @type {Readonly<Record<string, Kind>>} */
+      var replyKinds = contract.replyKinds || {};
       var raw = new SS(withContract(url, fingerprint), options);
       /** @type {Map<string, Listener<unknown>[]>} */
       var listeners = new Map();
+      /** @type {Map<string, (payload: unknown) => unknown>} */
+      var handlers = new Map(); // the current handler of each event the server calls, as given to raw.onCall
       /** @type {Listener<void>[]} */
       var connectListeners = [];
       /** @type {Listener<CloseEventLike>[]} */
@@ -203,33 +211,110 @@
       }
 
       /**
+       * The payload of `event` framed for the plain client by the event's wire kind (a JSON event's payload as
+       * JSON text, which the plain client sends as it is), or an error saying why it cannot be sent.
+       * @param {string} event
+       * @param {unknown} payload
+       * @returns {{ data: unknown } | { why: string, cause?: unknown }}
+       */
+      function framed(event, payload) {
+        if (!Object.prototype.hasOwnProperty.call(kinds, event)) {
+          return { data: payload }; // not in the contract: the plain client's rules
+        }
+        return frameAs(kinds[event], payload, PAYLOAD_RULES);
+      }
+
+      /**
+       * Sends a call after the emits and calls that wait for a Blob before it, and resolves with its reply.
+       * @param {string} event
+       * @param {unknown} data
+       * @param {CallOptions | undefined} options
+       * @returns {Promise<unknown>}
+       */
+      function callInOrder(event, data, options) {
+        if (waiting === 0 && !isBlobLike(data)) return raw.call(event, data, options);
+        waiting++;
+        var done = tail.then(function () {
+          return isBlobLike(data) ? data.arrayBuffer() : data;
+        });
+        tail = done.then(
+          function () {
+            waiting--;
+          },
+          function () {
+            waiting--;
+          }
+        );
+        return done.then(
+          function (ready) {
+            return raw.call(event, ready, options);
+          },
+          /** @param {unknown} err */
+          function (err) {
+            var message = err instanceof Error ? err.message : String(err);
+            var why = "not sent: the Blob could not be read for " + JSON.stringify(event) + ": " + message;
+            throw new SS.SSError("bad_data", why, { event: event, data: data, cause: err });
+          }
+        );
+      }
+
+      /**
+       * @param {string} event
+       * @param {unknown} [payload]
+       * @param {CallOptions} [options]
+       * @returns {Promise<unknown>}
+       */
+      function callEvent(event, payload, options) {
+        var out = framed(event, payload);
+        if ("why" in out) {
+          var fields = out.cause === undefined ? { event: event, data: payload } : { event: event, data: payload, cause: out.cause };
+          return Promise.reject(new SS.SSError("bad_data", "not sent: " + out.why + " for " + JSON.stringify(event), fields));
+        }
+        return callInOrder(event, out.data, options);
+      }
+
+      /**
+       * Answers the server's calls of `event` with `handler`, its reply framed by the event's reply kind.
+       * @param {string} event
+       * @param {(payload: unknown) => unknown} handler
+       * @returns {Unsubscribe}
+       */
+      function handle(event, handler) {
+        var kind = Object.prototype.hasOwnProperty.call(replyKinds, event) ? replyKinds[event] : undefined;
+        /** @param {unknown} payload */
+        var answer = function (payload) {
+          return Promise.resolve(handler(payload)).then(function (reply) {
+            if (isBlobLike(reply) && (kind === "binary" || kind === undefined)) {
+              return reply.arrayBuffer();
+            }
+            var out = frameAs(kind, reply, REPLY_RULES);
+            // No `code`: the plain client sends it as a handler_error and reports it to onError.
+            if ("why" in out) throw new Error("the reply to " + JSON.stringify(event) + " was not sent: " + out.why);
+            return out.data;
+          });
+        };
+        handlers.set(event, answer);
+        raw.onCall(event, answer);
+        var active = true;
+        return function () {
+          if (!active) return;
+          active = false;
+          if (handlers.get(event) === answer) {
+            handlers.delete(event);
+            raw.offCall(event);
+          }
+        };
+      }
+
+      /**
        * @param {string} event
        * @param {unknown} [payload]
        * @returns {boolean}
        */
       function emit(event, payload) {
-        if (!Object.prototype.hasOwnProperty.call(kinds, event)) {
-          return sendInOrder(event, payload); // not in the contract: the plain client's rules
-        }
-        var kind = kinds[event];
-        if (kind === "json") {
-          // The plain client sends strings as they are: send JSON text, so a string payload arrives quoted.
-          var text;
-          try {
-            text = JSON.stringify(payload === undefined ? null : payload);
-          } catch (err) {
-            return refuse(event, payload, "the payload has no JSON form", err);
-          }
-          if (text === undefined) return refuse(event, payload, "the payload has no JSON form");
-          return sendInOrder(event, text);
-        }
-        if (kind === "text" && typeof payload !== "string") {
-          return refuse(event, payload, "a text event needs a string payload");
-        }
-        if (kind === "binary" && !isBinary(payload)) {
-          return refuse(event, payload, "a binary event needs an ArrayBuffer, a typed array, a DataView or a Blob");
-        }
-        return sendInOrder(event, payload);
+        var out = framed(event, payload);
+        if ("why" in out) return refuse(event, payload, out.why, out.cause);
+        return sendInOrder(event, out.data);
       }
 
       /**
@@ -302,7 +387,25 @@
       });
       Object.freeze(send);
 
-      /** @typedef {import("./ss-typed.js").TypedClient<C, S>} Client */
+      /** @type {Record<string, (payload?: unknown, options?: CallOptions) => Promise<unknown>>} */
+      var calls = Object.create(null);
+      Object.keys(kinds).forEach(function (event) {
+        calls[event] = function (payload, options) {
+          return callEvent(event, payload, options);
+        };
+      });
+      Object.freeze(calls);
+
+      /** @type {Record<string, (handler: (payload: unknown) => unknown) => Unsubscribe>} */
+      var handles = Object.create(null);
+      Object.keys(replyKinds).forEach(function (event) {
+        handles[event] = function (handler) {
+          return handle(event, handler);
+        };
+      });
+      Object.freeze(handles);
+
+      /** @typedef {import("./ss-typed.js").TypedClient<C, S, CR, SR>} Client */
       /** @type {Client} */
       var client = {
         raw: raw,
@@ -325,6 +428,8 @@
         emit: /** @type {Client["emit"]} */ (/** @type {unknown} */ (emit)),
         send: /** @type {Client["send"]} */ (/** @type {unknown} */ (send)),
         on: /** @type {Client["on"]} */ (/** @type {unknown} */ (on)),
+        call: /** @type {Client["call"]} */ (/** @type {unknown} */ (calls)),
+        handle: /** @type {Client["handle"]} */ (/** @type {unknown} */ (handles)),
         onConnect: function (listener) {
           return add(connectListeners, listener);
         },
@@ -348,6 +453,45 @@
         },
       };
       return client;
+    }
+
+    /** @typedef {{ json: string, text: string, binary: string }} Rules */
+
+    /** Why a payload cannot be sent, by its event's kind. @type {Rules} */
+    var PAYLOAD_RULES = {
+      json: "the payload has no JSON form",
+      text: "a text event needs a string payload",
+      binary: "a binary event needs an ArrayBuffer, a typed array, a DataView or a Blob",
+    };
+    /** Why a reply cannot be sent, by its kind. @type {Rules} */
+    var REPLY_RULES = {
+      json: "the reply has no JSON form",
+      text: "a text reply must be a string",
+      binary: "a binary reply must be an ArrayBuffer, a typed array, a DataView or a Blob",
+    };
+
+    /**
+     * A value framed for the plain client by its wire kind: JSON as JSON text (the plain client sends strings
+     * as they are, so a JSON string arrives quoted; undefined as null), text and binary as they are once
+     * checked. A kind of undefined (an event outside the contract) leaves the value to the plain client.
+     * @param {Kind | undefined} kind
+     * @param {unknown} value
+     * @param {Rules} rules
+     * @returns {{ data: unknown } | { why: string, cause?: unknown }}
+     */
+    function frameAs(kind, value, rules) {
+      if (kind === "json") {
+        var text;
+        try {
+          text = JSON.stringify(value === undefined ? null : value);
+        } catch (err) {
+          return { why: rules.json, cause: err };
+        }
+        return text === undefined ? { why: rules.json } : { data: text };
+      }
+      if (kind === "text" && typeof value !== "string") return { why: rules.text };
+      if (kind === "binary" && !isBinary(value)) return { why: rules.binary };
+      return { data: value };
     }
 
     /**

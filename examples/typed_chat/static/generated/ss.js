@@ -9,7 +9,9 @@
  *
  * Frames (0x01 = SOH, 0x02 = STX):
  *   client -> server   <event> 0x02 <payload>                      text or binary
+ *                      <event> 0x01 c<id>|r<id>|e<id> 0x02 <payload>   a call, or the answer to one
  *   server -> client   <event> 0x01 <flags> 0x02 <payload>          flag J: payload is JSON
+ *                                                                   then c<id>, r<id>, e<id>: calls
  * README.md lists every difference from the original client.
  */
 (function (root, factory) {
@@ -52,6 +54,8 @@
     /** @typedef {import("./ss.js").ResolvedReconnectOptions} ResolvedReconnectOptions */
     /** @typedef {import("./ss.js").EmitOptions} EmitOptions */
     /** @typedef {import("./ss.js").ErrorCode} ErrorCode */
+    /** @typedef {import("./ss.js").CallOptions} CallOptions */
+    /** @typedef {import("./ss.js").CallErrorName} CallErrorName */
     /** @typedef {import("./ss.js").OpenEvent} OpenEvent */
     /** @typedef {import("./ss.js").CloseEventLike} CloseEventLike */
     /** @typedef {import("./ss.js").Hello} Hello */
@@ -61,6 +65,11 @@
     /** An encoded emit: a text frame (size -1 until measured) or a binary one. @typedef {{ frame: string | ArrayBuffer, size: number }} Encoded */
     /** A parsed server frame. @typedef {{ event: string, flags: string, payload: string | ArrayBuffer }} Frame */
     /** An emit, as queued. @typedef {{ event: string, data: unknown, encoded: Encoded }} Message */
+    /**
+     * A call of ours that waits for its answer.
+     * @typedef {{ event: string, resolve: (value: any) => void, reject: (error: SSError<string>) => void, timer: unknown }} Pending
+     */
+    /** The call marker of a frame: c (a call), r (a reply), e (an error reply), and the call's id. @typedef {{ kind: string, id: number }} Marker */
 
     /** @type {"sac-sock"} */
     var SUBPROTOCOL = "sac-sock";
@@ -69,6 +78,10 @@
     var HELLO_EVENT = "__hello";
     var ERROR_EVENT = "__error";
     var WS_OPEN = 1; // WebSocket.OPEN; a constant, so injected WebSocket classes need not define it
+    var MAX_CALL_ID = 2147483647; // 2^31-1: call ids run from 1 to this, then wrap (protocol.md §5)
+    var DEFAULT_CALL_TIMEOUT = 5000; // ms
+    var MAX_TIMER_MS = 2147483647; // longer timeouts overflow setTimeout (it would fire at once): no timer
+    var CALL_MARKER = /^([cre])([1-9][0-9]{0,9})$/;
 
     var DEFAULT_RECONNECT = {
       enabled: true,
@@ -92,27 +105,55 @@
 
     // Returned by SS#_decode when the payload could not be decoded (undefined and null are valid values).
     var DECODE_FAILED = {};
+    // Returned by callMarker for flags that hold a malformed call marker.
+    var BAD_MARKER = { kind: "", id: 0 };
 
     // --- errors ----------------------------------------------------------------------------------
 
     /**
      * Everything that goes wrong without being the caller's immediate fault reaches onError as an SSError.
      * `code` says what happened; the other fields are set when they apply (see ss.d.ts).
+     * @template {string} [Code=ErrorCode]
      */
     class SSError extends Error {
       /**
-       * @param {ErrorCode} code
+       * @param {Code} code
        * @param {string} message
        * @param {object} [fields]
        */
       constructor(code, message, fields) {
         super(message);
+        /** @type {string} */
         this.name = "SSError";
-        /** @type {ErrorCode} */
+        /** @type {Code} */
         this.code = code;
         if (fields) {
           Object.assign(this, fields);
         }
+      }
+    }
+
+    /**
+     * How a call failed: an SSError whose `name` says what happened (CallTimeout, ServerError,
+     * Disconnected, TooManyCalls) and whose `code` is the server's code for a ServerError.
+     * @extends {SSError<string>}
+     */
+    class CallError extends SSError {
+      /**
+       * @param {CallErrorName} name
+       * @param {string} code
+       * @param {string} message
+       * @param {string} event
+       * @param {unknown} [data]
+       */
+      constructor(name, code, message, event, data) {
+        super(code, message);
+        /** @type {CallErrorName} */
+        this.name = name;
+        /** @type {string} */
+        this.event = event;
+        /** @type {unknown} */
+        this.data = data === undefined ? null : data;
       }
     }
 
@@ -202,16 +243,18 @@
     /**
      * Encodes one emit. Returns {frame, size}: frame is a string (text frame) or an ArrayBuffer (binary
      * frame); size is its length in bytes on the wire. Throws SSError("bad_data") for a value JSON cannot
-     * represent.
+     * represent. `flags` (ASCII: a call marker, "c7") go between 0x01 and 0x02; none for a plain emit.
      * @param {string} event
      * @param {unknown} data
+     * @param {string} [flags]
      * @returns {Encoded}
      */
-    function encodeFrame(event, data) {
+    function encodeFrame(event, data, flags) {
+      var head = flags ? event + SOH + flags : event;
       if (isBinary(data)) {
-        return encodeBinaryFrame(event, bytesOf(data));
+        return encodeBinaryFrame(head, bytesOf(data));
       }
-      var text = event + STX + payloadText(event, data);
+      var text = head + STX + payloadText(event, data);
       return { frame: text, size: -1 }; // measured only when needed: see fitsIn
     }
 
@@ -242,12 +285,12 @@
     }
 
     /**
-     * @param {string} event
+     * @param {string} head the event name, and its flags after 0x01 when it has some
      * @param {Uint8Array} body
      * @returns {Encoded}
      */
-    function encodeBinaryFrame(event, body) {
-      var name = utf8Encode(event);
+    function encodeBinaryFrame(head, body) {
+      var name = utf8Encode(head);
       var out = new Uint8Array(name.length + 1 + body.length);
       out.set(name, 0);
       out[name.length] = 2;
@@ -377,6 +420,57 @@
       return JSON.parse(text);
     }
 
+    /**
+     * The call marker in a server frame's flags (after its type letter): null when there is none, as in
+     * every frame that is not part of a call; BAD_MARKER when the flags from the first c, r or e on are
+     * not a letter and an id from 1 to 2^31-1 without leading zeros (protocol.md §5).
+     * @param {string} flags
+     * @returns {Marker | null}
+     */
+    function callMarker(flags) {
+      if (flags === "" || flags === "J") {
+        return null; // the common case, and every frame an original server sends
+      }
+      var at = flags.search(/[cre]/);
+      if (at < 0) {
+        return null;
+      }
+      var match = CALL_MARKER.exec(flags.slice(at));
+      var id = match ? Number(match[2]) : 0;
+      if (match === null || id > MAX_CALL_ID) {
+        return BAD_MARKER;
+      }
+      return { kind: match[1], id: id };
+    }
+
+    /**
+     * The timeout of a call in ms from its options: DEFAULT_CALL_TIMEOUT when not given; null (no timer)
+     * for Infinity and anything setTimeout cannot hold; NaN for a value that is not a number >= 0.
+     * @param {CallOptions | undefined} opts
+     * @returns {number | null}
+     */
+    function callTimeout(opts) {
+      var timeout = opts && opts.timeout !== undefined ? opts.timeout : DEFAULT_CALL_TIMEOUT;
+      if (typeof timeout !== "number" || !(timeout >= 0)) {
+        return NaN;
+      }
+      return timeout > MAX_TIMER_MS ? null : timeout;
+    }
+
+    /**
+     * The payload of an error reply: {code, message, data}, from what an onCall handler threw.
+     * @param {unknown} err
+     * @returns {{ code: string, message: string, data: unknown }}
+     */
+    function errorReply(err) {
+      var fields = /** @type {{ code?: unknown, message?: unknown, data?: unknown }} */ (
+        err !== null && (typeof err === "object" || typeof err === "function") ? err : {}
+      );
+      var code = typeof fields.code === "string" && fields.code !== "" ? fields.code : "handler_error";
+      var message = typeof fields.message === "string" ? fields.message : err === undefined ? "" : String(err);
+      return { code: code, message: message, data: fields.data === undefined ? null : fields.data };
+    }
+
     // --- options ---------------------------------------------------------------------------------
 
     /**
@@ -457,6 +551,12 @@
          * @type {string | null}
          */
         this.contract = null;
+        /**
+         * The server's max_calls from __hello: the most calls of ours that may wait for a reply at once; null
+         * until it arrives (no check is made then).
+         * @type {number | null}
+         */
+        this.maxCalls = null;
         this.noop = noop;
 
         /** @type {WebSocketConstructor | null} */
@@ -469,6 +569,11 @@
 
         /** @type {Record<string, unknown>} */
         this._events = Object.create(null);
+        /** @type {Record<string, unknown>} */
+        this._callHandlers = Object.create(null);
+        /** @type {Map<number, Pending>} */
+        this._calls = new Map(); // our calls that wait for an answer, by id
+        this._lastCallId = 0;
         /** @type {(this: Client, event: OpenEvent) => void} */
         this._onConnect = noop;
         /** @type {(this: Client, event: CloseEventLike) => void} */
@@ -591,11 +696,162 @@
         return true;
       }
 
+      // --- calls ------------------------------------------------------------------------------------
+
+      /**
+       * Calls the server: sends `data` as emit would, marked as a call, and resolves with the handler's
+       * return value, decoded as `on` handlers receive data. Rejects with a CallError (CallTimeout,
+       * ServerError, Disconnected, TooManyCalls) or, when nothing was sent, an SSError (bad_event, bad_data,
+       * too_big, send_failed). Never queued: a call while not connected fails at once.
+       * @param {string} event
+       * @param {unknown} [data]
+       * @param {CallOptions} [opts]
+       * @returns {Promise<any>}
+       */
+      call(event, data, opts) {
+        var self = this;
+        return new Promise(function (resolve, reject) {
+          self._startCall(event, data, opts, resolve, reject);
+        });
+      }
+
+      /**
+       * @param {string} event
+       * @param {unknown} data
+       * @param {CallOptions | undefined} opts
+       * @param {(value: any) => void} resolve
+       * @param {(error: SSError<string>) => void} reject
+       */
+      _startCall(event, data, opts, resolve, reject) {
+        var problem = checkEventName(event);
+        if (problem !== null) {
+          reject(new SSError("bad_event", problem, { event: event, data: data }));
+          return;
+        }
+        var timeout = callTimeout(opts);
+        if (Number.isNaN(timeout)) {
+          reject(new SSError("bad_data", "the call's timeout must be a number of ms >= 0", { event: event, data: data }));
+          return;
+        }
+        if (!this.connected) {
+          reject(new CallError("Disconnected", "disconnected", "not connected: the call was not sent", event));
+          return;
+        }
+        if (this.maxCalls !== null && this._calls.size >= this.maxCalls) {
+          var why = this.maxCalls + " calls already wait for a reply (the server's max_calls)";
+          reject(new CallError("TooManyCalls", "too_many_calls", why, event));
+          return;
+        }
+        var id = this._nextCallId();
+        /** @type {Encoded} */
+        var encoded;
+        try {
+          encoded = encodeFrame(event, data, "c" + id);
+        } catch (err) {
+          reject(/** @type {SSError} */ (err)); // bad_data: encodeFrame throws nothing else
+          return;
+        }
+        var limit = this.maxMessageSize;
+        if (limit !== null && !fitsIn(encoded, limit)) {
+          var size = frameSize(encoded);
+          var tooBig = "not sent: the frame is " + size + " bytes, the server accepts at most " + limit;
+          reject(new SSError("too_big", tooBig, { event: event, data: data, size: size, limit: limit }));
+          return;
+        }
+        try {
+          /** @type {WebSocketLike} */ (this._ws).send(encoded.frame);
+        } catch (err) {
+          var refused = "the WebSocket refused the frame: " + /** @type {Error} */ (err).message;
+          reject(new SSError("send_failed", refused, { event: event, data: data, cause: err }));
+          return;
+        }
+        var self = this;
+        /** @type {Pending} */
+        var pending = { event: event, resolve: resolve, reject: reject, timer: null };
+        if (timeout !== null) {
+          var schedule = this._setTimeout; // unbound, as in _scheduleReconnect
+          pending.timer = schedule(function () {
+            if (self._calls.get(id) === pending) {
+              self._calls.delete(id);
+              var late = "no reply to " + JSON.stringify(event) + " within " + timeout + " ms";
+              reject(new CallError("CallTimeout", "timeout", late, event));
+            }
+          }, timeout);
+        }
+        this._calls.set(id, pending);
+      }
+
+      /** The next free call id: 1 to 2^31-1, then 1 again, skipping ids that still wait. */
+      _nextCallId() {
+        var id = this._lastCallId;
+        do {
+          id = id >= MAX_CALL_ID ? 1 : id + 1;
+        } while (this._calls.has(id));
+        this._lastCallId = id;
+        return id;
+      }
+
+      /**
+       * Takes the call out of the waiting ones and cancels its timer; null when it waits no more.
+       * @param {number} id
+       * @returns {Pending | null}
+       */
+      _takeCall(id) {
+        var pending = this._calls.get(id);
+        if (pending === undefined) {
+          return null;
+        }
+        this._calls.delete(id);
+        if (pending.timer !== null) {
+          var cancel = this._clearTimeout;
+          cancel(pending.timer);
+        }
+        return pending;
+      }
+
+      /**
+       * The connection is gone: every call that waits fails with Disconnected.
+       * @param {string} why
+       */
+      _failCalls(why) {
+        var ids = Array.from(this._calls.keys());
+        for (var i = 0; i < ids.length; i++) {
+          var pending = this._takeCall(ids[i]);
+          if (pending !== null) {
+            pending.reject(new CallError("Disconnected", "disconnected", why, pending.event));
+          }
+        }
+      }
+
+      /**
+       * Answers the server's calls of `event`: `handler(data)` (data decoded as for `on`) returns the reply, or
+       * a promise of it. A string is sent as text, an ArrayBuffer or typed array as binary, anything else as
+       * JSON (undefined as null). A throw or a rejection is sent as an error reply {code, message, data}: the
+       * error's `code` (default "handler_error"), `message` and `data`. One handler per event.
+       * @param {string} event
+       * @param {(this: Client, data: any) => unknown} handler
+       * @returns {this}
+       */
+      onCall(event, handler) {
+        this._callHandlers[event] = handler;
+        return this;
+      }
+
+      /**
+       * @param {string} event
+       * @returns {this}
+       */
+      offCall(event) {
+        delete this._callHandlers[event];
+        return this;
+      }
+
       /** Closes for good: cancels a pending reconnect and drops queued emits. */
       close() {
         this._closedByUser = true;
         this.reconnectOpts.enabled = false;
         this._cancelTimer();
+        this._failCalls("the client was closed");
         var ws = this._ws;
         if (this._state !== OPEN) {
           // No connection to lose, so no onDisconnect: only a connected client gets one.
@@ -664,6 +920,7 @@
       _handleClose(ev) {
         var wasOpen = this._state === OPEN;
         this._ws = null;
+        this._failCalls("the connection closed (" + (ev && ev.code) + ") before the reply came");
         if (wasOpen) {
           this._resetBackoffIfStable();
         }
@@ -801,6 +1058,11 @@
           });
           return;
         }
+        var marker = callMarker(frame.flags);
+        if (marker !== null) {
+          this._handleCallFrame(frame, marker);
+          return;
+        }
         if (frame.event === HELLO_EVENT || frame.event === ERROR_EVENT) {
           this._handleReserved(frame);
           return;
@@ -827,6 +1089,146 @@
           this._report("bad_json", why, { event: frame.event, data: frame.payload, cause: err });
           return DECODE_FAILED;
         }
+      }
+
+      /**
+       * @param {Frame} frame
+       * @param {Marker} marker
+       */
+      _handleCallFrame(frame, marker) {
+        if (marker === BAD_MARKER) {
+          this._report("bad_frame", "malformed call marker from the server: " + JSON.stringify(frame.flags), {
+            event: frame.event,
+            data: frame.payload,
+          });
+          return;
+        }
+        if (marker.kind === "c") {
+          this._answerCall(frame, marker.id);
+          return;
+        }
+        var waiting = this._calls.get(marker.id);
+        if (waiting === undefined) {
+          return; // a late answer, after the call timed out: dropped, as the server drops them
+        }
+        if (waiting.event !== frame.event) {
+          var why = "an answer to call " + marker.id + " of " + JSON.stringify(waiting.event) + " names " + JSON.stringify(frame.event);
+          this._report("bad_frame", why, { event: frame.event, data: frame.payload });
+          return;
+        }
+        var pending = /** @type {Pending} */ (this._takeCall(marker.id));
+        var value;
+        try {
+          value = decodePayload(frame);
+        } catch (err) {
+          var bad = "invalid JSON from the server in the reply to " + JSON.stringify(frame.event) + ": " + /** @type {Error} */ (err).message;
+          pending.reject(new SSError("bad_json", bad, { event: frame.event, data: frame.payload, cause: err }));
+          return;
+        }
+        if (marker.kind === "r") {
+          pending.resolve(value);
+          return;
+        }
+        var failure = /** @type {{ code?: unknown, message?: unknown, data?: unknown } | null} */ (value);
+        if (failure === null || typeof failure !== "object" || typeof failure.code !== "string") {
+          var unreadable = "an unreadable error reply to " + JSON.stringify(frame.event);
+          pending.reject(new CallError("ServerError", "invalid_reply", unreadable, frame.event, value));
+          return;
+        }
+        var message = typeof failure.message === "string" ? failure.message : "";
+        pending.reject(new CallError("ServerError", failure.code, message, frame.event, failure.data));
+      }
+
+      /**
+       * The server calls us: run the onCall handler and send its answer on the connection the call came on.
+       * @param {Frame} frame
+       * @param {number} id
+       */
+      _answerCall(frame, id) {
+        var self = this;
+        var ws = this._ws;
+        var event = frame.event;
+        var handler = this._callHandlers[event];
+        if (typeof handler !== "function") {
+          this._sendAnswer(ws, event, "e" + id, { code: "unknown_event", message: "no handler for event " + JSON.stringify(event), data: null });
+          return;
+        }
+        var value = this._decode(frame); // reports bad_json
+        if (value === DECODE_FAILED) {
+          this._sendAnswer(ws, event, "e" + id, { code: "invalid_payload", message: "the payload is not valid JSON", data: null });
+          return;
+        }
+        /** @type {unknown} */
+        var result;
+        try {
+          result = handler.call(this, value);
+        } catch (err) {
+          this._sendError(ws, event, id, err);
+          return;
+        }
+        Promise.resolve(result).then(
+          function (reply) {
+            self._sendAnswer(ws, event, "r" + id, reply === undefined ? null : reply);
+          },
+          function (err) {
+            self._sendError(ws, event, id, err);
+          }
+        );
+      }
+
+      /**
+       * @param {WebSocketLike | null} ws
+       * @param {string} event
+       * @param {number} id
+       * @param {unknown} err what the handler threw
+       */
+      _sendError(ws, event, id, err) {
+        var reply = errorReply(err);
+        if (reply.code === "handler_error") {
+          // Not an answer the handler chose to give (those carry a code): a bug the page should hear of.
+          this._report("callback_error", "the onCall handler for " + JSON.stringify(event) + " failed: " + reply.message, {
+            event: event,
+            cause: err,
+          });
+        }
+        this._sendAnswer(ws, event, "e" + id, reply);
+      }
+
+      /**
+       * Sends an answer (`r<id>` or `e<id>`) on `ws` if that is still the open connection; on another one the
+       * server has already failed the call. A reply that cannot be sent is answered with an error instead.
+       * @param {WebSocketLike | null} ws
+       * @param {string} event
+       * @param {string} marker
+       * @param {unknown} data
+       */
+      _sendAnswer(ws, event, marker, data) {
+        if (ws === null || ws !== this._ws || !this.connected) {
+          return;
+        }
+        var encoded;
+        try {
+          encoded = encodeFrame(event, data, marker);
+        } catch (err) {
+          if (marker.charAt(0) === "e") {
+            // The error's data has no JSON form: send the error without it.
+            var reply = /** @type {{ code: string, message: string }} */ (data);
+            encoded = encodeFrame(event, { code: reply.code, message: reply.message, data: null }, marker);
+          } else {
+            this._reportError(/** @type {SSError} */ (err));
+            var noJson = { code: "handler_error", message: "the reply has no JSON form", data: null };
+            encoded = encodeFrame(event, noJson, "e" + marker.slice(1));
+          }
+        }
+        var limit = this.maxMessageSize;
+        if (limit !== null && !fitsIn(encoded, limit)) {
+          var size = frameSize(encoded);
+          var why = "the reply is " + size + " bytes, the server accepts at most " + limit;
+          this._report("too_big", "not sent: " + why, { event: event, data: data, size: size, limit: limit });
+          var tooBig = { code: "handler_error", message: why, data: null };
+          encoded = encodeFrame(event, tooBig, "e" + marker.slice(1));
+        }
+        this._send({ event: event, data: data, encoded: encoded });
       }
 
       /** @param {Frame} frame */
@@ -867,6 +1269,8 @@
         var max = hello.max_message_size;
         this.maxMessageSize = typeof max === "number" && max > 0 ? max : null;
         this.contract = typeof hello.contract === "string" ? hello.contract : null;
+        var calls = hello.max_calls;
+        this.maxCalls = typeof calls === "number" && calls >= 0 ? calls : null;
         this._call(this._onHello, hello, "onHello");
       }
 
@@ -1008,6 +1412,9 @@
     }
 
     SS.SSError = SSError;
+    // Cast: ss.d.ts narrows `name` to the CallErrorName set in the constructor, which a JS class cannot declare.
+    SS.CallError = /** @type {typeof import("./ss.js").CallError} */ (/** @type {unknown} */ (CallError));
+    SS.DEFAULT_CALL_TIMEOUT = DEFAULT_CALL_TIMEOUT;
     SS.SUBPROTOCOL = SUBPROTOCOL;
     return SS;
   }
