@@ -1,9 +1,11 @@
 """Calls on the wire, against a real server: a handler's return value is its reply; errors are typed
 error replies, never a silent timeout; the server calls clients and waits for their replies.
 
-The frames are written by hand here, since the frames are the point (docs/protocol.md section 5):
+The client's calls are written by hand, since their frames are the point (docs/protocol.md section 5):
 ``<event> 0x01 c<id> 0x02 <payload>`` is a call, the answer ``<event> 0x01 <letter>r<id> 0x02 ...``
-or ``<event> 0x01 Je<id> 0x02 {"code", "message", "data"}``.
+or ``<event> 0x01 Je<id> 0x02 {"code", "message", "data"}``. The server's calls are answered by the
+Python client (typed_ss.client, whose frames tests/test_client.py checks), since what they test is the
+server's side: its typed replies, timeouts and failures.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typed_ss import (
     Server,
     Socket,
 )
+from typed_ss.client import connect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -225,47 +228,56 @@ def asking_server() -> tuple[Server, list[object]]:
     return ss, results
 
 
-async def answer_call(client: Client, event: str, reply: str) -> dict[str, Any]:
-    """Read the server's call of ``event`` and answer it (``reply`` is the frame's rest after 0x01);
-    returns what the call carried."""
-    frame = await client.recv()
-    assert frame.event == event, frame
-    letter, marker = frame.letter[0], frame.letter[1:]
-    assert marker.startswith("c"), frame
-    await client.ws.send(f"{event}\x01{reply.replace('ID', marker[1:])}")
-    return {"letter": letter, "payload": frame.payload}
-
-
 async def test_the_server_calls_a_client_and_gets_a_typed_reply() -> None:
     ss, results = asking_server()
-    async with running(make_app(ss), ss) as url, connect_client(url) as client:
-        await client.send("ask_me", "typed")
-        asked = await answer_call(client, "confirm", 'rID\x02{"yes": true}')
-        assert asked == {"letter": "J", "payload": '{"text":"tea?"}'}
-        await eventually(lambda: len(results) == 1)
-        await client.send("ask_me", "untyped")
-        await answer_call(client, "confirm", 'rID\x02{"yes": false}')
-        await client.send("ask_me", "text")
-        await answer_call(client, "greet", "rID\x02ann")
-        await eventually(lambda: len(results) == 3)
+    asked: list[Question] = []
+
+    async def confirm(question: Question) -> Answer:
+        asked.append(question)
+        return Answer(question.text == "tea?")
+
+    async with running(make_app(ss), ss) as url:
+        client = connect(url + "/socket")
+        client.handle("confirm", confirm)
+        client.handle("greet", lambda who: "ann", payload_type=str, returns=str)
+        async with client:
+            for how in ("typed", "untyped", "text"):
+                await client.emit("ask_me", how)
+            await eventually(lambda: len(results) == 3)
     assert results == [Answer(True), Answer(False), "ann"]
+    assert asked == [Question("tea?"), Question("coffee?")]
 
 
 async def test_a_call_fails_on_a_bad_reply_an_error_reply_no_reply_and_a_closed_socket() -> None:
     ss, results = asking_server()
+    asked: list[str] = []
+    late = asyncio.Event()
+
+    async def confirm(question: Question) -> dict[str, str]:
+        asked.append(question.text)
+        if len(asked) == 1:
+            return {"yes": "maybe"}  # no Answer: the server's call fails to decode it
+        if len(asked) == 2:
+            raise HandlerError("busy", "later", data=[1])
+        if len(asked) == 3:
+            await late.wait()  # answered only after the server's call timed out: dropped
+            return {"yes": "late"}
+        await asyncio.Event().wait()  # never answered: the client leaves first
+        raise AssertionError("unreachable")
+
     async with running(make_app(ss), ss) as url:
-        async with connect_client(url) as client:
-            await client.send("ask_me", "typed")
-            await answer_call(client, "confirm", 'rID\x02{"yes": "maybe"}')
+        client = connect(url + "/socket")
+        client.handle("confirm", confirm)
+        async with client:
+            await client.emit("ask_me", "typed")
             await eventually(lambda: len(results) == 1)
-            await client.send("ask_me", "typed")
-            await answer_call(client, "confirm", 'eID\x02{"code": "busy", "message": "later", "data": [1]}')
+            await client.emit("ask_me", "typed")
             await eventually(lambda: len(results) == 2)
-            await client.send("ask_me", "short")
-            await client.expect("confirm")  # and never answered
+            await client.emit("ask_me", "short")
             await eventually(lambda: len(results) == 3)
-            await client.send("ask_me_later", "typed")
-            await client.expect("confirm")
+            late.set()
+            await client.emit("ask_me_later", "typed")
+            await eventually(lambda: len(asked) == 4)  # the server's call reached the client
         await eventually(lambda: len(results) == 4)  # failed as soon as the connection closed
     bad_reply, error_reply, timed_out, closed = results
     assert isinstance(bad_reply, PayloadValidationError)
@@ -295,13 +307,21 @@ async def test_calls_past_max_calls_fail_at_once() -> None:
             task.add_done_callback(background.discard)
             await asyncio.sleep(0)  # each call is made before the next
 
-    async with running(make_app(ss), ss) as url, connect_client(url) as client:
-        assert client.hello["max_calls"] == 2
-        await client.send("flood")
-        await eventually(lambda: outcomes == ["too_many_calls"])
-        for _ in range(2):
-            await answer_call(client, "ping", "rID\x02pong")
-        await eventually(lambda: len(outcomes) == 3)
+    answer = asyncio.Event()
+
+    async def ping(question: str) -> str:
+        await answer.wait()  # held until the third call has failed
+        return "pong"
+
+    async with running(make_app(ss), ss) as url:
+        client = connect(url + "/socket")
+        client.handle("ping", ping)
+        async with client:
+            assert client.max_calls == 2
+            await client.emit("flood", b"")
+            await eventually(lambda: outcomes == ["too_many_calls"])
+            answer.set()
+            await eventually(lambda: len(outcomes) == 3)
     assert outcomes == ["too_many_calls", "pong", "pong"]
 
 

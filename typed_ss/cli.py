@@ -1,6 +1,6 @@
 """The ``typed-ss`` command (also ``python -m typed_ss``).
 
-    typed-ss gen-client myapp.main:ss --out web/generated [--lang ts|js] [--check] [--app-dir DIR]
+    typed-ss gen-client myapp.main:ss --out web/generated [--lang ts|js|py] [--check] [--app-dir DIR]
     typed-ss schema myapp.main:ss
     typed-ss asyncapi myapp.main:ss [--out asyncapi.json] [--app-dir DIR]
     typed-ss run myapp.main:app [--host 127.0.0.1] [--port 8080] [--server myapp.main:ss]
@@ -118,10 +118,11 @@ def main() -> None:
 )
 @click.option(
     "--lang",
-    type=click.Choice(["ts", "js"]),
+    type=click.Choice(["ts", "js", "py"]),
     default="ts",
     show_default=True,
-    help="ts: one TypeScript module (ss.client.ts); js: an ES module (ss.client.js) with ss.client.d.ts.",
+    help="ts: one TypeScript module (ss.client.ts); js: an ES module (ss.client.js) with ss.client.d.ts; "
+    "py: a Python module (ss_client.py) for typed_ss.client.",
 )
 @click.option("--check", is_flag=True, help="Write nothing; print a diff and exit 1 if the files are stale.")
 @_APP_DIR
@@ -130,14 +131,14 @@ def gen_client(app: str, out_dir: Path, lang: str, check: bool, app_dir: str) ->
 
     Writes ss.client.ts (or ss.client.js and ss.client.d.ts with --lang js) and, next to it, the
     runtime it calls (ss-typed.js, ss-typed.mjs, ss-typed.d.ts, ss-typed.d.mts) and the plain client
-    that runtime wraps (ss.js, ss.mjs, ss.d.ts, ss.d.mts). Files whose content would not change are
-    not rewritten.
+    that runtime wraps (ss.js, ss.mjs, ss.d.ts, ss.d.mts). With --lang py: ss_client.py alone, which
+    runs on typed_ss.client. Files whose content would not change are not rewritten.
     """
     from typed_ss.codegen import CodegenError, files, generate
 
     try:
         contract = load_contract(app, app_dir)
-        generated = generate(contract, "js" if lang == "js" else "ts", app)
+        generated = generate(contract, "py" if lang == "py" else "js" if lang == "js" else "ts", app)
     except (ImportFromStringError, CodegenError) as exc:
         _fail(str(exc))
     if check:

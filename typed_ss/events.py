@@ -47,6 +47,7 @@ from typed_ss.typeinfo import (
     is_plain_class,
     msgspec_can_decode,
     payload_kind,
+    plain_class_union,
     type_name,
 )
 
@@ -107,6 +108,9 @@ class PayloadFrames:
             self._accepts = payload_type
         elif msgspec_can_decode(payload_type):
             self._validate_json = msgspec.json.Decoder(payload_type).decode
+        elif (classes := plain_class_union(payload_type)) is not None:
+            # Untagged Structs that no decoder tells apart (a generated client's `Name | NameInput`).
+            self._accepts = classes
         else:
             pydantic = sys.modules.get("pydantic")
             # Server.event refused the types that neither msgspec nor pydantic can decode.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
+import types
 import typing
 from collections.abc import Iterator
 from typing import Any, Final, Literal, TypeAlias, TypeGuard
@@ -34,6 +35,7 @@ __all__ = [
     "msgspec_can_decode",
     "origin",
     "payload_kind",
+    "plain_class_union",
     "strip_metadata",
     "type_name",
 ]
@@ -72,6 +74,18 @@ def is_plain_class(tp: object) -> bool:
     except TypeError:
         return False
     return True
+
+
+def plain_class_union(tp: object) -> tuple[type, ...] | None:
+    """The members of ``tp`` when it is a union of plain classes (:func:`is_plain_class`), such as
+    two untagged msgspec Structs, which an ``isinstance`` check tells apart though no decoder can;
+    else ``None``."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    members = typing.get_args(tp)
+    if not all(is_plain_class(member) for member in members):
+        return None
+    return tuple(typing.cast(type, member) for member in members)
 
 
 def custom_types(info: mi.Type) -> Iterator[mi.CustomType]:

@@ -196,6 +196,8 @@ class Declaration:
     name: str
     type: Node
     doc: str | None = None
+    received: str | None = None
+    """For a sent shape (``NameInput``): the name of the received shape it is sent for (``Name``)."""
 
 
 @dataclass

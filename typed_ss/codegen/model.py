@@ -168,7 +168,8 @@ def _resolve(
         if key in input_names:
             note = "The shape the client sends: fields with a default may be left out."
             doc = f"{entry.doc}\n\n{note}" if entry.doc else note
-            declarations.append(ir.Declaration(input_names[key], ir.substitute(entry.sent, name_of), doc))
+            sent = ir.substitute(entry.sent, name_of)
+            declarations.append(ir.Declaration(input_names[key], sent, doc, received=by_key[key]))
     declarations.sort(key=lambda d: (d.name.lower(), d.name))
 
     def node(
