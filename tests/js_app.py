@@ -6,15 +6,14 @@ clients/js/test/calls-integration.test.js for calls both ways) run against.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import msgspec
-import pydantic
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
-from typed_ss import CallError, HandlerError, Server, Socket
+from tests.call_app import Answer, Question, add_call_handlers
+from typed_ss import CallError, Server, Socket
 
 MAX_MESSAGE_SIZE = 4096
 
@@ -24,27 +23,6 @@ ss = Server(max_message_size=MAX_MESSAGE_SIZE)
 class Chat(msgspec.Struct):
     room: str
     text: str
-
-
-class AddQuery(msgspec.Struct):
-    a: int
-    b: int
-
-
-class AddResult(msgspec.Struct):
-    sum: int
-
-
-class Profile(pydantic.BaseModel):
-    name: str
-
-
-class Question(msgspec.Struct):
-    text: str
-
-
-class Answer(msgspec.Struct):
-    yes: bool
 
 
 confirm = ss.event("confirm", Question, reply=Answer)
@@ -98,47 +76,12 @@ async def kick(sock: Socket, code: int) -> None:
 
 
 # Calls (docs/protocol.md section 5): a handler's return value is its reply, in every wire kind.
-
-
-@ss.on("add")
-async def add(sock: Socket, q: AddQuery) -> AddResult:
-    return AddResult(q.a + q.b)
-
-
-@ss.on("upper")
-async def upper(sock: Socket, text: str) -> str:
-    return text.upper()
-
-
-@ss.on("reverse")
-async def reverse(sock: Socket, data: bytes) -> bytes:
-    return data[::-1]
-
-
-@ss.on("profile")
-async def profile(sock: Socket, name: str) -> Profile:
-    return Profile(name=name)
-
-
-@ss.on("count")
-async def count(sock: Socket, data: list[int]) -> int:
-    return len(data)
+add_call_handlers(ss)
 
 
 @ss.on("ack")
 async def ack(sock: Socket, data: str) -> None:
     await sock.emit("acked", data)
-
-
-@ss.on("refuse")
-async def refuse(sock: Socket, room: str) -> None:
-    raise HandlerError("not_found", f"no room {room}", data={"room": room})
-
-
-@ss.on("slow")
-async def slow(sock: Socket, seconds: float) -> str:
-    await asyncio.sleep(seconds)
-    return "done"
 
 
 @ss.on("ask")

@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
 
-import msgspec
-import pydantic
 import pytest
 
 from tests.apps import make_app
+from tests.call_app import Answer, Question, add_call_handlers
 from tests.support import Client, connect_client, eventually, running
 from typed_ss import (
     CallClosed,
@@ -34,71 +32,13 @@ from typed_ss.client import connect
 pytestmark = pytest.mark.timeout(60)
 
 
-class AddQuery(msgspec.Struct):
-    a: int
-    b: int
-
-
-class AddResult(msgspec.Struct):
-    sum: int
-
-
-class Profile(pydantic.BaseModel):
-    name: str
-
-
-class Question(msgspec.Struct):
-    text: str
-
-
-class Answer(msgspec.Struct):
-    yes: bool
-
-
 def call_server() -> Server:
     ss = Server()
-
-    @ss.on("add")
-    async def add(sock: Socket, q: AddQuery) -> AddResult:
-        return AddResult(q.a + q.b)
-
-    @ss.on("upper")
-    async def upper(sock: Socket, text: str) -> str:
-        return text.upper()
-
-    @ss.on("reverse")
-    async def reverse(sock: Socket, data: bytes) -> bytes:
-        return data[::-1]
-
-    @ss.on("profile")
-    async def profile(sock: Socket, name: str) -> Profile:
-        return Profile(name=name)
-
-    @ss.on("count")
-    async def count(sock: Socket, data: list[int]) -> int:
-        return len(data)
+    add_call_handlers(ss)
 
     @ss.on("ack")
     async def ack(sock: Socket, data: str) -> None:
         pass
-
-    @ss.on("refuse")
-    async def refuse(sock: Socket, room: str) -> None:
-        raise HandlerError("not_found", f"no room {room}", data={"room": room})
-
-    @ss.on("crash")
-    async def crash(sock: Socket, data: bytes) -> None:
-        raise RuntimeError("secret internals")
-
-    @ss.on("slow")
-    async def slow(sock: Socket, seconds: float) -> str:
-        await asyncio.sleep(seconds)
-        return "done"
-
-    @ss.on("lies")
-    async def lies(sock: Socket, data: bytes) -> int:
-        bad: Any = "not an int"
-        return bad  # type: ignore[no-any-return]
 
     return ss
 

@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgspec
-import pydantic
 import pytest
 import uvicorn
 
 from tests.apps import make_app
+from tests.call_app import AddQuery, AddResult, Answer, Profile, Question, add_call_handlers
 from tests.support import eventually, free_socket, running
 from typed_ss import (
     CallClosed,
@@ -43,53 +42,13 @@ FAST = ReconnectPolicy(base=0.01, cap=0.05)
 """Reconnect at once, in tests: waits below 50 ms."""
 
 
-class AddQuery(msgspec.Struct):
-    a: int
-    b: int
-
-
-class AddResult(msgspec.Struct):
-    sum: int
-
-
-class Profile(pydantic.BaseModel):
-    name: str
-
-
-class Question(msgspec.Struct):
-    text: str
-
-
-class Answer(msgspec.Struct):
-    yes: bool
-
-
 def app_server(**options: Any) -> tuple[Server, list[object]]:
     """A server whose handlers return every kind of reply and fail in every way; ``log`` records what
     its handlers saw, in order."""
     ss = Server(**options)
     log: list[object] = []
 
-    @ss.on("add")
-    async def add(sock: Socket, q: AddQuery) -> AddResult:
-        log.append(("add", q.a, q.b))
-        return AddResult(q.a + q.b)
-
-    @ss.on("upper")
-    async def upper(sock: Socket, text: str) -> str:
-        return text.upper()
-
-    @ss.on("reverse")
-    async def reverse(sock: Socket, data: bytes) -> bytes:
-        return data[::-1]
-
-    @ss.on("profile")
-    async def profile(sock: Socket, name: str) -> Profile:
-        return Profile(name=name)
-
-    @ss.on("count")
-    async def count(sock: Socket, data: list[int]) -> int:
-        return len(data)
+    add_call_handlers(ss, log)
 
     @ss.on("ack")
     async def ack(sock: Socket, data: str) -> None:
@@ -99,20 +58,6 @@ def app_server(**options: Any) -> tuple[Server, list[object]]:
     async def note(sock: Socket, text: str) -> None:
         log.append(("note", text))
         await sock.emit("noted", text)
-
-    @ss.on("refuse")
-    async def refuse(sock: Socket, room: str) -> None:
-        raise HandlerError("not_found", f"no room {room}", data={"room": room})
-
-    @ss.on("crash")
-    async def crash(sock: Socket, data: bytes) -> None:
-        raise RuntimeError("secret internals")
-
-    @ss.on("slow")
-    async def slow(sock: Socket, seconds: float) -> str:
-        log.append(("slow", seconds))
-        await asyncio.sleep(seconds)
-        return "done"
 
     @ss.on("kick")
     async def kick(sock: Socket, code: int) -> None:
