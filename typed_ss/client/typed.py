@@ -66,10 +66,23 @@ def wire_type(payload_type: object, kind: PayloadKind) -> object:
     return payload_type
 
 
-class Outgoing(Generic[P, R]):
+class _Event:
+    """One event of the contract: its name, checked once, when the generated module loads."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        check_event_name(name, _MAX_EVENT_NAME)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class Outgoing(_Event, Generic[P, R]):
     """An event the client sends: payload ``P``, and ``R`` the reply when it is called."""
 
-    __slots__ = ("_decode_reply", "_frames", "name")
+    __slots__ = ("_decode_reply", "_frames")
 
     def __init__(
         self,
@@ -79,13 +92,9 @@ class Outgoing(Generic[P, R]):
         reply_type: object = None,
         reply_kind: PayloadKind = "json",
     ) -> None:
-        check_event_name(name, _MAX_EVENT_NAME)
-        self.name = name
+        super().__init__(name)
         self._frames = PayloadFrames(name, wire_type(payload_type, kind))
         self._decode_reply = reply_decoder(wire_type(reply_type, reply_kind))
-
-    def __repr__(self) -> str:
-        return f"<Outgoing {self.name!r}>"
 
     async def emit(self, client: Client, payload: P) -> None:
         """Send ``payload`` (see :meth:`Client.emit <typed_ss.client.Client.emit>`).
@@ -104,10 +113,10 @@ class Outgoing(Generic[P, R]):
         return reply
 
 
-class Incoming(Generic[P, R]):
+class Incoming(_Event, Generic[P, R]):
     """An event the server sends: payload ``P``, and ``R`` the client's reply when the server calls it."""
 
-    __slots__ = ("_payload_type", "_reply_type", "name")
+    __slots__ = ("_payload_type", "_reply_type")
 
     def __init__(
         self,
@@ -117,13 +126,9 @@ class Incoming(Generic[P, R]):
         reply_type: object = None,
         reply_kind: PayloadKind = "json",
     ) -> None:
-        check_event_name(name, _MAX_EVENT_NAME)
-        self.name = name
+        super().__init__(name)
         self._payload_type = wire_type(payload_type, kind)
         self._reply_type = wire_type(reply_type, reply_kind)
-
-    def __repr__(self) -> str:
-        return f"<Incoming {self.name!r}>"
 
     def on(self, client: Client, handler: Listener[P]) -> None:
         """``handler(payload)`` for each of these events (see
