@@ -5,6 +5,7 @@ the reconnect rules and delays)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -491,6 +492,51 @@ async def test_a_refused_contract_asks_for_a_reload_and_does_not_reconnect(
     assert any("4010" in r.getMessage() for r in caplog.records)
 
 
+async def test_closing_just_after_the_server_refused_the_contract_still_reports_4010() -> None:
+    ss, _ = app_server(contract_check="refuse")
+    async with running(make_app(ss), ss) as url:
+        for attempt in range(1, 6):  # the server's close and the client's race differently each time
+            client = connect(url + "/socket", contract="0" * 32, reconnect=FAST)
+            hooks: list[object] = []
+            client.on_reload_needed(functools.partial(hooks.append, "reload"))
+            client.on_disconnected(hooks.append)
+            async with client:
+                with pytest.raises(CallClosed):  # the server sends __hello, closes, and reads nothing
+                    await client.call("upper", "x", returns=str)
+            assert (client.close_code, hooks) == (CloseCode.CONTRACT_MISMATCH, [4010, "reload"]), attempt
+
+
+async def test_a_message_over_the_clients_own_limit_closes_with_1009_and_it_reconnects() -> None:
+    ss, _ = app_server()
+    async with running(make_app(ss), ss) as url:
+        client = connect(url + "/socket", max_message_size=200, reconnect=FAST)
+        codes: list[int] = []
+        client.on_disconnected(codes.append)
+        async with client:
+            first_id = client.id
+            await client.emit("note", "x" * 300)  # noted: echoed back, over the client's limit
+            await eventually(lambda: client.connected and client.id != first_id)
+            assert (codes, client.close_code) == ([CloseCode.MESSAGE_TOO_BIG], CloseCode.MESSAGE_TOO_BIG)
+
+
+async def test_a_leave_the_server_refuses_keeps_the_room_for_the_next_connection() -> None:
+    ss, _ = app_server()
+
+    @ss.on("leave")
+    async def leave(sock: Socket, room: str) -> None:
+        if room == "stay":
+            raise HandlerError("not_now", "stay a little")
+        await sock.leave(room)
+
+    async with running(make_app(ss), ss) as url, connect(url + "/socket") as client:
+        await client.join("stay")
+        await client.join("go")
+        with pytest.raises(CallError, match="not_now"):
+            await client.leave("stay")
+        await client.leave("go")
+        assert client.rooms == ("stay",)
+
+
 async def test_the_contract_fingerprint_and_headers_reach_the_server() -> None:
     ss, _ = app_server()
     async with running(make_app(ss), ss) as url:
@@ -609,9 +655,10 @@ def test_the_close_code_decides_whether_to_reconnect() -> None:
     back = [1001, 1006, 1009, 1011, 1012, 1013, 1002, 1007, 4008]
     away = [1000, 1008, 3000, 4000, 4010, 4999]
     assert [code for code in back + away if should_reconnect(code, policy)] == back
-    listed = ReconnectPolicy(reconnect_codes=frozenset({4000, 1000}))
+    listed = ReconnectPolicy(reconnect_codes=frozenset({4000, 1000, 4010}))
     assert should_reconnect(4000, listed)
     assert should_reconnect(1000, listed)
+    assert not should_reconnect(4010, listed)  # the server would refuse this client every time
 
 
 def test_the_waits_are_jittered_below_the_backoff_and_start_over_after_a_stable_connection() -> None:

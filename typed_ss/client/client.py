@@ -110,7 +110,8 @@ class Client:
         self._on_reload_needed: Callable[[], object] | None = None
         self._on_server_error: Callable[[ErrorPayload], object] | None = None
         self.close_code: int | None = None
-        """The code of the last close (1006 when the connection ended without one); ``None`` before."""
+        """The code of the last close: the server's; this client's own when the server's never came
+        (1009 after a message over ``max_message_size``); 1006 when neither; ``None`` before."""
 
     def __repr__(self) -> str:
         return f"<typed_ss.client.Client {self.url!r} {self._state}>"
@@ -296,14 +297,17 @@ class Client:
         self._rooms[room] = None
 
     async def leave(self, room: str, *, timeout: float = 5.0) -> None:
-        """Leave ``room``: forget it, and call the server's ``leave`` event with its name.
+        """Leave ``room``: call the server's ``leave`` event with its name and, once it acknowledged,
+        forget the room (it is not joined again after a reconnect).
 
         Raises:
-            InvalidName, CallError: as :meth:`join`.
+            InvalidName: as :meth:`join`.
+            CallError, TimeoutError: as :meth:`call`; the room is still remembered, since the server
+                may not have let the socket go.
         """
         check_room_name(room, _LIMITS.max_room_name_length)
+        await self.call(LEAVE_EVENT, room, returns=bytes, timeout=timeout)  # whatever it returns
         self._rooms.pop(room, None)
-        await self.call(LEAVE_EVENT, room, returns=bytes, timeout=timeout)
 
     async def emit_frame(self, event: str, frame: Frame) -> None:
         """Send ``frame`` as an emit of ``event``, as :meth:`emit` does; for typed layers
@@ -389,7 +393,9 @@ class Client:
 
     async def start(self) -> None:
         """Connect for the first time (``async with`` does it); returns once connected and ready (the
-        ``on_connected`` hook has run and the emits held so far are sent).
+        ``on_connected`` hook has run and the emits held so far are sent), or once that first
+        connection closed while being made ready (a server that refuses this client's contract sends
+        its ``__hello`` and closes with 4010): :attr:`connected` says which.
 
         Raises:
             OSError, TimeoutError, websockets.exceptions.InvalidHandshake,
@@ -416,7 +422,9 @@ class Client:
     async def close(self) -> None:
         """Close for good: the connection with 1000, a reconnect that waits cancelled, the waiting
         calls failed (``CallClosed``), the emits still held dropped (logged). Safe to call again, and
-        from a handler or hook."""
+        from a handler or hook. When the server had closed the connection already (its close frame
+        arrived), ``close_code`` and the hooks get the server's code, 4010's ``on_reload_needed``
+        included."""
         if self._is_closed() and self._connection is None:
             return
         was_open = self._state == "open"
@@ -426,12 +434,18 @@ class Client:
             supervisor.cancel()
             await asyncio.wait((supervisor,))
         connection, self._connection = self._connection, None
+        code: int = CloseCode.NORMAL
         if connection is not None:
+            # The supervisor, cancelled above, would have reported a close the server made first.
+            closed_by_server = connection.close_code
             await connection.close(CloseCode.NORMAL)
-            self.close_code = CloseCode.NORMAL
+            code = CloseCode.NORMAL if closed_by_server is None else closed_by_server
+            self.close_code = code
         self._finish()
         if connection is not None and was_open:
-            await self._run_hook("on_disconnected", self._on_disconnected, CloseCode.NORMAL)
+            await self._run_hook("on_disconnected", self._on_disconnected, code)
+            if code == CloseCode.CONTRACT_MISMATCH:
+                await self._run_hook("on_reload_needed", self._on_reload_needed)
 
     async def wait_closed(self) -> None:
         """Wait until the client is closed for good (by :meth:`close`, a close code after which it does

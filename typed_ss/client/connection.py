@@ -161,6 +161,17 @@ class Connection:
         """Whether frames can still be sent."""
         return not self._reader.done() and self.ws.close_code is None
 
+    @property
+    def close_code(self) -> int | None:
+        """How the WebSocket closed: the server's code as soon as its close frame arrived; once closed
+        without one, this side's own (1009 after a message too big) or 1006; ``None`` before."""
+        protocol = self.ws.protocol
+        if protocol.close_rcvd is not None:
+            return protocol.close_rcvd.code
+        if self.ws.close_code is None:
+            return None  # still open, or closing
+        return protocol.close_sent.code if protocol.close_sent is not None else ABNORMAL_CLOSURE
+
     async def send(self, frame: Frame) -> None:
         """Send one client frame.
 
@@ -175,7 +186,7 @@ class Connection:
         # asyncio.wait, not gather: cancelling the waiter must not cancel the tasks (a handler may be
         # the one closing the client, which cancels whoever waits here).
         await asyncio.wait((self._reader, self._runner))
-        code = self.ws.close_code
+        code = self.close_code
         return ABNORMAL_CLOSURE if code is None else code
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:

@@ -46,7 +46,7 @@ class ReconnectPolicy:
     """Failed attempts in a row after which the client gives up and closes; ``None``: never."""
     reconnect_codes: frozenset[int] = frozenset()
     """More close codes to reconnect after (an application's own 4xxx codes); they override the
-    built-in rules."""
+    built-in rules, except 4010 (contract mismatch), after which no client reconnects."""
     random: Callable[[], float] = field(default=random.random, compare=False)
     """The jitter's random source, uniform in [0, 1) (tests pass a fixed one)."""
 
@@ -60,6 +60,8 @@ class ReconnectPolicy:
 
 def should_reconnect(code: int, policy: ReconnectPolicy) -> bool:
     """Whether a connection closed with ``code`` is worth another attempt (see the module docstring)."""
+    if code == CloseCode.CONTRACT_MISMATCH:
+        return False  # the server will refuse this client every time: only a new client helps
     if code in policy.reconnect_codes:
         return True
     if code in NO_RECONNECT_CODES:
