@@ -100,17 +100,22 @@ pytest: $(STAMP) $(JS_STAMP) $(ASYNCAPI_STAMP) system-packages
 jstest: $(STAMP) $(JS_STAMP)
 	cd $(JS) && npm test
 
-# The typed chat example's generated client (examples/typed_chat/static/generated): `make codegen`
-# refreshes it after a change to clients/js or to the example's events; `make test` fails while stale.
+# The examples' generated clients: the typed chat's (examples/typed_chat/static/generated) and the calls
+# example's Python module (examples/calls/generated/ss_client.py). `make codegen` refreshes them after a
+# change to clients/js, to the Python generator or to the examples' events; `make test` fails while stale.
 GEN_TYPED_CHAT := $(VENV)/bin/typed-ss gen-client examples.typed_chat.app:ss \
 	--out examples/typed_chat/static/generated --lang js
+GEN_CALLS := $(VENV)/bin/typed-ss gen-client examples.calls.app:ss \
+	--out examples/calls/generated --lang py
 .PHONY: codegen codegen-check
 
 codegen: $(STAMP)
 	$(GEN_TYPED_CHAT)
+	$(GEN_CALLS)
 
 codegen-check: $(STAMP)
 	$(GEN_TYPED_CHAT) --check
+	$(GEN_CALLS) --check
 
 test: lint typecheck codegen-check pytest jstest
 
