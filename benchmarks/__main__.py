@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.run import ROOT, SIZES, run_suite
+from benchmarks.run import ROOT, SCENARIOS, SIZES, run_suite
 from benchmarks.servers import KINDS
 
 GO_NOTE = (
@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--no-redis", action="store_true", help="skip the two-instance Redis scenario")
     parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="scenarios to run (default: all; callgrind counts echo messages and calls)",
+    )
+    parser.add_argument(
         "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="servers to compare (typed-ss first)"
     )
     parser.add_argument(
@@ -43,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kinds = tuple(dict.fromkeys(["typed-ss", *args.kinds]))
     sizes = SIZES[args.mode]
-    sizes = type(sizes)(**{**sizes.__dict__, "kinds": kinds})
-    print(f"typed-ss benchmarks, {sizes.note}", file=sys.stderr, flush=True)
+    scenarios = tuple(name for name in SCENARIOS if name in args.scenarios)
+    sizes = type(sizes)(**{**sizes.__dict__, "kinds": kinds, "scenarios": scenarios})
+    narrowed = "" if scenarios == SCENARIOS else f"; only {', '.join(scenarios)}"
+    print(f"typed-ss benchmarks, {sizes.note}{narrowed}", file=sys.stderr, flush=True)
 
     outcome = run_suite(sizes, redis=not args.no_redis, wait_quiet=args.wait_quiet)
     outcome["environment"] = report.environment()
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(chart_path, args.out / f"latest-{sizes.name}.png")
 
     env = outcome["environment"]
-    print(f"\n## typed-ss benchmarks ({sizes.note})\n")
+    print(f"\n## typed-ss benchmarks ({sizes.note}{narrowed})\n")
     print(
         f"{env['machine']}; Python {env['python']}; load average {outcome['load_average_before']:.2f} "
         f"before, {outcome['load_average_after']:.2f} after; client {outcome['client_library']}; "

@@ -12,10 +12,13 @@ window.
 Each server kind has its own wire format for the same operations (see :mod:`benchmarks.servers`):
 
 - typed-ss: ``sac-sock`` frames, ``<event> 0x02 <payload>`` up, ``<event> 0x01 S 0x02 <payload>`` down;
-  the connection is ready once ``__hello`` has arrived.
+  the connection is ready once ``__hello`` has arrived. A call is ``<event> 0x01 c<id> 0x02 <payload>``,
+  its reply ``<event> 0x01 Sr<id> 0x02 <reply>`` (docs/protocol.md section 5).
 - socketio: Engine.IO v4 / Socket.IO v5 over a WebSocket (``/socket.io/?EIO=4&transport=websocket``):
   ``0{...}`` open, ``40`` connect, ``42["event","payload"]`` events, pings ``2`` answered with ``3``.
-- starlette: one command letter and the payload, echoed or fanned out as it came.
+  A call (an emit with an ack) is ``42<id>["event","payload"]``, its ack ``43<id>["reply"]``.
+- starlette: one command letter and the payload, echoed or fanned out as it came; a call is
+  ``c<id> 0x02 <payload>``, its reply ``r<id> 0x02 <payload>``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,26 @@ def frame(kind: str, event: str, payload: str) -> bytes:
 def payload(tag: str) -> str:
     """A ``PAYLOAD_SIZE``-byte payload that starts with ``tag`` (so a receiver can tell messages apart)."""
     return tag.ljust(PAYLOAD_SIZE, ".")
+
+
+def call_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
+    """The client message calling ``event`` of server ``kind`` with ``payload``, as call ``call_id``."""
+    if kind == "typed-ss":
+        return f"{event}\x01c{call_id}\x02{payload}".encode()
+    if kind == "socketio":
+        return f'42{call_id}["{event}","{payload}"]'.encode()
+    return f"c{call_id}\x02{payload}".encode()  # starlette
+
+
+def reply_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
+    """The exact message server ``kind`` answers call ``call_id`` of ``event`` with, when the handler
+    returns ``payload``: the reply the load generator waits for, and checks byte for byte (the id,
+    the event, the type letter and the value; an error reply never matches)."""
+    if kind == "typed-ss":
+        return f"{event}\x01Sr{call_id}\x02{payload}".encode()
+    if kind == "socketio":
+        return f'43{call_id}["{payload}"]'.encode()
+    return f"r{call_id}\x02{payload}".encode()  # starlette
 
 
 # --- connections -----------------------------------------------------------------------------------
@@ -317,6 +340,68 @@ async def echo(spec: Spec) -> dict[str, Any]:
     return result
 
 
+async def call(spec: Spec) -> dict[str, Any]:
+    """Closed loop of calls: each connection calls ``add``, waits for the reply to that call (its id,
+    event and value checked), then calls again; the server's handler returns the payload as its reply.
+    A reply that is not exactly the expected one fails the run."""
+    conns = await connect_many(spec.kind, spec.url, spec.connections)
+    data = payload("call")
+    kind = spec.kind
+    next_ids = [1] * len(conns)  # each connection's next call id: none is reused, warm-up included
+
+    async def phase(per_conn: int, rtts: list[float] | None) -> None:
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        running = len(conns)
+        clock = time.perf_counter
+
+        def start(index: int, conn: Conn) -> None:
+            left = per_conn
+            waiting = next_ids[index]
+            next_ids[index] += per_conn
+            expected = reply_frame(kind, "add", waiting, data)
+            sent = clock()
+
+            def on_message(message: bytes) -> None:
+                nonlocal left, sent, running, waiting, expected
+                now = clock()
+                if message != expected:
+                    if not finished.done():
+                        problem = f"call {waiting} expected {expected[:120]!r}, got {message[:200]!r}"
+                        finished.set_exception(ValueError(problem))
+                    return
+                if rtts is not None:
+                    rtts.append(now - sent)
+                left -= 1
+                if left:
+                    sent = now
+                    waiting += 1
+                    expected = reply_frame(kind, "add", waiting, data)
+                    conn.send(call_frame(kind, "add", waiting, data))
+                else:
+                    running -= 1
+                    if not running and not finished.done():
+                        finished.set_result(None)
+
+            conn.on_message = on_message
+            conn.send(call_frame(kind, "add", waiting, data))
+
+        for index, conn in enumerate(conns):
+            start(index, conn)
+        async with asyncio.timeout(TIMEOUT + per_conn * len(conns) / 1000):
+            await finished
+
+    if spec.warmup:
+        await phase(spec.warmup, None)
+    rtts: list[float] = []
+    window = Window(spec.server_pids, spec.helper_pids)
+    await phase(spec.messages, rtts)
+    result = window.end(len(rtts), "call")
+    result.update({f"rtt_{k}_us": v for k, v in percentiles(rtts).items()})
+    await close_all(conns)
+    return result
+
+
 async def _fan_out(
     spec: Spec, sender: Conn, receivers: list[Conn], count: int, warmup: int
 ) -> tuple[list[float], Window | None, int]:
@@ -478,6 +563,7 @@ async def idle(spec: Spec) -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[Spec], Awaitable[dict[str, Any]]]] = {
     "echo": echo,
+    "call": call,
     "broadcast": broadcast,
     "redis": broadcast,
     "roomcast": roomcast,

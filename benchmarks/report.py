@@ -46,6 +46,15 @@ def rows(medians: dict[str, Any]) -> list[Row]:
             Row(key, "client_cpu_us_per_msg", f"{title}: client CPU µs/msg", None),
             Row(key, "other_cpu_util", f"{title}: other tenants' CPU (cores)", None),
         ]
+    title = "call, 50 conns"
+    rows += [
+        Row("call50", "calls_per_s", f"{title}: calls/s", True),
+        Row("call50", "rtt_p50_us", f"{title}: round trip p50 µs", False),
+        Row("call50", "rtt_p99_us", f"{title}: round trip p99 µs", False),
+        Row("call50", "server_cpu_us_per_call", f"{title}: server CPU µs/call", False),
+        Row("call50", "client_cpu_us_per_call", f"{title}: client CPU µs/call", None),
+        Row("call50", "other_cpu_util", f"{title}: other tenants' CPU (cores)", None),
+    ]
     for receivers in fanout_sizes(medians):
         key = f"broadcast{receivers}"
         title = f"broadcast to {receivers:,}"
@@ -68,6 +77,7 @@ def rows(medians: dict[str, Any]) -> list[Row]:
         Row("redis", "latency_p99_ms", "2 instances over Redis: p99 ms", False),
         Row("redis", "server_cpu_us_per_delivery", "2 instances over Redis: servers' CPU µs/delivery", False),
         Row("callgrind", "instructions_per_msg", "callgrind: instructions/echo msg", False),
+        Row("callgrind", "instructions_per_call", "callgrind: instructions/call", False),
     ]
     return rows
 
@@ -88,6 +98,7 @@ def all_targets(medians: dict[str, Any]) -> list[Target]:
     found = [
         Target("echo 50 conns msgs/s >= 0.85x Starlette", "echo50", "msgs_per_s", "starlette", ">=", 0.85),
         Target("echo 50 conns msgs/s >= 4x python-socketio", "echo50", "msgs_per_s", "socketio", ">=", 4),
+        Target("call 50 conns calls/s >= 4x python-socketio", "call50", "calls_per_s", "socketio", ">=", 4),
     ]
     for receivers in fanout_sizes(medians):
         key, name = f"broadcast{receivers}", f"broadcast {receivers:,} p50"

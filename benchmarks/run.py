@@ -28,9 +28,12 @@ from benchmarks import procstat
 from benchmarks.loadgen import HAVE_PICOWS, Spec
 from benchmarks.servers import KINDS
 
-__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "run_suite"]
+__all__ = ["FULL", "QUICK", "SCENARIOS", "SMOKE", "Sizes", "run_suite"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+SCENARIOS = ("idle", "echo", "call", "broadcast", "roomcast", "redis", "callgrind")
+"""Every scenario a run can be narrowed to (``python -m benchmarks quick --scenarios call``)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Sizes:
     echo50_messages: int
     """Messages per connection, 50 connections."""
     echo_warmup: int
+    call50_calls: int
+    """Calls per connection, 50 connections (after ``echo_warmup`` calls each)."""
     fanout: tuple[tuple[int, int], ...]
     """(receivers, sequential broadcasts) per fan-out size."""
     rooms: int
@@ -53,13 +58,15 @@ class Sizes:
     redis_receivers: int
     redis_broadcasts: int
     callgrind: tuple[int, int] | None
-    """Echo messages of the short and the long callgrind run (``None``: no callgrind)."""
+    """Echo messages (and calls) of the short and the long callgrind run (``None``: no callgrind)."""
     quiet_retries: int = 0
     """Times a measurement is taken again when other processes used more than ``max_other_cpu``
     cores during it (the quietest attempt is kept), within ``retry_budget`` seconds per run."""
     max_other_cpu: float = 0.3
     retry_budget: float = 900.0
     kinds: tuple[str, ...] = KINDS
+    scenarios: tuple[str, ...] = SCENARIOS
+    """The scenarios to run, of :data:`SCENARIOS` (``callgrind`` counts both echo messages and calls)."""
     note: str = ""
 
 
@@ -69,6 +76,7 @@ QUICK = Sizes(
     echo1_messages=2000,
     echo50_messages=200,
     echo_warmup=20,
+    call50_calls=200,
     fanout=((200, 100), (1000, 30)),
     rooms=100,
     members=10,
@@ -86,6 +94,7 @@ FULL = Sizes(
     echo1_messages=3000,
     echo50_messages=1000,
     echo_warmup=50,
+    call50_calls=1000,
     # python-socketio needs about 1.5 s per broadcast to 10,000 here.
     fanout=((200, 200), (1000, 100), (10_000, 10)),
     rooms=100,
@@ -105,6 +114,7 @@ SMOKE = Sizes(
     echo1_messages=20,
     echo50_messages=4,
     echo_warmup=2,
+    call50_calls=4,
     fanout=((5, 3),),
     rooms=2,
     members=3,
@@ -307,6 +317,9 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries
     """One repetition: fresh servers, idle first (on servers that have seen no load), then the rest,
     each scenario visiting the servers in this repetition's order."""
     order = _rotated(sizes.kinds, rep)
+    chosen = set(sizes.scenarios)
+    if not chosen & {"idle", "echo", "call", "broadcast", "roomcast"}:
+        return
     with contextlib.ExitStack() as stack:
         servers = {kind: stack.enter_context(server(kind, workdir)) for kind in order}
 
@@ -323,54 +336,70 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries
                 _settle(started.pid)
 
         base = Spec(scenario="", kind="", url="", server_pids=[])
-        _say(f"  idle: {sizes.idle} connections")
-        # Never retaken: a second attempt would find the memory of the first one's connections pooled.
-        each("idle", replace(base, scenario="idle", connections=sizes.idle), retry=False)
-        _say("  echo: 1 and 50 connections")
-        each(
-            "echo1",
-            replace(
-                base,
-                scenario="echo",
-                connections=1,
-                messages=sizes.echo1_messages,
-                warmup=sizes.echo_warmup * 5,
-            ),
-        )
-        each(
-            "echo50",
-            replace(
-                base,
-                scenario="echo",
-                connections=50,
-                messages=sizes.echo50_messages,
-                warmup=sizes.echo_warmup,
-            ),
-        )
-        for receivers, broadcasts in sizes.fanout:
-            _say(f"  broadcast: {receivers} receivers")
+        if "idle" in chosen:
+            _say(f"  idle: {sizes.idle} connections")
+            # Never retaken: a second attempt would find the memory of the first one's connections pooled.
+            each("idle", replace(base, scenario="idle", connections=sizes.idle), retry=False)
+        if "echo" in chosen:
+            _say("  echo: 1 and 50 connections")
             each(
-                f"broadcast{receivers}",
+                "echo1",
                 replace(
                     base,
-                    scenario="broadcast",
-                    receivers=receivers,
-                    broadcasts=broadcasts,
-                    warmup=max(2, broadcasts // 10),
+                    scenario="echo",
+                    connections=1,
+                    messages=sizes.echo1_messages,
+                    warmup=sizes.echo_warmup * 5,
                 ),
             )
-        _say(f"  roomcast: {sizes.rooms} rooms of {sizes.members}")
-        each(
-            "roomcast",
-            replace(
-                base,
-                scenario="roomcast",
-                rooms=sizes.rooms,
-                members=sizes.members,
-                rounds=sizes.rounds,
-                warmup=max(1, sizes.rounds // 10),
-            ),
-        )
+            each(
+                "echo50",
+                replace(
+                    base,
+                    scenario="echo",
+                    connections=50,
+                    messages=sizes.echo50_messages,
+                    warmup=sizes.echo_warmup,
+                ),
+            )
+        if "call" in chosen:
+            _say("  call: 50 connections")
+            each(
+                "call50",
+                replace(
+                    base,
+                    scenario="call",
+                    connections=50,
+                    messages=sizes.call50_calls,
+                    warmup=sizes.echo_warmup,
+                ),
+            )
+        if "broadcast" in chosen:
+            for receivers, broadcasts in sizes.fanout:
+                _say(f"  broadcast: {receivers} receivers")
+                each(
+                    f"broadcast{receivers}",
+                    replace(
+                        base,
+                        scenario="broadcast",
+                        receivers=receivers,
+                        broadcasts=broadcasts,
+                        warmup=max(2, broadcasts // 10),
+                    ),
+                )
+        if "roomcast" in chosen:
+            _say(f"  roomcast: {sizes.rooms} rooms of {sizes.members}")
+            each(
+                "roomcast",
+                replace(
+                    base,
+                    scenario="roomcast",
+                    rooms=sizes.rooms,
+                    members=sizes.members,
+                    rounds=sizes.rounds,
+                    warmup=max(1, sizes.rounds // 10),
+                ),
+            )
 
 
 def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries: Retries) -> None:
@@ -395,32 +424,36 @@ def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, r
 
 
 def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
-    """Instructions per echo message, from the difference between a short and a long run on one
-    connection, both counted inside one server process under callgrind (start-up excluded)."""
+    """Instructions per echo message and per call, each from the difference between a short and a
+    long run on one connection, all counted inside one server process under callgrind (start-up
+    excluded)."""
     assert sizes.callgrind is not None
     short, long = sizes.callgrind
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         _say("  callgrind: valgrind is not installed, skipped (`make bench` installs it)")
         return
-    _say(f"  callgrind: echo, {short} and {long} messages on 1 connection, per server")
+    _say(f"  callgrind: echo and call, {short} and {long} of each on 1 connection, per server")
     for kind in sizes.kinds:
         out = workdir / f"callgrind-{kind}.out"
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        figures: dict[str, float] = {}
         with server(kind, workdir, wrapper=wrapper) as started:
-            base = Spec(scenario="echo", kind=kind, url=started.url, server_pids=[started.pid], warmup=0)
-            loadgen(replace(base, messages=100), timeout=600)  # imports and caches warmed up
-            counts: list[int] = []
-            for messages in (short, long):
-                _callgrind_control("-z", started.pid)
-                loadgen(replace(base, messages=messages), timeout=600)
-                dumps_before = set(workdir.glob(f"{out.name}.*"))
-                _callgrind_control("-d", started.pid)
-                (dump,) = set(workdir.glob(f"{out.name}.*")) - dumps_before
-                counts.append(_summary(dump))
-        per_message = (counts[1] - counts[0]) / (long - short)
-        results.setdefault("callgrind", {}).setdefault(kind, []).append(
-            {"instructions_per_msg": per_message, "short": counts[0], "long": counts[1]}
-        )
+            for scenario, unit, prefix in (("echo", "msg", ""), ("call", "call", "call_")):
+                base = Spec(
+                    scenario=scenario, kind=kind, url=started.url, server_pids=[started.pid], warmup=0
+                )
+                loadgen(replace(base, messages=100), timeout=600)  # imports and caches warmed up
+                counts: list[int] = []
+                for messages in (short, long):
+                    _callgrind_control("-z", started.pid)
+                    loadgen(replace(base, messages=messages), timeout=600)
+                    dumps_before = set(workdir.glob(f"{out.name}.*"))
+                    _callgrind_control("-d", started.pid)
+                    (dump,) = set(workdir.glob(f"{out.name}.*")) - dumps_before
+                    counts.append(_summary(dump))
+                figures[f"instructions_per_{unit}"] = (counts[1] - counts[0]) / (long - short)
+                figures[f"{prefix}short"], figures[f"{prefix}long"] = counts
+        results.setdefault("callgrind", {}).setdefault(kind, []).append(figures)
 
 
 def _callgrind_control(option: str, pid: int) -> None:
@@ -476,9 +509,9 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
         for rep in range(sizes.repetitions):
             _say(f"repetition {rep + 1} of {sizes.repetitions}")
             _repetition(sizes, rep, workdir, results, retries)
-            if redis:
+            if redis and "redis" in sizes.scenarios:
                 _redis_repetition(sizes, rep, workdir, results, retries)
-        if sizes.callgrind is not None:
+        if sizes.callgrind is not None and "callgrind" in sizes.scenarios:
             _callgrind(sizes, workdir, results)
     return {
         "sizes": asdict(sizes),

@@ -6,18 +6,22 @@ prints ``PORT <n>`` once the OS-picked port on 127.0.0.1 is bound, then serves u
 typed-ss's recommended settings (:func:`typed_ss.uvicorn_settings`), the same for every kind; only
 the log level is lowered, for every kind alike, so that 10,000 connects are not 10,000 log lines.
 
-Every kind offers the same four operations, each in its own wire format (see
-:mod:`benchmarks.wire`): ``echo`` (send the payload back to the sender), ``bc`` (broadcast the
-payload to every connection), ``join`` (join the room named by the payload, then answer ``joined``)
-and ``rc`` (payload ``"<room> <text>"``: send it to every member of the room). With ``--redis``,
+Every kind offers the same five operations, each in its own wire format (see
+:mod:`benchmarks.loadgen`): ``echo`` (send the payload back to the sender), ``bc`` (broadcast the
+payload to every connection), ``join`` (join the room named by the payload, then answer ``joined``),
+``rc`` (payload ``"<room> <text>"``: send it to every member of the room) and ``add``, a call (the
+request carries an id; the reply, the payload returned, carries the same id). With ``--redis``,
 broadcasts also reach the connections of every other instance on the same Redis.
 
 - ``typed-ss``: a :class:`typed_ss.Server` mounted in Starlette as the README shows, with typed
-  ``str`` handlers; ``RedisBackend`` for ``--redis``.
+  ``str`` handlers; ``RedisBackend`` for ``--redis``. ``add`` is a handler that returns its reply
+  (a call, docs/protocol.md section 5).
 - ``starlette``: a bare Starlette WebSocket endpoint, the floor an ASGI library stands on: one
   letter of command, no framing, no validation; a hand-written Redis pub/sub bridge for ``--redis``.
+  Its call is hand-written too: ``c<id> 0x02 <payload>`` answered with ``r<id> 0x02 <payload>``.
 - ``socketio``: python-socketio's ``AsyncServer(async_mode="asgi")`` in its ``ASGIApp``, its
-  documented ASGI deployment; ``AsyncRedisManager`` for ``--redis``.
+  documented ASGI deployment; ``AsyncRedisManager`` for ``--redis``. ``add`` returns its value, which
+  python-socketio sends as the ack of an event the client emitted with an ack id (its ``call``).
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ def typed_ss_app(redis_url: str | None) -> Any:
     async def roomcast(sock: Socket, data: str) -> None:
         await ss.roomcast(data.partition(" ")[0], "rc", data)
 
+    @ss.on("add")
+    async def add(sock: Socket, data: str) -> str:
+        return data  # the reply to the call
+
     return Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
 
 
@@ -120,6 +128,9 @@ class _Bare:
                     await ws.send_text("j" + room)
                 elif command == "r":
                     await self.fan_out(self.rooms.get(message[1:].partition(" ")[0], set()), message)
+                elif command == "c":  # a call: c<id> 0x02 <payload>, answered r<id> 0x02 <payload>
+                    call_id, _, data = message[1:].partition("\x02")
+                    await ws.send_text(f"r{call_id}\x02{data}")
         except WebSocketDisconnect:
             pass
         finally:
@@ -183,8 +194,12 @@ def socketio_app(redis_url: str | None) -> Any:
     async def roomcast(sid: str, data: str) -> None:
         await sio.emit("rc", data, room=data.partition(" ")[0])
 
+    async def add(sid: str, data: str) -> str:
+        return data  # python-socketio sends a handler's return value as the ack
+
     # The call form, not the decorator: socketio has no type information.
-    for event, handler in (("echo", echo), ("bc", broadcast), ("join", join), ("rc", roomcast)):
+    handlers: dict[str, Any] = {"echo": echo, "bc": broadcast, "join": join, "rc": roomcast, "add": add}
+    for event, handler in handlers.items():
         sio.on(event, handler=handler)
     return socketio.ASGIApp(sio)
 
