@@ -3,13 +3,13 @@ server processes. It proves the harness works; it asserts no speed. The call sce
 checked against typed-ss's and python-socketio's own encoders, and a wrong reply must fail its run.
 
 `make test` does not install the bench group: the load generator then runs on websockets instead of
-picows, /proc stands in for psutil, and python-socketio is compared only where it is installed.
+picows and /proc stands in for psutil; python-socketio, the peer, is in the dev group, so every
+scenario runs against it too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -25,7 +25,7 @@ from typed_ss.protocol import encode_frame, parse_call_flag, split_client_frame,
 
 pytestmark = [pytest.mark.timeout(120)]
 
-KINDS = ("typed-ss", "starlette") + (("socketio",) if importlib.util.find_spec("socketio") else ())
+KINDS = ("typed-ss", "starlette", "socketio")
 PAYLOAD = "call".ljust(64, ".")
 
 
@@ -55,8 +55,7 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     assert "call, 50 conns: calls/s" in table
     checked = {item["target"] for item in report.targets(medians)}
     assert "echo 50 conns msgs/s >= 0.85x Starlette" in checked
-    if "socketio" in KINDS:
-        assert "call 50 conns calls/s >= 4x python-socketio" in checked
+    assert "call 50 conns calls/s >= 4x python-socketio" in checked
 
 
 @pytest.mark.slow
@@ -82,7 +81,6 @@ def test_typed_ss_call_frames_are_the_protocols() -> None:
     assert reply_frame("typed-ss", "add", 7, PAYLOAD) == reply.encode()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("socketio") is None, reason="python-socketio is not installed")
 def test_socketio_call_frames_are_an_event_with_an_ack() -> None:
     """The load generator's python-socketio call is an event with an ack id (what its client's
     ``call()`` sends), and the reply it waits for is python-socketio's ack of that id."""
