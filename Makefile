@@ -19,7 +19,7 @@ SYSTEM_PACKAGES := chromium redis-server
 BENCH_SYSTEM_PACKAGES := redis-server valgrind
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup system-packages demo test lint typecheck pytest jstest clean constraints proto dist \
+.PHONY: setup system-packages demo test lint typecheck pytest pytest-native jstest clean constraints proto dist \
 	bench bench-quick bench-system-packages
 
 setup: $(STAMP) $(JS_STAMP) $(ASYNCAPI_STAMP)
@@ -95,6 +95,15 @@ PYTEST_ARGS ?=
 pytest: $(STAMP) $(JS_STAMP) $(ASYNCAPI_STAMP) system-packages
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
+# The live suites again, over the native transport (typed_ss.serve) instead of uvicorn: every suite that
+# serves through tests/support.py's `running` or tests/server_process.py (see tests/README.md).
+NATIVE_SERVES := running[(]|server_process[(]
+NATIVE_SUITES = $(shell grep -l -E '$(NATIVE_SERVES)' tests/test_*.py tests/*/test_*.py)
+
+pytest-native: $(STAMP) $(JS_STAMP) $(ASYNCAPI_STAMP) system-packages
+	TYPED_SS_TRANSPORT=native $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=5 \
+		$(PYTEST_ARGS) $(NATIVE_SUITES)
+
 # The JS client's type check (tsc: ss.d.ts against ss.js, ss-typed.d.ts against ss-typed.js), its unit
 # tests, and its integration tests against a real typed-ss server from .venv: all in `npm test`.
 jstest: $(STAMP) $(JS_STAMP)
@@ -117,7 +126,7 @@ codegen-check: $(STAMP)
 	$(GEN_TYPED_CHAT) --check
 	$(GEN_CALLS) --check
 
-test: lint typecheck codegen-check pytest jstest
+test: lint typecheck codegen-check pytest pytest-native jstest
 
 # The benchmark suite (benchmarks/README.md): the `bench` dependency group on top of the test setup.
 $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt

@@ -4,20 +4,26 @@
 
 Prints ``PORT <n>`` on the first line of stdout once the port is bound, so that a test (Python or
 Node) can start a real server in another process and connect to it. ``--set`` overrides a uvicorn
-setting (numbers are parsed as floats when they have a dot, else as ints).
+setting (numbers are parsed as floats when they have a dot, else as ints). With
+``TYPED_SS_TRANSPORT=native`` (see tests/support.py), an app the native transport serves as it is,
+without ``--set`` or ``--uvicorn``, is served by it instead, stopped by SIGTERM as ``typed_ss.serve`` is.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import logging.config
+import signal
 import sys
 from typing import Any
 
 import uvicorn
 
-from tests.support import free_socket
-from typed_ss import Server, uvicorn_settings
+from tests.support import TRANSPORT, free_socket, natively_servable
+from typed_ss import CloseCode, NativeServer, Server, uvicorn_settings
+from typed_ss.native.server import native_log_config
 
 
 def _load(target: str) -> Any:
@@ -40,10 +46,16 @@ def main() -> None:
     parser.add_argument("--server", help="the typed_ss.Server (default: the module's `ss`)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--port", type=int, default=0, help="0 (the default) lets the OS pick a free port")
+    parser.add_argument(
+        "--uvicorn", action="store_true", help="serve with uvicorn whatever TYPED_SS_TRANSPORT says"
+    )
     args = parser.parse_args()
     app = _load(args.app)
     server = _load(args.server or args.app.partition(":")[0] + ":ss")
     assert isinstance(server, Server)
+    if TRANSPORT == "native" and not args.uvicorn and not args.set and natively_servable(app, server):
+        asyncio.run(_serve_natively(server, args.port, app is server))
+        return
     settings: dict[str, Any] = {**uvicorn_settings(server), "log_level": "info"}
     for item in args.set:
         name, _, value = item.partition("=")
@@ -53,6 +65,16 @@ def main() -> None:
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, **settings)).run(sockets=[sock])
     sys.stdout.flush()
+
+
+async def _serve_natively(server: Server, port: int, any_path: bool) -> None:
+    logging.config.dictConfig(native_log_config())
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with NativeServer(server, port=port, path=None if any_path else "/socket", backlog=2048) as native:
+        print(f"PORT {native.port}", flush=True)
+        await stop.wait()
+        await native.stop(CloseCode.SERVICE_RESTART)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import ClientConnection, connect
 
-from typed_ss import Server, uvicorn_settings
+from typed_ss import NativeServer, Server, uvicorn_settings
 
 __all__ = [
     "Client",
@@ -88,10 +90,38 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+TRANSPORT: Final = os.environ.get("TYPED_SS_TRANSPORT", "asgi")
+"""Which transport :func:`running` serves on: ``asgi`` (uvicorn) or ``native`` (``typed_ss.serve``'s);
+``make test`` runs the live suites once with each."""
+
+
+def natively_servable(app: Any, server: Server) -> bool:
+    """Whether ``app`` is nothing but ``server`` at ``/socket`` (what :func:`tests.apps.make_app`
+    makes), which the native transport serves as it is."""
+    if app is server:
+        return True
+    routes = getattr(app, "routes", None)
+    return (
+        isinstance(app, Starlette)
+        and routes is not None
+        and len(routes) == 1
+        and isinstance(routes[0], WebSocketRoute)
+        and routes[0].path == "/socket"
+        and routes[0].app is server
+        and app.router.lifespan_context == server.lifespan  # no start-up code of the app's own
+    )
+
+
 @asynccontextmanager
 async def running(app: Any, server: Server, **overrides: Any) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn (recommended settings plus ``overrides``) on a free port, in this
-    event loop; yields the ``ws://`` base URL and stops the server on exit."""
+    """Serve ``app`` on a free port, in this event loop; yields the ``ws://`` base URL and stops the
+    server on exit. With ``TYPED_SS_TRANSPORT=native``, an app the native transport can serve
+    (:func:`natively_servable`, and no uvicorn ``overrides``) is served by it; anything else by uvicorn
+    with the recommended settings plus ``overrides``."""
+    if TRANSPORT == "native" and not overrides and natively_servable(app, server):
+        async with NativeServer(server, port=0, path=None if app is server else "/socket") as native:
+            yield f"ws://127.0.0.1:{native.port}"
+        return
     sock = free_socket()
     port = sock.getsockname()[1]
     # log_config=None: uvicorn's configuration (typed-ss's included) would stop typed-ss's records

@@ -643,7 +643,7 @@ def test_every_shell_command_parses(doc: Path) -> None:
         ("typed-ss gen-client app:ss --out web --langs ts", "No such option '--langs'"),
         ("typed-ss gen-client app:ss", "Missing option '--out'"),
         ("typed-ss gen-client app:ss --out web --lang go", "'go' is not one of"),
-        ("typed-ss serve app:app", "typed-ss has no command 'serve'"),
+        ("typed-ss start app:app", "typed-ss has no command 'start'"),
         ("uvicorn app:app --ws-max-sizes 1", "No such option '--ws-max-sizes'"),
         ("uvicorn app:app --ws typed_ss.uvicorn_protocols:WebSocketProtocols", "WebSocketProtocols"),
         ("make no-such-target", "make no-such-target"),

@@ -147,6 +147,7 @@ async def test_under_the_recommended_settings_typed_ss_lines_look_like_uvicorns(
         "-m",
         "tests.serve",
         "tests.apps:app",
+        "--uvicorn",  # what uvicorn does is the point
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -312,6 +312,7 @@ async def test_sigterm_under_uvicorn_sends_1012_ends_hung_handlers_runs_hooks_an
         "-m",
         "tests.serve",
         "tests.apps:app",
+        "--uvicorn",  # what uvicorn does is the point
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -26,6 +26,7 @@ from typed_ss.events import ServerEvent
 from typed_ss.handlers import Handler
 from typed_ss.health import MultihomeHealth, ServerHealth
 from typed_ss.limits import Limits
+from typed_ss.native import NativeServer, serve
 from typed_ss.server import AuthHook, ContractCheck, Server, SocketHook
 from typed_ss.serving import run, uvicorn_settings
 from typed_ss.socket import Socket, SocketState
@@ -49,6 +50,7 @@ __all__ = [
     "Limits",
     "MissingDependencyError",
     "MultihomeHealth",
+    "NativeServer",
     "PayloadValidationError",
     "ProtocolError",
     "Server",
@@ -59,6 +61,7 @@ __all__ = [
     "SocketState",
     "TypedSSError",
     "run",
+    "serve",
     "uvicorn_settings",
 ]
 
