@@ -5,8 +5,9 @@
 Prints ``PORT <n>`` on the first line of stdout once the port is bound, so that a test (Python or
 Node) can start a real server in another process and connect to it. ``--set`` overrides a uvicorn
 setting (numbers are parsed as floats when they have a dot, else as ints). With
-``TYPED_SS_TRANSPORT=native`` (see tests/support.py), an app the native transport serves as it is,
-without ``--set`` or ``--uvicorn``, is served by it instead, stopped by SIGTERM as ``typed_ss.serve`` is.
+``TYPED_SS_TRANSPORT=native`` (see tests/support.py) and without ``--set`` or ``--uvicorn``, the server
+is served by the native transport instead, the rest of the app beside it, stopped by SIGTERM as
+``typed_ss.serve`` is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.support import TRANSPORT, free_socket, natively_servable
+from tests.support import TRANSPORT, free_socket, native_path, natively_servable
 from typed_ss import CloseCode, NativeServer, Server, uvicorn_settings
 from typed_ss.native.server import native_log_config
 
@@ -53,8 +54,10 @@ def main() -> None:
     app = _load(args.app)
     server = _load(args.server or args.app.partition(":")[0] + ":ss")
     assert isinstance(server, Server)
-    if TRANSPORT == "native" and not args.uvicorn and not args.set and natively_servable(app, server):
-        asyncio.run(_serve_natively(server, args.port, app is server))
+    path = native_path(app, server)
+    if TRANSPORT == "native" and not args.uvicorn and not args.set and path is not None:
+        beside = None if natively_servable(app, server) else app
+        asyncio.run(_serve_natively(server, args.port, path or None, beside))
         return
     settings: dict[str, Any] = {**uvicorn_settings(server), "log_level": "info"}
     for item in args.set:
@@ -67,11 +70,11 @@ def main() -> None:
     sys.stdout.flush()
 
 
-async def _serve_natively(server: Server, port: int, any_path: bool) -> None:
+async def _serve_natively(server: Server, port: int, path: str | None, app: Any) -> None:
     logging.config.dictConfig(native_log_config())
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with NativeServer(server, port=port, path=None if any_path else "/socket", backlog=2048) as native:
+    async with NativeServer(server, port=port, path=path, app=app, backlog=2048) as native:
         print(f"PORT {native.port}", flush=True)
         await stop.wait()
         await native.stop(CloseCode.SERVICE_RESTART)

@@ -95,19 +95,24 @@ TRANSPORT: Final = os.environ.get("TYPED_SS_TRANSPORT", "asgi")
 ``make test`` runs the live suites once with each."""
 
 
+def native_path(app: Any, server: Server) -> str | None:
+    """Where ``app`` serves ``server``: ``""`` when ``app`` is the server (every path), the path of
+    its ``WebSocketRoute``, or ``None`` when the native transport cannot find it (a ``Mount``)."""
+    if app is server:
+        return ""
+    for route in getattr(app, "routes", ()):
+        if isinstance(route, WebSocketRoute) and route.app is server:
+            return route.path
+    return None
+
+
 def natively_servable(app: Any, server: Server) -> bool:
     """Whether ``app`` is nothing but ``server`` at ``/socket`` (what :func:`tests.apps.make_app`
-    makes), which the native transport serves as it is."""
-    if app is server:
-        return True
-    routes = getattr(app, "routes", None)
-    return (
+    makes), which the native transport serves without an ASGI app beside it."""
+    return app is server or (
         isinstance(app, Starlette)
-        and routes is not None
-        and len(routes) == 1
-        and isinstance(routes[0], WebSocketRoute)
-        and routes[0].path == "/socket"
-        and routes[0].app is server
+        and len(app.routes) == 1
+        and native_path(app, server) == "/socket"
         and app.router.lifespan_context == server.lifespan  # no start-up code of the app's own
     )
 
@@ -115,11 +120,14 @@ def natively_servable(app: Any, server: Server) -> bool:
 @asynccontextmanager
 async def running(app: Any, server: Server, **overrides: Any) -> AsyncIterator[str]:
     """Serve ``app`` on a free port, in this event loop; yields the ``ws://`` base URL and stops the
-    server on exit. With ``TYPED_SS_TRANSPORT=native``, an app the native transport can serve
-    (:func:`natively_servable`, and no uvicorn ``overrides``) is served by it; anything else by uvicorn
-    with the recommended settings plus ``overrides``."""
-    if TRANSPORT == "native" and not overrides and natively_servable(app, server):
-        async with NativeServer(server, port=0, path=None if app is server else "/socket") as native:
+    server on exit. With ``TYPED_SS_TRANSPORT=native`` and no uvicorn ``overrides``, the server is
+    served by the native transport at its path in ``app`` (:func:`native_path`), with the rest of the
+    app beside it; otherwise by uvicorn with the recommended settings plus ``overrides``."""
+    path = native_path(app, server)
+    if TRANSPORT == "native" and not overrides and path is not None:
+        # The app's other routes and its lifespan go to the app, served beside the native path.
+        beside = None if natively_servable(app, server) else app
+        async with NativeServer(server, port=0, path=path or None, app=beside) as native:
             yield f"ws://127.0.0.1:{native.port}"
         return
     sock = free_socket()

@@ -27,7 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from starlette.requests import HTTPConnection
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode as WsCloseCode
@@ -340,3 +344,45 @@ async def test_typed_ss_serve_closes_every_socket_with_1012_on_sigterm() -> None
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# --- an ASGI app beside it -------------------------------------------------------------------------------
+
+
+async def test_an_asgi_app_serves_every_other_request_and_its_lifespan_runs() -> None:
+    ss = echo_server()
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events.append("app start-up")
+        yield
+        events.append("app shutdown")
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"hello {request.url.scheme}")
+
+    async def other_socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("plain ASGI")
+        await websocket.close()
+
+    app = Starlette(
+        routes=[Route("/hello", hello), WebSocketRoute("/other", other_socket)], lifespan=lifespan
+    )
+    ss.mount(app, "/socket")
+    async with native(ss, app=app) as server:
+        assert events == ["app start-up"]
+        async with httpx.AsyncClient(base_url=http(server)) as web:
+            for _ in range(3):  # on one kept-alive connection
+                answer = await web.get("/hello")
+                assert (answer.status_code, answer.text) == (200, "hello http")
+            assert (await web.get("/nowhere")).status_code == 404
+        async with connect(f"ws://127.0.0.1:{server.port}/other") as other:
+            assert await other.recv() == "plain ASGI"
+        async with client_connect(server.url) as client:  # the native path
+            got: list[bytes] = []
+            client.on("echo", got.append)
+            await client.emit("echo", b"native")
+            await eventually(lambda: got == [b"native"])
+    assert events == ["app start-up", "app shutdown"]

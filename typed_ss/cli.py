@@ -4,7 +4,7 @@
     typed-ss schema myapp.main:ss
     typed-ss asyncapi myapp.main:ss [--out asyncapi.json] [--app-dir DIR]
     typed-ss run myapp.main:app [--host 127.0.0.1] [--port 8080] [--server myapp.main:ss]
-    typed-ss serve myapp.main:ss [--host 127.0.0.1] [--port 8080] [--path /socket]
+    typed-ss serve myapp.main:ss [--host 127.0.0.1] [--port 8080] [--path /socket] [--app myapp.main:app]
 
 ``APP`` is an import string, ``module:attribute`` (the attribute may be dotted), naming a
 :class:`typed_ss.Server` (or its :class:`typed_ss.Contract`). ``--app-dir`` (default: the current
@@ -248,8 +248,16 @@ def run(app: str, host: str, port: int, server_name: str | None, app_dir: str) -
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free one).")
 @click.option("--path", default="/socket", show_default=True, help="The WebSocket's path.")
+@click.option(
+    "--app",
+    "app_name",
+    default=None,
+    help="An ASGI app (module:attribute) for every other request, its lifespan run with the server.",
+)
 @_APP_DIR
-def serve_native(server_name: str, host: str, port: int, path: str, app_dir: str) -> None:
+def serve_native(
+    server_name: str, host: str, port: int, path: str, app_name: str | None, app_dir: str
+) -> None:
     """Serve SERVER (module:attribute, the typed_ss.Server) on the native transport, without ASGI
     (docs/running.md); SIGTERM or Ctrl+C closes every socket with 1012 and stops."""
     from typed_ss.native import serve
@@ -258,11 +266,12 @@ def serve_native(server_name: str, host: str, port: int, path: str, app_dir: str
     sys.path.insert(0, str(Path(app_dir).resolve()))
     try:
         server = import_from_string(server_name)
+        app = import_from_string(app_name) if app_name else None
     except ImportFromStringError as exc:
         _fail(str(exc))
     if not isinstance(server, Server):
         _fail(f'"{server_name}" is a {type(server).__qualname__}, not a typed_ss.Server')
-    serve(server, host=host, port=port, path=path)
+    serve(server, host=host, port=port, path=path, app=app)
 
 
 def _server_of(import_string: str, target: object) -> object:

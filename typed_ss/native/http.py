@@ -71,6 +71,8 @@ class Serving:
     picows_log: PicowsLog = field(
         default_factory=lambda: PicowsLog(logging.getLogger("typed_ss.native.picows"))
     )
+    asgi: AsgiApp | None = None
+    """The ASGI app every request goes to but the WebSocket upgrades to ``path``; ``None``: answered here."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     """The connections' tasks, from the upgrade request to the end of the socket."""
     fronts: set[Front] = field(default_factory=set)
@@ -81,6 +83,39 @@ class Serving:
         if self._client_js is None:
             self._client_js = client_path("ss.js").read_bytes()
         return self._client_js
+
+
+class AsgiApp:
+    """An ASGI application served beside the native WebSocket path, by uvicorn's own HTTP protocol
+    (typed-ss's recommended one): a connection whose first request is not a WebSocket upgrade to the
+    native path is handed to it, with the bytes read so far, and stays with it (keep-alive, and
+    WebSockets at other paths through ASGI)."""
+
+    def __init__(self, app: Any, server: Server[Any]) -> None:
+        import uvicorn
+        from uvicorn.lifespan.on import LifespanOn
+        from uvicorn.server import ServerState
+
+        from typed_ss.serving import uvicorn_settings
+
+        settings = {**uvicorn_settings(server), "log_config": None}
+        self.config = uvicorn.Config(app, **settings)
+        self.config.load()
+        self.state = ServerState()
+        self.lifespan = LifespanOn(self.config)
+
+    def protocol(self) -> asyncio.Protocol:
+        """A new connection's HTTP protocol."""
+        protocol_class: Any = self.config.http_protocol_class  # typed-ss's, from uvicorn_settings
+        protocol: asyncio.Protocol = protocol_class(
+            config=self.config, server_state=self.state, app_state=self.lifespan.state
+        )
+        return protocol
+
+    def shutdown(self) -> None:
+        """Ask every connection to finish its response and close (uvicorn's graceful shutdown)."""
+        for connection in list(self.state.connections):
+            connection.shutdown()
 
 
 class _Head:
@@ -174,10 +209,23 @@ class Front(asyncio.Protocol):
             return
         path = (url.path or b"/").decode("latin-1")
         headers = dict(parsed.headers)
-        if "websocket" in _tokens(headers.get(b"upgrade", b"")):
+        upgrade = "websocket" in _tokens(headers.get(b"upgrade", b""))
+        serving = self._serving
+        if serving.asgi is not None and not (upgrade and (serving.path is None or path == serving.path)):
+            self._to_asgi(serving.asgi)
+        elif upgrade:
             self._upgrade_request(method, path, url.query or b"", parsed.headers, headers)
         else:
             self._plain_request(method, path)
+
+    def _to_asgi(self, asgi: AsgiApp) -> None:
+        transport = self._transport
+        protocol = asgi.protocol()
+        self._serving.fronts.discard(self)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        data, self._buffer = bytes(self._buffer), bytearray()
+        protocol.data_received(data)
 
     def _upgrade_request(
         self,

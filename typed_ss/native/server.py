@@ -16,7 +16,7 @@ import aiofastnet
 
 from typed_ss.errors import CloseCode
 from typed_ss.logs import uvicorn_log_config
-from typed_ss.native.http import Front, Serving
+from typed_ss.native.http import AsgiApp, Front, Serving
 from typed_ss.serving import ensure_file_limit
 
 __all__ = ["NativeServer", "native_log_config", "serve"]
@@ -38,7 +38,9 @@ class NativeServer:
     the browser client and ``GET /health`` ``ss.health()`` as JSON (see :mod:`typed_ss.native.http`).
     The server's
     ``handshake_timeout``, ``max_connections``, ``max_message_size``, origin checks and hooks apply as
-    under uvicorn. ``ssl`` serves ``wss://``. ``forwarded_allow_ips`` are the proxies whose
+    under uvicorn. ``ssl`` serves ``wss://``. ``app``, an ASGI application (the Starlette or FastAPI app
+    the server is mounted in), serves every other request, by uvicorn's HTTP protocol, and its
+    lifespan runs with the server. ``forwarded_allow_ips`` are the proxies whose
     ``X-Forwarded-Proto`` and ``X-Forwarded-For`` headers are believed, as uvicorn's option of that
     name (``"*"``: any).
     """
@@ -55,6 +57,7 @@ class NativeServer:
         close_timeout: float = 5.0,
         read_buffer_size: int = DEFAULT_READ_BUFFER,
         forwarded_allow_ips: Sequence[str] = ("127.0.0.1",),
+        app: Any = None,
     ) -> None:
         self.ss = ss
         self.host = host
@@ -69,6 +72,7 @@ class NativeServer:
             close_timeout=close_timeout,
             read_buffer_size=read_buffer_size,
             forwarded_allow_ips=frozenset(forwarded_allow_ips),
+            asgi=AsgiApp(app, ss) if app is not None else None,
         )
         self._listener: Any = None
         self._stopped = asyncio.Event()
@@ -87,7 +91,16 @@ class NativeServer:
         return f"{scheme}://{self.host}:{self.port}{self._serving.path or '/'}"
 
     async def start(self) -> None:
-        """Start the server (its backend included), then listen."""
+        """Start the server (its backend included), and the ``app``'s lifespan, then listen.
+
+        Raises:
+            RuntimeError: the app's lifespan start-up failed.
+        """
+        asgi = self._serving.asgi
+        if asgi is not None:
+            await asgi.lifespan.startup()
+            if asgi.lifespan.should_exit:
+                raise RuntimeError("the app's lifespan start-up failed (logged)")
         await self.ss.startup()
         loop = asyncio.get_running_loop()
         self._listener = await aiofastnet.create_server(
@@ -108,10 +121,16 @@ class NativeServer:
             listener.close()
         for front in list(self._serving.fronts):
             front.abort()  # still in their HTTP phase
-        if code != CloseCode.GOING_AWAY:
-            for sock in list(self.ss.hub.sockets.values()):
-                await sock.close(code, "server restarting")
-        await self.ss.shutdown()  # 1001 to what is left, and waits for every connection's end
+        # As uvicorn does: the sockets close (their disconnect hooks run) while the server still runs.
+        reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server shutting down"
+        for sock in list(self.ss.hub.sockets.values()):
+            await sock.close(code, reason)
+        if self._serving.tasks:  # their clients answer the close, and their disconnect hooks run
+            await asyncio.wait(list(self._serving.tasks), timeout=self.ss.limits.shutdown_timeout)
+        asgi = self._serving.asgi
+        if asgi is not None:
+            asgi.shutdown()
+        await self.ss.shutdown()  # waits for every connection's end (shutdown_timeout)
         tasks = list(self._serving.tasks)
         for task in tasks:
             task.cancel()
@@ -120,6 +139,8 @@ class NativeServer:
         if listener is not None:
             listener.abort_clients()
             await listener.wait_closed()
+        if asgi is not None:
+            await asgi.lifespan.shutdown()
         self._stopped.set()
 
     async def serve_forever(self) -> None:
