@@ -11,7 +11,8 @@ picows parses and writes frames (masking, control frames, pings answered at once
   so a client that sends (pings included) without reading holds no more than the buffer; a send then
   returns a :class:`_Drain` that finishes once the buffer drained;
 - the inbox: messages wait for :meth:`NativeTransport.receive` in a short queue; past
-  ``_INBOX_HIGH`` reading stops until the core has taken them (the core bounds its own read-ahead).
+  ``_INBOX_HIGH`` messages or ``max_message_size`` bytes reading stops until the core has taken
+  them (the core bounds its own read-ahead).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ logger = logging.getLogger("typed_ss.native")
 ABNORMAL_CLOSURE: Final = 1006
 NO_STATUS: Final = 1005
 _INBOX_HIGH: Final = 32
-"""Messages waiting for the core past which reading stops (until the core took them all)."""
+"""Messages waiting for the core past which reading stops (until the core took them all); reading
+stops too once they hold ``max_message_size`` bytes."""
 _PROTOCOL_ERROR: Final = 1002
 _INVALID_DATA: Final = 1007
 
@@ -80,6 +82,8 @@ class NativeTransport:
         "_drained",
         "_front",
         "_inbox",
+        "_inbox_bytes",
+        "_inbox_limit",
         "_listener",
         "_loop",
         "_reading_paused_for_inbox",
@@ -106,6 +110,8 @@ class NativeTransport:
         self._subprotocols = subprotocols
         self._loop = asyncio.get_running_loop()
         self._inbox: deque[str | bytes] = deque()
+        self._inbox_bytes = 0  # characters for text: a bound, not an exact count
+        self._inbox_limit = max_message_size
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._reading_paused_for_inbox = False
@@ -144,6 +150,7 @@ class NativeTransport:
         while True:
             if inbox:
                 message = inbox.popleft()
+                self._inbox_bytes -= len(message)
                 if self._reading_paused_for_inbox and not inbox:
                     self._reading_paused_for_inbox = False
                     self._resume_reading()
@@ -201,10 +208,12 @@ class NativeTransport:
     def deliver(self, message: str | bytes) -> None:
         inbox = self._inbox
         inbox.append(message)
+        self._inbox_bytes += len(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if len(inbox) >= _INBOX_HIGH and not self._reading_paused_for_inbox:
+        full = len(inbox) >= _INBOX_HIGH or self._inbox_bytes >= self._inbox_limit
+        if full and not self._reading_paused_for_inbox:
             self._reading_paused_for_inbox = True
             self._pause_reading()
 
