@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         help="scenarios to run (default: all; callgrind counts echo messages and calls)",
     )
     parser.add_argument(
-        "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="servers to compare (typed-ss first)"
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="servers to compare (default: all; reported in the order " + ", ".join(KINDS) + ")",
     )
     parser.add_argument(
         "--wait-quiet",
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         help="first wait up to this long for a 1-minute load average below 0.5",
     )
     args = parser.parse_args(argv)
-    kinds = tuple(dict.fromkeys(["typed-ss", *args.kinds]))
+    kinds = tuple(kind for kind in KINDS if kind in args.kinds)
     sizes = SIZES[args.mode]
     scenarios = tuple(name for name in SCENARIOS if name in args.scenarios)
     sizes = type(sizes)(**{**sizes.__dict__, "kinds": kinds, "scenarios": scenarios})
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.out / f"{sizes.name}-{stamp}.json"
     json_path.write_text(json.dumps(outcome, indent=2) + "\n")
     chart_path = args.out / f"{sizes.name}-{stamp}.png"
-    title = f"typed-ss vs peers, {sizes.name} run, {time.strftime('%Y-%m-%d %H:%M')}"
+    title = f"typed-ss (on uvicorn; native) vs peers, {sizes.name} run, {time.strftime('%Y-%m-%d %H:%M')}"
     charted = report.write_chart(outcome["medians"], kinds, chart_path, title)
     shutil.copyfile(json_path, args.out / f"latest-{sizes.name}.json")
     if charted:

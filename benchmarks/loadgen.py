@@ -11,8 +11,9 @@ window.
 
 Each server kind has its own wire format for the same operations (see :mod:`benchmarks.servers`):
 
-- typed-ss: ``sac-sock`` frames, ``<event> 0x02 <payload>`` up, ``<event> 0x01 S 0x02 <payload>`` down;
-  the connection is ready once ``__hello`` has arrived. A call is ``<event> 0x01 c<id> 0x02 <payload>``,
+- typed-ss and typed-ss-native (one server, on uvicorn and on the native transport: one wire):
+  ``sac-sock`` frames, ``<event> 0x02 <payload>`` up, ``<event> 0x01 S 0x02 <payload>`` down; the
+  connection is ready once ``__hello`` has arrived. A call is ``<event> 0x01 c<id> 0x02 <payload>``,
   its reply ``<event> 0x01 Sr<id> 0x02 <reply>`` (docs/protocol.md section 5).
 - socketio: Engine.IO v4 / Socket.IO v5 over a WebSocket (``/socket.io/?EIO=4&transport=websocket``):
   ``0{...}`` open, ``40`` connect, ``42["event","payload"]`` events, pings ``2`` answered with ``3``.
@@ -36,7 +37,7 @@ from typing import Any
 
 from benchmarks import procstat
 
-__all__ = ["PAYLOAD_SIZE", "Conn", "Spec", "run"]
+__all__ = ["PAYLOAD_SIZE", "TYPED_SS_KINDS", "Conn", "Spec", "run", "wire"]
 
 HAVE_PICOWS = importlib.util.find_spec("picows") is not None
 PAYLOAD_SIZE = 64
@@ -75,6 +76,14 @@ class Spec:
 
 # --- wire formats ----------------------------------------------------------------------------------
 
+TYPED_SS_KINDS = frozenset({"typed-ss", "typed-ss-native"})
+"""The server kinds that speak typed-ss's wire (the same server on uvicorn and on the native transport)."""
+
+
+def wire(kind: str) -> str:
+    """The wire format server ``kind`` speaks: ``typed-ss``, ``socketio`` or ``starlette``."""
+    return "typed-ss" if kind in TYPED_SS_KINDS else kind
+
 
 def path(kind: str) -> str:
     return "/socket.io/?EIO=4&transport=websocket" if kind == "socketio" else "/socket"
@@ -82,7 +91,7 @@ def path(kind: str) -> str:
 
 def frame(kind: str, event: str, payload: str) -> bytes:
     """The client message asking server ``kind`` for ``event`` with ``payload`` (ASCII, no quotes)."""
-    if kind == "typed-ss":
+    if kind in TYPED_SS_KINDS:
         return f"{event}\x02{payload}".encode()
     if kind == "socketio":
         return f'42["{event}","{payload}"]'.encode()
@@ -96,7 +105,7 @@ def payload(tag: str) -> str:
 
 def call_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
     """The client message calling ``event`` of server ``kind`` with ``payload``, as call ``call_id``."""
-    if kind == "typed-ss":
+    if kind in TYPED_SS_KINDS:
         return f"{event}\x01c{call_id}\x02{payload}".encode()
     if kind == "socketio":
         return f'42{call_id}["{event}","{payload}"]'.encode()
@@ -107,7 +116,7 @@ def reply_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
     """The exact message server ``kind`` answers call ``call_id`` of ``event`` with, when the handler
     returns ``payload``: the reply the load generator waits for, and checks byte for byte (the id,
     the event, the type letter and the value; an error reply never matches)."""
-    if kind == "typed-ss":
+    if kind in TYPED_SS_KINDS:
         return f"{event}\x01Sr{call_id}\x02{payload}".encode()
     if kind == "socketio":
         return f'43{call_id}["{payload}"]'.encode()
@@ -123,12 +132,13 @@ class Conn:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        self.wire = wire(kind)
         self.on_message: Callable[[bytes], None] = _ignore
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._send: Callable[[bytes], None] = _ignore
         self._close: Callable[[], Awaitable[None]] | None = None
-        if kind == "starlette":
+        if self.wire == "starlette":
             self.ready.set_result(None)
 
     def send(self, data: bytes) -> None:
@@ -136,11 +146,11 @@ class Conn:
 
     def received(self, data: bytes) -> None:
         if self.ready.done():
-            if self.kind == "socketio" and data == b"2":  # Engine.IO ping
+            if self.wire == "socketio" and data == b"2":  # Engine.IO ping
                 self._send(b"3")
             else:
                 self.on_message(data)
-        elif self.kind == "typed-ss" or data.startswith(b"40"):  # __hello, or Socket.IO's connected
+        elif self.wire == "typed-ss" or data.startswith(b"40"):  # __hello, or Socket.IO's connected
             self.ready.set_result(None)
         elif data.startswith(b"0"):  # Engine.IO open: connect to the default namespace
             self._send(b"40")

@@ -7,16 +7,21 @@ import importlib.util
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks.run import ROOT
-from benchmarks.servers import serve_settings
+from benchmarks.servers import OURS, native_settings, serve_settings
 
-__all__ = ["all_targets", "environment", "rows", "table", "targets", "write_chart"]
+__all__ = ["all_targets", "comparisons", "environment", "rows", "table", "targets", "write_chart"]
 
-NAMES = {"typed-ss": "typed-ss", "starlette": "bare Starlette", "socketio": "python-socketio"}
+NAMES = {
+    "typed-ss": "typed-ss",
+    "typed-ss-native": "typed-ss native",
+    "starlette": "bare Starlette",
+    "socketio": "python-socketio",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,16 @@ def rows(medians: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def comparisons(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (ours, theirs) pairs a report divides, of the servers in ``kinds``: each typed-ss kind over
+    each peer, then typed-ss native over typed-ss on uvicorn (what the transport alone changes)."""
+    ours = [kind for kind in kinds if kind in OURS]
+    pairs = [(kind, peer) for kind in ours for peer in kinds if peer not in OURS]
+    if "typed-ss" in kinds and "typed-ss-native" in kinds:
+        pairs.append(("typed-ss-native", "typed-ss"))
+    return pairs
+
+
 @dataclass(frozen=True)
 class Target:
     label: str
@@ -89,17 +104,21 @@ class Target:
     metric: str
     peer: str
     op: str
-    """``<=`` or ``>=``, applied to typed-ss's figure divided by the peer's."""
+    """``<=`` or ``>=``, applied to the figure of ``ours`` divided by the peer's."""
     bound: float
+    ours: str = "typed-ss"
+    """The typed-ss kind held to the target."""
 
 
 def all_targets(medians: dict[str, Any]) -> list[Target]:
-    """The issue's targets, for the fan-out sizes in ``medians``."""
-    found = [
+    """The issue's targets, for the fan-out sizes in ``medians``; the echo and call throughput ones
+    for the native transport too."""
+    throughput = [
         Target("echo 50 conns msgs/s >= 0.85x Starlette", "echo50", "msgs_per_s", "starlette", ">=", 0.85),
         Target("echo 50 conns msgs/s >= 4x python-socketio", "echo50", "msgs_per_s", "socketio", ">=", 4),
         Target("call 50 conns calls/s >= 4x python-socketio", "call50", "calls_per_s", "socketio", ">=", 4),
     ]
+    found = list(throughput)
     for receivers in fanout_sizes(medians):
         key, name = f"broadcast{receivers}", f"broadcast {receivers:,} p50"
         found += [
@@ -118,6 +137,10 @@ def all_targets(medians: dict[str, Any]) -> list[Target]:
             "<=",
             1.3,
         ),
+    ]
+    found += [
+        replace(target, label=f"{NAMES['typed-ss-native']}: {target.label}", ours="typed-ss-native")
+        for target in throughput
     ]
     return found
 
@@ -142,9 +165,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def table(medians: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
-    """A Markdown table: each figure per server, then typed-ss divided by each peer."""
-    peers = [kind for kind in kinds if kind != "typed-ss"]
-    header = ["figure", *(NAMES[kind] for kind in kinds), *(f"typed-ss / {NAMES[p]}" for p in peers)]
+    """A Markdown table: each figure per server, then each typed-ss kind divided by each peer (and
+    typed-ss native by typed-ss on uvicorn)."""
+    pairs = comparisons(kinds)
+    header = ["figure", *(NAMES[kind] for kind in kinds), *(f"{NAMES[a]} / {NAMES[b]}" for a, b in pairs)]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for row in rows(medians):
         if row.key not in medians:
@@ -153,8 +177,8 @@ def table(medians: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
         if all(value is None for value in values.values()):
             continue
         cells = [row.label, *(_format(values[kind]) for kind in kinds)]
-        for peer in peers:
-            ratio = _ratio(values.get("typed-ss"), values[peer])
+        for ours, peer in pairs:
+            ratio = _ratio(values[ours], values[peer])
             cells.append("" if row.higher_is_better is None or ratio is None else f"{ratio:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -165,7 +189,7 @@ def targets(medians: dict[str, Any]) -> list[dict[str, Any]]:
     checked = []
     for target in all_targets(medians):
         ratio = _ratio(
-            _value(medians, target.key, target.metric, "typed-ss"),
+            _value(medians, target.key, target.metric, target.ours),
             _value(medians, target.key, target.metric, target.peer),
         )
         if ratio is None:
@@ -173,14 +197,25 @@ def targets(medians: dict[str, Any]) -> list[dict[str, Any]]:
         met = ratio <= target.bound if target.op == "<=" else ratio >= target.bound
         # How far from the bound, in percent of it (positive: missed by that much).
         miss = (ratio / target.bound - 1) * 100 if target.op == "<=" else (1 - ratio / target.bound) * 100
-        checked.append({"target": target.label, "ratio": ratio, "met": met, "missed_by_pct": max(0.0, miss)})
+        checked.append(
+            {
+                "target": target.label,
+                "ours": target.ours,
+                "ratio": ratio,
+                "met": met,
+                "missed_by_pct": max(0.0, miss),
+            }
+        )
     return checked
 
 
 def target_lines(checked: list[dict[str, Any]]) -> list[str]:
-    lines = ["| target | typed-ss / peer | result |", "|---|---:|---|"]
+    lines = ["| target | ours / peer | result |", "|---|---:|---|"]
     for item in checked:
-        result = "met" if item["met"] else f"MISSED by {item['missed_by_pct']:.0f}%"
+        missed = item["missed_by_pct"]
+        result = (
+            "met" if item["met"] else f"MISSED by {missed:.2f}%" if missed < 1 else f"MISSED by {missed:.0f}%"
+        )
         lines.append(f"| {item['target']} | {item['ratio']:.2f}x | {result} |")
     return lines
 
@@ -204,7 +239,7 @@ def environment() -> dict[str, Any]:
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
     packages = ["typed-ss", "uvicorn", "starlette", "websockets", "uvloop", "httptools", "msgspec"]
-    packages += ["python-socketio", "python-engineio", "picows", "redis", "psutil"]
+    packages += ["python-socketio", "python-engineio", "picows", "aiofastnet", "redis", "psutil"]
     return {
         "machine": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, {cpu}",
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -216,12 +251,13 @@ def environment() -> dict[str, Any]:
             name: f"{value.__module__}:{value.__qualname__}" if isinstance(value, type) else value
             for name, value in serve_settings().items()
         },
+        "native_settings": native_settings(),
     }
 
 
 def write_chart(medians: dict[str, Any], kinds: tuple[str, ...], path: Path, title: str) -> bool:
-    """A PNG of typed-ss's advantage over each peer per figure (above 1: typed-ss is better); returns
-    ``False`` when matplotlib is not installed."""
+    """A PNG of each typed-ss kind's advantage over each peer per figure (above 1: typed-ss is
+    better); returns ``False`` when matplotlib is not installed."""
     if importlib.util.find_spec("matplotlib") is None:
         return False
     import matplotlib
@@ -229,33 +265,50 @@ def write_chart(medians: dict[str, Any], kinds: tuple[str, ...], path: Path, tit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    peers = [kind for kind in kinds if kind != "typed-ss"]
+    pairs = [(ours, peer) for ours, peer in comparisons(kinds) if peer not in OURS]
+    if not pairs:
+        return False
     labels: list[str] = []
-    bars: dict[str, list[float]] = {peer: [] for peer in peers}
+    bars: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
     for row in rows(medians):
         if row.higher_is_better is None:
             continue
-        ours = _value(medians, row.key, row.metric, "typed-ss")
-        theirs = {peer: _value(medians, row.key, row.metric, peer) for peer in peers}
-        if ours is None or not ours or any(value is None or not value for value in theirs.values()):
+        advantages: dict[tuple[str, str], float] = {}
+        for ours, peer in pairs:
+            mine, theirs = (
+                _value(medians, row.key, row.metric, ours),
+                _value(medians, row.key, row.metric, peer),
+            )
+            if mine and theirs:
+                advantages[(ours, peer)] = mine / theirs if row.higher_is_better else theirs / mine
+        if not advantages:
             continue
         labels.append(row.label)
-        for peer in peers:
-            value = theirs[peer]
-            assert value is not None
-            bars[peer].append(ours / value if row.higher_is_better else value / ours)
+        for pair in pairs:
+            bars[pair].append(advantages.get(pair, float("nan")))
     if not labels:
         return False
-    figure, axes = plt.subplots(figsize=(10, 0.34 * len(labels) + 1.6))
-    height = 0.8 / len(peers)
+    per_label = 0.12 * len(pairs) + 0.1
+    figure, axes = plt.subplots(figsize=(10, per_label * len(labels) + 1.6))
+    height = 0.8 / len(pairs)
     positions = list(range(len(labels)))
-    for index, peer in enumerate(peers):
+    peers = list(dict.fromkeys(peer for _, peer in pairs))
+    colours = {peer: f"C{index}" for index, peer in enumerate(peers)}
+    for index, (ours, peer) in enumerate(pairs):
+        native = ours != "typed-ss"
         axes.barh(
-            [p + index * height for p in positions], bars[peer], height=height, label=f"vs {NAMES[peer]}"
+            [p + index * height for p in positions],
+            bars[(ours, peer)],
+            height=height,
+            color=colours[peer],
+            alpha=1.0 if native else 0.55,
+            hatch="//" if native else None,
+            edgecolor="white" if native else None,
+            label=f"{NAMES[ours]} vs {NAMES[peer]}",
         )
     axes.axvline(1.0, color="black", linewidth=0.8)
     axes.set_xscale("log")
-    axes.set_yticks([p + height * (len(peers) - 1) / 2 for p in positions], labels, fontsize=8)
+    axes.set_yticks([p + height * (len(pairs) - 1) / 2 for p in positions], labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xlabel("typed-ss's advantage (peer / typed-ss for costs and latencies); > 1: typed-ss better")
     axes.set_title(title, fontsize=10)

@@ -2,9 +2,11 @@
 
     python -m benchmarks.servers KIND [--redis URL]
 
-prints ``PORT <n>`` once the OS-picked port on 127.0.0.1 is bound, then serves under uvicorn with
-typed-ss's recommended settings (:func:`typed_ss.uvicorn_settings`), the same for every kind; only
-the log level is lowered, for every kind alike, so that 10,000 connects are not 10,000 log lines.
+prints ``PORT <n>`` once the OS-picked port on 127.0.0.1 is bound, then serves until SIGINT or
+SIGTERM. Every ASGI kind is served under uvicorn with typed-ss's recommended settings
+(:func:`typed_ss.uvicorn_settings`), the same for each; only the log level is lowered, for every kind
+alike, so that 10,000 connects are not 10,000 log lines. ``typed-ss-native`` is served by
+:class:`typed_ss.NativeServer` on uvloop, as :func:`typed_ss.serve` does (:func:`native_settings`).
 
 Every kind offers the same five operations, each in its own wire format (see
 :mod:`benchmarks.loadgen`): ``echo`` (send the payload back to the sender), ``bc`` (broadcast the
@@ -16,6 +18,8 @@ broadcasts also reach the connections of every other instance on the same Redis.
 - ``typed-ss``: a :class:`typed_ss.Server` mounted in Starlette as the README shows, with typed
   ``str`` handlers; ``RedisBackend`` for ``--redis``. ``add`` is a handler that returns its reply
   (a call, docs/protocol.md section 5).
+- ``typed-ss-native``: the same :class:`typed_ss.Server` and handlers (:func:`typed_ss_server`),
+  served on typed-ss's native transport (picows, no ASGI) instead of uvicorn; the same wire.
 - ``starlette``: a bare Starlette WebSocket endpoint, the floor an ASGI library stands on: one
   letter of command, no framing, no validation; a hand-written Redis pub/sub bridge for ``--redis``.
   Its call is hand-written too: ``c<id> 0x02 <payload>`` answered with ``r<id> 0x02 <payload>``.
@@ -29,7 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -40,30 +46,53 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from typed_ss import Server, Socket, uvicorn_settings
+from benchmarks.loadgen import TYPED_SS_KINDS
+from typed_ss import NativeServer, Server, Socket, uvicorn_settings
+from typed_ss.errors import CloseCode
+from typed_ss.native.server import DEFAULT_READ_BUFFER
 
-__all__ = ["KINDS", "build_app", "serve_settings"]
+__all__ = ["KINDS", "OURS", "build_app", "native_settings", "serve_settings", "typed_ss_server"]
 
-KINDS = ("typed-ss", "starlette", "socketio")
+KINDS = ("typed-ss", "typed-ss-native", "starlette", "socketio")
 """Every server kind, in the order the reports list them."""
+OURS = tuple(kind for kind in KINDS if kind in TYPED_SS_KINDS)
+"""The kinds that are typed-ss (on uvicorn, on the native transport): the reports divide their figures
+by the other kinds', the peers'."""
+BACKLOG = 4096
+"""Every kind's listening backlog: 50 concurrent handshakes and more wait there."""
+MAX_CONNECTIONS = 20_000
+"""typed-ss's ``max_connections``: the idle scenario holds 10,000 connections, the default, plus its
+probes."""
 
 
 def serve_settings() -> dict[str, Any]:
-    """The uvicorn settings every kind is served with: typed-ss's recommended ones (default limits)."""
+    """The uvicorn settings every ASGI kind is served with: typed-ss's recommended ones (default
+    limits)."""
     return {**uvicorn_settings(Server()), "log_level": "warning"}
+
+
+def native_settings() -> dict[str, Any]:
+    """How ``typed-ss-native`` is served: :class:`typed_ss.NativeServer`'s defaults but the backlog
+    (the ASGI kinds' listening socket's), on uvloop as :func:`typed_ss.serve` runs it."""
+    return {
+        "backlog": BACKLOG,
+        "read_buffer_size": DEFAULT_READ_BUFFER,
+        "close_timeout": 5.0,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio",
+    }
 
 
 # --- typed-ss --------------------------------------------------------------------------------------
 
 
-def typed_ss_app(redis_url: str | None) -> Any:
+def typed_ss_server(redis_url: str | None) -> Server:
+    """The typed-ss server and its handlers, the same for both typed-ss kinds."""
     backend = None
     if redis_url is not None:
         from typed_ss.backends.redis import RedisBackend
 
         backend = RedisBackend(redis_url, group="bench")
-    # The idle scenario holds 10,000 connections, the default max_connections, plus its probes.
-    ss = Server(backend=backend, max_connections=20_000)
+    ss = Server(backend=backend, max_connections=MAX_CONNECTIONS)
 
     @ss.on("echo")
     async def echo(sock: Socket, data: str) -> None:
@@ -86,7 +115,37 @@ def typed_ss_app(redis_url: str | None) -> Any:
     async def add(sock: Socket, data: str) -> str:
         return data  # the reply to the call
 
+    return ss
+
+
+def typed_ss_app(redis_url: str | None) -> Any:
+    """``typed-ss``: the server mounted in Starlette, as the README shows (served by uvicorn)."""
+    ss = typed_ss_server(redis_url)
     return Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
+
+
+async def serve_native(redis_url: str | None) -> None:
+    """``typed-ss-native``: the server on the native transport, on an OS-picked port of 127.0.0.1,
+    until SIGINT or SIGTERM; then every socket is closed with 1012, as :func:`typed_ss.serve` does."""
+    ss = typed_ss_server(redis_url)
+    settings = native_settings()
+    native = NativeServer(
+        ss,
+        host="127.0.0.1",
+        port=0,
+        path="/socket",
+        backlog=settings["backlog"],
+        read_buffer_size=settings["read_buffer_size"],
+        close_timeout=settings["close_timeout"],
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await native.start()
+    print(f"PORT {native.port}", flush=True)
+    await stop.wait()
+    await native.stop(CloseCode.SERVICE_RESTART)
 
 
 # --- bare Starlette --------------------------------------------------------------------------------
@@ -205,13 +264,16 @@ def socketio_app(redis_url: str | None) -> Any:
 
 
 def build_app(kind: str, redis_url: str | None = None) -> Any:
-    """The ASGI app of server ``kind`` (one of :data:`KINDS`)."""
+    """The ASGI app of server ``kind`` (one of :data:`KINDS` but ``typed-ss-native``, which has none:
+    :func:`serve_native`)."""
     if kind == "typed-ss":
         return typed_ss_app(redis_url)
     if kind == "starlette":
         return starlette_app(redis_url)
     if kind == "socketio":
         return socketio_app(redis_url)
+    if kind == "typed-ss-native":
+        raise ValueError("typed-ss-native is no ASGI app: serve_native() serves it")
     raise ValueError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
 
 
@@ -220,11 +282,19 @@ def main() -> None:
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--redis", help="a redis:// URL: broadcasts reach the other instances on it")
     args = parser.parse_args()
+    if args.kind == "typed-ss-native":
+        runner: Any = asyncio.run
+        if importlib.util.find_spec("uvloop") is not None:
+            import uvloop
+
+            runner = uvloop.run
+        runner(serve_native(args.redis))
+        return
     app = build_app(args.kind, args.redis)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)  # 50 concurrent handshakes and more wait here while uvicorn starts
+    sock.listen(BACKLOG)  # 50 concurrent handshakes and more wait here while uvicorn starts
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, **serve_settings())).run(sockets=[sock])
     sys.stdout.flush()
