@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import ipaddress
 import logging
 import os
 import signal
@@ -23,10 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse
@@ -39,6 +33,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from tests.apps import echo_server
+from tests.backends.grpc_certs import CertificateAuthority
 from tests.server_process import ROOT
 from tests.support import connect_client, eventually
 from typed_ss import CloseCode, NativeServer, Server, Socket
@@ -265,33 +260,15 @@ async def test_the_clients_close_is_answered_with_its_code_and_what_follows_is_d
 
 
 def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a certificate for 127.0.0.1, made now, and a client context trusting it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    """A server context with a certificate for 127.0.0.1 from a CA made now, and a client context
+    trusting that CA."""
+    issued = CertificateAuthority.create(directory).issue(directory, "native")
+    assert isinstance(issued.cert, Path)
+    assert isinstance(issued.key, Path)
+    assert isinstance(issued.ca, Path)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
+    server.load_cert_chain(issued.cert, issued.key)
+    client = ssl.create_default_context(cafile=str(issued.ca))
     return server, client
 
 

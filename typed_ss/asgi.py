@@ -7,7 +7,6 @@ process) and ``http`` (a plain 426 answer, for a server mounted on its own).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Coroutine, Generator, Sequence
 from types import CoroutineType
@@ -19,7 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from typed_ss.errors import CloseCode
 from typed_ss.protocol import Frame
 from typed_ss.stepping import Resume
-from typed_ss.transport import Disconnected, PendingSend
+from typed_ss.transport import Disconnected, PendingSend, serve_connection
 from typed_ss.uvicorn_protocols import ServerConnection, WebSocketProtocol, connection_of
 
 if TYPE_CHECKING:
@@ -209,17 +208,7 @@ async def handle(server: Server, scope: Scope, receive: Receive, send: Send) -> 
             return
         transport = ASGITransport(scope, receive, send, max_message_size=server.limits.max_message_size)
         _warn_once_without_protocols(transport)
-        try:
-            await server.serve(transport)
-        except asyncio.CancelledError:
-            # The ASGI server cancelled the connection (uvicorn does at the end of its graceful
-            # shutdown; ss.shutdown() does after shutdown_timeout). The teardown ran; returning
-            # instead of raising spares the log a traceback per connection, and both have said
-            # how many they cancelled.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            logger.debug("a connection was cancelled while busy (shutdown)")
+        await serve_connection(server, transport)
     elif kind == "lifespan":
         await _lifespan(server, receive, send)
     elif kind == "http":

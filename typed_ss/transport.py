@@ -6,14 +6,21 @@ can implement the same interface without touching the socket, the hub or the ser
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Generator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection
 
 from typed_ss.protocol import Frame
 
-__all__ = ["Disconnected", "PendingSend", "Transport"]
+if TYPE_CHECKING:
+    from typed_ss.server import Server
+
+__all__ = ["Disconnected", "PendingSend", "Transport", "serve_connection"]
+
+logger = logging.getLogger("typed_ss")
 
 
 class Disconnected(Exception):
@@ -97,3 +104,20 @@ class Transport(Protocol):
         buffers (a client that stopped reading). Returns ``False`` where the server offers no way
         to do that; the connection then ends when the client goes away."""
         ...
+
+
+async def serve_connection(server: Server[Any], transport: Transport) -> None:
+    """Run ``server.serve(transport)`` in the connection's task, as every transport does.
+
+    A cancel at the end of a shutdown (``ss.shutdown()`` after ``shutdown_timeout``, or the ASGI
+    server's own, as uvicorn's at the end of its graceful shutdown) returns instead of raising: the
+    teardown ran, and both have said how many they cancelled, so the log gets no traceback per
+    connection.
+    """
+    try:
+        await server.serve(transport)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        logger.debug("a connection was cancelled while busy (shutdown)")

@@ -29,6 +29,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]  # public onl
 
 from typed_ss.native.transport import NativeTransport
 from typed_ss.static import client_path
+from typed_ss.transport import serve_connection
 
 if TYPE_CHECKING:
     from typed_ss.server import Server
@@ -414,13 +415,7 @@ class Front(asyncio.Protocol):
 
 async def _serve(server: Server[Any], transport: NativeTransport) -> None:
     try:
-        await server.serve(transport)
-    except asyncio.CancelledError:
-        # Cancelled at the end of a shutdown, as ASGI servers cancel theirs: the teardown ran.
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        logger.debug("a connection was cancelled while busy (shutdown)")
+        await serve_connection(server, transport)
     except Exception:
         logger.exception("serving a native connection failed")
         transport.abort()
