@@ -74,8 +74,10 @@ proto: $(STAMP)
 HOST := 127.0.0.1
 PORT := 8080
 
+# The chat demo on the native transport, its page and files served by its Starlette app beside it
+# (`python -m examples.chat.app` serves the same under uvicorn).
 demo: $(STAMP)
-	$(PY) -m examples.chat.app --host $(HOST) --port $(PORT)
+	$(VENV)/bin/typed-ss serve examples.chat.app:ss --app examples.chat.app:app --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -60,6 +60,8 @@ class NativeServer:
         app: Any = None,
     ) -> None:
         self.ss = ss
+        self.app = app
+        """The ASGI app beside the native path, or ``None``."""
         self.host = host
         self._port = port
         self._ssl = ssl
@@ -200,7 +202,11 @@ async def _serve_until_signalled(native: NativeServer) -> None:
         loop.add_signal_handler(signum, stop.set)
     await native.start()
     logger.info("typed-ss serving on %s (native transport); stop with SIGTERM or Ctrl+C", native.url)
-    print(f"typed-ss serving on {native.url}", flush=True)
+    beside = ""
+    if native.app is not None:
+        scheme = "https" if native.url.startswith("wss") else "http"
+        beside = f" and its app on {scheme}://{native.host}:{native.port}/"
+    print(f"typed-ss serving on {native.url}{beside}", flush=True)
     await stop.wait()
     logger.info("stopping: closing every socket with 1012")
     await native.stop(CloseCode.SERVICE_RESTART)
