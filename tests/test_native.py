@@ -363,3 +363,40 @@ async def test_an_asgi_app_serves_every_other_request_and_its_lifespan_runs() ->
             await client.emit("echo", b"native")
             await eventually(lambda: got == [b"native"])
     assert events == ["app start-up", "app shutdown"]
+
+
+# --- keepalive ----------------------------------------------------------------------------------------------
+
+
+async def test_a_client_that_answers_pings_stays_and_one_that_does_not_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    ss = echo_server()
+    async with native(ss, ping_interval=0.05) as server:
+        assert any(task.name == "native keepalive" and task.state == "running" for task in ss.health().tasks)
+        silent, _ = await Raw.upgrade(server.port, "Connection: Upgrade\r\n")
+        answering, _ = await Raw.upgrade(server.port, "Connection: Upgrade\r\n")
+        await eventually(lambda: len(ss.sockets) == 2)
+        pings: list[bytes] = []
+
+        async def answer() -> None:
+            while True:
+                frame = await answering.frame()
+                if frame.opcode == Opcode.PING:
+                    pings.append(bytes(frame.data))
+                    answering.send(Opcode.PONG, bytes(frame.data))
+
+        answerer = asyncio.create_task(answer())
+        try:
+            await eventually(lambda: len(ss.sockets) == 1)  # the silent one was dropped
+            answered = len(pings)
+            await eventually(lambda: len(pings) >= answered + 3)  # the other is still pinged
+            assert len(ss.sockets) == 1
+        finally:
+            answerer.cancel()
+        silent.close()
+        answering.close()
+    assert any("no answer to a ping" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not any(task.name == "native keepalive" for task in ss.health().tasks)

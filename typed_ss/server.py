@@ -46,6 +46,7 @@ from typed_ss.protocol import (
     socket_room,
 )
 from typed_ss.socket import Identity, Socket
+from typed_ss.supervision import Supervised
 from typed_ss.transport import Transport
 
 __all__ = ["AuthHook", "ContractCheck", "Hooks", "Limits", "Server", "SocketHook"]
@@ -166,6 +167,7 @@ class Server(Generic[Identity]):
         self.hooks: Final = Hooks()
         self._accepting = True
         self._connections: set[asyncio.Task[Any]] = set()
+        self._transport_tasks: list[Supervised] = []  # the native transport's keepalive
         self.backend: Final = backend
         self.instance_id: Final = instance_id
         self._multihome: Multihome | None = None
@@ -537,6 +539,7 @@ class Server(Generic[Identity]):
         if self._multihome is not None:
             multihome = self._multihome.health()
             tasks = [*self._multihome.tasks(), *multihome.backend.tasks]
+        tasks += [task.health() for task in self._transport_tasks]
         return ServerHealth(
             accepting=self._accepting,
             connections=len(self._connections),
@@ -545,6 +548,16 @@ class Server(Generic[Identity]):
             multihome=multihome,
             tasks=tasks,
         )
+
+    def supervise(self, task: Supervised) -> None:
+        """List ``task``, a transport's background loop, in :meth:`health`'s ``tasks`` until
+        :meth:`unsupervise`."""
+        self._transport_tasks.append(task)
+
+    def unsupervise(self, task: Supervised) -> None:
+        """Stop listing ``task`` (it has stopped)."""
+        if task in self._transport_tasks:
+            self._transport_tasks.remove(task)
 
     @property
     def sockets(self) -> Mapping[str, Socket[Identity]]:

@@ -78,6 +78,8 @@ class Serving:
     """The connections' tasks, from the upgrade request to the end of the socket."""
     fronts: set[Front] = field(default_factory=set)
     """Connections still in their HTTP phase."""
+    open: set[NativeTransport] = field(default_factory=set)
+    """The WebSockets, from the upgrade to their end (the keepalive's round goes over them)."""
     _client_js: bytes | None = None
 
     def client_js(self) -> bytes:
@@ -300,7 +302,13 @@ class Front(asyncio.Protocol):
         )
         task = self._loop.create_task(_serve(server, native))
         serving.tasks.add(task)
-        task.add_done_callback(serving.tasks.discard)
+        serving.open.add(native)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            serving.tasks.discard(task)
+            serving.open.discard(native)
+
+        task.add_done_callback(ended)
 
     def _plain_request(self, method: bytes, path: str) -> None:
         serving = self._serving

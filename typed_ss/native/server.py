@@ -18,6 +18,7 @@ from typed_ss.errors import CloseCode
 from typed_ss.logs import uvicorn_log_config
 from typed_ss.native.http import AsgiApp, Front, Serving
 from typed_ss.serving import ensure_file_limit
+from typed_ss.supervision import Supervised
 
 __all__ = ["NativeServer", "native_log_config", "serve"]
 
@@ -36,6 +37,9 @@ class NativeServer:
 
     Upgrade requests to ``path`` (``None``: any path) become sockets of ``ss``; ``GET /ss.js`` serves
     the browser client and ``GET /health`` ``ss.health()`` as JSON (see :mod:`typed_ss.native.http`).
+    Every ``ping_interval`` seconds a connection not heard from is pinged, and one that did not
+    answer the previous ping is dropped (a client that vanished without closing), as uvicorn's
+    ``ws_ping_interval`` and ``ws_ping_timeout`` of 20 s do; the loop is listed in ``ss.health()``.
     The server's
     ``handshake_timeout``, ``max_connections``, ``max_message_size``, origin checks and hooks apply as
     under uvicorn. ``ssl`` serves ``wss://``. ``app``, an ASGI application (the Starlette or FastAPI app
@@ -58,6 +62,7 @@ class NativeServer:
         read_buffer_size: int = DEFAULT_READ_BUFFER,
         forwarded_allow_ips: Sequence[str] = ("127.0.0.1",),
         app: Any = None,
+        ping_interval: float = 20.0,
     ) -> None:
         self.ss = ss
         self.app = app
@@ -78,6 +83,10 @@ class NativeServer:
         )
         self._listener: Any = None
         self._stopped = asyncio.Event()
+        if not ping_interval > 0:
+            raise ValueError(f"ping_interval must be positive, got {ping_interval}")
+        self._ping_interval = ping_interval
+        self._keepalive = Supervised("native keepalive", self._keepalive_rounds, log=logger)
 
     @property
     def port(self) -> int:
@@ -104,6 +113,8 @@ class NativeServer:
             if asgi.lifespan.should_exit:
                 raise RuntimeError("the app's lifespan start-up failed (logged)")
         await self.ss.startup()
+        self._keepalive.start()
+        self.ss.supervise(self._keepalive)
         loop = asyncio.get_running_loop()
         self._listener = await aiofastnet.create_server(
             loop,
@@ -143,7 +154,24 @@ class NativeServer:
             await listener.wait_closed()
         if asgi is not None:
             await asgi.lifespan.shutdown()
+        await self._keepalive.stop()
+        self.ss.unsupervise(self._keepalive)
         self._stopped.set()
+
+    async def _keepalive_rounds(self) -> None:
+        """Every ``ping_interval``: ping the connections not heard from, drop those that did not
+        answer the last ping (so a vanished client is gone within two to three intervals)."""
+        client_log = self.ss.client_log
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            for transport in list(self._serving.open):
+                if transport.keepalive():
+                    client_log.info(
+                        "keepalive",
+                        "dropped a connection from %s: no answer to a ping within %s s",
+                        transport.request.client,
+                        self._ping_interval,
+                    )
 
     async def serve_forever(self) -> None:
         """Wait until :meth:`stop` has run."""

@@ -86,11 +86,13 @@ class NativeTransport:
         "_inbox_limit",
         "_listener",
         "_loop",
+        "_pinged",
         "_reading_paused_for_inbox",
         "_request",
         "_subprotocols",
         "_waiter",
         "gone",
+        "heard",
         "writing_paused",
         "ws",
     )
@@ -125,6 +127,9 @@ class NativeTransport:
         """The close code once the connection has ended (1006 without a close frame)."""
         self.writing_paused = False
         """Whether the write buffer is over its high-water mark."""
+        self.heard = False
+        """Whether a frame came since the last :meth:`keepalive`."""
+        self._pinged = False
 
     # --- the Transport interface ----------------------------------------------------------------------
 
@@ -193,6 +198,23 @@ class NativeTransport:
             ws.disconnect(graceful=False)
             self._ended(ABNORMAL_CLOSURE)
         return True
+
+    def keepalive(self) -> bool:
+        """One keepalive round (every ``ping_interval``): a connection heard from since the last round
+        is alive; one that was not is pinged; one that did not answer that ping by now is aborted
+        (a client that vanished without closing, or stopped reading). Returns whether it was aborted."""
+        ws = self.ws
+        if ws is None or self.gone is not None:
+            return False
+        if self.heard:
+            self.heard = self._pinged = False
+        elif not self._pinged:
+            self._pinged = True
+            ws.send_ping()
+        else:
+            self.abort()
+            return True
+        return False
 
     # --- what the listener reports ----------------------------------------------------------------------
 
@@ -302,6 +324,7 @@ class _Listener(WSListener):
 
     def on_ws_frame(self, ws: WSTransport, frame: WSFrame) -> None:
         transport = self._transport
+        transport.heard = True  # a PONG too: picows hands it here, since it sends no pings of its own
         if transport.gone is not None:
             return  # what a client sends after its close (or ours was answered) is dropped
         kind = frame.msg_type
