@@ -15,8 +15,10 @@ ASYNCAPI_STAMP := $(ASYNCAPI)/node_modules/.installed
 
 # Debian packages the tests need (chromium: the browser tests); installed only when missing.
 SYSTEM_PACKAGES := chromium redis-server
-# The benchmarks' extra packages (valgrind: the callgrind instruction counts), not installed by `make test`.
-BENCH_SYSTEM_PACKAGES := redis-server valgrind
+# The benchmarks' extra packages (valgrind: the callgrind instruction counts; Debian's Go and
+# gorilla/websocket: the Go server the Go original is measured by, benchmarks/goserver.py), not
+# installed by `make test`.
+BENCH_SYSTEM_PACKAGES := redis-server valgrind golang-go golang-github-gorilla-websocket-dev
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: setup system-packages demo test lint typecheck pytest pytest-native jstest clean constraints proto dist \

@@ -11,7 +11,8 @@ window.
 
 Each server kind has its own wire format for the same operations (see :mod:`benchmarks.servers`):
 
-- typed-ss and typed-ss-native (one server, on uvicorn and on the native transport: one wire):
+- typed-ss and typed-ss-native (one server, on uvicorn and on the native transport: one wire), and go
+  (the Go server, :mod:`benchmarks.goserver`, speaking the same wire, the original's):
   ``sac-sock`` frames, ``<event> 0x02 <payload>`` up, ``<event> 0x01 S 0x02 <payload>`` down; the
   connection is ready once ``__hello`` has arrived. A call is ``<event> 0x01 c<id> 0x02 <payload>``,
   its reply ``<event> 0x01 Sr<id> 0x02 <reply>`` (docs/protocol.md section 5).
@@ -37,7 +38,7 @@ from typing import Any
 
 from benchmarks import procstat
 
-__all__ = ["PAYLOAD_SIZE", "TYPED_SS_KINDS", "Conn", "Spec", "run", "wire"]
+__all__ = ["PAYLOAD_SIZE", "SAC_SOCK_KINDS", "TYPED_SS_KINDS", "Conn", "Spec", "run", "wire"]
 
 HAVE_PICOWS = importlib.util.find_spec("picows") is not None
 PAYLOAD_SIZE = 64
@@ -77,12 +78,14 @@ class Spec:
 # --- wire formats ----------------------------------------------------------------------------------
 
 TYPED_SS_KINDS = frozenset({"typed-ss", "typed-ss-native"})
-"""The server kinds that speak typed-ss's wire (the same server on uvicorn and on the native transport)."""
+"""The typed-ss server kinds (the same server on uvicorn and on the native transport)."""
+SAC_SOCK_KINDS = TYPED_SS_KINDS | {"go"}
+"""The server kinds that speak typed-ss's wire, sac-sock: typed-ss's and the Go server's."""
 
 
 def wire(kind: str) -> str:
     """The wire format server ``kind`` speaks: ``typed-ss``, ``socketio`` or ``starlette``."""
-    return "typed-ss" if kind in TYPED_SS_KINDS else kind
+    return "typed-ss" if kind in SAC_SOCK_KINDS else kind
 
 
 def path(kind: str) -> str:
@@ -91,7 +94,7 @@ def path(kind: str) -> str:
 
 def frame(kind: str, event: str, payload: str) -> bytes:
     """The client message asking server ``kind`` for ``event`` with ``payload`` (ASCII, no quotes)."""
-    if kind in TYPED_SS_KINDS:
+    if kind in SAC_SOCK_KINDS:
         return f"{event}\x02{payload}".encode()
     if kind == "socketio":
         return f'42["{event}","{payload}"]'.encode()
@@ -105,7 +108,7 @@ def payload(tag: str) -> str:
 
 def call_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
     """The client message calling ``event`` of server ``kind`` with ``payload``, as call ``call_id``."""
-    if kind in TYPED_SS_KINDS:
+    if kind in SAC_SOCK_KINDS:
         return f"{event}\x01c{call_id}\x02{payload}".encode()
     if kind == "socketio":
         return f'42{call_id}["{event}","{payload}"]'.encode()
@@ -116,7 +119,7 @@ def reply_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
     """The exact message server ``kind`` answers call ``call_id`` of ``event`` with, when the handler
     returns ``payload``: the reply the load generator waits for, and checks byte for byte (the id,
     the event, the type letter and the value; an error reply never matches)."""
-    if kind in TYPED_SS_KINDS:
+    if kind in SAC_SOCK_KINDS:
         return f"{event}\x01Sr{call_id}\x02{payload}".encode()
     if kind == "socketio":
         return f'43{call_id}["{payload}"]'.encode()
@@ -260,6 +263,16 @@ async def close_all(conns: list[Conn]) -> None:
 # --- measuring -------------------------------------------------------------------------------------
 
 
+def _server_cpu(pids: list[int]) -> tuple[float, float]:
+    """The CPU seconds the servers ``pids`` have used so far (user + system), and the system part."""
+    total = kernel = 0.0
+    for pid in pids:
+        user, system = procstat.cpu_split(pid)
+        total += user + system
+        kernel += system
+    return total, kernel
+
+
 class Window:
     """Wall time, this process's CPU, the servers' CPU and every other process's over one window."""
 
@@ -268,7 +281,7 @@ class Window:
         self.helper_pids = helper_pids or []
         self.wall = time.perf_counter()
         self.client = time.process_time()
-        self.server = sum(procstat.cpu_seconds(pid) for pid in server_pids)
+        self.server, self.server_kernel = _server_cpu(server_pids)
         self.helpers = sum(procstat.cpu_seconds(pid) for pid in self.helper_pids)
         self.system = procstat.system_busy_seconds()
 
@@ -276,13 +289,16 @@ class Window:
         """The window's figures, per ``unit`` (message, delivery) where it says so."""
         wall = time.perf_counter() - self.wall
         client = time.process_time() - self.client
-        server = sum(procstat.cpu_seconds(pid) for pid in self.server_pids) - self.server
+        server, kernel = _server_cpu(self.server_pids)
+        server -= self.server
+        kernel -= self.server_kernel
         helpers = sum(procstat.cpu_seconds(pid) for pid in self.helper_pids) - self.helpers
         other = max(0.0, procstat.system_busy_seconds() - self.system - client - server - helpers)
         return {
             "seconds": wall,
             f"{unit}s_per_s": units / wall,
             f"server_cpu_us_per_{unit}": server / units * 1e6,
+            f"server_kernel_cpu_us_per_{unit}": kernel / units * 1e6,
             f"client_cpu_us_per_{unit}": client / units * 1e6,
             "server_cpu_util": server / wall,
             "client_cpu_util": client / wall,

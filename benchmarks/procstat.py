@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-__all__ = ["HAVE_PSUTIL", "cpu_seconds", "rss_bytes", "system_busy_seconds"]
+__all__ = ["HAVE_PSUTIL", "cpu_seconds", "cpu_split", "rss_bytes", "system_busy_seconds"]
 
 HAVE_PSUTIL = importlib.util.find_spec("psutil") is not None
 
@@ -19,14 +19,19 @@ if HAVE_PSUTIL:
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds the process ``pid`` has used so far (its children excluded)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """The user and the system (kernel) CPU seconds the process ``pid`` has used so far."""
     if HAVE_PSUTIL:
         times = psutil.Process(pid).cpu_times()
-        return float(times.user + times.system)
+        return float(times.user), float(times.system)
     with open(f"/proc/{pid}/stat") as stat:
         # The command name (field 2) may contain spaces; it is closed by the last ')'.
         fields = stat.read().rpartition(")")[2].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime and stime, fields 14 and 15
+    return int(fields[11]) / ticks, int(fields[12]) / ticks  # utime and stime, fields 14 and 15
 
 
 def rss_bytes(pid: int) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import goserver
 from benchmarks.run import ROOT
 from benchmarks.servers import OURS, native_settings, serve_settings
 
@@ -21,6 +22,7 @@ NAMES = {
     "typed-ss-native": "typed-ss native",
     "starlette": "bare Starlette",
     "socketio": "python-socketio",
+    "go": "Go",
 }
 
 
@@ -48,7 +50,10 @@ def rows(medians: dict[str, Any]) -> list[Row]:
             Row(key, "rtt_p50_us", f"{title}: RTT p50 µs", False),
             Row(key, "rtt_p99_us", f"{title}: RTT p99 µs", False),
             Row(key, "server_cpu_us_per_msg", f"{title}: server CPU µs/msg", False),
+            Row(key, "server_kernel_cpu_us_per_msg", f"{title}: of which in the kernel", None),
             Row(key, "client_cpu_us_per_msg", f"{title}: client CPU µs/msg", None),
+            Row(key, "server_cpu_util", f"{title}: server CPU (cores)", None),
+            Row(key, "client_cpu_util", f"{title}: client CPU (cores)", None),
             Row(key, "other_cpu_util", f"{title}: other tenants' CPU (cores)", None),
         ]
     title = "call, 50 conns"
@@ -57,7 +62,10 @@ def rows(medians: dict[str, Any]) -> list[Row]:
         Row("call50", "rtt_p50_us", f"{title}: round trip p50 µs", False),
         Row("call50", "rtt_p99_us", f"{title}: round trip p99 µs", False),
         Row("call50", "server_cpu_us_per_call", f"{title}: server CPU µs/call", False),
+        Row("call50", "server_kernel_cpu_us_per_call", f"{title}: of which in the kernel", None),
         Row("call50", "client_cpu_us_per_call", f"{title}: client CPU µs/call", None),
+        Row("call50", "server_cpu_util", f"{title}: server CPU (cores)", None),
+        Row("call50", "client_cpu_util", f"{title}: client CPU (cores)", None),
         Row("call50", "other_cpu_util", f"{title}: other tenants' CPU (cores)", None),
     ]
     for receivers in fanout_sizes(medians):
@@ -69,6 +77,8 @@ def rows(medians: dict[str, Any]) -> list[Row]:
             Row(key, "deliverys_per_s", f"{title}: deliveries/s", True),
             Row(key, "server_cpu_us_per_delivery", f"{title}: server CPU µs/delivery", False),
             Row(key, "client_cpu_us_per_delivery", f"{title}: client CPU µs/delivery", None),
+            Row(key, "server_cpu_util", f"{title}: server CPU (cores)", None),
+            Row(key, "client_cpu_util", f"{title}: client CPU (cores)", None),
         ]
     rows += [
         Row("roomcast", "latency_p50_ms", "roomcast: last member p50 ms", False),
@@ -112,7 +122,9 @@ class Target:
 
 def all_targets(medians: dict[str, Any]) -> list[Target]:
     """The issue's targets, for the fan-out sizes in ``medians``; the echo and call throughput ones
-    for the native transport too."""
+    for the native transport too, and the native transport's against the Go original (measured in the
+    same run: echo over 50 connections at least its messages per second and at most its server CPU per
+    message; broadcast to 200 and 1,000 at most its last receiver's p50)."""
     throughput = [
         Target("echo 50 conns msgs/s >= 0.85x Starlette", "echo50", "msgs_per_s", "starlette", ">=", 0.85),
         Target("echo 50 conns msgs/s >= 4x python-socketio", "echo50", "msgs_per_s", "socketio", ">=", 4),
@@ -138,9 +150,30 @@ def all_targets(medians: dict[str, Any]) -> list[Target]:
             1.3,
         ),
     ]
+    native = NAMES["typed-ss-native"]
     found += [
-        replace(target, label=f"{NAMES['typed-ss-native']}: {target.label}", ours="typed-ss-native")
-        for target in throughput
+        replace(target, label=f"{native}: {target.label}", ours="typed-ss-native") for target in throughput
+    ]
+    versus_go = [
+        Target("echo 50 conns msgs/s >= 1.0x Go", "echo50", "msgs_per_s", "go", ">=", 1.0),
+        Target(
+            "echo 50 conns server CPU µs/msg <= 1.0x Go", "echo50", "server_cpu_us_per_msg", "go", "<=", 1.0
+        ),
+    ]
+    versus_go += [
+        Target(
+            f"broadcast {receivers:,} p50 <= 1.0x Go",
+            f"broadcast{receivers}",
+            "latency_p50_ms",
+            "go",
+            "<=",
+            1.0,
+        )
+        for receivers in fanout_sizes(medians)
+        if receivers in (200, 1000)
+    ]
+    found += [
+        replace(target, label=f"{native}: {target.label}", ours="typed-ss-native") for target in versus_go
     ]
     return found
 
@@ -252,6 +285,7 @@ def environment() -> dict[str, Any]:
             for name, value in serve_settings().items()
         },
         "native_settings": native_settings(),
+        "go": goserver.versions(),
     }
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks import procstat
+from benchmarks import goserver, procstat
 from benchmarks.loadgen import HAVE_PICOWS, Spec
 from benchmarks.servers import KINDS
 
@@ -185,13 +185,20 @@ def _stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
 def server(
     kind: str, workdir: Path, *, redis_url: str | None = None, wrapper: list[str] | None = None
 ) -> Iterator[Started]:
-    """Run ``python -m benchmarks.servers KIND`` (under ``wrapper``, e.g. valgrind) until the block ends."""
-    command = [*(wrapper or []), sys.executable, "-m", "benchmarks.servers", kind]
+    """Run ``python -m benchmarks.servers KIND`` (under ``wrapper``, e.g. valgrind) until the block ends;
+    for ``go``, the Go server :func:`benchmarks.goserver.build` built in ``workdir``."""
+    env = None
+    if kind == "go":
+        if wrapper:
+            raise ValueError("the Go server is not run under a wrapper")
+        command, env = goserver.command(workdir)
+    else:
+        command = [*(wrapper or []), sys.executable, "-m", "benchmarks.servers", kind]
     if redis_url is not None:
         command += ["--redis", redis_url]
     log = open(workdir / f"server-{kind}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=_die_with_parent
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=_die_with_parent
     )
     try:
         port = _read_port(process, 180.0 if wrapper else 30.0)
@@ -402,11 +409,19 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries
             )
 
 
+NO_REDIS = frozenset({"go"})
+"""Kinds without a Redis backend: the redis scenario skips them (the Go server has none)."""
+NO_CALLGRIND = frozenset({"go"})
+"""Kinds the callgrind scenario skips: its instruction counts compare the Python servers, and the Go
+server is not run under valgrind."""
+
+
 def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries: Retries) -> None:
     """Two instances of each kind on one redis-server: the sender on one, the receivers on the other."""
     _say(f"  redis: 2 instances, {sizes.redis_receivers} receivers on the other instance")
+    kinds = tuple(kind for kind in sizes.kinds if kind not in NO_REDIS)
     with redis_server(workdir) as (url, redis_pid):
-        for kind in _rotated(sizes.kinds, rep):
+        for kind in _rotated(kinds, rep) if kinds else []:
             with server(kind, workdir, redis_url=url) as one, server(kind, workdir, redis_url=url) as two:
                 time.sleep(2.0)  # both instances started and subscribed
                 spec = Spec(
@@ -434,6 +449,8 @@ def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
         return
     _say(f"  callgrind: echo and call, {short} and {long} of each on 1 connection, per server")
     for kind in sizes.kinds:
+        if kind in NO_CALLGRIND:
+            continue
         out = workdir / f"callgrind-{kind}.out"
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         figures: dict[str, float] = {}
@@ -500,13 +517,27 @@ def medians(results: Results) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> dict[str, Any]:
-    """Run every scenario at ``sizes``; returns the raw runs, the medians and how they were taken."""
+    """Run every scenario at ``sizes``; returns the raw runs, the medians, how they were taken, the
+    kinds measured and those skipped, with why (``go`` where the Go server cannot be built)."""
     started = time.time()
     load_before = wait_until_quiet(wait_quiet) if wait_quiet else os.getloadavg()[0]
     results: Results = {}
     retries = Retries(sizes)
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="typed-ss-bench-") as tmp:
         workdir = Path(tmp)
+        if "go" in sizes.kinds:
+            try:
+                goserver.build(workdir)
+            except goserver.GoUnavailable as error:
+                skipped["go"] = str(error)
+                _say(f"go: skipped, the Go server cannot be built here: {error}")
+                sizes = replace(sizes, kinds=tuple(kind for kind in sizes.kinds if kind != "go"))
+        for kind in sorted(set(sizes.kinds) & NO_REDIS) if redis and "redis" in sizes.scenarios else []:
+            _say(f"{kind}: not in the redis scenario (no Redis backend)")
+        counted = sizes.callgrind is not None and "callgrind" in sizes.scenarios
+        for kind in sorted(set(sizes.kinds) & NO_CALLGRIND) if counted else []:
+            _say(f"{kind}: not in the callgrind scenario (instruction counts are for the Python servers)")
         for rep in range(sizes.repetitions):
             _say(f"repetition {rep + 1} of {sizes.repetitions}")
             _repetition(sizes, rep, workdir, results, retries)
@@ -524,4 +555,6 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
         "load_average_after": os.getloadavg()[0],
         "runs": results,
         "medians": medians(results),
+        "kinds": list(sizes.kinds),
+        "skipped": skipped,
     }

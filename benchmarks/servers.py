@@ -26,6 +26,9 @@ broadcasts also reach the connections of every other instance on the same Redis.
 - ``socketio``: python-socketio's ``AsyncServer(async_mode="asgi")`` in its ``ASGIApp``, its
   documented ASGI deployment; ``AsyncRedisManager`` for ``--redis``. ``add`` returns its value, which
   python-socketio sends as the ack of an event the client emitted with an ack id (its ``call``).
+- ``go``: a Go server of the sac-sock wire on gorilla/websocket, for the Go original
+  (:mod:`benchmarks.goserver`, ``benchmarks/go/main.go``): the same wire and operations as typed-ss's;
+  no Redis backend. It is a binary built at bench time, not served from here: the orchestrator runs it.
 """
 
 from __future__ import annotations
@@ -51,10 +54,20 @@ from typed_ss import NativeServer, Server, Socket, uvicorn_settings
 from typed_ss.errors import CloseCode
 from typed_ss.native.server import DEFAULT_READ_BUFFER
 
-__all__ = ["KINDS", "OURS", "build_app", "native_settings", "serve_settings", "typed_ss_server"]
+__all__ = [
+    "KINDS",
+    "OURS",
+    "PYTHON_KINDS",
+    "build_app",
+    "native_settings",
+    "serve_settings",
+    "typed_ss_server",
+]
 
-KINDS = ("typed-ss", "typed-ss-native", "starlette", "socketio")
+KINDS = ("typed-ss", "typed-ss-native", "starlette", "socketio", "go")
 """Every server kind, in the order the reports list them."""
+PYTHON_KINDS = tuple(kind for kind in KINDS if kind != "go")
+"""The kinds served from this module (``go`` is a binary: :mod:`benchmarks.goserver`)."""
 OURS = tuple(kind for kind in KINDS if kind in TYPED_SS_KINDS)
 """The kinds that are typed-ss (on uvicorn, on the native transport): the reports divide their figures
 by the other kinds', the peers'."""
@@ -265,7 +278,7 @@ def socketio_app(redis_url: str | None) -> Any:
 
 def build_app(kind: str, redis_url: str | None = None) -> Any:
     """The ASGI app of server ``kind`` (one of :data:`KINDS` but ``typed-ss-native``, which has none:
-    :func:`serve_native`)."""
+    :func:`serve_native`, and ``go``)."""
     if kind == "typed-ss":
         return typed_ss_app(redis_url)
     if kind == "starlette":
@@ -274,12 +287,14 @@ def build_app(kind: str, redis_url: str | None = None) -> Any:
         return socketio_app(redis_url)
     if kind == "typed-ss-native":
         raise ValueError("typed-ss-native is no ASGI app: serve_native() serves it")
+    if kind == "go":
+        raise ValueError("go is no ASGI app: it is a binary (benchmarks.goserver)")
     raise ValueError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("kind", choices=PYTHON_KINDS)
     parser.add_argument("--redis", help="a redis:// URL: broadcasts reach the other instances on it")
     args = parser.parse_args()
     if args.kind == "typed-ss-native":

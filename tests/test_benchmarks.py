@@ -6,10 +6,16 @@ python-socketio's own encoders, and a wrong reply must fail its run.
 `make test` does not install the bench group: /proc then stands in for psutil, and the load generator
 runs on picows only because the native transport made it a core dependency (else on websockets);
 python-socketio, the peer, is in the dev group, so every scenario runs against it too.
+
+Nor does it install Debian's Go and gorilla/websocket, which the Go server (the ``go`` kind, built at
+bench time) needs: where they are missing, the smoke run leaves that kind out and the test checks that
+the run says why, and the Go server's own test is skipped naming the reason (pytest's ``-rs`` shows it);
+everything else runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -20,10 +26,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from benchmarks import report
+from benchmarks import goserver, report
 from benchmarks.__main__ import main as bench_main
-from benchmarks.loadgen import Spec, call, call_frame, frame, reply_frame
-from benchmarks.run import SMOKE, Sizes, run_suite
+from benchmarks.loadgen import Spec, call, call_frame, connect, frame, reply_frame
+from benchmarks.run import SMOKE, Sizes, run_suite, server
 from benchmarks.servers import KINDS, OURS
 from typed_ss.protocol import encode_frame, parse_call_flag, split_client_frame, with_flag
 
@@ -32,18 +38,32 @@ pytestmark = [pytest.mark.timeout(180)]
 PAYLOAD = "call".ljust(64, ".")
 
 
+GO_MISSING = goserver.unavailable()
+"""Why the Go server cannot be built here (``None``: it can); ``make bench`` installs what it needs."""
+
+
 @pytest.mark.slow
 def test_every_scenario_runs_on_tiny_sizes() -> None:
     redis = shutil.which("redis-server") is not None
     outcome = run_suite(replace(SMOKE, kinds=KINDS), redis=redis)
     medians = outcome["medians"]
+    kinds: tuple[str, ...] = KINDS
+    if GO_MISSING is None:
+        assert outcome["skipped"] == {}
+    else:  # the run goes on without the Go server and says why
+        kinds = tuple(kind for kind in KINDS if kind != "go")
+        assert outcome["skipped"] == {"go": GO_MISSING}
+        assert "make bench" in GO_MISSING
+    assert outcome["kinds"] == list(kinds)
 
     scenarios = {"idle", "echo1", "echo50", "call50", "broadcast5", "roomcast"}
     scenarios |= {"redis"} if redis else set()
     assert set(medians) == scenarios
     for scenario in scenarios:
-        assert set(medians[scenario]) == set(KINDS), scenario
-    for kind in KINDS:
+        # The Go server has no Redis backend: the redis scenario leaves it out.
+        expected = {kind for kind in kinds if kind != "go" or scenario != "redis"}
+        assert set(medians[scenario]) == expected, scenario
+    for kind in kinds:
         assert medians["echo50"][kind]["msgs_per_s"] > 0
         assert medians["broadcast5"][kind]["latency_p50_ms"] > 0
         assert medians["idle"][kind]["connects_per_s"] > 0
@@ -52,14 +72,16 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
         assert round(call50["calls_per_s"] * call50["seconds"]) == 50 * SMOKE.call50_calls, kind
         assert 0 < call50["rtt_p50_us"] <= call50["rtt_p99_us"], kind
 
-    table = report.table(medians, KINDS)
+    table = report.table(medians, kinds)
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
-    assert header[1:5] == ["typed-ss", "typed-ss native", "bare Starlette", "python-socketio"]
-    assert header[5:] == [
-        "typed-ss / bare Starlette",
-        "typed-ss / python-socketio",
-        "typed-ss native / bare Starlette",
-        "typed-ss native / python-socketio",
+    names = ["typed-ss", "typed-ss native", "bare Starlette", "python-socketio", "Go"]
+    peers = ["bare Starlette", "python-socketio", "Go"]
+    if GO_MISSING is not None:
+        names, peers = names[:-1], peers[:-1]
+    assert header[1 : 1 + len(names)] == names
+    assert header[1 + len(names) :] == [
+        *(f"typed-ss / {peer}" for peer in peers),
+        *(f"typed-ss native / {peer}" for peer in peers),
         "typed-ss native / typed-ss",
     ]
     text = "\n".join(table)
@@ -72,6 +94,8 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     assert ("typed-ss-native", "typed-ss native: echo 50 conns msgs/s >= 0.85x Starlette") in checked
     assert ("typed-ss-native", "typed-ss native: echo 50 conns msgs/s >= 4x python-socketio") in checked
     assert ("typed-ss-native", "typed-ss native: call 50 conns calls/s >= 4x python-socketio") in checked
+    versus_go = ("typed-ss-native", "typed-ss native: echo 50 conns msgs/s >= 1.0x Go")
+    assert (versus_go in checked) == (GO_MISSING is None)
 
 
 @pytest.mark.slow
@@ -90,11 +114,14 @@ def test_a_run_narrowed_to_calls_runs_only_calls() -> None:
 
 def test_ratios_divide_each_typed_ss_kind_by_each_peer() -> None:
     assert OURS == ("typed-ss", "typed-ss-native")
+    assert KINDS[-1] == "go"  # a peer, never one of ours
     assert report.comparisons(KINDS) == [
         ("typed-ss", "starlette"),
         ("typed-ss", "socketio"),
+        ("typed-ss", "go"),
         ("typed-ss-native", "starlette"),
         ("typed-ss-native", "socketio"),
+        ("typed-ss-native", "go"),
         ("typed-ss-native", "typed-ss"),
     ]
     assert report.comparisons(("typed-ss", "socketio")) == [("typed-ss", "socketio")]
@@ -117,6 +144,86 @@ def test_targets_hold_each_kind_to_its_own_figures() -> None:
         "typed-ss native: echo 50 conns msgs/s >= 0.85x Starlette": ("typed-ss-native", 2.0, True),
         "typed-ss native: echo 50 conns msgs/s >= 4x python-socketio": ("typed-ss-native", 10.0, True),
     }
+
+
+def test_the_native_transport_is_held_to_the_go_originals_figures() -> None:
+    medians = {
+        "echo50": {
+            "typed-ss-native": {"msgs_per_s": 90.0, "server_cpu_us_per_msg": 4.0},
+            "go": {"msgs_per_s": 100.0, "server_cpu_us_per_msg": 5.0},
+        },
+        "broadcast200": {"typed-ss-native": {"latency_p50_ms": 1.0}, "go": {"latency_p50_ms": 0.8}},
+        "broadcast1000": {"typed-ss-native": {"latency_p50_ms": 4.0}, "go": {"latency_p50_ms": 4.0}},
+        "broadcast10000": {"typed-ss-native": {"latency_p50_ms": 9.0}, "go": {"latency_p50_ms": 1.0}},
+    }
+    checked = {item["target"]: item for item in report.targets(medians)}
+    assert {label: (item["ours"], item["met"]) for label, item in checked.items()} == {
+        "typed-ss native: echo 50 conns msgs/s >= 1.0x Go": ("typed-ss-native", False),
+        "typed-ss native: echo 50 conns server CPU µs/msg <= 1.0x Go": ("typed-ss-native", True),
+        "typed-ss native: broadcast 200 p50 <= 1.0x Go": ("typed-ss-native", False),
+        "typed-ss native: broadcast 1,000 p50 <= 1.0x Go": ("typed-ss-native", True),
+    }
+    assert checked["typed-ss native: echo 50 conns msgs/s >= 1.0x Go"]["missed_by_pct"] == pytest.approx(10)
+    assert checked["typed-ss native: broadcast 200 p50 <= 1.0x Go"]["missed_by_pct"] == pytest.approx(25)
+
+
+@pytest.mark.slow
+def test_a_run_without_go_skips_it_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Go is missing (``make test`` does not install it), the Go kind is left out of the run,
+    which goes on with the others and records why."""
+    reason = f"go is not installed ({goserver.INSTALL_HINT})"
+    monkeypatch.setattr(goserver, "unavailable", lambda: reason)
+    outcome = run_suite(replace(SMOKE, kinds=("starlette", "go"), scenarios=("echo",)))
+    assert outcome["skipped"] == {"go": reason}
+    assert outcome["kinds"] == ["starlette"]
+    assert {kind for figures in outcome["medians"].values() for kind in figures} == {"starlette"}
+
+
+def test_the_go_server_speaks_typed_ss_wire() -> None:
+    for make in (frame, lambda kind, event, data: call_frame(kind, event, 3, data)):
+        assert make("go", "add", PAYLOAD) == make("typed-ss", "add", PAYLOAD)
+    assert reply_frame("go", "add", 3, PAYLOAD) == reply_frame("typed-ss", "add", 3, PAYLOAD)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(GO_MISSING is not None, reason=f"the Go server cannot be built here: {GO_MISSING}")
+async def test_the_go_server_answers_as_typed_ss_does(tmp_path: Path) -> None:
+    """The Go server, built with Debian's Go, answers each operation with typed-ss's frames."""
+    goserver.build(tmp_path)
+    with server("go", tmp_path) as started:
+        conn = await connect("go", started.url)
+        got: list[bytes] = []
+        six = asyncio.get_running_loop().create_future()
+
+        def on_message(message: bytes) -> None:
+            got.append(message)
+            if len(got) == 6 and not six.done():
+                six.set_result(None)
+
+        conn.on_message = on_message
+        for message in (
+            b"echo\x02hi",
+            b"add\x01c7\x02" + PAYLOAD.encode(),
+            b"add\x02no reply: not a call",
+            b"join\x02room1",
+            b"rc\x02room1 to the room",
+            b"rc\x02room2 to nobody",
+            b"bc\x02to all",
+            b"nothing\x02unknown events are ignored",
+            b"echo\x02\xff",
+        ):
+            conn.send(message)
+        await asyncio.wait_for(six, 10)
+        await asyncio.sleep(0.1)  # nothing more comes
+        await conn.close()
+    assert got == [
+        b"echo\x01S\x02hi",
+        reply_frame("typed-ss", "add", 7, PAYLOAD),
+        b"joined\x01S\x02room1",
+        b"rc\x01S\x02room1 to the room",
+        b"bc\x01S\x02to all",
+        b'__error\x01J\x02{"event":"echo","code":"invalid_payload","detail":"payload is not valid UTF-8"}',
+    ]
 
 
 def test_kinds_narrow_a_run_without_adding_typed_ss(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
