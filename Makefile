@@ -13,8 +13,9 @@ JS_STAMP := $(JS)/node_modules/.installed
 ASYNCAPI := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI)/node_modules/.installed
 
-# Debian packages the tests need (chromium: the browser tests); installed only when missing.
-SYSTEM_PACKAGES := chromium redis-server
+# Debian packages the tests need (chromium: the browser tests; Go and gorilla/websocket: the benchmark's
+# Go server, which tests/test_benchmarks.py builds and runs); installed only when missing.
+SYSTEM_PACKAGES := chromium redis-server golang-go golang-github-gorilla-websocket-dev
 # The benchmarks' extra packages (valgrind: the callgrind instruction counts; Debian's Go and
 # gorilla/websocket: the Go server the Go original is measured by, benchmarks/goserver.py), not
 # installed by `make test`.

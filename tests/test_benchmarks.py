@@ -7,10 +7,10 @@ python-socketio's own encoders, and a wrong reply must fail its run.
 runs on picows only because the native transport made it a core dependency (else on websockets);
 python-socketio, the peer, is in the dev group, so every scenario runs against it too.
 
-Nor does it install Debian's Go and gorilla/websocket, which the Go server (the ``go`` kind, built at
-bench time) needs: where they are missing, the smoke run leaves that kind out and the test checks that
-the run says why, and the Go server's own test is skipped naming the reason (pytest's ``-rs`` shows it);
-everything else runs.
+`make test` installs Debian's Go and gorilla/websocket, which the Go server (the ``go`` kind, built at
+bench time) needs, so there every scenario runs against it too. Where they are missing (pytest run by
+hand elsewhere), the smoke run leaves that kind out and the test checks that the run says why, and the
+Go server's own test is skipped naming the reason (pytest's ``-rs`` shows it); everything else runs.
 """
 
 from __future__ import annotations
