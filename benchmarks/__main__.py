@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(report.table(outcome["medians"], kinds)))
     print("\n### Targets (ratios from this run)\n")
-    print("\n".join(report.target_lines(outcome["targets"])))
+    print("\n".join(report.target_lines(outcome["targets"], sizes.repetitions)))
     print(f"\n{outcome['go_origin']}\n")
     print(f"JSON: {json_path}")
     print(f"chart: {chart_path if charted else 'not drawn (matplotlib is not installed)'}")

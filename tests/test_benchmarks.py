@@ -299,3 +299,16 @@ async def test_the_call_scenario_checks_every_reply() -> None:
     async with answering(wrong_from=4) as url:  # the second call of the measured phase
         with pytest.raises(ValueError, match="call 4 expected b'r4"):
             await call(replace(spec, url=url, messages=5))
+
+
+def test_a_run_of_one_repetition_gives_no_verdict() -> None:
+    checked = [
+        {"target": "echo >= 4x", "ratio": 3.2, "met": False, "missed_by_pct": 20.0},
+        {"target": "call >= 4x", "ratio": 4.5, "met": True, "missed_by_pct": 0.0},
+    ]
+    quick = "\n".join(report.target_lines(checked, repetitions=1))
+    assert "MISSED" not in quick
+    assert "| 3.20x | outside the bound (1 repetition: indicative only) |" in quick
+    assert "| 4.50x | within the bound (1 repetition: indicative only) |" in quick
+    full = report.target_lines(checked, repetitions=5)
+    assert full[2:] == ["| echo >= 4x | 3.20x | MISSED by 20% |", "| call >= 4x | 4.50x | met |"]
