@@ -400,3 +400,15 @@ async def test_a_client_that_answers_pings_stays_and_one_that_does_not_is_droppe
     assert any("no answer to a ping" in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not any(task.name == "native keepalive" for task in ss.health().tasks)
+
+
+async def test_the_request_path_is_percent_decoded_as_asgi_servers_give_it() -> None:
+    ss = echo_server()
+
+    @ss.on("where")
+    async def where(sock: Socket, data: bytes) -> list[str]:
+        return [sock.request.url.path, sock.request.scope["raw_path"].decode()]
+
+    async with native(ss) as server:
+        async with client_connect(f"ws://127.0.0.1:{server.port}/so%63ket") as client:
+            assert await client.call("where", b"", returns=list[str]) == ["/socket", "/so%63ket"]

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
 
 import httptools
 import msgspec
@@ -210,14 +211,15 @@ class Front(asyncio.Protocol):
         if url is None:
             self._answer(HTTPStatus.BAD_REQUEST)
             return
-        path = (url.path or b"/").decode("latin-1")
+        raw_path = url.path or b"/"
+        path = unquote(raw_path.decode("latin-1"))  # ASGI's scope["path"] is percent-decoded
         headers = dict(parsed.headers)
         upgrade = "websocket" in _tokens(headers.get(b"upgrade", b""))
         serving = self._serving
         if serving.asgi is not None and not (upgrade and (serving.path is None or path == serving.path)):
             self._to_asgi(serving.asgi)
         elif upgrade:
-            self._upgrade_request(method, path, url.query or b"", parsed.headers, headers)
+            self._upgrade_request(method, path, raw_path, url.query or b"", parsed.headers, headers)
         else:
             self._plain_request(method, path)
 
@@ -234,6 +236,7 @@ class Front(asyncio.Protocol):
         self,
         method: bytes,
         path: str,
+        raw_path: bytes,
         query: bytes,
         header_list: list[tuple[bytes, bytes]],
         headers: dict[bytes, bytes],
@@ -282,7 +285,7 @@ class Front(asyncio.Protocol):
             "http_version": "1.1",
             "scheme": scheme,
             "path": path,
-            "raw_path": path.encode("latin-1"),
+            "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
             "headers": header_list,
