@@ -412,3 +412,19 @@ async def test_the_request_path_is_percent_decoded_as_asgi_servers_give_it() -> 
     async with native(ss) as server:
         async with client_connect(f"ws://127.0.0.1:{server.port}/so%63ket") as client:
             assert await client.call("where", b"", returns=list[str]) == ["/socket", "/so%63ket"]
+
+
+async def test_a_long_close_reason_is_cut_to_the_frame_without_cutting_a_character() -> None:
+    ss = echo_server()
+
+    @ss.on("bye")
+    async def bye(sock: Socket, data: bytes) -> None:
+        await sock.close(4000, "é" * 100)  # 200 bytes of UTF-8: a close frame holds 123
+
+    async with native(ss) as server, connect(server.url, subprotocols=["sac-sock"]) as ws:  # type: ignore[list-item]
+        await ws.recv()  # __hello
+        await ws.send("bye\x02")
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "é" * 61)

@@ -47,6 +47,11 @@ _PROTOCOL_ERROR: Final = 1002
 _INVALID_DATA: Final = 1007
 
 
+def _close_reason(reason: str) -> bytes:
+    """``reason`` as a close frame carries it: UTF-8, at most 123 bytes, never a cut character."""
+    return reason.encode()[:123].decode(errors="ignore").encode()
+
+
 class _Drain:
     """The rest of a send made while the connection's write buffer was full: the frame is in the
     buffer already; awaiting this waits until the buffer drained below its low-water mark."""
@@ -184,7 +189,7 @@ class NativeTransport:
         if ws is None or self.gone is not None or self._close_sent:
             raise Disconnected(self.gone or ABNORMAL_CLOSURE)
         self._close_sent = True
-        ws.send_close(WSCloseCode(code), reason.encode()[:123])  # a close frame's reason fits in 123 bytes
+        ws.send_close(WSCloseCode(code), _close_reason(reason))
         # The client answers with its own close frame (then the connection ends); one that does not
         # within close_timeout is dropped.
         self._close_timer = self._loop.call_later(self._close_timeout, self._give_up_closing)
