@@ -284,10 +284,8 @@ async def test_wss_with_an_ssl_context(tmp_path: Path) -> None:
     server_context, client_context = tls_contexts(tmp_path)
     async with native(ss, ssl=server_context) as server:
         assert server.url.startswith("wss://")
-        async with connect(server.url, ssl=client_context, subprotocols=["sac-sock"]) as ws:  # type: ignore[list-item]
-            await ws.recv()  # __hello
-            await ws.send("scheme\x01c1\x02")
-            assert await ws.recv() == "scheme\x01Sr1\x02wss"
+        async with client_connect(server.url, ssl=client_context) as client:  # the Python client's option
+            assert await client.call("scheme", b"", returns=str) == "wss"
 
 
 APP = "tests.native_app:ss"

@@ -71,7 +71,7 @@ def connect(url: str, *, contract: str | None = None, **options: Unpack[ConnectO
     ``contract`` is a contract fingerprint to send as the ``ss_contract`` query parameter (a generated
     client passes its own). ``options`` are :class:`~typed_ss.client.options.ConnectOptions`:
     ``headers``, ``subprotocols``, ``reconnect``, ``open_timeout``, ``max_message_size``,
-    ``max_queue``, ``read_ahead``.
+    ``max_queue``, ``read_ahead``, ``ssl``.
 
     Raises:
         TypeError: an unknown option.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -89,6 +89,8 @@ async def open_connection(url: str, settings: Settings) -> Opened:
         TimeoutError: no ``__hello`` within ``open_timeout``.
     """
     offered = [SUBPROTOCOL, *(p for p in settings.subprotocols if p != SUBPROTOCOL)]
+    # Only when given: websockets' own default for wss:// is the system's TLS context.
+    tls: dict[str, Any] = {"ssl": settings.ssl} if settings.ssl is not None else {}
     async with asyncio.timeout(settings.open_timeout):
         ws = await connect(
             url,
@@ -96,6 +98,7 @@ async def open_connection(url: str, settings: Settings) -> Opened:
             additional_headers=dict(settings.headers),
             max_size=settings.max_message_size,
             open_timeout=None,  # this timeout covers the handshake and the hello together
+            **tls,
         )
         try:
             message = await ws.recv()

@@ -3,6 +3,7 @@ a generated client's ``connect`` passes on unchanged) and their defaults (:class
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypedDict
@@ -35,6 +36,8 @@ class ConnectOptions(TypedDict, total=False):
     read_ahead: int
     """The most received messages held while a handler is busy; past it the client stops reading
     until the handler is done (replies to calls wait behind them too)."""
+    ssl: ssl.SSLContext | None
+    """The TLS context for ``wss://`` URLs (a private CA's, say); ``None``: the system's defaults."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Settings:
     max_message_size: int | None = 1 * MiB
     max_queue: int = 1000
     read_ahead: int = 256
+    ssl: ssl.SSLContext | None = None
 
     @classmethod
     def of(cls, options: ConnectOptions) -> Settings:
@@ -74,6 +78,7 @@ class Settings:
             max_message_size=options.get("max_message_size", cls.max_message_size),
             max_queue=options.get("max_queue", cls.max_queue),
             read_ahead=options.get("read_ahead", cls.read_ahead),
+            ssl=options.get("ssl"),
         )
         if not settings.open_timeout > 0:
             raise ValueError(f"open_timeout must be positive, got {settings.open_timeout}")
