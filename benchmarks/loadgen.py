@@ -355,15 +355,7 @@ async def echo(spec: Spec) -> dict[str, Any]:
         async with asyncio.timeout(TIMEOUT + per_conn * len(conns) / 1000):
             await finished
 
-    if spec.warmup:
-        await phase(spec.warmup, None)
-    rtts: list[float] = []
-    window = Window(spec.server_pids, spec.helper_pids)
-    await phase(spec.messages, rtts)
-    result = window.end(len(rtts), "msg")
-    result.update({f"rtt_{k}_us": v for k, v in percentiles(rtts).items()})
-    await close_all(conns)
-    return result
+    return await _closed_loop(spec, conns, phase, "msg")
 
 
 async def call(spec: Spec) -> dict[str, Any]:
@@ -417,12 +409,23 @@ async def call(spec: Spec) -> dict[str, Any]:
         async with asyncio.timeout(TIMEOUT + per_conn * len(conns) / 1000):
             await finished
 
+    return await _closed_loop(spec, conns, phase, "call")
+
+
+async def _closed_loop(
+    spec: Spec,
+    conns: list[Conn],
+    phase: Callable[[int, list[float] | None], Awaitable[None]],
+    unit: str,
+) -> dict[str, Any]:
+    """Run a closed-loop scenario's ``phase``: the warm-up unmeasured, then ``spec.messages`` per
+    connection inside the CPU window; the figures per ``unit`` with the round trips' percentiles."""
     if spec.warmup:
         await phase(spec.warmup, None)
     rtts: list[float] = []
     window = Window(spec.server_pids, spec.helper_pids)
     await phase(spec.messages, rtts)
-    result = window.end(len(rtts), "call")
+    result = window.end(len(rtts), unit)
     result.update({f"rtt_{k}_us": v for k, v in percentiles(rtts).items()})
     await close_all(conns)
     return result

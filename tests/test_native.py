@@ -274,11 +274,9 @@ def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 async def test_wss_with_an_ssl_context(tmp_path: Path) -> None:
     ss = echo_server()
-    schemes: list[str] = []
 
     @ss.on("scheme")
     async def scheme(sock: Socket, data: bytes) -> str:
-        schemes.append(sock.request.url.scheme)
         return sock.request.url.scheme
 
     server_context, client_context = tls_contexts(tmp_path)

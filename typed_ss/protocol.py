@@ -293,12 +293,17 @@ def parse_call_flag(flags: bytes) -> tuple[str, int] | None:
         ProtocolError: flags that start with a call letter but are not ``<letter><id>`` with an id
             from 1 to :data:`MAX_CALL_ID`, without leading zeros.
     """
-    if not flags or chr(flags[0]) not in (CALL, REPLY, FAILURE):
+    if not flags:
+        return None
+    letter = chr(flags[0])
+    if letter not in (CALL, REPLY, FAILURE):
         return None
     digits = flags[1:]
-    if not digits.isdigit() or digits[0] == 0x30 or len(digits) > 10 or int(digits) > MAX_CALL_ID:
+    # Converted once, and only digits (at most 10 of them, no leading zero) are converted at all.
+    call_id = int(digits) if digits.isdigit() and digits[0] != 0x30 and len(digits) <= 10 else 0
+    if not 0 < call_id <= MAX_CALL_ID:
         raise ProtocolError(f"header flags {flags!r}: a call marker is c, r or e and an id from 1 to 2**31-1")
-    return chr(flags[0]), int(digits)
+    return letter, call_id
 
 
 def _check_utf8(text: str) -> None:

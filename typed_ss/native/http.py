@@ -35,7 +35,7 @@ from typed_ss.transport import serve_connection
 if TYPE_CHECKING:
     from typed_ss.server import Server
 
-__all__ = ["Front", "Serving"]
+__all__ = ["PICOWS_LOGGER_NAME", "AsgiApp", "Front", "Serving"]
 
 logger = logging.getLogger("typed_ss.native")
 
@@ -45,7 +45,9 @@ _EARLY_DATA_LIMIT: Final = 64 * 1024
 """Bytes a client may send after its request head while the server decides on it (then reading stops)."""
 
 
-_PICOWS_LOGGER: Final = logging.getLogger("typed_ss.native.picows")
+PICOWS_LOGGER_NAME: Final = "typed_ss.native.picows"
+"""The logger picows' own lines go to (through :class:`PicowsLog`)."""
+_PICOWS_LOGGER: Final = logging.getLogger(PICOWS_LOGGER_NAME)
 
 
 class PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -70,9 +72,7 @@ class Serving:
     forwarded_allow_ips: frozenset[str] = frozenset({"127.0.0.1"})
     """Peers whose ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed (uvicorn's default);
     ``*``: all."""
-    picows_log: PicowsLog = field(
-        default_factory=lambda: PicowsLog(logging.getLogger("typed_ss.native.picows"))
-    )
+    picows_log: PicowsLog = field(default_factory=lambda: PicowsLog(_PICOWS_LOGGER))
     asgi: AsgiApp | None = None
     """The ASGI app every request goes to but the WebSocket upgrades to ``path``; ``None``: answered here."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

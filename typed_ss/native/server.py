@@ -16,7 +16,7 @@ import aiofastnet
 
 from typed_ss.errors import CloseCode
 from typed_ss.logs import uvicorn_log_config
-from typed_ss.native.http import AsgiApp, Front, Serving
+from typed_ss.native.http import PICOWS_LOGGER_NAME, AsgiApp, Front, Serving
 from typed_ss.serving import ensure_file_limit
 from typed_ss.supervision import Supervised
 
@@ -217,9 +217,10 @@ def serve(
 
 def native_log_config() -> dict[str, Any]:
     """:func:`typed_ss.logs.uvicorn_log_config` (the format typed-ss's lines have under uvicorn), with
-    picows' own per-connection lines (``typed_ss.native.picows``) at WARNING and above."""
+    picows' own per-connection lines (``typed_ss.native.picows``, :data:`PICOWS_LOGGER_NAME`) at WARNING
+    and above."""
     config = uvicorn_log_config()
-    config["loggers"]["typed_ss.native.picows"] = {"level": "WARNING"}
+    config["loggers"][PICOWS_LOGGER_NAME] = {"level": "WARNING"}
     return config
 
 

@@ -192,7 +192,7 @@ class NativeTransport:
         ws.send_close(WSCloseCode(code), _close_reason(reason))
         # The client answers with its own close frame (then the connection ends); one that does not
         # within close_timeout is dropped.
-        self._close_timer = self._loop.call_later(self._close_timeout, self._give_up_closing)
+        self._give_up_closing_later()
         return _Drain(self) if self.writing_paused else None
 
     def abort(self) -> bool:
@@ -246,28 +246,22 @@ class NativeTransport:
 
     def peer_closed(self, code: int) -> None:
         """The client's close frame arrived: answer it (unless ours went first), then end."""
-        ws = self.ws
-        assert ws is not None
-        if not self._close_sent:
-            self._close_sent = True
-            ws.send_close(WSCloseCode(code if code != NO_STATUS else CloseCode.NORMAL))
-        ws.disconnect(graceful=True)
-        self._ended(code)
-        # A client that does not read keeps the close frame in the buffer: released after close_timeout.
-        if self._close_timer is None:
-            self._close_timer = self._loop.call_later(self._close_timeout, self._give_up_closing)
+        self._close_and_end(code if code != NO_STATUS else CloseCode.NORMAL, "", code)
 
     def fail(self, code: int, reason: str) -> None:
         """The client broke the protocol: close with ``code`` and end the connection."""
+        self._close_and_end(code, reason, code)
+
+    def _close_and_end(self, code: int, reason: str, ended_with: int) -> None:
         ws = self.ws
         assert ws is not None
         if not self._close_sent:
             self._close_sent = True
-            ws.send_close(WSCloseCode(code), reason.encode())
+            ws.send_close(WSCloseCode(code), _close_reason(reason) if reason else None)
         ws.disconnect(graceful=True)
-        self._ended(code)
-        if self._close_timer is None:
-            self._close_timer = self._loop.call_later(self._close_timeout, self._give_up_closing)
+        self._ended(ended_with)
+        # A client that does not read keeps the close frame in the buffer: released after close_timeout.
+        self._give_up_closing_later()
 
     def disconnected(self) -> None:
         if self._close_timer is not None:
@@ -294,6 +288,10 @@ class NativeTransport:
         for future in (self._waiter, self._drained):
             if future is not None and not future.done():
                 future.set_result(None)
+
+    def _give_up_closing_later(self) -> None:
+        if self._close_timer is None:
+            self._close_timer = self._loop.call_later(self._close_timeout, self._give_up_closing)
 
     def _give_up_closing(self) -> None:
         self._close_timer = None
@@ -363,6 +361,8 @@ class _Listener(WSListener):
         return True
 
     def _message(self, kind: WSMsgType, payload: bytes) -> None:
+        # Checked here too, not left to picows' max_frame_size: after refusing a frame as too big,
+        # picows still hands it to on_ws_frame.
         if len(payload) > self._max_size:
             self._too_big(len(payload))
         elif kind == WSMsgType.TEXT:
