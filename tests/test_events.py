@@ -329,3 +329,26 @@ async def test_every_way_to_send_a_declared_event_refuses_a_wrong_payload_and_se
         assert (await client.expect("free")).json() == {"any": "thing"}
         await client.nothing_within(0.1)
     assert len(refused) == 12, refused
+
+
+def test_a_name_emitted_before_it_is_declared_is_encoded_as_declared_from_then_on() -> None:
+    ss = Server()
+    assert ss.encoder("count")("7") == "count\x01S\x027"  # undeclared: a str goes as text
+    ss.event("count", int)
+    assert ss.encoder("count")(7) == "count\x01J\x027"
+    with pytest.raises(EncodeError):
+        ss.encoder("count")("7")
+
+
+def test_the_server_remembers_a_bounded_number_of_event_names() -> None:
+    from typed_ss.server import MAX_REMEMBERED_EVENTS
+
+    ss = Server()
+    for i in range(MAX_REMEMBERED_EVENTS + 10):
+        assert ss.encoder(f"e{i}")("x") == f"e{i}\x01S\x02x"
+    assert len(ss.encoders) == MAX_REMEMBERED_EVENTS
+    # Past the bound a name is checked on every emit, so a bad one is still refused.
+    with pytest.raises(InvalidName):
+        ss.encoder("__reserved")
+    with pytest.raises(InvalidName):
+        ss.check_event("bad\x02name")

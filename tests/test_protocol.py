@@ -861,3 +861,60 @@ def test_property_floats_are_standard_json(values: list[float]) -> None:
     assert isinstance(frame, str)
     decoded = json.loads(frame.split("\x02", 1)[1], parse_constant=_reject_constant)
     assert decoded == [v if math.isfinite(v) else None for v in values]
+
+
+# --- the read loop's split: text stays text ----------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=st.one_of(RANDOM_TEXT, RANDOM_BYTES), limit=st.integers(min_value=1, max_value=80))
+@example(message="ev\x01c12\x02x", limit=64)
+@example(message="ev\x01" + "é" * 9 + "\x02x", limit=64)
+@example(message="a" * 81 + "\x02x", limit=64)
+def test_property_split_message_agrees_with_the_bytes_split(message: str | bytes, limit: int) -> None:
+    # split_message keeps a text frame's flags and payload as text; otherwise both splits agree,
+    # errors included.
+    try:
+        expected: tuple[str, bytes, bytes] | str = protocol.split_client_frame(message, limit)
+    except ProtocolError:
+        expected = "ProtocolError"
+    try:
+        event, flags, payload = protocol.split_message(message, limit)
+    except ProtocolError:
+        assert expected == "ProtocolError"
+        return
+    assert isinstance(payload, type(message))
+    if isinstance(payload, str):
+        try:
+            as_bytes = (event, flags.encode(), payload.encode())
+        except UnicodeEncodeError:  # a lone surrogate in the payload: never from a real text frame
+            assert expected == "ProtocolError"
+            return
+    else:
+        as_bytes = (event, flags.encode("latin-1"), payload)
+    assert as_bytes == expected
+
+
+@pytest.mark.parametrize("flags", ["c12", b"c12"])
+def test_call_flags_parse_from_text_and_bytes(flags: str | bytes) -> None:
+    assert protocol.parse_call_flag(flags) == ("c", 12)
+
+
+@pytest.mark.parametrize("flags", ["c\u0661\u0662", "c\u00b2", "r\uff11", "c12\u0663"])
+def test_call_ids_are_ascii_digits_only(flags: str) -> None:
+    # str.isdigit (and int()) take other scripts' digits; a call id is ASCII decimal.
+    with pytest.raises(ProtocolError):
+        protocol.parse_call_flag(flags)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("hi", "ev\x01Sr7\x02hi"),
+        (b"\x00", b"ev\x01Br7\x02\x00"),
+        ({"a": 1}, 'ev\x01Jr7\x02{"a":1}'),
+    ],
+)
+def test_encode_frame_puts_a_flag_after_the_type_letter(data: object, expected: str | bytes) -> None:
+    assert encode_frame("ev", data, "r7") == expected
+    assert protocol.with_flag(encode_frame("ev", data), "r7") == expected

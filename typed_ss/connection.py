@@ -47,8 +47,7 @@ from typed_ss.protocol import (
     error_reply_frame,
     hello_frame,
     parse_call_flag,
-    split_client_frame,
-    with_flag,
+    split_message,
 )
 from typed_ss.socket import Socket
 from typed_ss.stepping import Resume
@@ -73,6 +72,7 @@ class Connection:
 
     __slots__ = (
         "_busy",
+        "_call_digits",
         "_call_id",
         "_client_log",
         "_closing",
@@ -110,6 +110,7 @@ class Connection:
         self._woken: asyncio.Event | None = None
         self._handling: HandlerSpec | None = None  # the handler dispatch() last returned
         self._call_id = 0  # the id of the call being handled (0: the message is no call)
+        self._call_digits = ""  # its id as the client wrote it
         # What dispatch() reads for every message, looked up once.
         self._handlers = server.handlers_by_event
         self._client_log = server.client_log
@@ -277,7 +278,7 @@ class Connection:
             )
             return sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
         try:
-            event, flags, payload = split_client_frame(message, self._max_event_length)
+            event, flags, payload = split_message(message, self._max_event_length)
             marker = parse_call_flag(flags) if flags else None
         except ProtocolError as exc:
             self._client_log.info(
@@ -287,8 +288,9 @@ class Connection:
         call_id = 0
         if marker is not None:
             kind, call_id = marker
+            self._call_digits = flags[1:]
             if kind != CALL:  # the client's reply to one of the server's calls
-                if not sock.reply_arrived(kind, call_id, payload):
+                if not sock.reply_arrived(kind, call_id, _as_bytes(payload)):
                     self._client_log.debug(
                         "late_reply", "socket %s replied to no waiting call", sock.id, socket_id=sock.id
                     )
@@ -309,9 +311,10 @@ class Connection:
             )
             return None
         value: object = payload
-        if spec.decode is not None:
+        decode = spec.decode_text if isinstance(payload, str) else spec.decode
+        if decode is not None:
             try:
-                value = spec.decode(payload)
+                value = decode(payload)  # type: ignore[arg-type]  # the decoder for the payload's form
             except PayloadValidationError as exc:
                 self._invalid_payload(sock, spec, exc, call_id)
                 return None
@@ -359,7 +362,8 @@ class Connection:
         assert spec.reply is not None
         self._call_id = 0
         try:
-            frame = spec.reply.frame(value)
+            # The reply's flag from the call's own digits: formatting the id again costs more.
+            frame = spec.reply.encode(value, REPLY + self._call_digits)
         except EncodeError as exc:
             # A bug in the handler, not the client's doing: said loudly; the caller gets an error.
             logger.error(
@@ -372,7 +376,7 @@ class Connection:
                 error_reply_frame(spec.event, call_id, "handler_error", "the handler for this event failed")
             )
             return
-        sock.push(with_flag(frame, f"{REPLY}{call_id}"))
+        sock.push(frame)
 
     def _fail_call(self, sock: Socket, event: str, code: str, message: str, data: object = None) -> None:
         call_id, self._call_id = self._call_id, 0
@@ -506,7 +510,7 @@ class Connection:
         if sock is None:
             return False
         try:
-            event, flags, payload = split_client_frame(message, self._max_event_length)
+            event, flags, payload = split_message(message, self._max_event_length)
             marker = parse_call_flag(flags) if flags else None
         except ProtocolError:
             return False  # left for dispatch(), which logs it
@@ -514,7 +518,7 @@ class Connection:
             return False
         kind, call_id = marker
         if kind != CALL:
-            sock.reply_arrived(kind, call_id, payload)
+            sock.reply_arrived(kind, call_id, _as_bytes(payload))
             return None
         max_calls = self._server.limits.max_calls
         if self._inbox_calls + (self._call_id != 0) >= max_calls:
@@ -553,6 +557,10 @@ class Connection:
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _as_bytes(payload: str | bytes) -> bytes:
+    return payload.encode() if isinstance(payload, str) else payload
 
 
 def _size(message: str | bytes) -> int:

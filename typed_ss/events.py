@@ -39,6 +39,7 @@ from typed_ss.protocol import (
     encode_frame,
     encode_json,
     encode_json_frame,
+    json_frame,
     socket_room,
 )
 from typed_ss.typeinfo import (
@@ -124,6 +125,15 @@ class PayloadFrames:
         Raises:
             EncodeError: the payload is not of the declared type, or has no JSON form.
         """
+        return self.encode(payload)
+
+    def encode(self, payload: Any, flag: str = "") -> Frame:
+        """:meth:`frame` with a header ``flag`` after the type letter (a call's reply: ``r12``).
+        Internal: the server's emits and replies call this one directly.
+
+        Raises:
+            EncodeError: as :meth:`frame`.
+        """
         accepts = self._accepts
         if accepts is not None:
             if not isinstance(payload, accepts) or (self._refuses_bool and isinstance(payload, bool)):
@@ -134,15 +144,15 @@ class PayloadFrames:
             except (ValueError, TypeError, RecursionError) as exc:  # pydantic's ValidationError: a ValueError
                 raise self._mismatch(payload, exc) from None
         if self._kind != "json":
-            return encode_frame(self.name, payload)
+            return encode_frame(self.name, payload, flag)
         if self._validate_json is None:
-            return encode_json_frame(self.name, payload)
+            return encode_json_frame(self.name, payload, flag)
         data = encode_json(payload)
         try:
             self._validate_json(data)
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
             raise self._mismatch(payload, exc) from None
-        return f"{self.name}\x01J\x02{data.decode()}"
+        return json_frame(self.name, data, flag)
 
     def _mismatch(self, payload: object, cause: BaseException | None = None) -> EncodeError:
         got = type(payload).__qualname__

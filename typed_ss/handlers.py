@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import msgspec
 
@@ -33,7 +33,9 @@ __all__ = [
     "Decoder",
     "Handler",
     "HandlerSpec",
+    "TextDecoder",
     "build_decoder",
+    "build_text_decoder",
     "inspect_handler",
     "is_async_callable",
     "msgspec_can_decode",  # lives in typed_ss.typeinfo; still importable from here
@@ -58,6 +60,10 @@ Whatever the payload, :class:`PayloadValidationError` is the only exception a de
 server internals). The exceptions that are about the process rather than the payload pass through:
 ``MemoryError`` and the ``BaseException`` family (``CancelledError``, ``KeyboardInterrupt``)."""
 
+TextDecoder: TypeAlias = Callable[[str], object]
+"""Turns a text frame's payload, read as ``str``, into the value a handler receives; raises as
+:data:`Decoder`. A text frame's payload is never encoded to bytes only to be decoded back."""
+
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
@@ -67,7 +73,11 @@ class HandlerSpec:
     handler: Handler[Any]
     payload_type: object
     decode: Decoder | None
-    """``None`` for raw ``bytes`` handlers: the payload is passed through untouched."""
+    """Decodes the payload of a binary frame; ``None`` for raw ``bytes`` handlers: the payload is
+    passed through untouched."""
+    decode_text: TextDecoder | None
+    """Decodes the payload of a text frame, which the server reads as ``str``; ``None`` for ``str``
+    handlers: the text is passed through untouched."""
     reply_type: object = type(None)
     """The handler's return annotation: what it replies to a call (``NoneType``: an acknowledgement;
     ``Any`` when not annotated)."""
@@ -120,7 +130,8 @@ def inspect_handler(event: str, fn: Handler[Any], explicit: object | None) -> Ha
             )
         payload_type = explicit
     reply_type = _return_annotation(fn, signature)
-    return HandlerSpec(event, fn, payload_type, build_decoder(event, payload_type, where), reply_type)
+    decode = build_decoder(event, payload_type, where)
+    return HandlerSpec(event, fn, payload_type, decode, build_text_decoder(payload_type, decode), reply_type)
 
 
 def _return_annotation(fn: Handler[Any], signature: inspect.Signature) -> object:
@@ -204,6 +215,23 @@ def build_decoder(event: str, payload_type: object, where: str = "") -> Decoder 
     return _msgspec_decoder(event, decoder)
 
 
+def build_text_decoder(payload_type: object, decode: Decoder | None) -> TextDecoder | None:
+    """The decoder of a text frame's payload for ``payload_type``, given the binary frames' one
+    (``decode``, from :func:`build_decoder`): ``None`` for ``str`` (the text itself); the UTF-8 bytes
+    for the raw binary types; the same JSON decoder otherwise (msgspec and pydantic read ``str`` as
+    they read ``bytes``)."""
+    if payload_type is str:
+        return None
+    if payload_type is bytes:
+        return str.encode
+    if decode is bytearray or decode is memoryview:
+        raw = decode
+        return lambda text: raw(text.encode())
+    assert decode is not None
+    # The JSON decoders below take str as well as bytes.
+    return cast(TextDecoder, decode)
+
+
 def _utf8_decoder(event: str) -> Decoder:
     def decode(payload: bytes) -> object:
         try:
@@ -215,7 +243,7 @@ def _utf8_decoder(event: str) -> Decoder:
 
 
 def _msgspec_decoder(event: str, decoder: msgspec.json.Decoder[Any]) -> Decoder:
-    def decode(payload: bytes) -> object:
+    def decode(payload: str | bytes) -> object:
         try:
             return decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -228,10 +256,10 @@ def _msgspec_decoder(event: str, decoder: msgspec.json.Decoder[Any]) -> Decoder:
     return decode
 
 
-def _pydantic_decoder(event: str, validate: Callable[[bytes], object]) -> Decoder:
+def _pydantic_decoder(event: str, validate: Callable[[str | bytes], object]) -> Decoder:
     validation_error: type[Exception] = sys.modules["pydantic"].ValidationError
 
-    def decode(payload: bytes) -> object:
+    def decode(payload: str | bytes) -> object:
         try:
             return validate(payload)
         except validation_error as exc:
@@ -244,7 +272,7 @@ def _pydantic_decoder(event: str, validate: Callable[[bytes], object]) -> Decode
     return decode
 
 
-def _unexpected(event: str, payload: bytes, exc: Exception) -> PayloadValidationError:
+def _unexpected(event: str, payload: str | bytes, exc: Exception) -> PayloadValidationError:
     """The payload error for an exception a validator raised besides its own validation error.
 
     msgspec reports invalid UTF-8 inside a JSON string as the ``UnicodeDecodeError`` of the string it
@@ -256,7 +284,7 @@ def _unexpected(event: str, payload: bytes, exc: Exception) -> PayloadValidation
     """
     if isinstance(exc, RecursionError):
         return PayloadValidationError(event, "JSON nests too deeply")
-    if isinstance(exc, UnicodeDecodeError):
+    if isinstance(exc, UnicodeDecodeError) and isinstance(payload, bytes):
         try:
             payload.decode()
         except UnicodeDecodeError as invalid:

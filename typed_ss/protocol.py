@@ -54,10 +54,12 @@ __all__ = [
     "frame_parts",
     "frame_size",
     "hello_frame",
+    "json_frame",
     "parse_call_flag",
     "parse_client_frame",
     "socket_room",
     "split_client_frame",
+    "split_message",
     "with_flag",
 ]
 
@@ -115,67 +117,87 @@ def parse_client_frame(message: str | bytes, max_event_length: int) -> ClientFra
 
 
 def split_client_frame(message: str | bytes, max_event_length: int) -> tuple[str, bytes, bytes]:
-    """Split a client frame into event name, flags and payload, as a plain tuple.
+    """Split a client frame into event name, flags and payload, as a plain tuple of bytes; see
+    :func:`split_message`, which keeps a text frame's parts as text.
 
-    The server's read loop uses this form: building a :class:`ClientFrame` costs a Python-level call
-    per message (a NamedTuple's ``__new__``), a measurable share of typed-ss's own cost per message.
+    Raises:
+        ProtocolError: as :func:`split_message`.
+    """
+    event, flags, payload = split_message(message, max_event_length)
+    if isinstance(payload, str):
+        try:
+            return event, flags.encode(), payload.encode()
+        except UnicodeEncodeError:  # lone surrogates: never from a real WebSocket text frame
+            raise ProtocolError("text frame is not valid UTF-8") from None
+    return event, flags.encode("latin-1"), payload
 
-    ``max_event_length`` bounds the event name in UTF-8 bytes; the search for the delimiter never
-    scans further than that, whatever the message size.
+
+def split_message(message: str | bytes, max_event_length: int) -> tuple[str, str, str | bytes]:
+    """Split a client frame into event name, header flags and payload, each part in the form the
+    server reads it in: the payload of a text frame stays text (a handler taking ``str`` gets it
+    without a round trip through bytes), a binary frame's stays bytes; the flags are text (a binary
+    frame's decoded byte for character, as Latin-1).
+
+    This is the server's read loop's form, one call per message: typed-ss's own cost per message is
+    measured (docs/benchmarks.md), and a text frame, the common case, is split without leaving the str.
+
+    ``max_event_length`` bounds the event name in UTF-8 bytes. In a binary frame the search for the
+    delimiter never scans further than that; a text frame is searched in one pass (the transport has
+    just scanned all of it to check its UTF-8). A text message is valid UTF-8 (a transport delivers
+    nothing else), so its payload is not checked again.
 
     Raises:
         ProtocolError: no 0x02 delimiter, an empty or too long event name, too long flags, or an event
-            name in a binary frame that is not UTF-8. This is the only exception it raises.
+            name that is not UTF-8. This is the only exception it raises.
     """
     if isinstance(message, str):
-        try:
-            return _parse_text_frame(message, max_event_length)
-        except UnicodeEncodeError:  # lone surrogates: never from a real WebSocket text frame
-            raise ProtocolError("text frame is not valid UTF-8") from None
+        # partition, not a bounded find: one C call without argument parsing, the common case. It
+        # scans a message with no 0x02 to its end, once, as reading it already did.
+        name, delimiter, payload = message.partition("\x02")
+        if not delimiter or len(name) > max_event_length + MAX_FLAGS_LENGTH + 1:
+            # Told as a bounded search tells it: no delimiter where a name and flags could end.
+            raise _missing_delimiter(len(message) <= max_event_length + MAX_FLAGS_LENGTH + 2)
+        flags = ""
+        if "\x01" in name:
+            name, _, flags = name.partition("\x01")
+            if len(flags) > MAX_FLAGS_LENGTH or not flags.isascii():
+                _check_text_name(flags, MAX_FLAGS_LENGTH, "header flags")  # counted in UTF-8 bytes
+        if not name:
+            raise ProtocolError("empty event name")
+        if len(name) > max_event_length or not name.isascii():
+            _check_text_name(name, max_event_length)
+        return name, flags, payload
 
-    window = max_event_length + MAX_FLAGS_LENGTH + 2
+    window = max_event_length + MAX_FLAGS_LENGTH + 2  # a name that fits the limit lies within it
     stx = message.find(_STX, 0, window)
     if stx < 0:
         raise _missing_delimiter(len(message) <= window)
     soh = message.find(_SOH, 0, stx)
     if soh >= 0:
-        raw_name, flags = message[:soh], bytes(message[soh + 1 : stx])
+        raw_name, raw_flags = message[:soh], bytes(message[soh + 1 : stx])
     else:
-        raw_name, flags = message[:stx], b""
+        raw_name, raw_flags = message[:stx], b""
     if not raw_name:
         raise ProtocolError("empty event name")
     if len(raw_name) > max_event_length:
         raise ProtocolError(f"event name longer than {max_event_length} bytes")
-    if len(flags) > MAX_FLAGS_LENGTH:
+    if len(raw_flags) > MAX_FLAGS_LENGTH:
         raise ProtocolError(f"header flags longer than {MAX_FLAGS_LENGTH} bytes")
     try:
         name = raw_name.decode()
     except UnicodeDecodeError:
         raise ProtocolError("event name is not valid UTF-8") from None
-    return name, flags, bytes(message[stx + 1 :])
+    return name, raw_flags.decode("latin-1"), bytes(message[stx + 1 :])
 
 
-def _parse_text_frame(message: str, max_event_length: int) -> tuple[str, bytes, bytes]:
-    # Search the str directly, so the name needs no decoding back from bytes. A character is at
-    # least one UTF-8 byte, so a name that fits the limit always lies within this window.
-    window = max_event_length + MAX_FLAGS_LENGTH + 2
-    stx = message.find("\x02", 0, window)
-    if stx < 0:
-        raise _missing_delimiter(len(message) <= window)
-    head = message[:stx]
-    payload = message[stx + 1 :].encode()
-    soh = head.find("\x01")
-    if soh >= 0:
-        name, flags = head[:soh], head[soh + 1 :].encode()
-    else:
-        name, flags = head, b""
-    if not name:
-        raise ProtocolError("empty event name")
-    if len(name) > max_event_length or (not name.isascii() and len(name.encode()) > max_event_length):
-        raise ProtocolError(f"event name longer than {max_event_length} bytes")
-    if len(flags) > MAX_FLAGS_LENGTH:
-        raise ProtocolError(f"header flags longer than {MAX_FLAGS_LENGTH} bytes")
-    return name, flags, payload
+def _check_text_name(text: str, max_length: int, what: str = "event name") -> None:
+    """The UTF-8 length check of a name or flags that are not ASCII (or may be too long)."""
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:  # lone surrogates: never from a real WebSocket text frame
+        raise ProtocolError("text frame is not valid UTF-8") from None
+    if size > max_length:
+        raise ProtocolError(f"{what} longer than {max_length} bytes")
 
 
 def _missing_delimiter(whole_message_scanned: bool) -> ProtocolError:
@@ -217,11 +239,12 @@ def encode_json(value: object) -> bytes:
         raise EncodeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
 
 
-def encode_frame(event: str, data: object) -> Frame:
+def encode_frame(event: str, data: object, flag: str = "") -> Frame:
     """Encode one server frame; the caller has checked the event name.
 
     ``str`` becomes an ``S`` text frame, ``bytes``/``bytearray``/``memoryview`` a ``B`` binary frame,
-    anything else a ``J`` text frame holding its JSON.
+    anything else a ``J`` text frame holding its JSON. ``flag`` (ASCII, such as a call's ``c12``) goes
+    after the type letter.
 
     Raises:
         EncodeError: ``data`` cannot be encoded (no JSON form, or a string with lone surrogates that
@@ -230,21 +253,27 @@ def encode_frame(event: str, data: object) -> Frame:
     if isinstance(data, str):
         if not data.isascii():
             _check_utf8(data)
-        return "".join((event, "\x01S\x02", data))  # join, not an f-string: str enums keep their text
+        # join, not an f-string: str enums keep their text
+        return "".join((event, "\x01S", flag, "\x02", data))
     if isinstance(data, bytes | bytearray | memoryview):
         if isinstance(data, memoryview) and not data.c_contiguous:
             data = data.tobytes()
-        return b"".join((event.encode(), b"\x01B\x02", data))
-    return encode_json_frame(event, data)
+        return b"".join((event.encode(), b"\x01B", flag.encode(), b"\x02", data))
+    return encode_json_frame(event, data, flag)
 
 
-def encode_json_frame(event: str, value: object) -> str:
+def encode_json_frame(event: str, value: object, flag: str = "") -> str:
     """Encode a ``J`` frame whatever the value's type (``str`` values too, as JSON strings).
 
     Raises:
         EncodeError: the value has no JSON form.
     """
-    return f"{event}\x01J\x02{encode_json(value).decode()}"
+    return json_frame(event, encode_json(value), flag)
+
+
+def json_frame(event: str, data: bytes, flag: str = "") -> str:
+    """The ``J`` frame of JSON already encoded (``data``, UTF-8)."""
+    return f"{event}\x01J{flag}\x02{data.decode()}"
 
 
 def frame_parts(frame: Frame) -> tuple[str, str, bytes]:
@@ -285,9 +314,10 @@ def with_flag(frame: Frame, flag: str) -> Frame:
     return b"".join((frame[:at], flag.encode(), frame[at:]))
 
 
-def parse_call_flag(flags: bytes) -> tuple[str, int] | None:
-    """The call marker in a client frame's header flags: ``(CALL, id)``, ``(REPLY, id)`` or
-    ``(FAILURE, id)``; ``None`` when the flags hold none (empty, or another extension's).
+def parse_call_flag(flags: str | bytes) -> tuple[str, int] | None:
+    """The call marker in a client frame's header flags (text, as :func:`split_message` gives them,
+    or bytes): ``(CALL, id)``, ``(REPLY, id)`` or ``(FAILURE, id)``; ``None`` when the flags hold none
+    (empty, or another extension's).
 
     Raises:
         ProtocolError: flags that start with a call letter but are not ``<letter><id>`` with an id
@@ -295,12 +325,17 @@ def parse_call_flag(flags: bytes) -> tuple[str, int] | None:
     """
     if not flags:
         return None
-    letter = chr(flags[0])
+    if isinstance(flags, bytes):
+        flags = flags.decode("latin-1")
+    letter = flags[0]
     if letter not in (CALL, REPLY, FAILURE):
         return None
     digits = flags[1:]
-    # Converted once, and only digits (at most 10 of them, no leading zero) are converted at all.
-    call_id = int(digits) if digits.isdigit() and digits[0] != 0x30 and len(digits) <= 10 else 0
+    # Converted once, and only ASCII digits (at most 10 of them, no leading zero) are converted at all:
+    # str.isdigit alone would take other scripts' digits, which int() reads too.
+    call_id = (
+        int(digits) if digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) <= 10 else 0
+    )
     if not 0 < call_id <= MAX_CALL_ID:
         raise ProtocolError(f"header flags {flags!r}: a call marker is c, r or e and an id from 1 to 2**31-1")
     return letter, call_id

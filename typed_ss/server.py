@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -40,6 +41,7 @@ from typed_ss.logs import ClientLog
 from typed_ss.multihome import Multihome
 from typed_ss.origin import HandshakePolicy
 from typed_ss.protocol import (
+    Frame,
     check_event_name,
     check_room_name,
     encode_frame,
@@ -69,6 +71,9 @@ ContractCheck: TypeAlias = Literal["off", "warn", "refuse"]
 """What the server does when a generated client's contract fingerprint differs from its own."""
 
 _DEFAULTS: Final = Limits()
+MAX_REMEMBERED_EVENTS: Final = 4096
+"""Event names whose encoder the server keeps (:meth:`Server.encoder`); past it, a name is checked
+on every emit, so a server emitting client-chosen names holds no more."""
 
 
 @dataclass
@@ -173,8 +178,9 @@ class Server(Generic[Identity]):
         self._multihome: Multihome | None = None
         self._starting: asyncio.Lock | None = None
         self._identity_checked = False
-        # Event names already checked; emits repeat a handful of names, so the check runs once each.
-        self._checked_events: set[str] = set()
+        self.encoders: Final[dict[str, Callable[[Any], Frame]]] = {}
+        """Internal: how each event name emitted so far is encoded (:meth:`encoder` fills it); emits
+        repeat a handful of names, so each is checked once. Sockets read it on every emit."""
         self.client_log: Final = ClientLog(logger)
         """Where lines about what clients cause go: rate-limited per kind (:mod:`typed_ss.logs`)."""
 
@@ -264,6 +270,7 @@ class Server(Generic[Identity]):
             check_describable(name, reply, "client_to_server")
         declared: ServerEvent[Any, Any] = ServerEvent(self, name, payload_type, reply)
         self._events[name] = declared
+        self.encoders.pop(name, None)  # emitted before it was declared: encoded as declared from now
         self._contract = None
         return declared
 
@@ -489,13 +496,30 @@ class Server(Generic[Identity]):
         :func:`typed_ss.protocol.check_event_name`; each distinct name is checked once), and return
         its declaration (:meth:`event`) if it has one: a declared event's payload is then checked
         against the declared type and encoded in the declared form (:meth:`ServerEvent.frame`)."""
-        # One dict lookup is all a declaration costs the emits of undeclared names.
+        self.encoder(event)
+        return self._events.get(event)
+
+    def encoder(self, event: str) -> Callable[[Any], Frame]:
+        """How a payload emitted as ``event`` becomes a frame: the declaration's check and encoding
+        (:meth:`ServerEvent.frame`) for a declared event, :func:`~typed_ss.protocol.encode_frame` for
+        any other. The name is checked once (:meth:`check_event`) and the answer kept in
+        :attr:`encoders`, for up to 4,096 names.
+
+        Raises:
+            InvalidName: a bad or reserved event name.
+        """
+        encode = self.encoders.get(event)
+        if encode is not None:
+            return encode
         declared = self._events.get(event)
-        if declared is None and event not in self._checked_events:
+        if declared is not None:
+            encode = declared.encode
+        else:
             check_event_name(event, self.limits.max_event_name_length)
-            if len(self._checked_events) < 4096:
-                self._checked_events.add(event)
-        return declared
+            encode = functools.partial(encode_frame, event)
+        if len(self.encoders) < MAX_REMEMBERED_EVENTS:
+            self.encoders[event] = encode
+        return encode
 
     async def broadcast(self, event: str, data: object) -> None:
         """Send to every socket on every instance. The frame is encoded once.
@@ -505,8 +529,7 @@ class Server(Generic[Identity]):
             EncodeError: ``data`` cannot be encoded, or the event is declared (:meth:`event`) with
                 another payload type; nothing is sent.
         """
-        declared = self.check_event(event)
-        self.hub.broadcast(encode_frame(event, data) if declared is None else declared.frame(data))
+        self.hub.broadcast(self.encoder(event)(data))
 
     async def roomcast(self, room: str, event: str, data: object) -> None:
         """Send to every member of ``room`` on every instance. The frame is encoded once; the sender
@@ -519,17 +542,14 @@ class Server(Generic[Identity]):
         # A room name often comes from a client: without this check a client could address any
         # socket by roomcasting to its `__socket_id:` room.
         check_room_name(room, self.limits.max_room_name_length)
-        declared = self.check_event(event)
-        self.hub.roomcast(room, encode_frame(event, data) if declared is None else declared.frame(data))
+        self.hub.roomcast(room, self.encoder(event)(data))
 
     async def socketcast(self, socket_id: str, event: str, data: object) -> None:
         """Send to the socket with id ``socket_id``, on whichever instance it is connected. Raises like
         :meth:`broadcast`; an unknown id is not an error."""
-        declared = self.check_event(event)
+        frame = self.encoder(event)(data)
         # Straight to the hub: the socket's own room is reserved, which roomcast refuses.
-        self.hub.roomcast(
-            socket_room(socket_id), encode_frame(event, data) if declared is None else declared.frame(data)
-        )
+        self.hub.roomcast(socket_room(socket_id), frame)
 
     def health(self) -> ServerHealth:
         """The server's state: connections, sockets, rooms, the supervised background tasks, and with a

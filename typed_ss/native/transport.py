@@ -45,6 +45,12 @@ _INBOX_HIGH: Final = 32
 stops too once they hold ``max_message_size`` bytes."""
 _PROTOCOL_ERROR: Final = 1002
 _INVALID_DATA: Final = 1007
+# The members as module constants: reading one through the enum class is a descriptor call, and these
+# are compared or passed once per frame.
+_TEXT: Final = WSMsgType.TEXT
+_BINARY: Final = WSMsgType.BINARY
+_CONTINUATION: Final = WSMsgType.CONTINUATION
+_CLOSE: Final = WSMsgType.CLOSE
 
 
 def _close_reason(reason: str) -> bytes:
@@ -177,10 +183,7 @@ class NativeTransport:
         ws = self.ws
         if ws is None or self.gone is not None or self._close_sent:
             raise Disconnected(self.gone or ABNORMAL_CLOSURE)
-        if isinstance(frame, str):
-            ws.send(WSMsgType.TEXT, frame)
-        else:
-            ws.send(WSMsgType.BINARY, frame)
+        ws.send(_TEXT if isinstance(frame, str) else _BINARY, frame)
         # pause_writing is called inside the send that crosses the high-water mark.
         return _Drain(self) if self.writing_paused else None
 
@@ -331,9 +334,20 @@ class _Listener(WSListener):
         if transport.gone is not None:
             return  # what a client sends after its close (or ours was answered) is dropped
         kind = frame.msg_type
-        if frame.rsv1:
+        if kind is _TEXT and frame.fin and self._parts_type is None and not frame.rsv1:
+            # The common case first, in one call: a whole text message.
+            if frame.payload_size > self._max_size:
+                self._too_big(frame.payload_size)
+                return
+            try:
+                text = frame.get_payload_as_utf8_text()  # strict: a lone surrogate's bytes fail too
+            except UnicodeDecodeError:
+                self._fail(_INVALID_DATA, "a text message that is not UTF-8")
+                return
+            transport.deliver(text)
+        elif frame.rsv1:
             self._fail(_PROTOCOL_ERROR, "reserved bit set: no extension was negotiated")
-        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+        elif kind is _TEXT or kind is _BINARY:
             if self._parts_type is not None:
                 self._fail(_PROTOCOL_ERROR, "a new message began inside a fragmented one")
             elif frame.fin:
@@ -341,14 +355,14 @@ class _Listener(WSListener):
             else:
                 self._parts_type = kind
                 self._add_part(frame)
-        elif kind == WSMsgType.CONTINUATION:
+        elif kind is _CONTINUATION:
             if self._parts_type is None:
                 self._fail(_PROTOCOL_ERROR, "a continuation frame with no message begun")
             elif self._add_part(frame) and frame.fin:
                 kind, payload = self._parts_type, b"".join(self._parts)
                 self._parts, self._parts_size, self._parts_type = [], 0, None
                 self._message(kind, payload)
-        elif kind == WSMsgType.CLOSE:
+        elif kind is _CLOSE:
             transport.peer_closed(int(frame.get_close_code().value) or NO_STATUS)
         # PING is answered by picows; a PONG needs nothing.
 
@@ -365,7 +379,7 @@ class _Listener(WSListener):
         # picows still hands it to on_ws_frame.
         if len(payload) > self._max_size:
             self._too_big(len(payload))
-        elif kind == WSMsgType.TEXT:
+        elif kind is _TEXT:
             try:
                 text = payload.decode()
             except UnicodeDecodeError:
