@@ -1,1 +1,2 @@
-"""The benchmark suite: typed-ss against python-socketio and a bare Starlette endpoint (README.md)."""
+"""The benchmark suite: typed-ss against python-socketio, a raw ASGI app, a bare Starlette endpoint and
+a Go server (README.md)."""

@@ -34,6 +34,15 @@ def go_note(outcome: dict[str, object]) -> str:
     return "Go: not in this run's --kinds."
 
 
+def cpu_clocks_note(clocks: dict[str, str]) -> str:
+    """How the run read CPU time (:func:`benchmarks.procstat.clocks`)."""
+    server, kernel, client = clocks["server"], clocks["server_kernel"], clocks["client"]
+    return (
+        f"CPU clocks: the servers' CPU (per message, in cores): {server}; their kernel part (the "
+        f"'of which in the kernel' rows): {kernel}; the load generator's: {client}."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(SIZES))
@@ -44,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=SCENARIOS,
         default=list(SCENARIOS),
-        help="scenarios to run (default: all; callgrind counts echo messages and calls)",
+        help="scenarios to run (default: all; callgrind counts echo messages and calls, and typed-ss's "
+        "core alone)",
     )
     parser.add_argument(
         "--kinds",
@@ -92,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         f"before, {outcome['load_average_after']:.2f} after; client {outcome['client_library']}; "
         f"{outcome['seconds']:.0f} s\n"
     )
+    print(cpu_clocks_note(outcome["cpu_clocks"]) + "\n")
     print("\n".join(report.table(outcome["medians"], kinds)))
     print("\n### Targets (ratios from this run)\n")
     print("\n".join(report.target_lines(outcome["targets"], sizes.repetitions)))

@@ -7,7 +7,7 @@ future per message), on picows when it is installed (the fastest asyncio client 
 websockets (a core dependency: slower, used only so the harness's smoke test runs without the bench
 group; the result says which). The generator measures its own CPU per message, so a report shows when
 the client, not the server, was the limit, and the server's CPU (user + system, by PID) over the same
-window.
+window, both in nanoseconds (:mod:`benchmarks.procstat`; the server's kernel part in clock ticks).
 
 Each server kind has its own wire format for the same operations (see :mod:`benchmarks.servers`):
 
@@ -19,8 +19,9 @@ Each server kind has its own wire format for the same operations (see :mod:`benc
 - socketio: Engine.IO v4 / Socket.IO v5 over a WebSocket (``/socket.io/?EIO=4&transport=websocket``):
   ``0{...}`` open, ``40`` connect, ``42["event","payload"]`` events, pings ``2`` answered with ``3``.
   A call (an emit with an ack) is ``42<id>["event","payload"]``, its ack ``43<id>["reply"]``.
-- starlette: one command letter and the payload, echoed or fanned out as it came; a call is
-  ``c<id> 0x02 <payload>``, its reply ``r<id> 0x02 <payload>``.
+- starlette and asgi (the bare Starlette endpoint and the raw ASGI app: one wire, ``bare``): one
+  command letter and the payload, echoed or fanned out as it came; a call is ``c<id> 0x02 <payload>``,
+  its reply ``r<id> 0x02 <payload>``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 
 from benchmarks import procstat
 
-__all__ = ["PAYLOAD_SIZE", "SAC_SOCK_KINDS", "TYPED_SS_KINDS", "Conn", "Spec", "run", "wire"]
+__all__ = ["BARE_KINDS", "PAYLOAD_SIZE", "SAC_SOCK_KINDS", "TYPED_SS_KINDS", "Conn", "Spec", "run", "wire"]
 
 HAVE_PICOWS = importlib.util.find_spec("picows") is not None
 PAYLOAD_SIZE = 64
@@ -81,11 +82,15 @@ TYPED_SS_KINDS = frozenset({"typed-ss", "typed-ss-native"})
 """The typed-ss server kinds (the same server on uvicorn and on the native transport)."""
 SAC_SOCK_KINDS = TYPED_SS_KINDS | {"go"}
 """The server kinds that speak typed-ss's wire, sac-sock: typed-ss's and the Go server's."""
+BARE_KINDS = frozenset({"asgi", "starlette"})
+"""The server kinds that speak the bare one-letter wire: the raw ASGI app and the Starlette endpoint."""
 
 
 def wire(kind: str) -> str:
-    """The wire format server ``kind`` speaks: ``typed-ss``, ``socketio`` or ``starlette``."""
-    return "typed-ss" if kind in SAC_SOCK_KINDS else kind
+    """The wire format server ``kind`` speaks: ``typed-ss``, ``socketio`` or ``bare``."""
+    if kind in SAC_SOCK_KINDS:
+        return "typed-ss"
+    return "bare" if kind in BARE_KINDS else kind
 
 
 def path(kind: str) -> str:
@@ -98,7 +103,7 @@ def frame(kind: str, event: str, payload: str) -> bytes:
         return f"{event}\x02{payload}".encode()
     if kind == "socketio":
         return f'42["{event}","{payload}"]'.encode()
-    return f"{event[0]}{payload}".encode()  # starlette: e(cho), b(c), j(oin), r(c)
+    return f"{event[0]}{payload}".encode()  # bare: e(cho), b(c), j(oin), r(c)
 
 
 def payload(tag: str) -> str:
@@ -112,7 +117,7 @@ def call_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
         return f"{event}\x01c{call_id}\x02{payload}".encode()
     if kind == "socketio":
         return f'42{call_id}["{event}","{payload}"]'.encode()
-    return f"c{call_id}\x02{payload}".encode()  # starlette
+    return f"c{call_id}\x02{payload}".encode()  # bare
 
 
 def reply_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
@@ -123,7 +128,7 @@ def reply_frame(kind: str, event: str, call_id: int, payload: str) -> bytes:
         return f"{event}\x01Sr{call_id}\x02{payload}".encode()
     if kind == "socketio":
         return f'43{call_id}["{payload}"]'.encode()
-    return f"r{call_id}\x02{payload}".encode()  # starlette
+    return f"r{call_id}\x02{payload}".encode()  # bare
 
 
 # --- connections -----------------------------------------------------------------------------------
@@ -141,7 +146,7 @@ class Conn:
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._send: Callable[[bytes], None] = _ignore
         self._close: Callable[[], Awaitable[None]] | None = None
-        if self.wire == "starlette":
+        if self.wire == "bare":
             self.ready.set_result(None)
 
     def send(self, data: bytes) -> None:
@@ -264,17 +269,18 @@ async def close_all(conns: list[Conn]) -> None:
 
 
 def _server_cpu(pids: list[int]) -> tuple[float, float]:
-    """The CPU seconds the servers ``pids`` have used so far (user + system), and the system part."""
-    total = kernel = 0.0
-    for pid in pids:
-        user, system = procstat.cpu_split(pid)
-        total += user + system
-        kernel += system
+    """The CPU seconds the servers ``pids`` have used so far (user + system, in nanoseconds where the
+    kernel offers them), and the system part (in clock ticks: the only clock that splits them)."""
+    total = sum(procstat.cpu_seconds(pid) for pid in pids)
+    kernel = sum(procstat.cpu_split(pid)[1] for pid in pids)
     return total, kernel
 
 
 class Window:
-    """Wall time, this process's CPU, the servers' CPU and every other process's over one window."""
+    """Wall time, this process's CPU, the servers' CPU and every other process's over one window.
+
+    This process's CPU is :func:`time.process_time` (``CLOCK_PROCESS_CPUTIME_ID`` on Linux: every
+    thread, in nanoseconds); the servers' is :func:`procstat.cpu_seconds` (schedstat's nanoseconds)."""
 
     def __init__(self, server_pids: list[int], helper_pids: list[int] | None = None) -> None:
         self.server_pids = server_pids

@@ -20,6 +20,7 @@ __all__ = ["all_targets", "comparisons", "environment", "rows", "table", "target
 NAMES = {
     "typed-ss": "typed-ss",
     "typed-ss-native": "typed-ss native",
+    "asgi": "raw ASGI",
     "starlette": "bare Starlette",
     "socketio": "python-socketio",
     "go": "Go",
@@ -91,9 +92,26 @@ def rows(medians: dict[str, Any]) -> list[Row]:
         Row("redis", "latency_p50_ms", "2 instances over Redis: p50 ms", False),
         Row("redis", "latency_p99_ms", "2 instances over Redis: p99 ms", False),
         Row("redis", "server_cpu_us_per_delivery", "2 instances over Redis: servers' CPU µs/delivery", False),
-        Row("callgrind", "instructions_per_msg", "callgrind: instructions/echo msg", False),
-        Row("callgrind", "instructions_per_call", "callgrind: instructions/call", False),
     ]
+    return rows + callgrind_rows(medians)
+
+
+def callgrind_rows(medians: dict[str, Any]) -> list[Row]:
+    """The instruction counts: per server, then typed-ss's core alone (shown once, under the first
+    typed-ss kind of the run), then the kernel CPU the counts leave out, from the timed echo."""
+    rows = [
+        Row("callgrind", "instructions_per_msg", "callgrind: instructions/echo msg", False),
+        Row("callgrind", "instructions_per_msg_50conns", "callgrind: instructions/echo msg, 50 conns", False),
+        Row("callgrind", "instructions_per_call", "callgrind: instructions/call", False),
+        Row("core", "instructions_per_msg", "typed-ss core alone: instructions/echo msg", None),
+        Row("core", "instructions_per_call", "typed-ss core alone: instructions/call", None),
+    ]
+    if "callgrind" in medians:
+        not_counted = "kernel CPU µs/echo msg, {} (timed echo; not in callgrind)"
+        rows += [
+            Row("echo1", "server_kernel_cpu_us_per_msg", not_counted.format("1 conn"), None),
+            Row("echo50", "server_kernel_cpu_us_per_msg", not_counted.format("50 conns"), None),
+        ]
     return rows
 
 

@@ -22,11 +22,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from benchmarks import goserver, procstat
 from benchmarks.loadgen import HAVE_PICOWS, Spec
-from benchmarks.servers import KINDS
+from benchmarks.servers import KINDS, OURS
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "SMOKE", "Sizes", "run_suite"]
 
@@ -58,7 +58,13 @@ class Sizes:
     redis_receivers: int
     redis_broadcasts: int
     callgrind: tuple[int, int] | None
-    """Echo messages (and calls) of the short and the long callgrind run (``None``: no callgrind)."""
+    """Echo messages (and calls) of the short and the long callgrind run on one connection (``None``:
+    no server is counted)."""
+    callgrind50: tuple[int, int] | None = None
+    """Echo messages per connection of the short and the long callgrind run over 50 connections."""
+    core: tuple[int, int] | None = None
+    """Echo messages (and calls) of the short and the long count of typed-ss's core alone
+    (:mod:`benchmarks.core`, under callgrind; ``None``: not counted)."""
     quiet_retries: int = 0
     """Times a measurement is taken again when other processes used more than ``max_other_cpu``
     cores during it (the quietest attempt is kept), within ``retry_budget`` seconds per run."""
@@ -66,7 +72,8 @@ class Sizes:
     retry_budget: float = 900.0
     kinds: tuple[str, ...] = KINDS
     scenarios: tuple[str, ...] = SCENARIOS
-    """The scenarios to run, of :data:`SCENARIOS` (``callgrind`` counts both echo messages and calls)."""
+    """The scenarios to run, of :data:`SCENARIOS` (``callgrind`` counts echo messages and calls, and
+    typed-ss's core alone)."""
     note: str = ""
 
 
@@ -85,6 +92,8 @@ QUICK = Sizes(
     redis_receivers=50,
     redis_broadcasts=100,
     callgrind=(200, 800),
+    callgrind50=(8, 32),
+    core=(2000, 12_000),
     note="quick sizes: 1 repetition, fan-out up to 1,000, rooms of 10 members, 1,000 idle connections; "
     "`make bench` runs the full sizes",
 )
@@ -104,6 +113,8 @@ FULL = Sizes(
     redis_receivers=200,
     redis_broadcasts=200,
     callgrind=(500, 2500),
+    callgrind50=(20, 100),
+    core=(2000, 12_000),
     quiet_retries=3,
     note="full sizes: medians of 5 repetitions, servers alternated between repetitions, a measurement "
     "taken again (up to 3 times) when other processes used more than 0.3 cores during it",
@@ -123,6 +134,7 @@ SMOKE = Sizes(
     redis_receivers=3,
     redis_broadcasts=3,
     callgrind=None,
+    core=(20, 120),
     note="smoke sizes: proves the harness works, measures nothing",
 )
 SIZES = {sizes.name: sizes for sizes in (QUICK, FULL, SMOKE)}
@@ -439,38 +451,144 @@ def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, r
 
 
 def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
-    """Instructions per echo message and per call, each from the difference between a short and a
-    long run on one connection, all counted inside one server process under callgrind (start-up
-    excluded)."""
-    assert sizes.callgrind is not None
-    short, long = sizes.callgrind
+    """The instruction counts: each Python server's per echo message (on 1 and on 50 connections) and
+    per call (one process under callgrind, start-up excluded), and typed-ss's core alone
+    (:mod:`benchmarks.core`)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         _say("  callgrind: valgrind is not installed, skipped (`make bench` installs it)")
         return
-    _say(f"  callgrind: echo and call, {short} and {long} of each on 1 connection, per server")
-    for kind in sizes.kinds:
-        if kind in NO_CALLGRIND:
-            continue
-        out = workdir / f"callgrind-{kind}.out"
-        wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        figures: dict[str, float] = {}
-        with server(kind, workdir, wrapper=wrapper) as started:
-            for scenario, unit, prefix in (("echo", "msg", ""), ("call", "call", "call_")):
-                base = Spec(
-                    scenario=scenario, kind=kind, url=started.url, server_pids=[started.pid], warmup=0
-                )
-                loadgen(replace(base, messages=100), timeout=600)  # imports and caches warmed up
-                counts: list[int] = []
-                for messages in (short, long):
-                    _callgrind_control("-z", started.pid)
-                    loadgen(replace(base, messages=messages), timeout=600)
-                    dumps_before = set(workdir.glob(f"{out.name}.*"))
-                    _callgrind_control("-d", started.pid)
-                    (dump,) = set(workdir.glob(f"{out.name}.*")) - dumps_before
-                    counts.append(_summary(dump))
-                figures[f"instructions_per_{unit}"] = (counts[1] - counts[0]) / (long - short)
-                figures[f"{prefix}short"], figures[f"{prefix}long"] = counts
-        results.setdefault("callgrind", {}).setdefault(kind, []).append(figures)
+    if sizes.callgrind is not None:
+        for kind in sizes.kinds:
+            if kind not in NO_CALLGRIND:
+                figures = _count_server(kind, sizes, workdir)
+                results.setdefault("callgrind", {}).setdefault(kind, []).append(figures)
+    _count_core(sizes, workdir, results)
+
+
+class _Count(NamedTuple):
+    """One count taken in a server under callgrind: the difference between a short and a long run."""
+
+    figure: str
+    scenario: str
+    connections: int
+    messages: tuple[int, int]
+    """Per connection, of the short and the long run."""
+    prefix: str
+    """Of the figures holding the two runs' totals (``<prefix>short``, ``<prefix>long``)."""
+
+
+def _server_counts(sizes: Sizes) -> list[_Count]:
+    assert sizes.callgrind is not None
+    counts = [
+        _Count("instructions_per_msg", "echo", 1, sizes.callgrind, ""),
+        _Count("instructions_per_call", "call", 1, sizes.callgrind, "call_"),
+    ]
+    if sizes.callgrind50 is not None:
+        counts.append(_Count("instructions_per_msg_50conns", "echo", 50, sizes.callgrind50, "echo50_"))
+    return counts
+
+
+def _count_server(kind: str, sizes: Sizes, workdir: Path) -> dict[str, float]:
+    """Instructions per unit of each of :func:`_server_counts`, all in one server process of ``kind``
+    under callgrind: (long run - short run) / the difference of their messages, so that start-up and
+    the connections' set-up cancel out."""
+    counts = _server_counts(sizes)
+    _say(f"  callgrind: {kind}: " + "; ".join(_describe(count) for count in counts))
+    out = workdir / f"callgrind-{kind}.out"
+    wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    figures: dict[str, float] = {}
+    with server(kind, workdir, wrapper=wrapper) as started:
+        for count in counts:
+            base = Spec(
+                scenario=count.scenario,
+                kind=kind,
+                url=started.url,
+                server_pids=[started.pid],
+                connections=count.connections,
+                warmup=0,
+            )
+            warmup = max(2, 100 // count.connections)
+            loadgen(replace(base, messages=warmup), timeout=600)  # imports and caches warmed up
+            totals = [_count_one_run(started.pid, out, replace(base, messages=n)) for n in count.messages]
+            short, long = count.messages
+            figures[count.figure] = (totals[1] - totals[0]) / ((long - short) * count.connections)
+            figures[f"{count.prefix}short"], figures[f"{count.prefix}long"] = totals
+    return figures
+
+
+def _describe(count: _Count) -> str:
+    short, long = count.messages
+    where = "1 connection" if count.connections == 1 else f"{count.connections} connections (each)"
+    return f"{count.scenario} {short} and {long} on {where}"
+
+
+def _count_one_run(pid: int, out: Path, spec: Spec) -> int:
+    """The instructions the server ``pid`` (under callgrind, writing ``out``) runs for ``spec``:
+    counters zeroed, the load generator run, the counters dumped and read."""
+    _callgrind_control("-z", pid)
+    loadgen(spec, timeout=600)
+    dumps_before = set(out.parent.glob(f"{out.name}.*"))
+    _callgrind_control("-d", pid)
+    (dump,) = set(out.parent.glob(f"{out.name}.*")) - dumps_before
+    return _summary(dump)
+
+
+CORE_TIMEOUT = 600.0
+"""Seconds one count of the core under callgrind may take (about 15 at 12,000 messages)."""
+
+
+def _count_core(sizes: Sizes, workdir: Path, results: Results) -> None:
+    """Instructions per echo message and per call of typed-ss's core alone (:mod:`benchmarks.core`),
+    from valgrind's totals of a short and a long run; recorded once, under the first typed-ss kind of
+    the run (the core is the same for both)."""
+    if sizes.core is None:
+        return
+    column = next((kind for kind in sizes.kinds if kind in OURS), None)
+    if column is None:
+        _say("  callgrind: typed-ss's core alone not counted: no typed-ss kind in this run")
+        return
+    short, long = sizes.core
+    _say(f"  callgrind: typed-ss's core alone, {short} and {long} echo messages, then calls")
+    figures: dict[str, float] = {}
+    for operation, unit in (("echo", "msg"), ("call", "call")):
+        totals = _core_totals(operation, (short, long), workdir)
+        figures[f"instructions_per_{unit}"] = (totals[1] - totals[0]) / (long - short)
+        figures[f"{operation}_short"], figures[f"{operation}_long"] = totals
+    results.setdefault("core", {}).setdefault(column, []).append(figures)
+
+
+def _core_totals(operation: str, counts: tuple[int, int], workdir: Path) -> list[int]:
+    """valgrind's instruction totals of ``python -m benchmarks.core`` serving each of ``counts``
+    messages of ``operation``, the runs side by side (a count does not depend on timing)."""
+    outs = [workdir / f"callgrind-core-{operation}-{count}.out" for count in counts]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for count, out in zip(counts, outs, strict=True):
+            processes.append(_start_core(operation, count, out))
+        for process, out in zip(processes, outs, strict=True):
+            if process.wait(CORE_TIMEOUT) != 0:
+                log = out.with_suffix(".log").read_text()[-3000:]
+                raise RuntimeError(f"benchmarks.core under callgrind failed ({out.name}):\n{log}")
+    finally:
+        for process in processes:
+            _stop(process)
+    return [_summary(out) for out in outs]
+
+
+def _start_core(operation: str, count: int, out: Path) -> subprocess.Popen[bytes]:
+    """``python -m benchmarks.core`` under callgrind, with a fixed hash seed (so that two runs differ
+    only by their messages); valgrind's report goes to ``out`` with a ``.log`` beside it."""
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    command += [sys.executable, "-m", "benchmarks.core", str(count), "--kind", operation]
+    with open(out.with_suffix(".log"), "w") as log:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            preexec_fn=_die_with_parent,
+        )
 
 
 def _callgrind_control(option: str, pid: int) -> None:
@@ -543,11 +661,12 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
             _repetition(sizes, rep, workdir, results, retries)
             if redis and "redis" in sizes.scenarios:
                 _redis_repetition(sizes, rep, workdir, results, retries)
-        if sizes.callgrind is not None and "callgrind" in sizes.scenarios:
+        if "callgrind" in sizes.scenarios and (sizes.callgrind is not None or sizes.core is not None):
             _callgrind(sizes, workdir, results)
     return {
         "sizes": asdict(sizes),
         "client_library": "picows" if HAVE_PICOWS else "websockets",
+        "cpu_clocks": procstat.clocks(),
         "started": started,
         "seconds": time.time() - started,
         "retry_seconds": retries.spent,

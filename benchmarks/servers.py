@@ -20,9 +20,12 @@ broadcasts also reach the connections of every other instance on the same Redis.
   (a call, docs/protocol.md section 5).
 - ``typed-ss-native``: the same :class:`typed_ss.Server` and handlers (:func:`typed_ss_server`),
   served on typed-ss's native transport (picows, no ASGI) instead of uvicorn; the same wire.
-- ``starlette``: a bare Starlette WebSocket endpoint, the floor an ASGI library stands on: one
-  letter of command, no framing, no validation; a hand-written Redis pub/sub bridge for ``--redis``.
-  Its call is hand-written too: ``c<id> 0x02 <payload>`` answered with ``r<id> 0x02 <payload>``.
+- ``asgi``: a raw ASGI 3 application (``async def app(scope, receive, send)``, no framework), the
+  floor an ASGI library stands on: one letter of command, no framing, no validation; a hand-written
+  Redis pub/sub bridge for ``--redis``. Its call is hand-written too: ``c<id> 0x02 <payload>``
+  answered with ``r<id> 0x02 <payload>``.
+- ``starlette``: the same endpoint (one :class:`_Bare` serves both: the same wire, operations and
+  bridge) as a bare Starlette WebSocket route: what Starlette's routing and ``WebSocket`` add.
 - ``socketio``: python-socketio's ``AsyncServer(async_mode="asgi")`` in its ``ASGIApp``, its
   documented ASGI deployment; ``AsyncRedisManager`` for ``--redis``. ``add`` returns its value, which
   python-socketio sends as the ack of an event the client emitted with an ack id (its ``call``).
@@ -41,7 +44,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -59,12 +62,13 @@ __all__ = [
     "OURS",
     "PYTHON_KINDS",
     "build_app",
+    "call_reply",
     "native_settings",
     "serve_settings",
     "typed_ss_server",
 ]
 
-KINDS = ("typed-ss", "typed-ss-native", "starlette", "socketio", "go")
+KINDS = ("typed-ss", "typed-ss-native", "asgi", "starlette", "socketio", "go")
 """Every server kind, in the order the reports list them."""
 PYTHON_KINDS = tuple(kind for kind in KINDS if kind != "go")
 """The kinds served from this module (``go`` is a binary: :mod:`benchmarks.goserver`)."""
@@ -161,54 +165,61 @@ async def serve_native(redis_url: str | None) -> None:
     await native.stop(CloseCode.SERVICE_RESTART)
 
 
-# --- bare Starlette --------------------------------------------------------------------------------
+# --- the bare endpoints: raw ASGI and Starlette ----------------------------------------------------
+
+SendText = Callable[[str], Awaitable[None]]
+"""Sends one text message to one connection: how the bare endpoints hold their connections."""
+Message = dict[str, Any]
+"""An ASGI event or message."""
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def call_reply(message: str) -> str:
+    """The reply to a bare call, ``c<id> 0x02 <payload>``: ``r<id> 0x02 <payload>``."""
+    call_id, _, data = message[1:].partition("\x02")
+    return f"r{call_id}\x02{data}"
 
 
 class _Bare:
-    """The bare endpoint's state: every connection, and rooms of connections."""
+    """What both bare endpoints share: every connection (by its :data:`SendText`), rooms of them, the
+    operations that reach other connections (broadcast, join, roomcast) and the hand-written Redis
+    pub/sub bridge. Each endpoint answers echo and call itself, in line, as a hand-written endpoint
+    would: the callgrind counts measure those per message, and a shared call would add to them."""
 
     def __init__(self, redis_url: str | None) -> None:
-        self.clients: set[WebSocket] = set()
-        self.rooms: dict[str, set[WebSocket]] = {}
+        self.clients: set[SendText] = set()
+        self.rooms: dict[str, set[SendText]] = {}
         self.redis_url = redis_url
         self.instance = secrets.token_hex(4)
         self.redis: Any = None
 
-    async def fan_out(self, clients: set[WebSocket], message: str) -> None:
-        for client in list(clients):
+    async def fan_out(self, clients: set[SendText], message: str) -> None:
+        for send_text in list(clients):
             with contextlib.suppress(Exception):  # a client that left meanwhile
-                await client.send_text(message)
+                await send_text(message)
 
-    async def endpoint(self, ws: WebSocket) -> None:
-        await ws.accept()
-        self.clients.add(ws)
-        joined: list[str] = []
-        try:
-            while True:
-                message = await ws.receive_text()
-                command = message[:1]
-                if command == "e":
-                    await ws.send_text(message)
-                elif command == "b":
-                    await self.fan_out(self.clients, message)
-                    if self.redis is not None:
-                        await self.redis.publish("bench", f"{self.instance}|{message}")
-                elif command == "j":
-                    room = message[1:]
-                    self.rooms.setdefault(room, set()).add(ws)
-                    joined.append(room)
-                    await ws.send_text("j" + room)
-                elif command == "r":
-                    await self.fan_out(self.rooms.get(message[1:].partition(" ")[0], set()), message)
-                elif command == "c":  # a call: c<id> 0x02 <payload>, answered r<id> 0x02 <payload>
-                    call_id, _, data = message[1:].partition("\x02")
-                    await ws.send_text(f"r{call_id}\x02{data}")
-        except WebSocketDisconnect:
-            pass
-        finally:
-            self.clients.discard(ws)
-            for room in joined:
-                self.rooms[room].discard(ws)
+    async def group_command(self, send_text: SendText, message: str, joined: list[str]) -> None:
+        """Carry out a broadcast, join or roomcast of the connection ``send_text`` reaches (``joined``:
+        its rooms); any other message is ignored."""
+        command = message[:1]
+        if command == "b":
+            await self.fan_out(self.clients, message)
+            if self.redis is not None:
+                await self.redis.publish("bench", f"{self.instance}|{message}")
+        elif command == "j":
+            room = message[1:]
+            self.rooms.setdefault(room, set()).add(send_text)
+            joined.append(room)
+            await send_text("j" + room)
+        elif command == "r":
+            await self.fan_out(self.rooms.get(message[1:].partition(" ")[0], set()), message)
+
+    def leave(self, send_text: SendText, joined: list[str]) -> None:
+        """Forget a connection that ended, and the rooms it had ``joined``."""
+        self.clients.discard(send_text)
+        for room in joined:
+            self.rooms[room].discard(send_text)
 
     async def relay(self) -> None:
         """Deliver the other instances' broadcasts to the local connections."""
@@ -222,7 +233,8 @@ class _Bare:
                 await self.fan_out(self.clients, message)
 
     @contextlib.asynccontextmanager
-    async def lifespan(self, app: object) -> AsyncIterator[None]:
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Connected to Redis (with ``--redis``) while the server runs."""
         if self.redis_url is None:
             yield
             return
@@ -240,8 +252,82 @@ class _Bare:
 
 
 def starlette_app(redis_url: str | None) -> Any:
+    """``starlette``: the bare endpoint as a Starlette WebSocket route."""
     bare = _Bare(redis_url)
-    return Starlette(routes=[WebSocketRoute("/socket", bare.endpoint)], lifespan=bare.lifespan)
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        send_text: SendText = ws.send_text
+        bare.clients.add(send_text)
+        joined: list[str] = []
+        try:
+            while True:
+                message = await ws.receive_text()
+                command = message[:1]
+                if command == "e":
+                    await ws.send_text(message)
+                elif command == "c":
+                    await ws.send_text(call_reply(message))
+                else:
+                    await bare.group_command(send_text, message, joined)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            bare.leave(send_text, joined)
+
+    return Starlette(routes=[WebSocketRoute("/socket", endpoint)], lifespan=bare.lifespan)
+
+
+def asgi_app(redis_url: str | None) -> Any:
+    """``asgi``: the bare endpoint as a raw ASGI 3 application, no framework: a WebSocket at
+    ``/socket``, the lifespan (for the Redis bridge), and 404 for anything else."""
+    bare = _Bare(redis_url)
+
+    async def app(scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await websocket(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await lifespan(receive, send)
+        else:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def websocket(scope: Message, receive: Receive, send: Send) -> None:
+        await receive()  # websocket.connect
+        if scope["path"] != "/socket":
+            await send({"type": "websocket.close", "code": 1000})  # the handshake refused (403)
+            return
+        await send({"type": "websocket.accept"})
+
+        async def send_text(text: str) -> None:
+            await send({"type": "websocket.send", "text": text})
+
+        bare.clients.add(send_text)
+        joined: list[str] = []
+        try:
+            while True:
+                event = await receive()
+                if event["type"] != "websocket.receive":  # websocket.disconnect
+                    return
+                message = event["text"]
+                command = message[:1]
+                if command == "e":
+                    await send({"type": "websocket.send", "text": message})
+                elif command == "c":
+                    await send({"type": "websocket.send", "text": call_reply(message)})
+                else:
+                    await bare.group_command(send_text, message, joined)
+        finally:
+            bare.leave(send_text, joined)
+
+    async def lifespan(receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        async with bare.lifespan():
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+
+    return app
 
 
 # --- python-socketio -------------------------------------------------------------------------------
@@ -281,6 +367,8 @@ def build_app(kind: str, redis_url: str | None = None) -> Any:
     :func:`serve_native`, and ``go``)."""
     if kind == "typed-ss":
         return typed_ss_app(redis_url)
+    if kind == "asgi":
+        return asgi_app(redis_url)
     if kind == "starlette":
         return starlette_app(redis_url)
     if kind == "socketio":

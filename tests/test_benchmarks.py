@@ -1,7 +1,11 @@
 """A smoke test of the benchmark harness (benchmarks/): every scenario runs on tiny sizes against real
 server processes, typed-ss on uvicorn and on its native transport among them. It proves the harness
 works; it asserts no speed. The call scenario's frames are checked against typed-ss's and
-python-socketio's own encoders, and a wrong reply must fail its run.
+python-socketio's own encoders, and a wrong reply must fail its run. The raw ASGI app answers every
+operation exactly as the bare Starlette endpoint does.
+
+The callgrind scenario has tests of its own (a server's counts, 50 connections included, and the core
+alone's), each skipped where valgrind is missing: ``make test`` does not install it.
 
 `make test` does not install the bench group: /proc then stands in for psutil, and the load generator
 runs on picows only because the native transport made it a core dependency (else on websockets);
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +31,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from benchmarks import goserver, report
+from benchmarks import goserver, procstat, report
 from benchmarks.__main__ import main as bench_main
-from benchmarks.loadgen import Spec, call, call_frame, connect, frame, reply_frame
-from benchmarks.run import SMOKE, Sizes, run_suite, server
+from benchmarks.loadgen import Conn, Spec, call, call_frame, connect, frame, reply_frame, wire
+from benchmarks.run import SCENARIOS, SMOKE, Sizes, run_suite, server
 from benchmarks.servers import KINDS, OURS
 from typed_ss.protocol import encode_frame, parse_call_flag, split_client_frame, with_flag
 
@@ -40,12 +45,17 @@ PAYLOAD = "call".ljust(64, ".")
 
 GO_MISSING = goserver.unavailable()
 """Why the Go server cannot be built here (``None``: it can); ``make bench`` installs what it needs."""
+VALGRIND_MISSING = shutil.which("valgrind") is None or shutil.which("callgrind_control") is None
+needs_valgrind = pytest.mark.skipif(VALGRIND_MISSING, reason="valgrind is not installed (`make bench`)")
+PEERS = ["raw ASGI", "bare Starlette", "python-socketio", "Go"]
 
 
 @pytest.mark.slow
 def test_every_scenario_runs_on_tiny_sizes() -> None:
     redis = shutil.which("redis-server") is not None
-    outcome = run_suite(replace(SMOKE, kinds=KINDS), redis=redis)
+    # callgrind has its own tests below: under valgrind, it would take as long as the rest together.
+    timed = tuple(scenario for scenario in SCENARIOS if scenario != "callgrind")
+    outcome = run_suite(replace(SMOKE, kinds=KINDS, scenarios=timed), redis=redis)
     medians = outcome["medians"]
     kinds: tuple[str, ...] = KINDS
     if GO_MISSING is None:
@@ -72,10 +82,12 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
         assert round(call50["calls_per_s"] * call50["seconds"]) == 50 * SMOKE.call50_calls, kind
         assert 0 < call50["rtt_p50_us"] <= call50["rtt_p99_us"], kind
 
+    assert set(outcome["cpu_clocks"]) == {"server", "server_kernel", "client"}
+
     table = report.table(medians, kinds)
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
-    names = ["typed-ss", "typed-ss native", "bare Starlette", "python-socketio", "Go"]
-    peers = ["bare Starlette", "python-socketio", "Go"]
+    names = ["typed-ss", "typed-ss native", *PEERS]
+    peers = list(PEERS)
     if GO_MISSING is not None:
         names, peers = names[:-1], peers[:-1]
     assert header[1 : 1 + len(names)] == names
@@ -88,6 +100,8 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     assert "echo, 50 conns: msgs/s" in text
     assert "broadcast to 5: last receiver p50 ms" in text
     assert "call, 50 conns: calls/s" in text
+    assert "callgrind" not in text  # nothing counted, nothing shown
+    assert "core alone" not in text
     checked = {(item["ours"], item["target"]) for item in report.targets(medians)}
     assert ("typed-ss", "echo 50 conns msgs/s >= 0.85x Starlette") in checked
     assert ("typed-ss", "call 50 conns calls/s >= 4x python-socketio") in checked
@@ -115,10 +129,13 @@ def test_a_run_narrowed_to_calls_runs_only_calls() -> None:
 def test_ratios_divide_each_typed_ss_kind_by_each_peer() -> None:
     assert OURS == ("typed-ss", "typed-ss-native")
     assert KINDS[-1] == "go"  # a peer, never one of ours
+    assert report.NAMES["asgi"] == "raw ASGI"
     assert report.comparisons(KINDS) == [
+        ("typed-ss", "asgi"),
         ("typed-ss", "starlette"),
         ("typed-ss", "socketio"),
         ("typed-ss", "go"),
+        ("typed-ss-native", "asgi"),
         ("typed-ss-native", "starlette"),
         ("typed-ss-native", "socketio"),
         ("typed-ss-native", "go"),
@@ -179,6 +196,153 @@ def test_a_run_without_go_skips_it_and_says_why(monkeypatch: pytest.MonkeyPatch)
     assert {kind for figures in outcome["medians"].values() for kind in figures} == {"starlette"}
 
 
+@pytest.mark.slow
+@needs_valgrind
+def test_callgrind_counts_a_server_on_one_and_on_50_connections() -> None:
+    sizes = replace(SMOKE, kinds=("asgi",), scenarios=("callgrind",), callgrind=(2, 12), callgrind50=(1, 3))
+    outcome = run_suite(replace(sizes, core=None))
+    medians = outcome["medians"]
+    assert set(medians) == {"callgrind"}
+    figures = medians["callgrind"]["asgi"]
+    for name in ("instructions_per_msg", "instructions_per_msg_50conns", "instructions_per_call"):
+        assert figures[name] > 0, name
+    for prefix in ("", "call_", "echo50_"):
+        assert 0 < figures[f"{prefix}short"] < figures[f"{prefix}long"], prefix
+
+    labels = [line.split(" | ")[0].removeprefix("| ") for line in report.table(medians, ("asgi",))[2:]]
+    assert labels == [
+        "callgrind: instructions/echo msg",
+        "callgrind: instructions/echo msg, 50 conns",
+        "callgrind: instructions/call",
+    ]
+
+
+@pytest.mark.slow
+@needs_valgrind
+def test_the_core_alone_is_counted_once_under_the_first_typed_ss_kind() -> None:
+    outcome = run_suite(
+        replace(SMOKE, kinds=("typed-ss-native", "asgi"), scenarios=("callgrind",), callgrind=None)
+    )
+    medians = outcome["medians"]
+    assert set(medians) == {"core"}
+    assert set(medians["core"]) == {"typed-ss-native"}
+    figures = medians["core"]["typed-ss-native"]
+    assert figures["instructions_per_msg"] > 0
+    assert figures["instructions_per_call"] > 0
+    for operation in ("echo", "call"):
+        assert 0 < figures[f"{operation}_short"] < figures[f"{operation}_long"], operation
+
+
+def test_the_reports_show_the_core_in_one_column_and_the_kernel_beside_callgrind() -> None:
+    kinds = ("typed-ss", "typed-ss-native", "asgi")
+    echo = {"server_kernel_cpu_us_per_msg": 3.0, "msgs_per_s": 1.0}
+    counted = {
+        "instructions_per_msg": 90.0,
+        "instructions_per_msg_50conns": 60.0,
+        "instructions_per_call": 95.0,
+    }
+    medians = {
+        "echo1": dict.fromkeys(kinds, echo),
+        "echo50": dict.fromkeys(kinds, echo),
+        "callgrind": dict.fromkeys(kinds, counted),
+        "core": {"typed-ss": {"instructions_per_msg": 15.0, "instructions_per_call": 25.0}},
+    }
+    table = report.table(medians, kinds)
+    assert table[0] == (
+        "| figure | typed-ss | typed-ss native | raw ASGI | typed-ss / raw ASGI | typed-ss native / raw ASGI "
+        "| typed-ss native / typed-ss |"
+    )
+    by_label = {line.split(" | ")[0].removeprefix("| "): line for line in table[2:]}
+    labels = list(by_label)
+    callgrind = labels.index("callgrind: instructions/echo msg")
+    assert labels[callgrind:] == [
+        "callgrind: instructions/echo msg",
+        "callgrind: instructions/echo msg, 50 conns",
+        "callgrind: instructions/call",
+        "typed-ss core alone: instructions/echo msg",
+        "typed-ss core alone: instructions/call",
+        "kernel CPU µs/echo msg, 1 conn (timed echo; not in callgrind)",
+        "kernel CPU µs/echo msg, 50 conns (timed echo; not in callgrind)",
+    ]
+    assert by_label["callgrind: instructions/echo msg, 50 conns"].endswith("| 1.00x | 1.00x | 1.00x |")
+    # The core is typed-ss's alone, counted once: one figure, no ratio.
+    assert by_label["typed-ss core alone: instructions/call"].endswith("| 25.0 | - | - |  |  |  |")
+    del medians["callgrind"], medians["core"]
+    assert not any("kernel CPU µs/echo msg" in line for line in report.table(medians, kinds))
+
+
+def test_server_cpu_is_read_in_nanoseconds_with_its_kernel_part_in_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pid = os.getpid()
+    clocks = procstat.clocks()
+    assert "ticks" in clocks["server_kernel"]
+    assert "CLOCK_PROCESS_CPUTIME_ID" in clocks["client"]
+    if procstat.HAVE_SCHEDSTAT:
+        assert "schedstat" in clocks["server"]
+        on_cpu = procstat.schedstat_ns(pid)
+        assert 0 < on_cpu <= time.process_time_ns()  # this process's live threads, read first
+        assert procstat.cpu_seconds(pid) >= on_cpu / 1e9
+    monkeypatch.setattr(procstat, "HAVE_SCHEDSTAT", False)
+    assert "no schedstat here" in procstat.clocks()["server"]
+    ticks = procstat.cpu_seconds(pid)
+    assert ticks <= sum(procstat.cpu_split(pid))
+
+
+def test_the_raw_asgi_app_speaks_the_bare_starlette_wire() -> None:
+    assert wire("asgi") == wire("starlette") == "bare"
+    for make in (frame, lambda kind, event, data: call_frame(kind, event, 3, data)):
+        assert make("asgi", "add", PAYLOAD) == make("starlette", "add", PAYLOAD)
+    assert reply_frame("asgi", "add", 3, PAYLOAD) == reply_frame("starlette", "add", 3, PAYLOAD)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["asgi", "starlette"])
+async def test_the_bare_endpoints_answer_alike(kind: str, tmp_path: Path) -> None:
+    """The raw ASGI app and the bare Starlette endpoint: the same answer to each operation."""
+    with server(kind, tmp_path) as started:
+        conn = await connect(kind, started.url)
+        got = await _exchange(
+            conn,
+            [
+                b"ehi",
+                b"c7\x02" + PAYLOAD.encode(),
+                b"jroom1",
+                b"rroom1 to the room",
+                b"rroom2 to nobody",
+                b"bto all",
+                b"xunknown commands are ignored",
+            ],
+            expected=5,
+        )
+        await conn.close()
+    assert got == [
+        b"ehi",
+        reply_frame(kind, "add", 7, PAYLOAD),
+        b"jroom1",
+        b"rroom1 to the room",
+        b"bto all",
+    ]
+
+
+async def _exchange(conn: Conn, messages: list[bytes], expected: int) -> list[bytes]:
+    """Send ``messages`` on ``conn``; the ``expected`` answers, and any that came in 0.1 s more."""
+    got: list[bytes] = []
+    enough = asyncio.get_running_loop().create_future()
+
+    def on_message(message: bytes) -> None:
+        got.append(message)
+        if len(got) == expected and not enough.done():
+            enough.set_result(None)
+
+    conn.on_message = on_message
+    for message in messages:
+        conn.send(message)
+    await asyncio.wait_for(enough, 10)
+    await asyncio.sleep(0.1)  # nothing more comes
+    return got
+
+
 def test_the_go_server_speaks_typed_ss_wire() -> None:
     for make in (frame, lambda kind, event, data: call_frame(kind, event, 3, data)):
         assert make("go", "add", PAYLOAD) == make("typed-ss", "add", PAYLOAD)
@@ -233,7 +397,8 @@ def test_kinds_narrow_a_run_without_adding_typed_ss(monkeypatch: pytest.MonkeyPa
 
     def fake_suite(sizes: Sizes, **_: object) -> dict[str, object]:
         ran.append(sizes.kinds)
-        return {"medians": {}, "client_library": "picows", "seconds": 0.0, **dict.fromkeys(load, 0.0)}
+        outcome: dict[str, object] = {"medians": {}, "client_library": "picows", "seconds": 0.0}
+        return {**outcome, "cpu_clocks": procstat.clocks(), **dict.fromkeys(load, 0.0)}
 
     monkeypatch.setattr("benchmarks.__main__.run_suite", fake_suite)
     monkeypatch.setattr("benchmarks.report.write_chart", lambda *_: False)
