@@ -30,7 +30,7 @@ from typed_ss import Server
 from typed_ss.asyncapi import ERROR_CODES, _converted, asyncapi_document, render
 from typed_ss.cli import main
 from typed_ss.contract import Contract
-from typed_ss.protocol import ErrorPayload, ErrorReply, Hello
+from typed_ss.protocol import ErrorPayload, ErrorReply, Gap, Hello
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 VALIDATE: Final = ROOT / "tests" / "asyncapi" / "validate.mjs"
@@ -211,7 +211,8 @@ def test_event_names_that_are_not_identifiers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("struct", "name"), [(Hello, "Hello"), (ErrorPayload, "Error"), (ErrorReply, "ErrorReply")]
+    ("struct", "name"),
+    [(Hello, "Hello"), (ErrorPayload, "Error"), (ErrorReply, "ErrorReply"), (Gap, "Gap")],
 )
 def test_the_protocols_own_schemas_match_its_structs(struct: type[msgspec.Struct], name: str) -> None:
     # Written by hand in typed_ss/asyncapi.py: a field added to the protocol must be added there too.

@@ -43,12 +43,14 @@ from typed_ss.protocol import (
     CALL,
     REPLY,
     SUBPROTOCOL,
+    Frame,
     error_frame,
     error_reply_frame,
     hello_frame,
     parse_call_flag,
     split_message,
 )
+from typed_ss.recovery.recoverer import Claim
 from typed_ss.socket import Socket
 from typed_ss.stepping import Resume
 from typed_ss.transport import Disconnected, Transport
@@ -65,6 +67,7 @@ CLIENT_CAUSED: Final = (InvalidName, LimitExceeded, PayloadValidationError)
 too many): logged as the client's doing, at warning level, without a traceback."""
 
 _REFUSED: Final = object()
+_NO_CLAIM: Final = Claim(None, False, {})
 
 
 class Connection:
@@ -74,6 +77,7 @@ class Connection:
         "_busy",
         "_call_digits",
         "_call_id",
+        "_client_code",
         "_client_log",
         "_closing",
         "_ended_by_server",
@@ -106,6 +110,7 @@ class Connection:
         self._inbox_calls = 0
         self._busy = False  # a handler (or hook) of this connection is running and has suspended
         self._gone: Disconnected | None = None  # the watcher saw the connection end
+        self._client_code: int | None = None  # the close code the connection ended with, when read
         self._watcher: asyncio.Task[None] | None = None
         self._woken: asyncio.Event | None = None
         self._handling: HandlerSpec | None = None  # the handler dispatch() last returned
@@ -135,13 +140,38 @@ class Connection:
             await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
         except Disconnected:
             return
-        sock = self.socket = Socket(server, transport, self, identity)
+        recovery = server.recovery
+        claim = _NO_CLAIM
+        if recovery is not None:
+            claim = await recovery.claim(transport.request, identity, server.hub.sockets)
+        session = claim.session
+        socket_id = session.socket_id if session is not None else None
+        sock = self.socket = Socket(server, transport, self, identity, socket_id)
         try:
+            token = recovery.opened(sock, claim, identity).token if recovery is not None else None
             # Attaching waits until the backend delivers the socket's own room, so the id in __hello
             # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
             await server.hub.attach(sock)
+            replay: list[Frame] | None = None
+            if session is not None:
+                assert recovery is not None
+                for room in list(session.rooms):
+                    await server.hub.join(sock, room)
+                replay = recovery.replay(claim)
+                if replay is None:  # trimmed while the rooms were joined: rare; a fresh start then
+                    recovery.failed(sock)
+                    await sock.close(CloseCode.SERVICE_RESTART, "recovery failed: reconnect")
             limits = server.limits
-            sock.open(hello_frame(sock.id, limits.max_message_size, contract, limits.max_calls))
+            hello = hello_frame(
+                sock.id,
+                limits.max_message_size,
+                contract,
+                limits.max_calls,
+                session=token,
+                recovered=(replay is not None) if claim.attempted else None,
+                rooms=sorted(sock.rooms) if replay is not None else None,
+            )
+            sock.open(hello, replay)
             logger.debug("socket %s connected", sock.id, extra=fields(sock.id))
             if not self._contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
@@ -154,8 +184,8 @@ class Connection:
                     )
                     await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._read()
-        except Disconnected:
-            pass
+        except Disconnected as gone:
+            self._client_code = gone.code
         except asyncio.CancelledError:
             if not self._ended_by_server:
                 raise
@@ -174,6 +204,12 @@ class Connection:
         if not self._task.done():
             self._ended_by_server = True
             self._task.cancel()
+
+    async def end_and_wait(self) -> None:
+        """:meth:`end`, then wait until the teardown is over (the transport is dropped too)."""
+        self._transport.abort()
+        self.end()
+        await asyncio.wait({self._task})
 
     async def _admit(self) -> Any:
         """The checks before the upgrade; returns the identity, or ``_REFUSED`` once refused."""
@@ -244,6 +280,9 @@ class Connection:
         hub = self._server.hub
         hub.detach(sock)
         sock.ended()
+        if self._server.recovery is not None:
+            client_code = self._client_code if self._gone is None else self._gone.code
+            self._server.recovery.ended(sock, client_code)
         on_disconnect = self._server.hooks.on_disconnect
         if on_disconnect is not None:
             try:
