@@ -103,7 +103,7 @@ def test_every_event_is_a_message_and_an_operation_from_the_servers_point_of_vie
     contract = contract_of(APP)
     document = document_of(APP)
     operations = document["operations"]
-    assert len(operations) == len(contract.events) + 2  # and __hello, __error
+    assert len(operations) == len(contract.events) + 3  # and __hello, __error, __gap
     seen = set()
     for key, operation in operations.items():
         assert operation["channel"] == {"$ref": "#/channels/socket"}
@@ -111,7 +111,7 @@ def test_every_event_is_a_message_and_an_operation_from_the_servers_point_of_vie
         direction = "client_to_server" if operation["action"] == "receive" else "server_to_client"
         event = next((e for e in contract.events if (e.name, e.direction) == (sent["name"], direction)), None)
         if event is None:
-            assert sent["name"] in ("__hello", "__error"), key
+            assert sent["name"] in ("__hello", "__error", "__gap"), key
             assert operation["action"] == "send"
             continue
         seen.add((event.direction, event.name))

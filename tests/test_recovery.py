@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +13,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 from starlette.requests import HTTPConnection
+from websockets.protocol import State
 
 from tests.apps import make_app
 from tests.backends.fault_proxy import FaultProxy
@@ -315,16 +316,21 @@ def test_history_keeps_at_most_its_bound_per_stream_and_says_when_something_is_g
 
 
 def test_sessions_are_bounded_and_the_one_expiring_first_goes_first() -> None:
-    sessions = MemorySessions(window=60.0, max_sessions=2)
-    first, second, third = (Session(f"t{i}", f"s{i}", "k", 0) for i in range(3))
-    sessions.add(first)
-    sessions.add(second)
+    released: list[str] = []
+    sessions = MemorySessions(window=60.0, max_sessions=2, released=released.append)
+    first, second, third, fourth = (Session(f"t{i}", f"s{i}", "k", None, 0) for i in range(4))
+    assert sessions.add(first)
+    assert sessions.add(second)
+    sessions.joined(second, "r", 0)
     sessions.ended(second, keep=True)
-    sessions.add(third)
-    assert len(sessions) == 2
+    assert sessions.add(third)  # the expiring one made room
+    assert released == ["r"]
     assert sessions.get("t1") is None
     assert sessions.get("t0") is first
     assert sessions.get("t2") is third
+    assert not sessions.add(fourth)  # both held by connections: never dropped for room
+    sessions.left(second, "r")  # a dropped session's report changes nothing
+    assert released == ["r"]
 
 
 @pytest.mark.parametrize("window", [0.0, -1.0])
@@ -343,3 +349,130 @@ def test_offset_flags_hold_only_digits_so_no_client_reads_them_as_another_flag(r
     flag = offset_flag(stream_tag(room), "18446744073709551615")
     assert set(flag) <= set("o.0123456789")
     assert parse_offset_flag(flag) == (stream_tag(room), "18446744073709551615")
+
+
+# --- what the review found: teardowns, takeovers, several instances, bounds -----------------------------
+
+
+async def test_a_late_teardown_of_the_old_connection_leaves_the_recovered_socket_alone() -> None:
+    ss = recovery_server()
+    hooks_done = asyncio.Event()
+
+    @ss.on_disconnect
+    async def slow(sock: Socket) -> None:
+        await asyncio.sleep(0.2)  # the client is back before this teardown is over
+        hooks_done.set()
+
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url) as first:
+            await first.send("join", "r")
+            joined = await first.expect("joined")
+            drop(first)
+        async with connect_client(url, recovery_path(first.hello, offsets_of([joined]))) as again:
+            assert again.hello["recovered"] is True
+            await asyncio.wait_for(hooks_done.wait(), 5)
+            assert list(ss.sockets) == [first.id]
+            await ss.roomcast("r", "msg", "still here")
+            assert (await again.expect("msg")).payload == "still here"
+            await ss.socketcast(first.id, "msg", "to me")
+            assert (await again.expect("msg")).payload == "to me"
+
+
+async def test_two_reconnects_with_one_token_leave_one_socket() -> None:
+    ss = recovery_server()
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url) as first:
+            await first.send("join", "r")
+            joined = await first.expect("joined")
+            drop(first)
+        path = recovery_path(first.hello, offsets_of([joined]))
+        async with AsyncExitStack() as stack:
+            both = await asyncio.gather(
+                stack.enter_async_context(connect_client(url, path)),
+                stack.enter_async_context(connect_client(url, path)),
+            )
+            # The token is taken up once at a time: the later reconnect takes over from the earlier,
+            # or finds the token replaced by the earlier's new one and starts afresh.
+            recovered = [client for client in both if client.hello["recovered"]]
+            assert recovered
+            assert all(client.hello["session"] != first.hello["session"] for client in both)
+
+            def open_ones() -> list[Client]:
+                return [client for client in recovered if client.ws.state is State.OPEN]
+
+            await eventually(lambda: len(open_ones()) == 1)
+            assert first.id in ss.sockets
+            await ss.roomcast("r", "msg", "once")
+            assert (await open_ones()[0].expect("msg")).payload == "once"
+
+
+async def test_on_another_instances_casts_the_away_client_missed_are_kept_and_replayed() -> None:
+    from typed_ss.backends.memory import MemoryBackend, MemoryBroker
+
+    broker = MemoryBroker()
+    here = Server(recovery=Recovery(), backend=MemoryBackend(broker))
+    there = Server(backend=MemoryBackend(broker))
+
+    @here.on("join")
+    async def join(sock: Socket, room: str) -> None:
+        await sock.join(room)
+        await sock.emit("joined", room)
+
+    async with running(make_app(here), here) as url, running(make_app(there), there):
+        async with connect_client(url) as first:
+            await first.send("join", "r")
+            joined = await first.expect("joined")
+            drop(first)
+        await gone(here, first.id)
+        # This instance has no member of "r" now, but the session still refers to it: its casts from
+        # the other instance keep arriving, and are kept.
+        await there.roomcast("r", "msg", "from there")
+        await there.socketcast(first.id, "msg", "to you")
+        async with connect_client(url, recovery_path(first.hello, offsets_of([joined]))) as again:
+            assert again.hello["recovered"] is True
+            assert {(await again.expect("msg")).payload for _ in range(2)} == {"from there", "to you"}
+
+
+async def test_past_max_sessions_a_new_socket_gets_none_and_the_held_ones_stay() -> None:
+    ss = recovery_server(max_sessions=1)
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url) as first, connect_client(url) as second:
+            assert "session" in first.hello
+            assert "session" not in second.hello  # no recovery for it
+            await first.send("join", "r")
+            joined = await first.expect("joined")
+            drop(first)
+        async with connect_client(url, recovery_path(first.hello, offsets_of([joined]))) as again:
+            assert again.hello["recovered"] is True
+
+
+class Badge:
+    """An identity without a JSON form: compared with ==."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Badge) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+async def test_an_identity_without_a_json_form_is_compared_with_eq() -> None:
+    ss = recovery_server()
+
+    @ss.authenticate
+    async def authenticate(request: HTTPConnection) -> Badge | None:
+        name = request.headers.get("x-user")
+        return None if name is None else Badge(name)
+
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url, additional_headers={"x-user": "ann"}) as first:
+            drop(first)
+        await gone(ss, first.id)
+        path = recovery_path(first.hello)
+        async with connect_client(url, path, additional_headers={"x-user": "bob"}) as other:
+            assert other.hello["recovered"] is False
+        async with connect_client(url, path, additional_headers={"x-user": "ann"}) as again:
+            assert again.hello["recovered"] is True

@@ -104,6 +104,12 @@ _PROTOCOL_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                 "items": {"type": "string"},
                 "description": "The rooms of a recovered session.",
             },
+            "streams": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The tags of a recovered session's streams: the client may forget the "
+                "offsets of any other.",
+            },
         },
         "required": ["v", "id", "max_message_size", "contract", "max_calls"],
     },

@@ -54,6 +54,11 @@ class Recorder(Protocol):
         """``sock`` left ``room``."""
         ...
 
+    def refers_to(self, room: str) -> bool:
+        """Whether a session (of a connected socket or one away) refers to ``room``: its casts from
+        other instances must still arrive, to be kept."""
+        ...
+
 
 _NO_ROOMS: frozenset[str] = frozenset()
 
@@ -103,8 +108,9 @@ class Hub:
     def detach(self, sock: Socket) -> None:
         """Remove a socket from the index so that no cast reaches it. :meth:`rooms_of` still lists
         its rooms (the disconnect hook reads them) until :meth:`forget`."""
-        if self._sockets.pop(sock.id, None) is None:
-            return
+        if self._sockets.get(sock.id) is not sock:
+            return  # detached already; its id may be another socket's by now (a recovered session)
+        del self._sockets[sock.id]
         for room in self._memberships.get(sock, ()):
             members = self._rooms.get(room)
             if members is not None:
@@ -120,7 +126,7 @@ class Hub:
     async def join(self, sock: Socket, room: str) -> None:
         """Add ``sock`` to ``room``; with a relay, returns once casts to the room from other
         instances will arrive here too."""
-        if sock.id not in self._sockets:  # detached: closing or gone
+        if self._sockets.get(sock.id) is not sock:  # detached: closing or gone
             return
         members = self._rooms.get(room)
         if members is None:
@@ -147,9 +153,14 @@ class Hub:
             if not members:
                 self._drop_room(room)
 
+    def released(self, room: str) -> None:
+        """No session refers to ``room`` any more: stop receiving its casts unless it has members."""
+        if self.relay is not None and room not in self._rooms:
+            self.relay.unwatch(room)
+
     def _drop_room(self, room: str) -> None:
         del self._rooms[room]
-        if self.relay is not None:
+        if self.relay is not None and (self.recorder is None or not self.recorder.refers_to(room)):
             self.relay.unwatch(room)
 
     # --- fan-out -----------------------------------------------------------------------------------

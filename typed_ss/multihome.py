@@ -30,7 +30,7 @@ import msgspec
 from typed_ss.errors import ProtocolError
 from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
-from typed_ss.protocol import Frame, frame_from_parts, frame_parts, gap_frame
+from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame, frame_from_parts, frame_parts, gap_frame
 from typed_ss.supervision import Backoff, Supervised, TaskHealth
 
 if TYPE_CHECKING:
@@ -318,7 +318,10 @@ class Multihome:
             return
         if lost:
             # Told to the room's members before what came after the loss: they can refetch the room.
-            self.hub.deliver(envelope.room, gap_frame(envelope.room, lost))
+            room = envelope.room
+            # A socket's own room is internal: its loss is told as the broadcasts' are, without a room.
+            told = None if room is None or room.startswith(SOCKET_ROOM_PREFIX) else room
+            self.hub.deliver(room, gap_frame(told, lost))
         self.counters["delivered"] += 1
         self.hub.deliver(envelope.room, frame)
 

@@ -36,6 +36,7 @@ __all__ = [
     "GAP_EVENT",
     "HELLO_EVENT",
     "MAX_CALL_ID",
+    "MAX_OFFSETS",
     "OFFSET",
     "OFFSETS_QUERY_PARAMETER",
     "PROTOCOL_VERSION",
@@ -61,6 +62,7 @@ __all__ = [
     "frame_parts",
     "frame_size",
     "gap_frame",
+    "has_offset_flag",
     "hello_frame",
     "json_frame",
     "offset_flag",
@@ -118,6 +120,9 @@ SESSION_QUERY_PARAMETER: Final = "ss_session"
 OFFSETS_QUERY_PARAMETER: Final = "ss_offsets"
 """The query parameter of a reconnecting client's last offsets: ``<tag>.<offset>`` entries joined by
 commas."""
+MAX_OFFSETS: Final = 256
+"""Most ``ss_offsets`` entries a reconnect may send (about 8 KB of query string): more is a fresh
+start, and a client that has more sends no token."""
 
 
 _SOH = 0x01
@@ -398,6 +403,8 @@ class Hello(msgspec.Struct, frozen=True, omit_defaults=True):
     rooms (``True``), or it starts afresh (``False``)."""
     rooms: list[str] | None = None
     """The rooms a recovered socket is in again."""
+    streams: list[str] | None = None
+    """The tags of a recovered socket's streams: the offsets of any other stream can be forgotten."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True):
@@ -442,12 +449,23 @@ def hello_frame(
     session: str | None = None,
     recovered: bool | None = None,
     rooms: list[str] | None = None,
+    streams: list[str] | None = None,
 ) -> Frame:
     """The ``__hello`` frame: the client's id, the limits it must respect, the contract fingerprint,
     and with recovery on the session token and the outcome of a recovery."""
     return encode_frame(
         HELLO_EVENT,
-        Hello(PROTOCOL_VERSION, socket_id, max_message_size, contract, max_calls, session, recovered, rooms),
+        Hello(
+            PROTOCOL_VERSION,
+            socket_id,
+            max_message_size,
+            contract,
+            max_calls,
+            session,
+            recovered,
+            rooms,
+            streams,
+        ),
     )
 
 
@@ -462,6 +480,13 @@ def stream_tag(stream: str) -> str:
 def offset_flag(tag: str, offset: str) -> str:
     """The header flag of a kept frame: ``o<tag>.<offset>``."""
     return f"{OFFSET}{tag}.{offset}"
+
+
+def has_offset_flag(frame: Frame) -> bool:
+    """Whether a server frame made by this module carries an offset flag (it was kept)."""
+    if isinstance(frame, str):
+        return frame.startswith(OFFSET, frame.find("\x01") + 2)
+    return frame.startswith(OFFSET.encode(), frame.find(b"\x01") + 2)
 
 
 def parse_offset_flag(flags: str) -> tuple[str, str] | None:

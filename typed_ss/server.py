@@ -189,7 +189,7 @@ class Server(Generic[Identity]):
         self.recovery: Final = (
             None
             if recovery is None
-            else Recoverer(recovery, self.client_log, max_streams=max_rooms_per_socket + 2)
+            else Recoverer(recovery, self.client_log, send_queue_bytes, released=self.hub.released)
         )
         """Connection state recovery, when it is on (``recovery=Recovery(...)``; docs/recovery.md)."""
         self.hub.recorder = self.recovery

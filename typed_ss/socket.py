@@ -27,10 +27,19 @@ from typed_ss.calls import PendingCalls, decode_reply, reply_decoder
 from typed_ss.errors import CallClosed, CloseCode, LimitExceeded
 from typed_ss.handlers import Decoder
 from typed_ss.logs import fields
-from typed_ss.protocol import CALL, RESERVED_PREFIX, Frame, check_room_name, socket_room, with_flag
+from typed_ss.protocol import (
+    CALL,
+    RESERVED_PREFIX,
+    Frame,
+    check_room_name,
+    has_offset_flag,
+    socket_room,
+    with_flag,
+)
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
+    from typed_ss.recovery.sessions import Session
     from typed_ss.server import Server
 
 __all__ = ["Identity", "Socket", "SocketState"]
@@ -128,6 +137,8 @@ class Socket(Generic[Identity]):
         "close_code",
         "id",
         "identity",
+        "recovered",
+        "session",
         "state",
     )
 
@@ -156,6 +167,11 @@ class Socket(Generic[Identity]):
         # one runs at a time, and teardown cancels it.
         self._side_task: asyncio.Task[None] | None = None
         self._calls: PendingCalls | None = None  # the server's calls to this client, made on first use
+        self.recovered = False
+        """Whether this socket took up the session of an earlier connection of its client (connection
+        state recovery): the same id, rooms and identity, and what was missed meanwhile replayed."""
+        self.session: Session | None = None
+        """Internal: this socket's connection state recovery session, when recovery is on."""
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self._life.value}>"
@@ -248,7 +264,10 @@ class Socket(Generic[Identity]):
         on (a reconnecting client gets it again if it missed it). Internal: :meth:`emit` and declared
         events use it."""
         recorder = self._server.hub.recorder
-        self.push(frame if recorder is None else recorder.record(socket_room(self.id), frame))
+        if recorder is None:
+            self.push(frame)
+        elif self.connected:  # a socket ended (taken over, say) keeps nothing for the one after it
+            self.push(recorder.record(socket_room(self.id), frame))
 
     async def roomcast(self, room: str, event: str, data: object) -> None:
         """Send to every member of ``room`` on every instance, this socket included if it is a member.
@@ -354,7 +373,8 @@ class Socket(Generic[Identity]):
         if replay is not None:
             for frame in replay:
                 self.push(frame)
-            queued = [item for item in queued if isinstance(item, _Close)]
+            # The kept frames queued meanwhile are in the replay; the rest (a call, a close) follows.
+            queued = [item for item in queued if isinstance(item, _Close) or not has_offset_flag(item)]
         for item in queued:
             if isinstance(item, _Close):  # closed while attaching: the close goes after what came before
                 self._start_close(item.code, item.reason)

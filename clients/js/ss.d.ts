@@ -264,6 +264,8 @@ declare namespace SS {
     recovered?: boolean;
     /** The rooms of a recovered session. */
     rooms?: string[];
+    /** The tags of a recovered session's streams. */
+    streams?: string[];
     [key: string]: unknown;
   }
 

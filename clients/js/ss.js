@@ -83,6 +83,8 @@
     var GAP_EVENT = "__gap";
     // A frame kept for connection state recovery: o<stream tag>.<offset>, both decimal (protocol.md §10).
     var OFFSET_FLAG = /o(\d+)\.(\d+)/;
+    // The most offsets a reconnect sends (protocol.md §10); a client with more starts afresh.
+    var MAX_OFFSETS = 256;
     var WS_OPEN = 1; // WebSocket.OPEN; a constant, so injected WebSocket classes need not define it
     var MAX_CALL_ID = 2147483647; // 2^31-1: call ids run from 1 to this, then wrap (protocol.md §5)
     var DEFAULT_CALL_TIMEOUT = 5000; // ms
@@ -958,6 +960,9 @@
         for (var tag in this._positions) {
           offsets.push(tag + "." + this._positions[tag]);
         }
+        if (offsets.length > MAX_OFFSETS) {
+          return this.url; // more than a server takes: a fresh start
+        }
         var query = "ss_session=" + encodeURIComponent(this._session) + "&ss_offsets=" + offsets.join(",");
         return this.url + (this.url.indexOf("?") >= 0 ? "&" : "?") + query;
       }
@@ -1346,6 +1351,15 @@
         var recovered = hello.recovered === true;
         if (!recovered) {
           this._positions = Object.create(null); // a fresh socket: the offsets of another session mean nothing
+        } else if (Array.isArray(hello.streams)) {
+          // The session's streams: the offsets of rooms left since are of no use.
+          /** @type {Record<string, string>} */
+          var kept = Object.create(null);
+          for (var i = 0; i < hello.streams.length; i++) {
+            var tag = hello.streams[i];
+            if (typeof tag === "string" && tag in this._positions) kept[tag] = this._positions[tag];
+          }
+          this._positions = kept;
         }
         this._session = typeof hello.session === "string" ? hello.session : null;
         var reconnect = this._hadHello;

@@ -39,7 +39,17 @@ from typed_ss.client.reconnect import Retry, should_reconnect
 from typed_ss.errors import CallClosed, CallError, CloseCode, LimitExceeded
 from typed_ss.handlers import Decoder
 from typed_ss.limits import Limits
-from typed_ss.protocol import CALL, ErrorPayload, Frame, Gap, check_event_name, check_room_name, encode_frame
+from typed_ss.protocol import (
+    CALL,
+    MAX_OFFSETS,
+    ErrorPayload,
+    Frame,
+    Gap,
+    check_event_name,
+    check_room_name,
+    encode_frame,
+    stream_tag,
+)
 
 __all__ = ["JOIN_EVENT", "LEAVE_EVENT", "Client", "Reconnected", "State", "connect"]
 
@@ -348,6 +358,7 @@ class Client:
         check_room_name(room, _LIMITS.max_room_name_length)
         await self.call(LEAVE_EVENT, room, returns=bytes, timeout=timeout)  # whatever it returns
         self._rooms.pop(room, None)
+        self._positions.pop(stream_tag(room), None)  # no use for the room's offset any more
 
     async def emit_frame(self, event: str, frame: Frame) -> None:
         """Send ``frame`` as an emit of ``event``, as :meth:`emit` does; for typed layers
@@ -496,6 +507,10 @@ class Client:
         hello = opened.hello
         if hello is None or not hello.recovered:
             self._positions.clear()  # a fresh socket: offsets of another session mean nothing
+        elif hello.streams is not None:
+            keep = set(hello.streams)  # the session's streams: the others' offsets are of no use
+            for tag in [tag for tag in self._positions if tag not in keep]:
+                del self._positions[tag]
         connection = Connection(
             opened,
             self._handlers,
@@ -507,15 +522,13 @@ class Client:
         self._connection = connection
         if hello is not None:
             self._hello = hello
-            if hello.recovered and hello.rooms is not None:
-                self._rooms = dict.fromkeys(hello.rooms)
         return connection
 
     def _reconnect_target(self) -> str:
         """Where to reconnect: with the session token and offsets, when the server gave a token."""
         hello = self._hello
-        if hello is None or hello.session is None:
-            return self._target
+        if hello is None or hello.session is None or len(self._positions) > MAX_OFFSETS:
+            return self._target  # more offsets than a server takes: a fresh start
         return with_recovery(self._target, hello.session, self._positions)
 
     async def _supervise(self, connection: Connection) -> None:
@@ -549,7 +562,9 @@ class Client:
                 # The rooms first: what the hooks send may be meant for them.
                 await self._rejoin()
             if self._reconnecting:
-                reconnected = Reconnected(recovered, tuple(self._rooms))
+                hello = connection.hello
+                rooms = hello.rooms if recovered and hello is not None and hello.rooms else self._rooms
+                reconnected = Reconnected(recovered, tuple(rooms))
                 await self._run_hook("on_reconnected", self._on_reconnected, reconnected)
             await self._run_hook("on_connected", self._on_connected)
         finally:

@@ -68,6 +68,8 @@ class ServerHello(msgspec.Struct, frozen=True):
     """After a reconnect with a token: whether the server took the session up."""
     rooms: list[str] | None = None
     """The rooms of a recovered session."""
+    streams: list[str] | None = None
+    """The tags of a recovered session's streams."""
 
 
 _hello_decoder = msgspec.json.Decoder(ServerHello)

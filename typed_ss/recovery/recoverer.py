@@ -2,10 +2,10 @@
 life in between (the history and the sessions are kept by their own modules).
 
 At a reconnect (:meth:`Recoverer.claim`), the client's token names a session; the session is taken up
-only if the client authenticated as the same identity, its offsets are well formed, and for every
-stream of the session (its rooms, its own stream, the broadcasts) everything after the client's
-offset (or after the socket joined, for a stream it was sent nothing from) is still kept. Anything
-less is a fresh start: never stale rooms, never a partial replay.
+only if the client authenticated as the same identity and, for every stream of the session (its
+rooms, its own stream, the broadcasts), everything after the client's offset (or after the socket
+joined, for a stream it was sent nothing from) is still kept, and fits the socket's send queue.
+Anything less is a fresh start: never stale rooms, never a partial replay.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from starlette.requests import HTTPConnection
@@ -23,6 +23,7 @@ from typed_ss.errors import CloseCode, EncodeError
 from typed_ss.logs import ClientLog
 from typed_ss.protocol import (
     BROADCAST_STREAM,
+    MAX_OFFSETS,
     OFFSETS_QUERY_PARAMETER,
     SESSION_QUERY_PARAMETER,
     Frame,
@@ -37,14 +38,15 @@ from typed_ss.supervision import Supervised
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
 
-__all__ = ["Claim", "Recoverer"]
+__all__ = ["Claim", "Recoverer", "identity_key"]
 
 logger = logging.getLogger("typed_ss")
 
+ENDS_SESSION: Final = frozenset({1000, 1001, 1009})
+"""The client's close codes after which its session is dropped: it left on purpose (1000, 1001), or
+a frame was too big for it (1009), which a replay would send again."""
 KEPT_AFTER: Final = frozenset({CloseCode.SLOW_CONSUMER, CloseCode.SERVICE_RESTART, CloseCode.GOING_AWAY})
 """The server's own close codes after which a session is kept: the client did not choose to leave."""
-CLEAN_CLIENT_CLOSES: Final = frozenset({1000, 1001})
-"""The client's close codes that end its session: it left on purpose."""
 
 
 class Claim(NamedTuple):
@@ -62,19 +64,23 @@ _FRESH: Final = Claim(None, False, {})
 
 
 class Recoverer:
-    """Connection state recovery for one server: the history, the sessions, the live sockets'
-    sessions, and the loop that expires and trims them."""
+    """Connection state recovery for one server: the history, the sessions, and the loop that
+    expires and trims them. The hub's :class:`~typed_ss.hub.Recorder`."""
 
-    def __init__(self, config: Recovery, client_log: ClientLog, max_streams: int) -> None:
+    def __init__(
+        self, config: Recovery, client_log: ClientLog, send_queue_bytes: int, released: Callable[[str], None]
+    ) -> None:
         self.config = config
         self._client_log = client_log
-        self._max_positions = max_streams  # a socket's rooms, its own stream and the broadcasts
+        self._send_queue_bytes = send_queue_bytes  # a larger replay would get its socket cut off
         self.history = MemoryHistory(
             secrets.token_urlsafe(8), max_entries=config.history, max_age=config.window
         )
-        self.sessions = MemorySessions(window=config.window, max_sessions=config.max_sessions)
-        self._live: dict[str, Session] = {}  # connected sockets' sessions, by socket id
+        self.sessions = MemorySessions(
+            window=config.window, max_sessions=config.max_sessions, released=released
+        )
         self.sweeper = Supervised("recovery sweeper", self._sweep, log=logger)
+        self._warned_full = False
 
     # --- what the hub and the sockets report -------------------------------------------------------
 
@@ -83,21 +89,26 @@ class Recoverer:
         return self.history.record(stream, frame)
 
     def joined(self, sock: Socket, room: str) -> None:
-        session = self._live.get(sock.id)
+        session = sock.session
         if session is not None:
             self.sessions.joined(session, room, self.history.position)
 
     def left(self, sock: Socket, room: str) -> None:
-        session = self._live.get(sock.id)
+        session = sock.session
         if session is not None:
             self.sessions.left(session, room)
 
+    def refers_to(self, room: str) -> bool:
+        """Whether a session refers to ``room``: the hub keeps receiving its casts from other
+        instances, so that what a client misses while away is kept here too."""
+        return self.sessions.refers_to(room)
+
     # --- a connection's life -----------------------------------------------------------------------
 
-    async def claim(self, request: HTTPConnection, identity: object, sockets: Mapping[str, Socket]) -> Claim:
-        """The session a new connection takes up, if it may (see the module docstring). A socket of
-        that session still connected here (the client moved before its old connection was noticed
-        to be gone) is ended first."""
+    async def claim(self, request: HTTPConnection, identity: object) -> Claim:
+        """The session a new connection takes up, if it may (see the module docstring). The socket
+        that holds the session (the client moved before its old connection was noticed to be gone,
+        or is still being torn down) is ended first, and its teardown waited for."""
         query = request.query_params
         token = query.get(SESSION_QUERY_PARAMETER)
         if token is None:
@@ -105,33 +116,55 @@ class Recoverer:
         session = self.sessions.get(token)
         if session is None:
             return self._refused("no session of this token (unknown, or its window passed)")
-        if session.identity_key != identity_key(identity):
+        if not _same_identity(session, identity):
             return self._refused("the session belongs to another identity")  # not this client's to end
-        positions = self._positions(query.get(OFFSETS_QUERY_PARAMETER, ""))
+        positions = _positions(query.get(OFFSETS_QUERY_PARAMETER, ""))
         if positions is None:
             return self._refused("malformed offsets")
-        old = sockets.get(session.socket_id)
-        if old is not None:
-            # The client moved before its old connection was noticed to be gone: that one ends first,
-            # its session kept (live sessions do not expire), and the id is free again.
-            self._live.pop(session.socket_id, None)
-            await old.end_for_takeover()
-        claim = Claim(session, True, positions)
-        if self._replay(claim) is None:
-            self.sessions.drop(session)
-            return self._refused("what it missed is no longer all kept")
-        self.sessions.revive(session)
-        return claim
+        async with session.lock:  # a second reconnect with this token waits, then takes over from this one
+            if not self.sessions.kept(session):
+                return self._refused("the session ended meanwhile")
+            holder: Socket | None = session.holder
+            if holder is not None:
+                try:
+                    await holder.end_for_takeover()
+                except BaseException:
+                    self.sessions.ended(session, keep=True)  # cancelled (shutdown): left to expire
+                    raise
+                if not self.sessions.kept(session):  # its connection ended it (a clean close)
+                    return self._refused("the session ended meanwhile")
+            claim = Claim(session, True, positions)
+            missed = self._replay(claim)
+            if missed is None or sum(len(frame) for _, frame in missed) > self._send_queue_bytes:
+                self.sessions.drop(session)
+                return self._refused("what it missed is no longer all kept, or more than its send queue")
+            self.sessions.revive(session)
+            session.holder = None  # until opened(): nothing awaits in between
+            return claim
 
-    def opened(self, sock: Socket, claim: Claim, identity: object) -> Session:
-        """Register the session of a socket about to be attached: the claimed one, or a new one."""
+    def opened(self, sock: Socket, claim: Claim, identity: object) -> Session | None:
+        """The session of a socket about to be attached: the claimed one, or a new one (``None`` when
+        ``max_sessions`` are all held)."""
         session = claim.session
         if session is None:
+            key = identity_key(identity)
             session = Session(
-                secrets.token_urlsafe(24), sock.id, identity_key(identity), self.history.position
+                secrets.token_urlsafe(24),
+                sock.id,
+                key,
+                identity if key is None else None,
+                self.history.position,
             )
-            self.sessions.add(session)
-        self._live[sock.id] = session
+            if not self.sessions.add(session):
+                if not self._warned_full:
+                    self._warned_full = True
+                    logger.warning(
+                        "connection state recovery: %d sessions are held; new sockets get none "
+                        "(Recovery.max_sessions)",
+                        len(self.sessions),
+                    )
+                return None
+        session.holder = sock
         return session
 
     def replay(self, claim: Claim) -> list[Frame] | None:
@@ -143,20 +176,21 @@ class Recoverer:
 
     def failed(self, sock: Socket) -> None:
         """The socket's recovery could not be completed: its session is dropped."""
-        session = self._live.pop(sock.id, None)
-        if session is not None:
-            self.sessions.drop(session)
+        if sock.session is not None:
+            self.sessions.drop(sock.session)
 
     def ended(self, sock: Socket, client_code: int | None) -> None:
         """The socket's connection ended: its session is kept for the window unless the client closed
-        cleanly or the application closed the socket."""
-        session = self._live.pop(sock.id, None)
-        if session is None:
-            return
+        it on purpose or the application closed the socket (the server's own close code decides when
+        the server closed first)."""
+        session = sock.session
+        if session is None or session.holder is not sock:
+            return  # taken over by a reconnect already
         closed_by_server = sock.close_code
-        keep = client_code not in CLEAN_CLIENT_CLOSES and (
-            closed_by_server is None or closed_by_server in KEPT_AFTER
-        )
+        if closed_by_server is not None:
+            keep = closed_by_server in KEPT_AFTER
+        else:
+            keep = client_code not in ENDS_SESSION
         self.sessions.ended(session, keep=keep)
 
     # --- inside ------------------------------------------------------------------------------------
@@ -174,23 +208,9 @@ class Recoverer:
             missed += frames
         return missed
 
-    def _positions(self, text: str) -> dict[str, int] | None:
-        positions: dict[str, int] = {}
-        if not text:
-            return positions
-        entries = text.split(",")
-        if len(entries) > self._max_positions:
-            return None
-        for entry in entries:
-            tag, dot, offset = entry.partition(".")
-            if not (dot and _decimal(tag) and _decimal(offset)):
-                return None
-            positions[tag] = int(offset)
-        return positions
-
     def _refused(self, why: str) -> Claim:
         self._client_log.info(
-            "recovery", "a client reconnected with a session token: starts afresh (%s)", why
+            "recovery", "a client reconnected with its session token; starts afresh: %s", why
         )
         return Claim(None, True, {})
 
@@ -205,13 +225,38 @@ class Recoverer:
         return stream == BROADCAST_STREAM or self.sessions.refers_to(stream)
 
 
-def identity_key(identity: object) -> str:
-    """A fingerprint of an identity: the hash of its JSON, or of its ``repr`` when it has none."""
+def identity_key(identity: object) -> str | None:
+    """A fingerprint of an identity: the hash of its JSON; ``None`` when it has no JSON form (it is
+    then compared with ``==``)."""
     try:
-        data = encode_json(identity)
+        return hashlib.sha256(encode_json(identity)).hexdigest()
     except EncodeError:
-        data = repr(identity).encode()
-    return hashlib.sha256(data).hexdigest()
+        return None
+
+
+def _same_identity(session: Session, identity: object) -> bool:
+    key = identity_key(identity)
+    if key is not None or session.identity_key is not None:
+        return key == session.identity_key
+    try:
+        return bool(session.identity == identity)
+    except Exception:  # an __eq__ that fails says no
+        return False
+
+
+def _positions(text: str) -> dict[str, int] | None:
+    positions: dict[str, int] = {}
+    if not text:
+        return positions
+    entries = text.split(",", MAX_OFFSETS)
+    if len(entries) > MAX_OFFSETS:
+        return None
+    for entry in entries:
+        tag, dot, offset = entry.partition(".")
+        if not (dot and _decimal(tag) and _decimal(offset)):
+            return None
+        positions[tag] = int(offset)
+    return positions
 
 
 def _decimal(text: str) -> bool:
