@@ -30,7 +30,7 @@ from typed_ss import Server
 from typed_ss.asyncapi import ERROR_CODES, _converted, asyncapi_document, render
 from typed_ss.cli import main
 from typed_ss.contract import Contract
-from typed_ss.protocol import ErrorPayload, ErrorReply, Hello
+from typed_ss.protocol import ErrorPayload, ErrorReply, Gap, Hello
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 VALIDATE: Final = ROOT / "tests" / "asyncapi" / "validate.mjs"
@@ -103,7 +103,7 @@ def test_every_event_is_a_message_and_an_operation_from_the_servers_point_of_vie
     contract = contract_of(APP)
     document = document_of(APP)
     operations = document["operations"]
-    assert len(operations) == len(contract.events) + 2  # and __hello, __error
+    assert len(operations) == len(contract.events) + 3  # and __hello, __error, __gap
     seen = set()
     for key, operation in operations.items():
         assert operation["channel"] == {"$ref": "#/channels/socket"}
@@ -111,7 +111,7 @@ def test_every_event_is_a_message_and_an_operation_from_the_servers_point_of_vie
         direction = "client_to_server" if operation["action"] == "receive" else "server_to_client"
         event = next((e for e in contract.events if (e.name, e.direction) == (sent["name"], direction)), None)
         if event is None:
-            assert sent["name"] in ("__hello", "__error"), key
+            assert sent["name"] in ("__hello", "__error", "__gap"), key
             assert operation["action"] == "send"
             continue
         seen.add((event.direction, event.name))
@@ -211,7 +211,8 @@ def test_event_names_that_are_not_identifiers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("struct", "name"), [(Hello, "Hello"), (ErrorPayload, "Error"), (ErrorReply, "ErrorReply")]
+    ("struct", "name"),
+    [(Hello, "Hello"), (ErrorPayload, "Error"), (ErrorReply, "ErrorReply"), (Gap, "Gap")],
 )
 def test_the_protocols_own_schemas_match_its_structs(struct: type[msgspec.Struct], name: str) -> None:
     # Written by hand in typed_ss/asyncapi.py: a field added to the protocol must be added there too.

@@ -27,6 +27,7 @@ from typed_ss.handlers import Handler
 from typed_ss.health import MultihomeHealth, ServerHealth
 from typed_ss.limits import Limits
 from typed_ss.native import NativeServer, serve
+from typed_ss.recovery import Recovery
 from typed_ss.server import AuthHook, ContractCheck, Server, SocketHook
 from typed_ss.serving import run, uvicorn_settings
 from typed_ss.socket import Socket, SocketState
@@ -53,6 +54,7 @@ __all__ = [
     "NativeServer",
     "PayloadValidationError",
     "ProtocolError",
+    "Recovery",
     "Server",
     "ServerEvent",
     "ServerHealth",

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from typed_ss.contract import Contract, EventContract
-from typed_ss.protocol import ERROR_EVENT, HELLO_EVENT, MAX_CALL_ID, PROTOCOL_VERSION, SUBPROTOCOL
+from typed_ss.protocol import ERROR_EVENT, GAP_EVENT, HELLO_EVENT, MAX_CALL_ID, PROTOCOL_VERSION, SUBPROTOCOL
 from typed_ss.typeinfo import PayloadKind
 
 __all__ = ["ASYNCAPI_VERSION", "ERROR_CODES", "asyncapi_document", "render"]
@@ -89,8 +89,43 @@ _PROTOCOL_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                 "type": "integer",
                 "description": "The most calls each side may have waiting for a reply on this connection.",
             },
+            "session": {
+                "type": "string",
+                "description": "With connection state recovery on: the token to reconnect with, as the "
+                "`ss_session` query parameter, with the last offset of each stream in `ss_offsets`.",
+            },
+            "recovered": {
+                "type": "boolean",
+                "description": "After a reconnect with a token: whether the server took the session up "
+                "(same id and rooms; every frame missed follows) or the socket starts afresh.",
+            },
+            "rooms": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The rooms of a recovered session.",
+            },
+            "streams": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The tags of a recovered session's streams: the client may forget the "
+                "offsets of any other.",
+            },
         },
         "required": ["v", "id", "max_message_size", "contract", "max_calls"],
+    },
+    "Gap": {
+        "title": "Gap",
+        "description": "The payload of `__gap`: messages of a room this socket is in were lost between "
+        "the server's instances; fetch that room's state again.",
+        "type": "object",
+        "properties": {
+            "room": {
+                "type": ["string", "null"],
+                "description": "The room; null for the broadcasts.",
+            },
+            "lost": {"type": "integer", "description": "How many messages were lost."},
+        },
+        "required": ["room", "lost"],
     },
     "Error": {
         "title": "Error",
@@ -188,7 +223,9 @@ class _Builder:
         # own events are named first, so an event whose name is cleaned into theirs gets another.
         ids = {
             "client_to_server": _Names(),
-            "server_to_client": _Names(_NOT_ID.sub("_", name) for name in (HELLO_EVENT, ERROR_EVENT)),
+            "server_to_client": _Names(
+                _NOT_ID.sub("_", name) for name in (HELLO_EVENT, ERROR_EVENT, GAP_EVENT)
+            ),
         }
         # Names that need no cleaning keep theirs: "a_b" stays a_b, and "a.b" becomes a_b_2.
         clean = [e for e in self.contract.events if not _NOT_ID.search(e.name)]
@@ -268,9 +305,25 @@ class _Builder:
                 "x-sac-sock": _frame(ERROR_EVENT, "json", "server", [""]),
             },
         )
+        gap = self._message(
+            f"server.{GAP_EVENT}",
+            {
+                "name": GAP_EVENT,
+                "title": f"{GAP_EVENT} (server to client)",
+                "summary": "Messages of a room were lost between the server's instances.",
+                "description": f"A text frame: `{GAP_EVENT}` 0x01 `J` 0x02 JSON, sent to the members of a "
+                "room on an instance that found messages of that room lost on their way from another "
+                "instance, before the message that revealed it (`room` null: the broadcasts, sent to "
+                "every socket).",
+                "contentType": _CONTENT_TYPES["json"],
+                "payload": self._protocol_ref("Gap"),
+                "x-sac-sock": _frame(GAP_EVENT, "json", "server", [""]),
+            },
+        )
         for event, message, summary in (
             (HELLO_EVENT, hello, "Send the socket's id and the limits, first on every connection."),
             (ERROR_EVENT, error, "Tell a client that one of its messages, not a call, failed."),
+            (GAP_EVENT, gap, "Tell a room's members that some of its messages were lost."),
         ):
             self.operations[f"send.{_NOT_ID.sub('_', event)}"] = {
                 "action": "send",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from typed_ss.calls import TOO_MANY_CALLS, too_many_calls_message
@@ -40,15 +40,19 @@ from typed_ss.errors import (
 from typed_ss.handlers import HandlerSpec
 from typed_ss.logs import fields
 from typed_ss.protocol import (
+    BROADCAST_STREAM,
     CALL,
     REPLY,
     SUBPROTOCOL,
+    Frame,
     error_frame,
     error_reply_frame,
     hello_frame,
     parse_call_flag,
     split_message,
+    stream_tag,
 )
+from typed_ss.recovery.recoverer import Claim
 from typed_ss.socket import Socket
 from typed_ss.stepping import Resume
 from typed_ss.transport import Disconnected, Transport
@@ -65,6 +69,7 @@ CLIENT_CAUSED: Final = (InvalidName, LimitExceeded, PayloadValidationError)
 too many): logged as the client's doing, at warning level, without a traceback."""
 
 _REFUSED: Final = object()
+_NO_CLAIM: Final = Claim(None, False, {})
 
 
 class Connection:
@@ -74,6 +79,7 @@ class Connection:
         "_busy",
         "_call_digits",
         "_call_id",
+        "_client_code",
         "_client_log",
         "_closing",
         "_ended_by_server",
@@ -87,6 +93,7 @@ class Connection:
         "_max_size",
         "_server",
         "_task",
+        "_tearing_down",
         "_transport",
         "_watcher",
         "_woken",
@@ -106,6 +113,8 @@ class Connection:
         self._inbox_calls = 0
         self._busy = False  # a handler (or hook) of this connection is running and has suspended
         self._gone: Disconnected | None = None  # the watcher saw the connection end
+        self._client_code: int | None = None  # the close code the connection ended with, when read
+        self._tearing_down = False
         self._watcher: asyncio.Task[None] | None = None
         self._woken: asyncio.Event | None = None
         self._handling: HandlerSpec | None = None  # the handler dispatch() last returned
@@ -135,13 +144,42 @@ class Connection:
             await transport.accept(SUBPROTOCOL if SUBPROTOCOL in transport.subprotocols else None)
         except Disconnected:
             return
-        sock = self.socket = Socket(server, transport, self, identity)
+        recovery = server.recovery
+        claim = _NO_CLAIM if recovery is None else await recovery.claim(transport.request, identity)
+        session = claim.session
+        socket_id = session.socket_id if session is not None else None
+        sock = self.socket = Socket(server, transport, self, identity, socket_id)
         try:
+            if recovery is not None:
+                sock.session = recovery.opened(sock, claim, identity)
             # Attaching waits until the backend delivers the socket's own room, so the id in __hello
             # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
             await server.hub.attach(sock)
+            replay: list[Frame] | None = None
+            if session is not None:
+                assert recovery is not None
+                for room in list(session.rooms):
+                    await server.hub.join(sock, room)
+                replay = recovery.replay(claim)
+                if replay is None:
+                    # Trimmed while the rooms were joined (rare): no hello, the session dropped; the
+                    # client comes back and starts afresh.
+                    recovery.failed(sock)
+                    await self._close_unopened(CloseCode.SERVICE_RESTART, "recovery failed: reconnect")
+                    return
+                sock.recovered = True
             limits = server.limits
-            sock.open(hello_frame(sock.id, limits.max_message_size, contract, limits.max_calls))
+            hello = hello_frame(
+                sock.id,
+                limits.max_message_size,
+                contract,
+                limits.max_calls,
+                session=sock.session.token if sock.session is not None else None,
+                recovered=sock.recovered if claim.attempted else None,
+                rooms=sorted(sock.rooms) if sock.recovered else None,
+                streams=_stream_tags(server.hub.rooms_of(sock)) if sock.recovered else None,
+            )
+            sock.open(hello, replay)
             logger.debug("socket %s connected", sock.id, extra=fields(sock.id))
             if not self._contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")
@@ -154,13 +192,14 @@ class Connection:
                     )
                     await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._read()
-        except Disconnected:
-            pass
+        except Disconnected as gone:
+            self._client_code = gone.code
         except asyncio.CancelledError:
             if not self._ended_by_server:
                 raise
             self._task.uncancel()  # the server ended this connection itself: finish normally
         finally:
+            self._tearing_down = True  # from now on nothing may cancel this task: the teardown must run
             await self._stop_watcher()
             await self._teardown(sock)
 
@@ -171,9 +210,25 @@ class Connection:
     def end(self) -> None:
         """End the connection's task now, cancelling a handler that is still running; the teardown
         (and the disconnect hook) follows. Used when the client is gone or was evicted."""
-        if not self._task.done():
+        if not self._task.done() and not self._tearing_down:
             self._ended_by_server = True
             self._task.cancel()
+
+    async def end_and_wait(self) -> None:
+        """:meth:`end`, dropping the transport too, then wait until the teardown is over."""
+        if not self._tearing_down:
+            self._transport.abort()
+            self.end()
+        await asyncio.wait({self._task})
+
+    async def _close_unopened(self, code: int, reason: str) -> None:
+        """Close a connection whose socket never opened (no ``__hello`` was sent)."""
+        try:
+            pending = self._transport.close(code, reason)
+            if pending is not None:
+                await pending
+        except Disconnected:
+            pass
 
     async def _admit(self) -> Any:
         """The checks before the upgrade; returns the identity, or ``_REFUSED`` once refused."""
@@ -244,6 +299,9 @@ class Connection:
         hub = self._server.hub
         hub.detach(sock)
         sock.ended()
+        if self._server.recovery is not None:
+            client_code = self._client_code if self._gone is None else self._gone.code
+            self._server.recovery.ended(sock, client_code)
         on_disconnect = self._server.hooks.on_disconnect
         if on_disconnect is not None:
             try:
@@ -557,6 +615,12 @@ class Connection:
         if watcher is not None and watcher is not asyncio.current_task():
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _stream_tags(rooms: Iterable[str]) -> list[str]:
+    """The tags of a socket's streams (its rooms, its own among them, and the broadcasts), for a
+    recovered ``__hello``: the client forgets the offsets of any other."""
+    return [stream_tag(room) for room in (BROADCAST_STREAM, *sorted(rooms))]
 
 
 def _as_bytes(payload: str | bytes) -> bytes:

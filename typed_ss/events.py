@@ -209,7 +209,7 @@ class ServerEvent(PayloadFrames, Generic[T, R]):
 
     async def emit(self, sock: Socket, payload: T) -> None:
         """Send to one socket (see :meth:`Socket.emit`)."""
-        sock.push(self.frame(payload))
+        sock.emit_frame(self.frame(payload))
 
     async def roomcast(self, room: str, payload: T) -> None:
         """Send to every member of ``room`` on every instance (see :meth:`Server.roomcast`).

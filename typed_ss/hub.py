@@ -12,12 +12,12 @@ from collections.abc import Mapping, Set
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
-from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame, socket_room
+from typed_ss.protocol import BROADCAST_STREAM, SOCKET_ROOM_PREFIX, Frame, socket_room
 
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
 
-__all__ = ["Hub", "Relay"]
+__all__ = ["Hub", "Recorder", "Relay"]
 
 
 class Relay(Protocol):
@@ -37,6 +37,29 @@ class Relay(Protocol):
         ...
 
 
+class Recorder(Protocol):
+    """Keeps what is sent, for connection state recovery (implemented by
+    :class:`typed_ss.recovery.recoverer.Recoverer`)."""
+
+    def record(self, stream: str, frame: Frame) -> Frame:
+        """Keep ``frame``, sent to ``stream`` (a room, or the broadcasts); returns the frame as every
+        recipient gets it (flagged with its offset)."""
+        ...
+
+    def joined(self, sock: Socket, room: str) -> None:
+        """``sock`` joined ``room``."""
+        ...
+
+    def left(self, sock: Socket, room: str) -> None:
+        """``sock`` left ``room``."""
+        ...
+
+    def refers_to(self, room: str) -> bool:
+        """Whether a session (of a connected socket or one away) refers to ``room``: its casts from
+        other instances must still arrive, to be kept."""
+        ...
+
+
 _NO_ROOMS: frozenset[str] = frozenset()
 
 
@@ -44,7 +67,7 @@ class Hub:
     """Sockets by id, and room membership both ways: room name to its local members, and socket to
     its rooms (its own ``__socket_id:`` room included). The hub is the one owner of membership."""
 
-    __slots__ = ("_memberships", "_rooms", "_sockets", "relay")
+    __slots__ = ("_memberships", "_rooms", "_sockets", "recorder", "relay")
 
     def __init__(self) -> None:
         self._sockets: dict[str, Socket] = {}
@@ -52,6 +75,8 @@ class Hub:
         # A detached socket keeps its rooms here until forget(): its disconnect hook still sees them.
         self._memberships: dict[Socket, set[str]] = {}
         self.relay: Relay | None = None
+        self.recorder: Recorder | None = None
+        """Set when connection state recovery is on: every cast is kept, and membership reported."""
 
     @property
     def sockets(self) -> Mapping[str, Socket]:
@@ -83,8 +108,9 @@ class Hub:
     def detach(self, sock: Socket) -> None:
         """Remove a socket from the index so that no cast reaches it. :meth:`rooms_of` still lists
         its rooms (the disconnect hook reads them) until :meth:`forget`."""
-        if self._sockets.pop(sock.id, None) is None:
-            return
+        if self._sockets.get(sock.id) is not sock:
+            return  # detached already; its id may be another socket's by now (a recovered session)
+        del self._sockets[sock.id]
         for room in self._memberships.get(sock, ()):
             members = self._rooms.get(room)
             if members is not None:
@@ -100,13 +126,15 @@ class Hub:
     async def join(self, sock: Socket, room: str) -> None:
         """Add ``sock`` to ``room``; with a relay, returns once casts to the room from other
         instances will arrive here too."""
-        if sock.id not in self._sockets:  # detached: closing or gone
+        if self._sockets.get(sock.id) is not sock:  # detached: closing or gone
             return
         members = self._rooms.get(room)
         if members is None:
             members = self._rooms[room] = set()
         members.add(sock)
         self._memberships[sock].add(room)
+        if self.recorder is not None:
+            self.recorder.joined(sock, room)
         if self.relay is not None:
             # Every joiner waits, not only the first: a second socket joining while the first one's
             # subscription is on its way must not return before it is active either.
@@ -117,37 +145,48 @@ class Hub:
         rooms = self._memberships.get(sock)
         if rooms is not None:
             rooms.discard(room)
+            if self.recorder is not None:
+                self.recorder.left(sock, room)
         members = self._rooms.get(room)
         if members is not None:
             members.discard(sock)
             if not members:
                 self._drop_room(room)
 
+    def released(self, room: str) -> None:
+        """No session refers to ``room`` any more: stop receiving its casts unless it has members."""
+        if self.relay is not None and room not in self._rooms:
+            self.relay.unwatch(room)
+
     def _drop_room(self, room: str) -> None:
         del self._rooms[room]
-        if self.relay is not None:
+        if self.relay is not None and (self.recorder is None or not self.recorder.refers_to(room)):
             self.relay.unwatch(room)
 
     # --- fan-out -----------------------------------------------------------------------------------
 
     def broadcast(self, frame: Frame) -> None:
         """Push ``frame`` to every local socket, then hand it to the relay."""
+        sent = frame if self.recorder is None else self.recorder.record(BROADCAST_STREAM, frame)
         for sock in self._sockets.values():
-            sock.push(frame)
+            sock.push(sent)
         if self.relay is not None:
             self.relay.publish(None, frame)
 
     def roomcast(self, room: str, frame: Frame) -> None:
         """Push ``frame`` to every local member of ``room``, then hand it to the relay."""
+        sent = frame if self.recorder is None else self.recorder.record(room, frame)
         members = self._rooms.get(room)
         if members:
             for sock in members:
-                sock.push(frame)
+                sock.push(sent)
         if self.relay is not None:
             self.relay.publish(room, frame)
 
     def deliver(self, room: str | None, frame: Frame) -> None:
         """Deliver a cast that another instance started to the local recipients only."""
+        if self.recorder is not None:
+            frame = self.recorder.record(BROADCAST_STREAM if room is None else room, frame)
         targets = self._sockets.values() if room is None else self._rooms.get(room, ())
         for sock in targets:
             sock.push(frame)

@@ -30,7 +30,7 @@ import msgspec
 from typed_ss.errors import ProtocolError
 from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
-from typed_ss.protocol import Frame, frame_from_parts, frame_parts
+from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame, frame_from_parts, frame_parts, gap_frame
 from typed_ss.supervision import Backoff, Supervised, TaskHealth
 
 if TYPE_CHECKING:
@@ -313,28 +313,37 @@ class Multihome:
         except ProtocolError as exc:
             self._reject("malformed", f"{exc} on {topic!r}")
             return
-        if not self._in_sequence(topic, envelope):
+        lost = self._in_sequence(topic, envelope)
+        if lost < 0:
             return
+        if lost:
+            # Told to the room's members before what came after the loss: they can refetch the room.
+            room = envelope.room
+            # A socket's own room is internal: its loss is told as the broadcasts' are, without a room.
+            told = None if room is None or room.startswith(SOCKET_ROOM_PREFIX) else room
+            self.hub.deliver(room, gap_frame(told, lost))
         self.counters["delivered"] += 1
         self.hub.deliver(envelope.room, frame)
 
-    def _in_sequence(self, topic: str, envelope: Envelope) -> bool:
+    def _in_sequence(self, topic: str, envelope: Envelope) -> int:
+        """How many messages of ``envelope``'s origin on ``topic`` were lost before it, or -1 when it
+        is a duplicate (dropped)."""
         origins = self._seen.setdefault(topic, {})
         last = origins.get(envelope.origin)
         origins[envelope.origin] = (envelope.epoch, envelope.stream, envelope.seq)
         if last is None:
-            return True
+            return 0
         epoch, stream, seq = last
         if epoch != envelope.epoch:
             self.counters["restarts_seen"] += 1
             logger.info("multihome: instance %s restarted (new boot epoch)", envelope.origin)
-            return True
+            return 0
         if stream != envelope.stream:
-            return True
+            return 0
         if envelope.seq <= seq:
             origins[envelope.origin] = last
             self.counters["duplicates"] += 1
-            return False
+            return -1
         if envelope.seq > seq + 1:
             lost = envelope.seq - seq - 1
             self.counters["lost"] += lost
@@ -346,7 +355,8 @@ class Multihome:
                 seq + 1,
                 envelope.seq - 1,
             )
-        return True
+            return lost
+        return 0
 
     def _reject(self, counter: str, detail: str) -> None:
         self.counters[counter] += 1

@@ -20,6 +20,7 @@ I/O or knows asyncio; ``docs/protocol.md`` is the full description.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from typing import Final, NamedTuple, TypeAlias
 
@@ -28,20 +29,27 @@ import msgspec
 from typed_ss.errors import EncodeError, InvalidName, ProtocolError
 
 __all__ = [
+    "BROADCAST_STREAM",
     "CALL",
     "ERROR_EVENT",
     "FAILURE",
+    "GAP_EVENT",
     "HELLO_EVENT",
     "MAX_CALL_ID",
+    "MAX_OFFSETS",
+    "OFFSET",
+    "OFFSETS_QUERY_PARAMETER",
     "PROTOCOL_VERSION",
     "REPLY",
     "RESERVED_PREFIX",
+    "SESSION_QUERY_PARAMETER",
     "SOCKET_ROOM_PREFIX",
     "SUBPROTOCOL",
     "ClientFrame",
     "ErrorPayload",
     "ErrorReply",
     "Frame",
+    "Gap",
     "Hello",
     "check_event_name",
     "check_room_name",
@@ -53,13 +61,18 @@ __all__ = [
     "frame_from_parts",
     "frame_parts",
     "frame_size",
+    "gap_frame",
+    "has_offset_flag",
     "hello_frame",
     "json_frame",
+    "offset_flag",
     "parse_call_flag",
     "parse_client_frame",
+    "parse_offset_flag",
     "socket_room",
     "split_client_frame",
     "split_message",
+    "stream_tag",
     "with_flag",
 ]
 
@@ -80,6 +93,9 @@ def socket_room(socket_id: str) -> str:
 
 HELLO_EVENT: Final = "__hello"
 ERROR_EVENT: Final = "__error"
+GAP_EVENT: Final = "__gap"
+"""Sent to a room's local members when the multihome bridge found messages of that room lost between
+instances (or to every socket, for broadcasts): the application can fetch that room's state again."""
 
 MAX_FLAGS_LENGTH: Final = 16
 """Header flags longer than this make a client frame malformed (today's clients send none)."""
@@ -92,6 +108,22 @@ FAILURE: Final = "e"
 """The header flag of a call's error reply: ``e<id>``; the payload is a JSON :class:`ErrorReply`."""
 MAX_CALL_ID: Final = 2**31 - 1
 """Call ids are 1 to this, in decimal, without leading zeros (so they are exact in JavaScript too)."""
+
+OFFSET: Final = "o"
+"""The header flag of a frame the server keeps for connection state recovery: ``o<tag>.<offset>``,
+the stream's :func:`stream_tag` and the frame's offset in it, both decimal (docs/protocol.md
+section 10)."""
+BROADCAST_STREAM: Final = "__broadcast"
+"""The stream of broadcasts (every socket is in it); a room's stream is named by the room."""
+SESSION_QUERY_PARAMETER: Final = "ss_session"
+"""The query parameter of a reconnecting client's session token."""
+OFFSETS_QUERY_PARAMETER: Final = "ss_offsets"
+"""The query parameter of a reconnecting client's last offsets: ``<tag>.<offset>`` entries joined by
+commas."""
+MAX_OFFSETS: Final = 256
+"""Most ``ss_offsets`` entries a reconnect may send (about 8 KB of query string): more is a fresh
+start, and a client that has more sends no token."""
+
 
 _SOH = 0x01
 _STX = 0x02
@@ -354,7 +386,7 @@ def frame_size(frame: Frame) -> int:
     return len(frame)
 
 
-class Hello(msgspec.Struct, frozen=True):
+class Hello(msgspec.Struct, frozen=True, omit_defaults=True):
     """The ``__hello`` payload, the first frame after the upgrade."""
 
     v: int
@@ -364,6 +396,15 @@ class Hello(msgspec.Struct, frozen=True):
     """The fingerprint of the server's contract (see :mod:`typed_ss.contract`)."""
     max_calls: int
     """The most calls each side may have waiting for a reply on this connection."""
+    session: str | None = None
+    """With connection state recovery on: the token to reconnect with (``ss_session``)."""
+    recovered: bool | None = None
+    """For a client that reconnected with a token: whether everything it missed follows, with its
+    rooms (``True``), or it starts afresh (``False``)."""
+    rooms: list[str] | None = None
+    """The rooms a recovered socket is in again."""
+    streams: list[str] | None = None
+    """The tags of a recovered socket's streams: the offsets of any other stream can be forgotten."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True):
@@ -385,11 +426,75 @@ class ErrorPayload(msgspec.Struct, frozen=True):
     detail: str
 
 
-def hello_frame(socket_id: str, max_message_size: int, contract: str, max_calls: int) -> Frame:
-    """The ``__hello`` frame: the client's id, the limits it must respect, the contract fingerprint."""
+class Gap(msgspec.Struct, frozen=True):
+    """The ``__gap`` payload: messages of ``room`` (``None``: of the broadcasts) were lost on their
+    way from another instance."""
+
+    room: str | None
+    lost: int
+    """How many, as far as the sequence numbers tell."""
+
+
+def gap_frame(room: str | None, lost: int) -> Frame:
+    """A ``__gap`` frame."""
+    return encode_frame(GAP_EVENT, Gap(room, lost))
+
+
+def hello_frame(
+    socket_id: str,
+    max_message_size: int,
+    contract: str,
+    max_calls: int,
+    *,
+    session: str | None = None,
+    recovered: bool | None = None,
+    rooms: list[str] | None = None,
+    streams: list[str] | None = None,
+) -> Frame:
+    """The ``__hello`` frame: the client's id, the limits it must respect, the contract fingerprint,
+    and with recovery on the session token and the outcome of a recovery."""
     return encode_frame(
-        HELLO_EVENT, Hello(PROTOCOL_VERSION, socket_id, max_message_size, contract, max_calls)
+        HELLO_EVENT,
+        Hello(
+            PROTOCOL_VERSION,
+            socket_id,
+            max_message_size,
+            contract,
+            max_calls,
+            session,
+            recovered,
+            rooms,
+            streams,
+        ),
     )
+
+
+def stream_tag(stream: str) -> str:
+    """The short name of a stream in offset flags: a decimal number from a 5-byte hash of the stream's
+    name (a room's name can be long, and the flag travels with every kept frame). Digits only, as the
+    offset: an original client reads every character of the flags as a flag (a ``J`` would make it
+    parse the payload as JSON), and typed-ss's clients look for call markers (``c``, ``r``, ``e``)."""
+    return str(int.from_bytes(hashlib.blake2b(stream.encode(), digest_size=5).digest(), "big"))
+
+
+def offset_flag(tag: str, offset: str) -> str:
+    """The header flag of a kept frame: ``o<tag>.<offset>``."""
+    return f"{OFFSET}{tag}.{offset}"
+
+
+def has_offset_flag(frame: Frame) -> bool:
+    """Whether a server frame made by this module carries an offset flag (it was kept)."""
+    if isinstance(frame, str):
+        return frame.startswith(OFFSET, frame.find("\x01") + 2)
+    return frame.startswith(OFFSET.encode(), frame.find(b"\x01") + 2)
+
+
+def parse_offset_flag(flags: str) -> tuple[str, str] | None:
+    """A server frame's offset flag as ``(tag, offset)``; ``None`` when the flags hold none."""
+    if not flags.startswith(OFFSET):
+        return None
+    tag, dot, offset = flags[1:].partition(".")
+    return (tag, offset) if dot and tag and offset else None
 
 
 def error_reply_frame(event: str, call_id: int, code: str, message: str, data: object = None) -> Frame:

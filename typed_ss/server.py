@@ -47,6 +47,8 @@ from typed_ss.protocol import (
     encode_frame,
     socket_room,
 )
+from typed_ss.recovery import Recovery
+from typed_ss.recovery.recoverer import Recoverer
 from typed_ss.socket import Identity, Socket
 from typed_ss.supervision import Supervised
 from typed_ss.transport import Transport
@@ -144,6 +146,7 @@ class Server(Generic[Identity]):
         contract_check: ContractCheck = "warn",
         backend: Backend | None = None,
         instance_id: str | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         self.limits: Final = Limits(
             max_message_size=max_message_size,
@@ -183,6 +186,13 @@ class Server(Generic[Identity]):
         repeat a handful of names, so each is checked once. Sockets read it on every emit."""
         self.client_log: Final = ClientLog(logger)
         """Where lines about what clients cause go: rate-limited per kind (:mod:`typed_ss.logs`)."""
+        self.recovery: Final = (
+            None
+            if recovery is None
+            else Recoverer(recovery, self.client_log, send_queue_bytes, released=self.hub.released)
+        )
+        """Connection state recovery, when it is on (``recovery=Recovery(...)``; docs/recovery.md)."""
+        self.hub.recorder = self.recovery
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -408,6 +418,8 @@ class Server(Generic[Identity]):
         without a lifespan the first connection does)."""
         self._check_identity_hook()
         self._accepting = True
+        if self.recovery is not None:
+            self.recovery.sweeper.start()
         if self.backend is not None and self._multihome is None:
             if self._starting is None:
                 self._starting = asyncio.Lock()
@@ -450,6 +462,8 @@ class Server(Generic[Identity]):
             multihome, self._multihome = self._multihome, None
             self.hub.relay = None
             await multihome.stop()
+        if self.recovery is not None:
+            await self.recovery.sweeper.stop()
 
     # --- one connection ----------------------------------------------------------------------------
 
@@ -560,6 +574,8 @@ class Server(Generic[Identity]):
             multihome = self._multihome.health()
             tasks = [*self._multihome.tasks(), *multihome.backend.tasks]
         tasks += [task.health() for task in self._transport_tasks]
+        if self.recovery is not None:
+            tasks.append(self.recovery.sweeper.health())
         return ServerHealth(
             accepting=self._accepting,
             connections=len(self._connections),

@@ -27,10 +27,19 @@ from typed_ss.calls import PendingCalls, decode_reply, reply_decoder
 from typed_ss.errors import CallClosed, CloseCode, LimitExceeded
 from typed_ss.handlers import Decoder
 from typed_ss.logs import fields
-from typed_ss.protocol import CALL, RESERVED_PREFIX, Frame, check_room_name, with_flag
+from typed_ss.protocol import (
+    CALL,
+    RESERVED_PREFIX,
+    Frame,
+    check_room_name,
+    has_offset_flag,
+    socket_room,
+    with_flag,
+)
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
+    from typed_ss.recovery.sessions import Session
     from typed_ss.server import Server
 
 __all__ = ["Identity", "Socket", "SocketState"]
@@ -81,6 +90,10 @@ class Owner(Protocol):
         """End the connection's task now; its teardown follows."""
         ...
 
+    async def end_and_wait(self) -> None:
+        """End the connection's task and wait until its teardown is over."""
+        ...
+
 
 class _Close:
     """A close frame waiting in the send queue behind earlier frames."""
@@ -124,13 +137,20 @@ class Socket(Generic[Identity]):
         "close_code",
         "id",
         "identity",
+        "recovered",
+        "session",
         "state",
     )
 
     def __init__(
-        self, server: Server[Any], transport: Transport, connection: Owner, identity: Identity
+        self,
+        server: Server[Any],
+        transport: Transport,
+        connection: Owner,
+        identity: Identity,
+        socket_id: str | None = None,
     ) -> None:
-        self.id: Final = new_socket_id()
+        self.id: Final = new_socket_id() if socket_id is None else socket_id
         self.identity: Identity = identity
         self.state = State()
         self.close_code: int | None = None
@@ -147,6 +167,11 @@ class Socket(Generic[Identity]):
         # one runs at a time, and teardown cancels it.
         self._side_task: asyncio.Task[None] | None = None
         self._calls: PendingCalls | None = None  # the server's calls to this client, made on first use
+        self.recovered = False
+        """Whether this socket took up the session of an earlier connection of its client (connection
+        state recovery): the same id, rooms and identity, and what was missed meanwhile replayed."""
+        self.session: Session | None = None
+        """Internal: this socket's connection state recovery session, when recovery is on."""
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self._life.value}>"
@@ -232,7 +257,17 @@ class Socket(Generic[Identity]):
         server = self._server
         # The server's table, read here, not through a method: one call less on every emit.
         encode = server.encoders.get(event) or server.encoder(event)
-        self.push(encode(data))
+        self.emit_frame(encode(data))
+
+    def emit_frame(self, frame: Frame) -> None:
+        """Send an encoded event frame to this client, kept for connection state recovery when it is
+        on (a reconnecting client gets it again if it missed it). Internal: :meth:`emit` and declared
+        events use it."""
+        recorder = self._server.hub.recorder
+        if recorder is None:
+            self.push(frame)
+        elif self.connected:  # a socket ended (taken over, say) keeps nothing for the one after it
+            self.push(recorder.record(socket_room(self.id), frame))
 
     async def roomcast(self, room: str, event: str, data: object) -> None:
         """Send to every member of ``room`` on every instance, this socket included if it is a member.
@@ -322,9 +357,12 @@ class Socket(Generic[Identity]):
 
     # --- the send path (the connection and the hub use it) -----------------------------------------
 
-    def open(self, hello: Frame) -> None:
+    def open(self, hello: Frame, replay: list[Frame] | None = None) -> None:
         """Send ``__hello``, then whatever was queued while the socket was being attached (a close
-        included). Internal: the connection calls it once the socket is reachable everywhere."""
+        included). Internal: the connection calls it once the socket is reachable everywhere.
+
+        A recovered socket's ``replay`` (what its client missed, in order) goes right after the
+        hello, instead of the frames queued meanwhile: those were kept, so the replay holds them."""
         if self._life is not _CONNECTING and self._life is not _CLOSING:
             return  # ended while it was being attached
         queued = list(self._queue)
@@ -332,6 +370,11 @@ class Socket(Generic[Identity]):
         self._queue_bytes = 0
         self._life = _OPEN
         self.push(hello)
+        if replay is not None:
+            for frame in replay:
+                self.push(frame)
+            # The kept frames queued meanwhile are in the replay; the rest (a call, a close) follows.
+            queued = [item for item in queued if isinstance(item, _Close) or not has_offset_flag(item)]
         for item in queued:
             if isinstance(item, _Close):  # closed while attaching: the close goes after what came before
                 self._start_close(item.code, item.reason)
@@ -456,6 +499,11 @@ class Socket(Generic[Identity]):
                     finally:
                         pending.close()
         self._connection.end()
+
+    async def end_for_takeover(self) -> None:
+        """End this socket's connection for a reconnect of its client that takes its session up, and
+        wait until it is torn down (its id is then free). Internal: connection state recovery."""
+        await self._connection.end_and_wait()
 
     def ended(self) -> None:
         """The connection has ended: stop the send path (the writer or closer, unless it is the

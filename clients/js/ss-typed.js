@@ -65,6 +65,8 @@
      */
     /** @typedef {import("./ss.js").Options} Options */
     /** @typedef {import("./ss.js").CloseEventLike} CloseEventLike */
+    /** @typedef {import("./ss.js").Reconnect} Reconnect */
+    /** @typedef {import("./ss.js").Gap} Gap */
     /** @typedef {import("./ss.js").SSError} SSError */
     /** @typedef {import("./ss-typed.js").Kind} Kind */
     /** @typedef {import("./ss-typed.js").BlobLike} BlobLike */
@@ -110,6 +112,10 @@
       var mismatchListeners = [];
       /** @type {Listener<ReloadNeeded>[]} */
       var reloadListeners = [];
+      /** @type {Listener<Reconnect>[]} */
+      var reconnectListeners = [];
+      /** @type {Listener<Gap>[]} */
+      var gapListeners = [];
       /** @type {string | null} */
       var serverContract = null;
       /** @type {ReloadNeeded | null} */
@@ -354,6 +360,12 @@
         reloadNeeded = null;
         if (info !== null) call(reloadListeners, info, "onReloadNeeded");
       });
+      raw.onReconnect(function (event) {
+        call(reconnectListeners, event, "onReconnect");
+      });
+      raw.onGap(function (gap) {
+        call(gapListeners, gap, "onGap");
+      });
       raw.onHello(function (hello) {
         var theirs = typeof hello.contract === "string" ? hello.contract : null;
         serverContract = theirs;
@@ -447,6 +459,12 @@
         },
         onReloadNeeded: function (listener) {
           return add(reloadListeners, listener);
+        },
+        onReconnect: function (listener) {
+          return add(reconnectListeners, listener);
+        },
+        onGap: function (listener) {
+          return add(gapListeners, listener);
         },
         close: function () {
           raw.close();

@@ -36,6 +36,10 @@ declare class SS {
   onError(cb: (this: SS, error: SS.SSError) => void): this;
   /** Called with each `__hello` payload, after id, maxMessageSize and contract are set. One callback. */
   onHello(cb: (this: SS, hello: SS.Hello) => void): this;
+  /** After each reconnect, once the server's __hello arrived: whether the server took the session up. */
+  onReconnect(cb: (this: SS, event: SS.Reconnect) => void): this;
+  /** When messages of a room this client is in were lost between the server's instances (__gap). */
+  onGap(cb: (this: SS, gap: SS.Gap) => void): this;
   /**
    * One handler per event name (a second call replaces the first). data is a string for S frames, an
    * ArrayBuffer for B frames, the parsed value for J frames.
@@ -254,7 +258,29 @@ declare namespace SS {
     max_message_size?: number;
     contract?: string;
     max_calls?: number;
+    /** The session token, when the server has connection state recovery on. */
+    session?: string;
+    /** After a reconnect with a token: whether the server took the session up. */
+    recovered?: boolean;
+    /** The rooms of a recovered session. */
+    rooms?: string[];
+    /** The tags of a recovered session's streams. */
+    streams?: string[];
     [key: string]: unknown;
+  }
+
+  interface Reconnect {
+    /** Whether the server took this client's session up: same id, same rooms, nothing missed. */
+    recovered: boolean;
+    /** The rooms of the recovered session; empty when it starts afresh. */
+    rooms: string[];
+  }
+
+  interface Gap {
+    /** The room whose messages were lost; null for the broadcasts. */
+    room: string | null;
+    /** How many. */
+    lost: number;
   }
 
   interface ServerErrorPayload {

@@ -1,8 +1,10 @@
-"""A TCP proxy on 127.0.0.1 that can silently starve its connections, for fault tests.
+"""A TCP proxy on 127.0.0.1 that can silently starve or cut its connections, for fault tests.
 
 ``starve()`` stops forwarding bytes from the server to the clients on every connection open at that
 moment, while keeping those connections open: the client sees a healthy socket on which nothing
-arrives. Connections made afterwards work normally.
+arrives. ``cut()`` drops every connection open at that moment, both sides at once and without a
+WebSocket close (a network that failed): what was in flight is lost. Connections made afterwards work
+normally.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ class FaultProxy:
     def starve(self) -> None:
         for link in self._links:
             link.starved = True
+
+    def cut(self) -> int:
+        """Drop every open connection, both sides (TCP reset, nothing more forwarded); returns how
+        many were dropped."""
+        links, self._links = self._links, []
+        for link in links:
+            for task in link.tasks:
+                task.cancel()
+            for writer in link.writers:
+                writer.transport.abort()
+        return len(links)
 
     async def stop(self) -> None:
         if self._server is not None:

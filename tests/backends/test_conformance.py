@@ -138,11 +138,13 @@ async def test_bad_envelopes_are_dropped_and_counted(linked: Linked, bus: Bus) -
             assert (await client.expect("news")).payload == "ok"
             health = multihome(b.server)
             assert (health.malformed, health.unknown_version, health.oversized) == (4, 1, 1)
-            # A repeated sequence number is a duplicate; a skipped one is a counted loss.
+            # A repeated sequence number is a duplicate; a skipped one is a counted loss, told to the
+            # members (here: every socket, for broadcasts) before what came after it.
             await backend.publish(BROADCAST_TOPIC, msgspec.msgpack.encode(good))
             await backend.publish(
                 BROADCAST_TOPIC, msgspec.msgpack.encode(msgspec.structs.replace(good, seq=5, payload=b"five"))
             )
+            assert (await client.expect("__gap")).json() == {"room": None, "lost": 3}
             assert (await client.expect("news")).payload == "five"
             health = multihome(b.server)
             assert (health.duplicates, health.lost) == (1, 3)
@@ -167,3 +169,20 @@ async def test_many_sockets_on_many_instances(linked: Linked) -> None:
             await instances[1].server.broadcast("all", b"x")
             for client in everyone:
                 assert (await client.expect("all")).payload == b"x"
+
+
+async def test_a_loss_in_a_room_is_told_to_its_members_only(linked: Linked) -> None:
+    async with linked(2) as (a, b):
+        async with connect_client(b.url) as member, connect_client(b.url) as outsider:
+            await member.send("join", "room")
+            await member.expect("joined")
+            backend = a.server.backend
+            assert backend is not None
+            first = Envelope(ENVELOPE_VERSION, "other", 1, 1, 1, "roomcast", "room", "chat", "S", b"one")
+            await backend.publish(room_topic("room"), msgspec.msgpack.encode(first))
+            assert (await member.expect("chat")).payload == "one"
+            later = msgspec.structs.replace(first, seq=4, payload=b"four")  # 2 and 3 never arrive
+            await backend.publish(room_topic("room"), msgspec.msgpack.encode(later))
+            assert (await member.expect("__gap")).json() == {"room": "room", "lost": 2}
+            assert (await member.expect("chat")).payload == "four"
+            await outsider.nothing_within(0.2)

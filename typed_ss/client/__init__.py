@@ -45,7 +45,7 @@ WebSocket), :mod:`~typed_ss.client.handlers`, :mod:`~typed_ss.client.frames` (th
 docs/python-client.md is the guide.
 """
 
-from typed_ss.client.client import Client, State, connect
+from typed_ss.client.client import Client, Reconnected, State, connect
 from typed_ss.client.connection import ServerHello
 from typed_ss.client.errors import ClientClosed
 from typed_ss.client.options import ConnectOptions
@@ -56,6 +56,7 @@ __all__ = [
     "ClientClosed",
     "ConnectOptions",
     "ReconnectPolicy",
+    "Reconnected",
     "ServerHello",
     "State",
     "connect",

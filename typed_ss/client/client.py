@@ -16,13 +16,20 @@ import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, overload
+from typing import Any, Final, Literal, NamedTuple, Self, TypeAlias, TypeVar, overload
 
 from typing_extensions import Unpack
 from websockets.exceptions import ConnectionClosed
 
 from typed_ss.calls import decode_reply, reply_decoder
-from typed_ss.client.connection import Connection, Opened, ServerHello, open_connection, with_contract
+from typed_ss.client.connection import (
+    Connection,
+    Opened,
+    ServerHello,
+    open_connection,
+    with_contract,
+    with_recovery,
+)
 from typed_ss.client.errors import ClientClosed
 from typed_ss.client.frames import client_frame, frame_size
 from typed_ss.client.handlers import FROM_ANNOTATION, ClientHandler, make_handler
@@ -32,9 +39,19 @@ from typed_ss.client.reconnect import Retry, should_reconnect
 from typed_ss.errors import CallClosed, CallError, CloseCode, LimitExceeded
 from typed_ss.handlers import Decoder
 from typed_ss.limits import Limits
-from typed_ss.protocol import CALL, ErrorPayload, Frame, check_event_name, check_room_name, encode_frame
+from typed_ss.protocol import (
+    CALL,
+    MAX_OFFSETS,
+    ErrorPayload,
+    Frame,
+    Gap,
+    check_event_name,
+    check_room_name,
+    encode_frame,
+    stream_tag,
+)
 
-__all__ = ["JOIN_EVENT", "LEAVE_EVENT", "Client", "State", "connect"]
+__all__ = ["JOIN_EVENT", "LEAVE_EVENT", "Client", "Reconnected", "State", "connect"]
 
 logger = logging.getLogger("typed_ss.client")
 
@@ -56,6 +73,19 @@ _P = TypeVar("_P")
 _NoArgHook = TypeVar("_NoArgHook", bound=Callable[[], object])
 _CodeHook = TypeVar("_CodeHook", bound=Callable[[int], object])
 _ErrorHook = TypeVar("_ErrorHook", bound=Callable[[ErrorPayload], object])
+_GapHook = TypeVar("_GapHook", bound=Callable[[Gap], object])
+
+
+class Reconnected(NamedTuple):
+    """What :meth:`Client.on_reconnected` hooks get."""
+
+    recovered: bool
+    """Whether the server took this client's session up (connection state recovery)."""
+    rooms: tuple[str, ...]
+    """The rooms the client is in now."""
+
+
+_ReconnectedHook = TypeVar("_ReconnectedHook", bound=Callable[[Reconnected], object])
 
 _readying: ContextVar[Connection | None] = ContextVar("typed_ss_client_readying", default=None)
 """The connection being made ready, inside the supervisor while it runs ``on_connected`` and joins the
@@ -109,6 +139,10 @@ class Client:
         self._on_disconnected: Callable[[int], object] | None = None
         self._on_reload_needed: Callable[[], object] | None = None
         self._on_server_error: Callable[[ErrorPayload], object] | None = None
+        self._on_reconnected: Callable[[Reconnected], object] | None = None
+        self._on_gap: Callable[[Gap], object] | None = None
+        self._positions: dict[str, str] = {}  # connection state recovery: the last offset per stream
+        self._reconnecting = False  # the connection being made ready follows another one
         self.close_code: int | None = None
         """The code of the last close: the server's; this client's own when the server's never came
         (1009 after a message over ``max_message_size``); 1006 when neither; ``None`` before."""
@@ -230,6 +264,22 @@ class Client:
         self._on_reload_needed = hook
         return hook
 
+    def on_reconnected(self, hook: _ReconnectedHook) -> _ReconnectedHook:
+        """Call ``hook(Reconnected(recovered, rooms))`` after each reconnect, before ``on_connected``.
+        ``recovered`` is ``True`` when the server took this client's session up (its socket id and
+        rooms, which :attr:`rooms` then lists, and every frame missed meanwhile, handled before any
+        newer one); ``False`` when it starts afresh (the rooms :meth:`join` remembers are joined
+        again), which a server without connection state recovery always says."""
+        self._on_reconnected = hook
+        return hook
+
+    def on_gap(self, hook: _GapHook) -> _GapHook:
+        """Call ``hook(gap)`` when the server tells this client that messages of a room it is in
+        (``gap.room``; ``None`` for the broadcasts) were lost between the server's instances
+        (``__gap``): the moment to fetch that room's state again. Without a hook it is logged."""
+        self._on_gap = hook
+        return hook
+
     def on_server_error(self, hook: _ErrorHook) -> _ErrorHook:
         """Call ``hook(error)`` for each ``__error`` the server sends: an emit of this client's that
         it could not decode (``invalid_payload``) or whose handler failed. Without a hook they are
@@ -308,6 +358,7 @@ class Client:
         check_room_name(room, _LIMITS.max_room_name_length)
         await self.call(LEAVE_EVENT, room, returns=bytes, timeout=timeout)  # whatever it returns
         self._rooms.pop(room, None)
+        self._positions.pop(stream_tag(room), None)  # no use for the room's offset any more
 
     async def emit_frame(self, event: str, frame: Frame) -> None:
         """Send ``frame`` as an emit of ``event``, as :meth:`emit` does; for typed layers
@@ -453,13 +504,32 @@ class Client:
         await self._closed.wait()
 
     def _connection_for(self, opened: Opened) -> Connection:
+        hello = opened.hello
+        if hello is None or not hello.recovered:
+            self._positions.clear()  # a fresh socket: offsets of another session mean nothing
+        elif hello.streams is not None:
+            keep = set(hello.streams)  # the session's streams: the others' offsets are of no use
+            for tag in [tag for tag in self._positions if tag not in keep]:
+                del self._positions[tag]
         connection = Connection(
-            opened, self._handlers, read_ahead=self._settings.read_ahead, server_error=self._server_error
+            opened,
+            self._handlers,
+            read_ahead=self._settings.read_ahead,
+            server_error=self._server_error,
+            gap=self._gap,
+            positions=self._positions,
         )
         self._connection = connection
-        if connection.hello is not None:
-            self._hello = connection.hello
+        if hello is not None:
+            self._hello = hello
         return connection
+
+    def _reconnect_target(self) -> str:
+        """Where to reconnect: with the session token and offsets, when the server gave a token."""
+        hello = self._hello
+        if hello is None or hello.session is None or len(self._positions) > MAX_OFFSETS:
+            return self._target  # more offsets than a server takes: a fresh start
+        return with_recovery(self._target, hello.session, self._positions)
 
     async def _supervise(self, connection: Connection) -> None:
         try:
@@ -487,8 +557,15 @@ class Client:
             self._retry.opened(time.monotonic())
         token = _readying.set(connection)
         try:
-            # The rooms first: what the hook sends may be meant for them.
-            await self._rejoin()
+            recovered = connection.hello is not None and connection.hello.recovered is True
+            if not recovered:
+                # The rooms first: what the hooks send may be meant for them.
+                await self._rejoin()
+            if self._reconnecting:
+                hello = connection.hello
+                rooms = hello.rooms if recovered and hello is not None and hello.rooms else self._rooms
+                reconnected = Reconnected(recovered, tuple(rooms))
+                await self._run_hook("on_reconnected", self._on_reconnected, reconnected)
             await self._run_hook("on_connected", self._on_connected)
         finally:
             _readying.reset(token)
@@ -552,7 +629,9 @@ class Client:
             if self._is_closed():
                 return None
             try:
-                return self._connection_for(await open_connection(self._target, self._settings))
+                opened = await open_connection(self._reconnect_target(), self._settings)
+                self._reconnecting = True
+                return self._connection_for(opened)
             except Exception as exc:
                 again = retry.attempt_failed()
                 # Closed before its __hello: the close code says whether the server will ever take it.
@@ -578,6 +657,12 @@ class Client:
         if dropped:
             logger.warning("%d held emit(s) dropped: the client is closed", dropped)
         self._closed.set()
+
+    async def _gap(self, gap: Gap) -> None:
+        if self._on_gap is None:
+            logger.warning("the server lost %d message(s) of room %r on their way to it", gap.lost, gap.room)
+            return
+        await self._run_hook("on_gap", self._on_gap, gap)
 
     async def _server_error(self, error: ErrorPayload) -> None:
         if self._on_server_error is None:

@@ -29,9 +29,20 @@ from typed_ss.client.handlers import ClientHandler, answer
 from typed_ss.client.options import DEFAULT_MAX_CALLS, Settings
 from typed_ss.contract import CONTRACT_QUERY_PARAMETER
 from typed_ss.errors import CallClosed, CloseCode, ProtocolError
-from typed_ss.protocol import CALL, ERROR_EVENT, HELLO_EVENT, SUBPROTOCOL, ErrorPayload, Frame
+from typed_ss.protocol import (
+    CALL,
+    ERROR_EVENT,
+    GAP_EVENT,
+    HELLO_EVENT,
+    OFFSETS_QUERY_PARAMETER,
+    SESSION_QUERY_PARAMETER,
+    SUBPROTOCOL,
+    ErrorPayload,
+    Frame,
+    Gap,
+)
 
-__all__ = ["Connection", "Opened", "ServerHello", "open_connection", "with_contract"]
+__all__ = ["Connection", "Opened", "ServerHello", "open_connection", "with_contract", "with_recovery"]
 
 logger = logging.getLogger("typed_ss.client")
 
@@ -51,19 +62,38 @@ class ServerHello(msgspec.Struct, frozen=True):
     """The fingerprint of the server's contract."""
     max_calls: int = DEFAULT_MAX_CALLS
     """The most calls each side may have waiting for a reply."""
+    session: str | None = None
+    """The token to reconnect with, when the server has connection state recovery on."""
+    recovered: bool | None = None
+    """After a reconnect with a token: whether the server took the session up."""
+    rooms: list[str] | None = None
+    """The rooms of a recovered session."""
+    streams: list[str] | None = None
+    """The tags of a recovered session's streams."""
 
 
 _hello_decoder = msgspec.json.Decoder(ServerHello)
 _error_decoder = msgspec.json.Decoder(ErrorPayload)
+_gap_decoder = msgspec.json.Decoder(Gap)
 
 
 def with_contract(url: str, fingerprint: str) -> str:
     """``url`` with ``ss_contract=<fingerprint>`` in its query string (replacing one already there)."""
+    return with_query(url, {CONTRACT_QUERY_PARAMETER: fingerprint})
+
+
+def with_recovery(url: str, token: str, positions: Mapping[str, str]) -> str:
+    """``url`` for a reconnect that asks for its session back: the token and the last offset of each
+    stream (docs/protocol.md section 6)."""
+    offsets = ",".join(f"{tag}.{offset}" for tag, offset in positions.items())
+    return with_query(url, {SESSION_QUERY_PARAMETER: token, OFFSETS_QUERY_PARAMETER: offsets})
+
+
+def with_query(url: str, parameters: Mapping[str, str]) -> str:
+    """``url`` with ``parameters`` in its query string (replacing those already there)."""
     parts = urlsplit(url)
-    query = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != CONTRACT_QUERY_PARAMETER
-    ]
-    query.append((CONTRACT_QUERY_PARAMETER, fingerprint))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in parameters]
+    query.extend(parameters.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -123,8 +153,10 @@ class Connection:
     """One open WebSocket: its reader, its handler task, and the calls that wait on it."""
 
     __slots__ = (
+        "_gap",
         "_handlers",
         "_inbox",
+        "_positions",
         "_reader",
         "_room",
         "_runner",
@@ -142,14 +174,18 @@ class Connection:
         *,
         read_ahead: int,
         server_error: Callable[[ErrorPayload], Awaitable[None]],
+        gap: Callable[[Gap], Awaitable[None]],
+        positions: dict[str, str],
     ) -> None:
         ws, hello, first = opened
         self.ws = ws
+        self._positions = positions  # the client's: the last offset of each stream, across connections
         self.hello = hello
         self.calls = PendingCalls(hello.max_calls if hello is not None else DEFAULT_MAX_CALLS)
         """The client's calls that wait for the server's reply on this connection."""
         self._handlers = handlers  # the client's live registry: handlers registered later apply
         self._server_error = server_error
+        self._gap = gap
         # Unbounded as a queue, bounded by the reader, which waits for room: the end-of-stream marker
         # (None) must always fit.
         self._inbox: asyncio.Queue[ServerFrame | None] = asyncio.Queue()
@@ -234,6 +270,9 @@ class Connection:
             return
         if frame.event == HELLO_EVENT:
             return  # only the first one counts
+        if frame.offset is not None:
+            tag, offset = frame.offset
+            self._positions[tag] = offset
         while self._inbox.qsize() >= read_ahead:
             # Handlers are behind: stop reading until one is done, so the server's own send queue
             # (bounded) holds the rest instead of this process's memory.
@@ -248,6 +287,9 @@ class Connection:
             self._room.set()
             if frame.event == ERROR_EVENT:
                 await self._error_event(frame)
+                continue
+            if frame.event == GAP_EVENT:
+                await self._gap_event(frame)
                 continue
             is_call = frame.marker is not None
             if is_call and not self.open:
@@ -271,3 +313,11 @@ class Connection:
             logger.warning("a malformed __error from the server: %.200r", frame.payload)
             return
         await self._server_error(error)
+
+    async def _gap_event(self, frame: ServerFrame) -> None:
+        try:
+            gap = _gap_decoder.decode(frame.payload)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            logger.warning("a malformed __gap from the server: %.200r", frame.payload)
+            return
+        await self._gap(gap)

@@ -16,7 +16,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from typed_ss.errors import ProtocolError
-from typed_ss.protocol import FAILURE, ErrorReply, Frame, encode_json_frame, parse_call_flag
+from typed_ss.protocol import (
+    FAILURE,
+    ErrorReply,
+    Frame,
+    encode_json_frame,
+    parse_call_flag,
+    parse_offset_flag,
+)
 
 __all__ = ["ServerFrame", "client_frame", "error_reply", "frame_size", "parse_server_frame"]
 
@@ -30,6 +37,8 @@ class ServerFrame(NamedTuple):
     marker: tuple[str, int] | None
     """``(kind, id)`` for a call (``c``), a reply (``r``) or an error reply (``e``); ``None`` for an event."""
     payload: bytes
+    offset: tuple[str, str] | None = None
+    """``(stream tag, offset)`` of a frame the server keeps for connection state recovery."""
 
 
 def parse_server_frame(message: str | bytes) -> ServerFrame:
@@ -59,9 +68,11 @@ def parse_server_frame(message: str | bytes) -> ServerFrame:
             raise ProtocolError("the event name of a server frame is not UTF-8") from None
     if not event:
         raise ProtocolError("a server frame with an empty event name")
-    # The type letter comes first; the call marker, if any, follows it (docs/protocol.md section 5).
+    # The type letter comes first; a call marker or an offset, if any, follows it (docs/protocol.md
+    # sections 5 and 6).
     marker = parse_call_flag(flags[1:]) if len(flags) > 1 else None
-    return ServerFrame(event, flags[:1].decode("ascii", "replace"), marker, payload)
+    offset = parse_offset_flag(flags[1:].decode("latin-1")) if marker is None and len(flags) > 1 else None
+    return ServerFrame(event, flags[:1].decode("ascii", "replace"), marker, payload, offset)
 
 
 def client_frame(frame: Frame, flag: str = "") -> Frame:

@@ -9,14 +9,16 @@ const readline = require("node:readline");
 
 const REPO = path.resolve(__dirname, "..", "..", "..");
 const PYTHON = path.join(REPO, ".venv", "bin", "python");
-const SERVER_ARGS = ["-m", "tests.serve", "tests.js_app:app", "--set", "log_level=warning"];
+const DEFAULT_APP = "tests.js_app:app";
 
 /**
- * Starts the server (on `port`, to restart one where it was; by default a port the OS picks); resolves with
- * {url, port, child, stop, exited} once it printed its port.
+ * Starts the server (on `port`, to restart one where it was; by default a port the OS picks) with `app` (a
+ * module:attribute of the repository's tests); resolves with {url, port, child, stop, exited} once it printed
+ * its port.
  */
-function startServer(port = 0) {
-  const child = spawn(PYTHON, [...SERVER_ARGS, "--port", String(port)], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+function startServer(port = 0, app = DEFAULT_APP) {
+  const args = ["-m", "tests.serve", app, "--set", "log_level=warning", "--port", String(port)];
+  const child = spawn(PYTHON, args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (chunk) => {
     stderr += chunk;

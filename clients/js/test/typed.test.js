@@ -317,3 +317,40 @@ test("an empty contract: no senders, and every emit follows the plain client's r
   client.emit("x", "y");
   assert.deepEqual(ws().sent, ["x\x02y"]);
 });
+
+test("connection state recovery: offsets go back with the token, and onReconnect says how it went", () => {
+  const { client, clock, FakeWebSocket } = open();
+  const reconnects = [];
+  const gaps = [];
+  const said = [];
+  client.onReconnect((event) => reconnects.push(event));
+  client.onGap((gap) => gaps.push(gap));
+  client.on("say", (text) => said.push(text));
+  const first = FakeWebSocket.last();
+  first.open();
+  first.receive(hello({ session: "tok en" }));
+  first.receive("say\x01So12.7\x02one"); // a kept frame: stream 12, offset 7
+  first.receive("say\x01So34.9\x02two");
+  first.receive('__gap\x01J\x02{"room":"r","lost":2}');
+  first.serverClose(1006);
+  clock.fire();
+  const second = FakeWebSocket.last();
+  assert.notEqual(second, first);
+  assert.equal(second.url, "ws://test/socket?ss_contract=" + FINGERPRINT + "&ss_session=tok%20en&ss_offsets=12.7,34.9");
+  second.open();
+  second.receive(hello({ session: "tok en", recovered: true, rooms: ["r"] }));
+  second.receive("say\x01So12.8\x02three");
+  assert.deepEqual(said, ["one", "two", "three"]);
+  assert.deepEqual(gaps, [{ room: "r", lost: 2 }]);
+  assert.deepEqual(reconnects, [{ recovered: true, rooms: ["r"] }]);
+  second.serverClose(1006);
+  clock.fire();
+  const third = FakeWebSocket.last();
+  assert.ok(third.url.endsWith("&ss_offsets=12.8,34.9"));
+  third.open();
+  third.receive(hello({ session: "new", recovered: false }));
+  assert.deepEqual(reconnects[1], { recovered: false, rooms: [] });
+  third.serverClose(1006);
+  clock.fire();
+  assert.ok(FakeWebSocket.last().url.endsWith("ss_session=new&ss_offsets=")); // a fresh session: no offsets
+});

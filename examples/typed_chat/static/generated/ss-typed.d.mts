@@ -128,6 +128,13 @@ export interface TypedClient<C, S, CR = {}, SR = {}> {
   onContractMismatch(listener: (mismatch: ContractMismatch) => void): Unsubscribe;
   /** The server closed with 4010 (after the onDisconnect listeners): this client is out of date and does not reconnect. */
   onReloadNeeded(listener: (info: ReloadNeeded) => void): Unsubscribe;
+  /**
+   * After each reconnect: `recovered` when the server took this client's session up (same id, same rooms,
+   * every event missed meanwhile delivered first); otherwise it starts afresh (connection state recovery).
+   */
+  onReconnect(listener: (event: SS.Reconnect) => void): Unsubscribe;
+  /** Messages of a room this client is in (`room` null: the broadcasts) were lost between the server's instances. */
+  onGap(listener: (gap: SS.Gap) => void): Unsubscribe;
   /** Closes for good (code 1000). */
   close(): void;
 }

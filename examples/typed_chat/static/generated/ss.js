@@ -11,7 +11,8 @@
  *   client -> server   <event> 0x02 <payload>                      text or binary
  *                      <event> 0x01 c<id>|r<id>|e<id> 0x02 <payload>   a call, or the answer to one
  *   server -> client   <event> 0x01 <flags> 0x02 <payload>          flag J: payload is JSON
- *                                                                   then c<id>, r<id>, e<id>: calls
+ *                                                                   then c<id>, r<id>, e<id>: calls,
+ *                                                                   or o<tag>.<offset>: recovery
  * README.md lists every difference from the original client.
  */
 (function (root, factory) {
@@ -60,6 +61,8 @@
     /** @typedef {import("./ss.js").CloseEventLike} CloseEventLike */
     /** @typedef {import("./ss.js").Hello} Hello */
     /** @typedef {import("./ss.js").ServerErrorPayload} ServerErrorPayload */
+    /** @typedef {import("./ss.js").Reconnect} Reconnect */
+    /** @typedef {import("./ss.js").Gap} Gap */
     /** @typedef {import("./ss.js").WebSocketLike} WebSocketLike */
     /** @typedef {import("./ss.js").WebSocketConstructor} WebSocketConstructor */
     /** An encoded emit: a text frame (size -1 until measured) or a binary one. @typedef {{ frame: string | ArrayBuffer, size: number }} Encoded */
@@ -77,6 +80,11 @@
     var STX = "\x02";
     var HELLO_EVENT = "__hello";
     var ERROR_EVENT = "__error";
+    var GAP_EVENT = "__gap";
+    // A frame kept for connection state recovery: o<stream tag>.<offset>, both decimal (protocol.md §10).
+    var OFFSET_FLAG = /o(\d+)\.(\d+)/;
+    // The most offsets a reconnect sends (protocol.md §10); a client with more starts afresh.
+    var MAX_OFFSETS = 256;
     var WS_OPEN = 1; // WebSocket.OPEN; a constant, so injected WebSocket classes need not define it
     var MAX_CALL_ID = 2147483647; // 2^31-1: call ids run from 1 to this, then wrap (protocol.md §5)
     var DEFAULT_CALL_TIMEOUT = 5000; // ms
@@ -340,6 +348,14 @@
     // --- frame parsing (server -> client) --------------------------------------------------------
 
     /**
+     * @param {unknown} value
+     * @returns {value is string}
+     */
+    function isString(value) {
+      return typeof value === "string";
+    }
+
+    /**
      * Splits a server frame into {event, flags, payload}. payload is a string for a text frame and an
      * ArrayBuffer for a binary one; flags is the string between 0x01 and 0x02 (each character one flag).
      * Returns null when the frame has no 0x02 or an empty event name.
@@ -582,6 +598,17 @@
         this._onError = defaultOnError;
         /** @type {(this: Client, hello: Hello) => void} */
         this._onHello = noop;
+        /** @type {(this: Client, event: Reconnect) => void} */
+        this._onReconnect = noop;
+        /** @type {(this: Client, gap: Gap) => void} */
+        this._onGap = noop;
+        // Connection state recovery: the session token from __hello, and the last offset received of each
+        // stream, sent back when reconnecting (protocol.md §10).
+        /** @type {string | null} */
+        this._session = null;
+        /** @type {Record<string, string>} */
+        this._positions = Object.create(null);
+        this._hadHello = false; // a __hello arrived on an earlier connection: the next one is a reconnect
         /** @type {Message[]} */
         this._queue = [];
         /** @type {WebSocketLike | null} */
@@ -641,6 +668,31 @@
        */
       onHello(cb) {
         this._onHello = cb;
+        return this;
+      }
+
+      /**
+       * Called after each reconnect (not the first connection), once the server's __hello has arrived:
+       * {recovered: true, rooms} when the server took this client's session up (same id, same rooms, and
+       * every frame missed meanwhile is delivered before any newer one); {recovered: false, rooms: []} when
+       * it starts afresh, as always with a server that has connection state recovery off.
+       * @param {(this: Client, event: Reconnect) => void} cb
+       * @returns {this}
+       */
+      onReconnect(cb) {
+        this._onReconnect = cb;
+        return this;
+      }
+
+      /**
+       * Called with {room, lost} when the server tells this client that messages of a room it is in (room
+       * null: of the broadcasts) were lost between the server's instances: the moment to fetch that room's
+       * state again.
+       * @param {(this: Client, gap: Gap) => void} cb
+       * @returns {this}
+       */
+      onGap(cb) {
+        this._onGap = cb;
         return this;
       }
 
@@ -871,7 +923,7 @@
         var ws;
         try {
           // Not null: the constructor refused to go on without a WebSocket class.
-          ws = new /** @type {WebSocketConstructor} */ (this._WebSocket)(this.url, SUBPROTOCOL);
+          ws = new /** @type {WebSocketConstructor} */ (this._WebSocket)(first ? this.url : this._reconnectURL(), SUBPROTOCOL);
         } catch (err) {
           if (first) {
             throw err; // a malformed URL is the caller's mistake: fail where they can see it
@@ -897,6 +949,22 @@
         // npm ws package throws an error event that has no listener.
         ws.onerror = noop;
         this._ws = ws;
+      }
+
+      /** The URL to reconnect to: with the session token and offsets when the server gave a token. */
+      _reconnectURL() {
+        if (this._session === null) {
+          return this.url;
+        }
+        var offsets = [];
+        for (var tag in this._positions) {
+          offsets.push(tag + "." + this._positions[tag]);
+        }
+        if (offsets.length > MAX_OFFSETS) {
+          return this.url; // more than a server takes: a fresh start
+        }
+        var query = "ss_session=" + encodeURIComponent(this._session) + "&ss_offsets=" + offsets.join(",");
+        return this.url + (this.url.indexOf("?") >= 0 ? "&" : "?") + query;
       }
 
       /** @param {OpenEvent} ev */
@@ -1063,7 +1131,11 @@
           this._handleCallFrame(frame, marker);
           return;
         }
-        if (frame.event === HELLO_EVENT || frame.event === ERROR_EVENT) {
+        var offset = OFFSET_FLAG.exec(frame.flags);
+        if (offset !== null) {
+          this._positions[offset[1]] = offset[2]; // received: a reconnect will not ask for it again
+        }
+        if (frame.event === HELLO_EVENT || frame.event === ERROR_EVENT || frame.event === GAP_EVENT) {
           this._handleReserved(frame);
           return;
         }
@@ -1244,9 +1316,14 @@
           });
           return;
         }
-        // An object; its fields are checked where they are read (__hello) or passed on as they came (__error).
+        // An object; its fields are checked where they are read (__hello, __gap) or passed on as they came
+        // (__error).
         if (frame.event === HELLO_EVENT) {
           this._handleHello(/** @type {Hello} */ (payload));
+        } else if (frame.event === GAP_EVENT) {
+          var gap = /** @type {Gap} */ (payload);
+          var room = typeof gap.room === "string" ? gap.room : null;
+          this._call(this._onGap, { room: room, lost: Number(gap.lost) || 0 }, "onGap");
         } else {
           var what =
             "server error for " +
@@ -1271,7 +1348,27 @@
         this.contract = typeof hello.contract === "string" ? hello.contract : null;
         var calls = hello.max_calls;
         this.maxCalls = typeof calls === "number" && calls >= 0 ? calls : null;
+        var recovered = hello.recovered === true;
+        if (!recovered) {
+          this._positions = Object.create(null); // a fresh socket: the offsets of another session mean nothing
+        } else if (Array.isArray(hello.streams)) {
+          // The session's streams: the offsets of rooms left since are of no use.
+          /** @type {Record<string, string>} */
+          var kept = Object.create(null);
+          for (var i = 0; i < hello.streams.length; i++) {
+            var tag = hello.streams[i];
+            if (typeof tag === "string" && tag in this._positions) kept[tag] = this._positions[tag];
+          }
+          this._positions = kept;
+        }
+        this._session = typeof hello.session === "string" ? hello.session : null;
+        var reconnect = this._hadHello;
+        this._hadHello = true;
         this._call(this._onHello, hello, "onHello");
+        if (reconnect) {
+          var rooms = recovered && Array.isArray(hello.rooms) ? hello.rooms.filter(isString) : [];
+          this._call(this._onReconnect, { recovered: recovered, rooms: rooms }, "onReconnect");
+        }
       }
 
       // --- outgoing ------------------------------------------------------------------------------
