@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 
 from tests.browser.support import (
     Pages,
@@ -27,6 +27,7 @@ from tests.browser.support import (
     wait_for_value,
 )
 from tests.support import running
+from typed_ss import Recovery, Server, Socket
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -208,3 +209,51 @@ async def test_the_legacy_client_frames_are_the_originals(pages: Pages) -> None:
     ]
     # The original file calls ws.close() without a code (the reference's §3.3 says 1000; the file does not).
     assert result["closeArgs"] == []
+
+
+LEGACY_RECOVERY_PAGE = """<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><title>original client: a server with recovery on</title></head>
+<body>
+  <script src="/js/sacrificial-socket.js"></script>
+  <script>
+    var ss = new SS('ws://' + window.location.host + '/socket');
+    window.got = [];
+    ss.on('profile', function (data) { window.got.push(['profile', data]); });
+    ss.on('note', function (data) { window.got.push(['note', data]); });
+    ss.on('room', function (data) { window.got.push(['room', data]); window.done = true; });
+    ss.onConnect(function () { ss.emit('join', 'tea'); });
+  </script>
+</body>
+</html>
+"""
+
+
+async def test_an_original_page_reads_the_frames_of_a_server_with_recovery_on(pages: Pages) -> None:
+    # Kept frames carry an offset flag (o<tag>.<offset>, digits only): the original client takes each
+    # character of the flags for a flag, and none of them may look like its J.
+    ss = Server(recovery=Recovery())
+
+    @ss.on("join")
+    async def join(sock: Socket, room: str) -> None:
+        await sock.join(room)
+        await sock.emit("profile", {"name": "lee"})  # J, to the socket's own stream
+        await sock.emit("note", "plain text")  # S
+        await ss.roomcast(room, "room", {"room": room})  # J, to the room's stream
+
+    app = Starlette(
+        routes=[
+            script(legacy_client_path(), "/js/sacrificial-socket.js"),
+            page("/legacy.html", LEGACY_RECOVERY_PAGE),
+            WebSocketRoute("/socket", ss),
+        ],
+        lifespan=ss.lifespan,
+    )
+    async with running(app, ss) as url:
+        legacy = await pages.open(http_url(url) + "/legacy.html")
+        assert await wait_for_value(legacy, "window.done") is True
+        assert await legacy.evaluate("window.got") == [
+            ["profile", {"name": "lee"}],
+            ["note", "plain text"],
+            ["room", {"room": "tea"}],
+        ]
