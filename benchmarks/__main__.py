@@ -7,6 +7,7 @@ Prints the table with ratios and the targets on stdout (progress goes to stderr)
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
@@ -108,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(report.target_lines(outcome["targets"], sizes.repetitions)))
     print(f"\n{outcome['go_origin']}\n")
     print(f"JSON: {json_path}")
-    print(f"chart: {chart_path if charted else 'not drawn (matplotlib is not installed)'}")
+    # Nothing to draw without a peer: typed-ss recovery is compared with typed-ss native only.
+    unavailable = (
+        "matplotlib is not installed"
+        if importlib.util.find_spec("matplotlib") is None
+        else "no peer in this run"
+    )
+    print(f"chart: {chart_path if charted else f'not drawn ({unavailable})'}")
     return 0
 
 

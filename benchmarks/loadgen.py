@@ -11,11 +11,15 @@ window, both in nanoseconds (:mod:`benchmarks.procstat`; the server's kernel par
 
 Each server kind has its own wire format for the same operations (see :mod:`benchmarks.servers`):
 
-- typed-ss and typed-ss-native (one server, on uvicorn and on the native transport: one wire), and go
-  (the Go server, :mod:`benchmarks.goserver`, speaking the same wire, the original's):
-  ``sac-sock`` frames, ``<event> 0x02 <payload>`` up, ``<event> 0x01 S 0x02 <payload>`` down; the
-  connection is ready once ``__hello`` has arrived. A call is ``<event> 0x01 c<id> 0x02 <payload>``,
-  its reply ``<event> 0x01 Sr<id> 0x02 <reply>`` (docs/protocol.md section 5).
+- typed-ss, typed-ss-native and typed-ss-recovery (one server, on uvicorn and on the native
+  transport, the last with connection state recovery on: one wire), and go (the Go server,
+  :mod:`benchmarks.goserver`, speaking the same wire, the original's): ``sac-sock`` frames,
+  ``<event> 0x02 <payload>`` up, ``<event> 0x01 S 0x02 <payload>`` down; the connection is ready once
+  ``__hello`` has arrived. A call is ``<event> 0x01 c<id> 0x02 <payload>``, its reply
+  ``<event> 0x01 Sr<id> 0x02 <reply>`` (docs/protocol.md section 5). With recovery on, every cast
+  (a broadcast, a roomcast, an emit to one socket: the echo) carries one more flag,
+  ``<event> 0x01 So<tag>.<offset> 0x02 <payload>``; a call's reply does not. No scenario reads the
+  flags: echoes are counted, casts matched by a tag in their payload, replies compared whole.
 - socketio: Engine.IO v4 / Socket.IO v5 over a WebSocket (``/socket.io/?EIO=4&transport=websocket``):
   ``0{...}`` open, ``40`` connect, ``42["event","payload"]`` events, pings ``2`` answered with ``3``.
   A call (an emit with an ack) is ``42<id>["event","payload"]``, its ack ``43<id>["reply"]``.
@@ -48,6 +52,8 @@ CONNECT_CONCURRENCY = 50
 """Handshakes in flight at once while opening connections."""
 TIMEOUT = 60.0
 """Seconds any one step (connecting, a round of messages) may take before the run fails."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing connection waits for the server to end it before dropping it."""
 
 
 @dataclass
@@ -78,8 +84,9 @@ class Spec:
 
 # --- wire formats ----------------------------------------------------------------------------------
 
-TYPED_SS_KINDS = frozenset({"typed-ss", "typed-ss-native"})
-"""The typed-ss server kinds (the same server on uvicorn and on the native transport)."""
+TYPED_SS_KINDS = frozenset({"typed-ss", "typed-ss-native", "typed-ss-recovery"})
+"""The typed-ss server kinds (the same server on uvicorn and on the native transport, and on the
+native transport with connection state recovery on)."""
 SAC_SOCK_KINDS = TYPED_SS_KINDS | {"go"}
 """The server kinds that speak typed-ss's wire, sac-sock: typed-ss's and the Go server's."""
 BARE_KINDS = frozenset({"asgi", "starlette"})
@@ -190,7 +197,7 @@ async def connect(kind: str, url: str) -> Conn:
 
 
 async def _connect_picows(conn: Conn, url: str) -> None:
-    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+    from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
     class Listener(WSListener):
         def on_ws_connected(self, transport: WSTransport) -> None:
@@ -200,6 +207,12 @@ async def _connect_picows(conn: Conn, url: str) -> None:
                 transport.send(WSMsgType.TEXT, data)
 
             async def close() -> None:
+                # A clean close (1000), as a client that leaves sends, and as the websockets client
+                # below does: with no close frame, typed-ss with recovery on would keep each
+                # socket's session for its window and expire them all during a later measurement.
+                transport.send_close(WSCloseCode.OK)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(transport.wait_disconnected(), CLOSE_TIMEOUT)
                 transport.disconnect()
                 await transport.wait_disconnected()
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from benchmarks import goserver
 from benchmarks.run import ROOT
-from benchmarks.servers import OURS, native_settings, serve_settings
+from benchmarks.servers import OURS, VARIANTS, native_settings, serve_settings
 
 __all__ = ["all_targets", "comparisons", "environment", "rows", "table", "targets", "write_chart"]
 
 NAMES = {
     "typed-ss": "typed-ss",
     "typed-ss-native": "typed-ss native",
+    "typed-ss-recovery": "typed-ss recovery",
     "asgi": "raw ASGI",
     "starlette": "bare Starlette",
     "socketio": "python-socketio",
@@ -117,11 +118,14 @@ def callgrind_rows(medians: dict[str, Any]) -> list[Row]:
 
 def comparisons(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
     """The (ours, theirs) pairs a report divides, of the servers in ``kinds``: each typed-ss kind over
-    each peer, then typed-ss native over typed-ss on uvicorn (what the transport alone changes)."""
-    ours = [kind for kind in kinds if kind in OURS]
+    each peer, then typed-ss native over typed-ss on uvicorn (what the transport alone changes), then
+    each variant over the kind it varies (typed-ss recovery over typed-ss native: what recovery
+    costs), which is compared with nothing else."""
+    ours = [kind for kind in kinds if kind in OURS and kind not in VARIANTS]
     pairs = [(kind, peer) for kind in ours for peer in kinds if peer not in OURS]
     if "typed-ss" in kinds and "typed-ss-native" in kinds:
         pairs.append(("typed-ss-native", "typed-ss"))
+    pairs += [(variant, base) for variant, base in VARIANTS.items() if variant in kinds and base in kinds]
     return pairs
 
 
@@ -142,14 +146,17 @@ def all_targets(medians: dict[str, Any]) -> list[Target]:
     """The issue's targets, for the fan-out sizes in ``medians``; the echo and call throughput ones
     for the native transport too, and the native transport's against the Go original (measured in the
     same run: echo over 50 connections at least its messages per second and at most its server CPU per
-    message; broadcast to 200 and 1,000 at most its last receiver's p50)."""
+    message; broadcast to 200 and 1,000 at most its last receiver's p50); and what recovery may cost:
+    at every fan-out size, typed-ss recovery's server CPU per broadcast delivery at most 1.3x typed-ss
+    native's."""
     throughput = [
         Target("echo 50 conns msgs/s >= 0.85x Starlette", "echo50", "msgs_per_s", "starlette", ">=", 0.85),
         Target("echo 50 conns msgs/s >= 4x python-socketio", "echo50", "msgs_per_s", "socketio", ">=", 4),
         Target("call 50 conns calls/s >= 4x python-socketio", "call50", "calls_per_s", "socketio", ">=", 4),
     ]
     found = list(throughput)
-    for receivers in fanout_sizes(medians):
+    sizes = fanout_sizes(medians)
+    for receivers in sizes:
         key, name = f"broadcast{receivers}", f"broadcast {receivers:,} p50"
         found += [
             Target(f"{name} <= 1.25x bare Starlette", key, "latency_p50_ms", "starlette", "<=", 1.25),
@@ -187,11 +194,24 @@ def all_targets(medians: dict[str, Any]) -> list[Target]:
             "<=",
             1.0,
         )
-        for receivers in fanout_sizes(medians)
+        for receivers in sizes
         if receivers in (200, 1000)
     ]
     found += [
         replace(target, label=f"{native}: {target.label}", ours="typed-ss-native") for target in versus_go
+    ]
+    recovery = NAMES["typed-ss-recovery"]
+    found += [
+        Target(
+            f"{recovery}: broadcast {receivers:,} server CPU µs/delivery <= 1.3x {native}",
+            f"broadcast{receivers}",
+            "server_cpu_us_per_delivery",
+            "typed-ss-native",
+            "<=",
+            1.3,
+            ours="typed-ss-recovery",
+        )
+        for receivers in sizes
     ]
     return found
 
@@ -323,7 +343,8 @@ def environment() -> dict[str, Any]:
 
 def write_chart(medians: dict[str, Any], kinds: tuple[str, ...], path: Path, title: str) -> bool:
     """A PNG of each typed-ss kind's advantage over each peer per figure (above 1: typed-ss is
-    better); returns ``False`` when matplotlib is not installed."""
+    better); returns ``False`` when matplotlib is not installed, or there is nothing to draw (no peer in
+    ``kinds``)."""
     if importlib.util.find_spec("matplotlib") is None:
         return False
     import matplotlib

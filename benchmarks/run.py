@@ -26,7 +26,7 @@ from typing import IO, Any, NamedTuple
 
 from benchmarks import goserver, procstat
 from benchmarks.loadgen import HAVE_PICOWS, Spec
-from benchmarks.servers import KINDS, OURS
+from benchmarks.servers import KINDS, OURS, VARIANTS
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "SMOKE", "Sizes", "run_suite"]
 
@@ -421,8 +421,12 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries
             )
 
 
-NO_REDIS = frozenset({"go"})
-"""Kinds without a Redis backend: the redis scenario skips them (the Go server has none)."""
+NO_REDIS = {
+    "go": "no Redis backend",
+    "typed-ss-recovery": "what recovery costs is measured on one instance, against typed-ss native",
+}
+"""Kinds the redis scenario skips, with why: the Go server has no Redis backend; typed-ss with recovery
+on is typed-ss native's server with the history kept, which the other scenarios measure."""
 NO_CALLGRIND = frozenset({"go"})
 """Kinds the callgrind scenario skips: its instruction counts compare the Python servers, and the Go
 server is not run under valgrind."""
@@ -540,12 +544,12 @@ CORE_TIMEOUT = 600.0
 def _count_core(sizes: Sizes, workdir: Path, results: Results) -> None:
     """Instructions per echo message and per call of typed-ss's core alone (:mod:`benchmarks.core`),
     from valgrind's totals of a short and a long run; recorded once, under the first typed-ss kind of
-    the run (the core is the same for both)."""
+    the run that is no variant (the core serves typed-ss's and typed-ss native's server, recovery off)."""
     if sizes.core is None:
         return
-    column = next((kind for kind in sizes.kinds if kind in OURS), None)
+    column = next((kind for kind in sizes.kinds if kind in OURS and kind not in VARIANTS), None)
     if column is None:
-        _say("  callgrind: typed-ss's core alone not counted: no typed-ss kind in this run")
+        _say("  callgrind: typed-ss's core alone not counted: no typed-ss kind but a variant in this run")
         return
     short, long = sizes.core
     _say(f"  callgrind: typed-ss's core alone, {short} and {long} echo messages, then calls")
@@ -651,8 +655,9 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
                 skipped["go"] = str(error)
                 _say(f"go: skipped, the Go server cannot be built here: {error}")
                 sizes = replace(sizes, kinds=tuple(kind for kind in sizes.kinds if kind != "go"))
-        for kind in sorted(set(sizes.kinds) & NO_REDIS) if redis and "redis" in sizes.scenarios else []:
-            _say(f"{kind}: not in the redis scenario (no Redis backend)")
+        for kind in sizes.kinds if redis and "redis" in sizes.scenarios else ():
+            if kind in NO_REDIS:
+                _say(f"{kind}: not in the redis scenario ({NO_REDIS[kind]})")
         counted = sizes.callgrind is not None and "callgrind" in sizes.scenarios
         for kind in sorted(set(sizes.kinds) & NO_CALLGRIND) if counted else []:
             _say(f"{kind}: not in the callgrind scenario (instruction counts are for the Python servers)")

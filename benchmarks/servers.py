@@ -6,7 +6,8 @@ prints ``PORT <n>`` once the OS-picked port on 127.0.0.1 is bound, then serves u
 SIGTERM. Every ASGI kind is served under uvicorn with typed-ss's recommended settings
 (:func:`typed_ss.uvicorn_settings`), the same for each; only the log level is lowered, for every kind
 alike, so that 10,000 connects are not 10,000 log lines. ``typed-ss-native`` is served by
-:class:`typed_ss.NativeServer` on uvloop, as :func:`typed_ss.serve` does (:func:`native_settings`).
+:class:`typed_ss.NativeServer` on uvloop, as :func:`typed_ss.serve` does (:func:`native_settings`), and
+``typed-ss-recovery`` the same way.
 
 Every kind offers the same five operations, each in its own wire format (see
 :mod:`benchmarks.loadgen`): ``echo`` (send the payload back to the sender), ``bc`` (broadcast the
@@ -20,6 +21,11 @@ broadcasts also reach the connections of every other instance on the same Redis.
   (a call, docs/protocol.md section 5).
 - ``typed-ss-native``: the same :class:`typed_ss.Server` and handlers (:func:`typed_ss_server`),
   served on typed-ss's native transport (picows, no ASGI) instead of uvicorn; the same wire.
+- ``typed-ss-recovery``: ``typed-ss-native`` exactly, with connection state recovery on
+  (``Server(recovery=Recovery())``, the defaults; docs/recovery.md): every cast is kept in the
+  history and carries its offset flag. What recovery costs, against ``typed-ss-native``
+  (:data:`VARIANTS`). ``--redis`` is accepted (recovery works on any backend), but the redis scenario
+  leaves this kind out: its cost is measured on one instance.
 - ``asgi``: a raw ASGI 3 application (``async def app(scope, receive, send)``, no framework), the
   floor an ASGI library stands on: one letter of command, no framing, no validation; a hand-written
   Redis pub/sub bridge for ``--redis``. Its call is hand-written too: ``c<id> 0x02 <payload>``
@@ -53,14 +59,16 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from benchmarks.loadgen import TYPED_SS_KINDS
-from typed_ss import NativeServer, Server, Socket, uvicorn_settings
+from typed_ss import NativeServer, Recovery, Server, Socket, uvicorn_settings
 from typed_ss.errors import CloseCode
 from typed_ss.native.server import DEFAULT_READ_BUFFER
 
 __all__ = [
     "KINDS",
+    "NATIVE_KINDS",
     "OURS",
     "PYTHON_KINDS",
+    "VARIANTS",
     "build_app",
     "call_reply",
     "native_settings",
@@ -68,13 +76,18 @@ __all__ = [
     "typed_ss_server",
 ]
 
-KINDS = ("typed-ss", "typed-ss-native", "asgi", "starlette", "socketio", "go")
+KINDS = ("typed-ss", "typed-ss-native", "typed-ss-recovery", "asgi", "starlette", "socketio", "go")
 """Every server kind, in the order the reports list them."""
 PYTHON_KINDS = tuple(kind for kind in KINDS if kind != "go")
 """The kinds served from this module (``go`` is a binary: :mod:`benchmarks.goserver`)."""
 OURS = tuple(kind for kind in KINDS if kind in TYPED_SS_KINDS)
-"""The kinds that are typed-ss (on uvicorn, on the native transport): the reports divide their figures
-by the other kinds', the peers'."""
+"""The kinds that are typed-ss (on uvicorn, on the native transport, and that with recovery on): the
+reports divide their figures by the other kinds', the peers' (but a variant's: :data:`VARIANTS`)."""
+VARIANTS = {"typed-ss-recovery": "typed-ss-native"}
+"""A typed-ss kind that is another with one feature on, and that kind: the reports divide the
+variant's figures by that kind's only (what the feature costs), never by the peers'."""
+NATIVE_KINDS = ("typed-ss-native", "typed-ss-recovery")
+"""The kinds served by :class:`typed_ss.NativeServer` (:func:`serve_native`), not by uvicorn."""
 BACKLOG = 4096
 """Every kind's listening backlog: 50 concurrent handshakes and more wait there."""
 MAX_CONNECTIONS = 20_000
@@ -102,14 +115,15 @@ def native_settings() -> dict[str, Any]:
 # --- typed-ss --------------------------------------------------------------------------------------
 
 
-def typed_ss_server(redis_url: str | None) -> Server:
-    """The typed-ss server and its handlers, the same for both typed-ss kinds."""
+def typed_ss_server(redis_url: str | None, *, recovery: bool = False) -> Server:
+    """The typed-ss server and its handlers, the same for every typed-ss kind; ``recovery``: with
+    connection state recovery on, at its defaults (``typed-ss-recovery``)."""
     backend = None
     if redis_url is not None:
         from typed_ss.backends.redis import RedisBackend
 
         backend = RedisBackend(redis_url, group="bench")
-    ss = Server(backend=backend, max_connections=MAX_CONNECTIONS)
+    ss = Server(backend=backend, max_connections=MAX_CONNECTIONS, recovery=Recovery() if recovery else None)
 
     @ss.on("echo")
     async def echo(sock: Socket, data: str) -> None:
@@ -141,10 +155,11 @@ def typed_ss_app(redis_url: str | None) -> Any:
     return Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
 
 
-async def serve_native(redis_url: str | None) -> None:
-    """``typed-ss-native``: the server on the native transport, on an OS-picked port of 127.0.0.1,
-    until SIGINT or SIGTERM; then every socket is closed with 1012, as :func:`typed_ss.serve` does."""
-    ss = typed_ss_server(redis_url)
+async def serve_native(redis_url: str | None, *, recovery: bool = False) -> None:
+    """``typed-ss-native`` (``typed-ss-recovery`` with ``recovery``): the server on the native
+    transport, on an OS-picked port of 127.0.0.1, until SIGINT or SIGTERM; then every socket is closed
+    with 1012, as :func:`typed_ss.serve` does."""
+    ss = typed_ss_server(redis_url, recovery=recovery)
     settings = native_settings()
     native = NativeServer(
         ss,
@@ -363,8 +378,8 @@ def socketio_app(redis_url: str | None) -> Any:
 
 
 def build_app(kind: str, redis_url: str | None = None) -> Any:
-    """The ASGI app of server ``kind`` (one of :data:`KINDS` but ``typed-ss-native``, which has none:
-    :func:`serve_native`, and ``go``)."""
+    """The ASGI app of server ``kind`` (one of :data:`KINDS` but the :data:`NATIVE_KINDS`, which have
+    none: :func:`serve_native`, and ``go``)."""
     if kind == "typed-ss":
         return typed_ss_app(redis_url)
     if kind == "asgi":
@@ -373,8 +388,8 @@ def build_app(kind: str, redis_url: str | None = None) -> Any:
         return starlette_app(redis_url)
     if kind == "socketio":
         return socketio_app(redis_url)
-    if kind == "typed-ss-native":
-        raise ValueError("typed-ss-native is no ASGI app: serve_native() serves it")
+    if kind in NATIVE_KINDS:
+        raise ValueError(f"{kind} is no ASGI app: serve_native() serves it")
     if kind == "go":
         raise ValueError("go is no ASGI app: it is a binary (benchmarks.goserver)")
     raise ValueError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
@@ -385,13 +400,13 @@ def main() -> None:
     parser.add_argument("kind", choices=PYTHON_KINDS)
     parser.add_argument("--redis", help="a redis:// URL: broadcasts reach the other instances on it")
     args = parser.parse_args()
-    if args.kind == "typed-ss-native":
+    if args.kind in NATIVE_KINDS:
         runner: Any = asyncio.run
         if importlib.util.find_spec("uvloop") is not None:
             import uvloop
 
             runner = uvloop.run
-        runner(serve_native(args.redis))
+        runner(serve_native(args.redis, recovery=args.kind == "typed-ss-recovery"))
         return
     app = build_app(args.kind, args.redis)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

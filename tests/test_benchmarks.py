@@ -1,8 +1,9 @@
 """A smoke test of the benchmark harness (benchmarks/): every scenario runs on tiny sizes against real
-server processes, typed-ss on uvicorn and on its native transport among them. It proves the harness
-works; it asserts no speed. The call scenario's frames are checked against typed-ss's and
-python-socketio's own encoders, and a wrong reply must fail its run. The raw ASGI app answers every
-operation exactly as the bare Starlette endpoint does.
+server processes, typed-ss on uvicorn and on its native transport (with recovery off and on) among
+them. It proves the harness works; it asserts no speed. The call scenario's frames are checked
+against typed-ss's and python-socketio's own encoders, and a wrong reply must fail its run. The raw
+ASGI app answers every operation exactly as the bare Starlette endpoint does; with recovery on,
+typed-ss's casts carry an offset flag and its replies none, as the load generator expects.
 
 The callgrind scenario has tests of its own (a server's counts, 50 connections included, and the core
 alone's), each skipped where valgrind is missing: ``make test`` does not install it.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -31,11 +33,11 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from benchmarks import goserver, procstat, report
+from benchmarks import goserver, procstat, report, run
 from benchmarks.__main__ import main as bench_main
-from benchmarks.loadgen import Conn, Spec, call, call_frame, connect, frame, reply_frame, wire
-from benchmarks.run import SCENARIOS, SMOKE, Sizes, run_suite, server
-from benchmarks.servers import KINDS, OURS
+from benchmarks.loadgen import Conn, Spec, call, call_frame, connect, frame, payload, reply_frame, wire
+from benchmarks.run import NO_REDIS, SCENARIOS, SMOKE, Sizes, run_suite, server
+from benchmarks.servers import KINDS, OURS, VARIANTS
 from typed_ss.protocol import encode_frame, parse_call_flag, split_client_frame, with_flag
 
 pytestmark = [pytest.mark.timeout(180)]
@@ -69,9 +71,11 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     scenarios = {"idle", "echo1", "echo50", "call50", "broadcast5", "roomcast"}
     scenarios |= {"redis"} if redis else set()
     assert set(medians) == scenarios
+    assert set(NO_REDIS) == {"go", "typed-ss-recovery"}
     for scenario in scenarios:
-        # The Go server has no Redis backend: the redis scenario leaves it out.
-        expected = {kind for kind in kinds if kind != "go" or scenario != "redis"}
+        # The Go server has no Redis backend, and recovery's cost is measured on one instance: the
+        # redis scenario leaves both out.
+        expected = {kind for kind in kinds if kind not in NO_REDIS or scenario != "redis"}
         assert set(medians[scenario]) == expected, scenario
     for kind in kinds:
         assert medians["echo50"][kind]["msgs_per_s"] > 0
@@ -86,7 +90,7 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
 
     table = report.table(medians, kinds)
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
-    names = ["typed-ss", "typed-ss native", *PEERS]
+    names = ["typed-ss", "typed-ss native", "typed-ss recovery", *PEERS]
     peers = list(PEERS)
     if GO_MISSING is not None:
         names, peers = names[:-1], peers[:-1]
@@ -95,7 +99,12 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
         *(f"typed-ss / {peer}" for peer in peers),
         *(f"typed-ss native / {peer}" for peer in peers),
         "typed-ss native / typed-ss",
+        "typed-ss recovery / typed-ss native",  # what recovery costs; compared with no peer
     ]
+    by_label = {line.split(" | ")[0].removeprefix("| "): line for line in table[2:]}
+    for label in ("broadcast to 5: server CPU µs/delivery", "broadcast to 5: last receiver p50 ms"):
+        assert re.search(r"\| \d+\.\d\dx \|$", by_label[label]), label  # the last column: a ratio
+    assert "idle: server RSS KiB/conn" in by_label
     text = "\n".join(table)
     assert "echo, 50 conns: msgs/s" in text
     assert "broadcast to 5: last receiver p50 ms" in text
@@ -110,6 +119,10 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     assert ("typed-ss-native", "typed-ss native: call 50 conns calls/s >= 4x python-socketio") in checked
     versus_go = ("typed-ss-native", "typed-ss native: echo 50 conns msgs/s >= 1.0x Go")
     assert (versus_go in checked) == (GO_MISSING is None)
+    recovery = "typed-ss recovery: broadcast 5 server CPU µs/delivery <= 1.3x typed-ss native"
+    assert ("typed-ss-recovery", recovery) in checked
+    assert {ours for ours, _ in checked} == {"typed-ss", "typed-ss-native", "typed-ss-recovery"}
+    assert [label for ours, label in checked if ours == "typed-ss-recovery"] == [recovery]
 
 
 @pytest.mark.slow
@@ -127,7 +140,8 @@ def test_a_run_narrowed_to_calls_runs_only_calls() -> None:
 
 
 def test_ratios_divide_each_typed_ss_kind_by_each_peer() -> None:
-    assert OURS == ("typed-ss", "typed-ss-native")
+    assert OURS == ("typed-ss", "typed-ss-native", "typed-ss-recovery")
+    assert VARIANTS == {"typed-ss-recovery": "typed-ss-native"}
     assert KINDS[-1] == "go"  # a peer, never one of ours
     assert report.NAMES["asgi"] == "raw ASGI"
     assert report.comparisons(KINDS) == [
@@ -140,9 +154,18 @@ def test_ratios_divide_each_typed_ss_kind_by_each_peer() -> None:
         ("typed-ss-native", "socketio"),
         ("typed-ss-native", "go"),
         ("typed-ss-native", "typed-ss"),
+        ("typed-ss-recovery", "typed-ss-native"),
     ]
     assert report.comparisons(("typed-ss", "socketio")) == [("typed-ss", "socketio")]
     assert report.comparisons(("starlette", "socketio")) == []
+    # Recovery is divided by typed-ss native only: by no peer, and no peer by it.
+    assert report.comparisons(("typed-ss-recovery", "socketio")) == []
+    assert report.comparisons(("typed-ss", "typed-ss-recovery", "socketio")) == [("typed-ss", "socketio")]
+    native_and_recovery = ("typed-ss-native", "typed-ss-recovery", "go")
+    assert report.comparisons(native_and_recovery) == [
+        ("typed-ss-native", "go"),
+        ("typed-ss-recovery", "typed-ss-native"),
+    ]
 
 
 def test_targets_hold_each_kind_to_its_own_figures() -> None:
@@ -182,6 +205,65 @@ def test_the_native_transport_is_held_to_the_go_originals_figures() -> None:
     }
     assert checked["typed-ss native: echo 50 conns msgs/s >= 1.0x Go"]["missed_by_pct"] == pytest.approx(10)
     assert checked["typed-ss native: broadcast 200 p50 <= 1.0x Go"]["missed_by_pct"] == pytest.approx(25)
+
+
+def test_recovery_is_held_to_typed_ss_natives_broadcast_cpu_at_every_size() -> None:
+    kinds = ("typed-ss-native", "typed-ss-recovery")
+    cpu = {200: (2.0, 2.4), 1000: (1.0, 1.5), 10_000: (1.0, 1.3)}  # native, recovery: µs/delivery
+    medians: dict[str, dict[str, dict[str, float]]] = {
+        f"broadcast{size}": {
+            "typed-ss-native": {"server_cpu_us_per_delivery": native, "latency_p50_ms": 2.0},
+            "typed-ss-recovery": {"server_cpu_us_per_delivery": recovery, "latency_p50_ms": 3.0},
+        }
+        for size, (native, recovery) in cpu.items()
+    }
+    medians["idle"] = {
+        "typed-ss-native": {"kib_per_connection": 10.0},
+        "typed-ss-recovery": {"kib_per_connection": 12.5},
+    }
+    checked = {item["target"]: item for item in report.targets(medians)}
+    recovery = {label: item for label, item in checked.items() if item["ours"] == "typed-ss-recovery"}
+    label = "typed-ss recovery: broadcast {} server CPU µs/delivery <= 1.3x typed-ss native"
+    assert {key: (item["ratio"], item["met"]) for key, item in recovery.items()} == {
+        label.format("200"): (pytest.approx(1.2), True),
+        label.format("1,000"): (pytest.approx(1.5), False),
+        label.format("10,000"): (pytest.approx(1.3), True),
+    }
+    assert recovery[label.format("1,000")]["missed_by_pct"] == pytest.approx(100 * (1.5 / 1.3 - 1))
+    lines = report.target_lines(list(recovery.values()), repetitions=3)
+    assert lines[2:] == [
+        f"| {label.format('200')} | 1.20x | met |",
+        f"| {label.format('1,000')} | 1.50x | MISSED by 15% |",
+        f"| {label.format('10,000')} | 1.30x | met |",
+    ]
+    assert "indicative only" in report.target_lines(list(recovery.values()), repetitions=1)[2]
+
+    table = report.table(medians, kinds)
+    assert (
+        table[0] == "| figure | typed-ss native | typed-ss recovery | typed-ss recovery / typed-ss native |"
+    )
+    by_label = {line.split(" | ")[0].removeprefix("| "): line for line in table[2:]}
+    assert by_label["broadcast to 1,000: server CPU µs/delivery"] == (
+        "| broadcast to 1,000: server CPU µs/delivery | 1.00 | 1.50 | 1.50x |"
+    )
+    assert by_label["broadcast to 10,000: last receiver p50 ms"].endswith("| 2.00 | 3.00 | 1.50x |")
+    assert by_label["idle: server RSS KiB/conn"].endswith("| 10.0 | 12.5 | 1.25x |")  # sessions' memory
+
+
+def test_the_core_is_counted_under_a_kind_without_recovery(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The core alone serves the benchmark server with recovery off: never shown under the recovery
+    kind, even when it comes first."""
+    monkeypatch.setattr(run, "_core_totals", lambda operation, counts, workdir: [100, 700])
+    results: run.Results = {}
+    sizes = replace(SMOKE, scenarios=("callgrind",), callgrind=None)
+    run._count_core(replace(sizes, kinds=("typed-ss-recovery", "typed-ss-native")), tmp_path, results)
+    assert set(results["core"]) == {"typed-ss-native"}
+    assert results["core"]["typed-ss-native"][0]["instructions_per_msg"] == 6.0
+    results.clear()
+    run._count_core(replace(sizes, kinds=("typed-ss-recovery", "asgi")), tmp_path, results)
+    assert results == {}
 
 
 @pytest.mark.slow
@@ -407,10 +489,48 @@ def test_kinds_narrow_a_run_without_adding_typed_ss(monkeypatch: pytest.MonkeyPa
     assert ran == [("typed-ss-native", "socketio")]
 
 
-def test_both_typed_ss_kinds_speak_one_wire() -> None:
-    for make in (frame, lambda kind, event, data: call_frame(kind, event, 3, data)):
-        assert make("typed-ss-native", "add", PAYLOAD) == make("typed-ss", "add", PAYLOAD)
-    assert reply_frame("typed-ss-native", "add", 3, PAYLOAD) == reply_frame("typed-ss", "add", 3, PAYLOAD)
+def test_every_typed_ss_kind_speaks_one_wire() -> None:
+    for kind in ("typed-ss-native", "typed-ss-recovery"):
+        assert wire(kind) == wire("typed-ss")
+        for make in (frame, lambda kind, event, data: call_frame(kind, event, 3, data)):
+            assert make(kind, "add", PAYLOAD) == make("typed-ss", "add", PAYLOAD)
+        assert reply_frame(kind, "add", 3, PAYLOAD) == reply_frame("typed-ss", "add", 3, PAYLOAD)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["typed-ss-native", "typed-ss-recovery"])
+async def test_with_recovery_casts_carry_an_offset_and_replies_none(kind: str, tmp_path: Path) -> None:
+    """What the load generator reads from typed-ss with recovery on: every cast (the echo, an emit to
+    one socket, included) carries an offset flag after ``S``, which neither the echo's count nor the
+    casts' payload match minds; a call's reply carries none, so the call scenario's byte-for-byte check
+    holds. Recovery off, no frame carries one."""
+    bc, rc = payload("bc7-0"), payload("room1 r3.")
+    with server(kind, tmp_path) as started:
+        conn = await connect(kind, started.url)
+        got = await _exchange(
+            conn,
+            [
+                frame(kind, "echo", "hi"),
+                call_frame(kind, "add", 7, PAYLOAD),
+                frame(kind, "join", "room1"),
+                frame(kind, "rc", rc),
+                frame(kind, "bc", bc),
+            ],
+            expected=5,
+        )
+        await conn.close()
+    flag = rb"o\d+\.\d+" if kind == "typed-ss-recovery" else b""
+
+    def cast(event: str, data: str) -> bytes:
+        return re.escape(f"{event}\x01S".encode()) + flag + re.escape(f"\x02{data}".encode())
+
+    answers = [cast("echo", "hi"), re.escape(reply_frame(kind, "add", 7, PAYLOAD))]
+    answers += [cast("joined", "room1"), cast("rc", rc), cast("bc", bc)]
+    for message, answer in zip(got, answers, strict=True):
+        assert re.fullmatch(answer, message), message
+    # The broadcast and roomcast scenarios find their messages by the tag in the payload.
+    assert b"room1 r3." in got[3]
+    assert b"bc7-0." in got[4]
 
 
 def test_typed_ss_call_frames_are_the_protocols() -> None:
