@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from starlette.requests import HTTPConnection
 from websockets.protocol import State
 
-from tests.apps import make_app
+from tests.apps import echo_server, make_app
 from tests.backends.fault_proxy import FaultProxy
 from tests.support import Client, ServerFrame, connect_client, eventually, running
 from typed_ss import Recovery, Server, Socket
@@ -29,20 +29,26 @@ FAST = ReconnectPolicy(base=0.01, cap=0.05)
 
 
 def recovery_server(**options: Any) -> Server:
-    """A server with recovery on, ``join`` (answered with ``joined``) and ``enter`` (silent) handlers;
-    ``options`` go to :class:`Recovery`."""
-    ss = Server(recovery=Recovery(**options))
-
-    @ss.on("join")
-    async def join(sock: Socket, room: str) -> None:
-        await sock.join(room)
-        await sock.emit("joined", room)
+    """The tests' usual server (tests/apps.py: ``join`` answered with ``joined``...) with recovery on,
+    and ``enter``, a join that says nothing; ``options`` go to :class:`Recovery`."""
+    ss = echo_server(recovery=Recovery(**options))
 
     @ss.on("enter")
     async def enter(sock: Socket, room: str) -> None:
         await sock.join(room)  # and says nothing: the client is sent nothing at all
 
     return ss
+
+
+async def away(url: str, ss: Server, *, path: str = "/socket", **options: Any) -> tuple[Client, ServerFrame]:
+    """A client joins room ``r``, then its network fails; returns once the server has let it go, with
+    the client and the ``joined`` frame it received."""
+    async with connect_client(url, path, **options) as client:
+        await client.send("join", "r")
+        joined = await client.expect("joined")
+        drop(client)
+    await gone(ss, client.id)
+    return client, joined
 
 
 @asynccontextmanager
@@ -136,11 +142,7 @@ async def test_a_cut_connection_misses_nothing_across_rooms_broadcasts_and_its_o
 async def test_a_socket_that_received_nothing_from_its_room_recovers() -> None:
     ss = recovery_server()
     async with running(make_app(ss), ss) as url:
-        async with connect_client(url) as first:
-            await first.send("join", "r")
-            joined = await first.expect("joined")  # sent to its own stream, not the room's
-            drop(first)
-        await gone(ss, first.id)
+        first, joined = await away(url, ss)  # "joined" went to its own stream, not the room's
         await ss.roomcast("r", "msg", "one")
         await ss.socketcast(first.id, "msg", "two")
         async with connect_client(url, recovery_path(first.hello, offsets_of([joined]))) as again:
@@ -188,11 +190,7 @@ async def test_offsets_say_what_the_client_has_and_only_the_rest_is_replayed() -
 async def test_past_the_window_the_client_starts_afresh() -> None:
     ss = recovery_server(window=0.2)
     async with running(make_app(ss), ss) as url:
-        async with connect_client(url) as first:
-            await first.send("join", "r")
-            await first.expect("joined")
-            drop(first)
-        await gone(ss, first.id)
+        first, _ = await away(url, ss)
         assert ss.recovery is not None
         await eventually(lambda: len(ss.recovery.sessions) == 0)  # type: ignore[union-attr]
         await ss.roomcast("r", "msg", "missed")
@@ -207,11 +205,7 @@ async def test_past_the_window_the_client_starts_afresh() -> None:
 async def test_a_trimmed_history_means_a_fresh_start_not_a_partial_replay() -> None:
     ss = recovery_server(history=3)
     async with running(make_app(ss), ss) as url:
-        async with connect_client(url) as first:
-            await first.send("join", "r")
-            await first.expect("joined")
-            drop(first)
-        await gone(ss, first.id)
+        first, _ = await away(url, ss)
         for i in range(5):  # two more than the room's stream keeps
             await ss.roomcast("r", "msg", str(i))
         async with connect_client(url, recovery_path(first.hello)) as again:
@@ -241,11 +235,7 @@ async def test_a_token_works_only_for_the_identity_it_was_given_to() -> None:
         return request.headers.get("x-user")
 
     async with running(make_app(ss), ss) as url:
-        async with connect_client(url, additional_headers={"x-user": "ann"}) as first:
-            await first.send("join", "r")
-            await first.expect("joined")
-            drop(first)
-        await gone(ss, first.id)
+        first, _ = await away(url, ss, additional_headers={"x-user": "ann"})
         path = recovery_path(first.hello)
         async with connect_client(url, path, additional_headers={"x-user": "bob"}) as thief:
             assert thief.hello["recovered"] is False
@@ -419,11 +409,7 @@ async def test_on_another_instances_casts_the_away_client_missed_are_kept_and_re
         await sock.emit("joined", room)
 
     async with running(make_app(here), here) as url, running(make_app(there), there):
-        async with connect_client(url) as first:
-            await first.send("join", "r")
-            joined = await first.expect("joined")
-            drop(first)
-        await gone(here, first.id)
+        first, joined = await away(url, here)
         # This instance has no member of "r" now, but the session still refers to it: its casts from
         # the other instance keep arriving, and are kept.
         await there.roomcast("r", "msg", "from there")
