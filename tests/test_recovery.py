@@ -103,7 +103,14 @@ async def test_a_cut_connection_misses_nothing_across_rooms_broadcasts_and_its_o
             received.append(value)
 
         client.on("n", number)
-        client.on_reconnected(reconnects.append)
+
+        @client.on_reconnected
+        async def reconnected(event: Reconnected) -> None:
+            handled = len(received)
+            await asyncio.sleep(0.05)  # the stream goes on meanwhile: nothing is handled before the hook
+            assert len(received) == handled
+            reconnects.append(event)
+
         async with client:
             await client.join("r")
             socket_id = client.id

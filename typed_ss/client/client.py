@@ -265,11 +265,12 @@ class Client:
         return hook
 
     def on_reconnected(self, hook: _ReconnectedHook) -> _ReconnectedHook:
-        """Call ``hook(Reconnected(recovered, rooms))`` after each reconnect, before ``on_connected``.
-        ``recovered`` is ``True`` when the server took this client's session up (its socket id and
-        rooms, which :attr:`rooms` then lists, and every frame missed meanwhile, handled before any
-        newer one); ``False`` when it starts afresh (the rooms :meth:`join` remembers are joined
-        again), which a server without connection state recovery always says."""
+        """Call ``hook(Reconnected(recovered, rooms))`` after each reconnect, before any frame of the
+        new connection is handled and before ``on_connected``. ``recovered`` is ``True`` when the
+        server took this client's session up (its socket id and rooms, and every frame missed
+        meanwhile, handled next, before any newer one); ``False`` when it starts afresh (the rooms
+        :meth:`join` remembers are joined again next), which a server without connection state
+        recovery always says. The handlers wait for the hook: it must not wait for them."""
         self._on_reconnected = hook
         return hook
 
@@ -557,15 +558,19 @@ class Client:
             self._retry.opened(time.monotonic())
         token = _readying.set(connection)
         try:
-            recovered = connection.hello is not None and connection.hello.recovered is True
+            hello = connection.hello
+            recovered = hello is not None and hello.recovered is True
+            try:
+                if self._reconnecting:
+                    # Before any frame of the connection is handled, a replay's first among them.
+                    rooms = hello.rooms if recovered and hello is not None and hello.rooms else self._rooms
+                    reconnected = Reconnected(recovered, tuple(rooms))
+                    await self._run_hook("on_reconnected", self._on_reconnected, reconnected)
+            finally:
+                connection.release()
             if not recovered:
-                # The rooms first: what the hooks send may be meant for them.
+                # The rooms before on_connected: what it sends may be meant for them.
                 await self._rejoin()
-            if self._reconnecting:
-                hello = connection.hello
-                rooms = hello.rooms if recovered and hello is not None and hello.rooms else self._rooms
-                reconnected = Reconnected(recovered, tuple(rooms))
-                await self._run_hook("on_reconnected", self._on_reconnected, reconnected)
             await self._run_hook("on_connected", self._on_connected)
         finally:
             _readying.reset(token)

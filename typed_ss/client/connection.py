@@ -158,6 +158,7 @@ class Connection:
         "_inbox",
         "_positions",
         "_reader",
+        "_released",
         "_room",
         "_runner",
         "_server_error",
@@ -192,8 +193,15 @@ class Connection:
         self._room = asyncio.Event()
         self._room.set()
         self._stopped = False  # closed by the client: the frames not yet handled are dropped
+        # Handlers wait for release(): the client's on_reconnected hook runs before any frame of the
+        # new connection is handled (a replay's first among them). Replies to calls do not wait.
+        self._released = asyncio.Event()
         self._reader = asyncio.create_task(self._read(first, read_ahead), name="typed-ss client reader")
         self._runner = asyncio.create_task(self._run(), name="typed-ss client handlers")
+
+    def release(self) -> None:
+        """Let the handlers run: the client has reported the connection (``on_reconnected``)."""
+        self._released.set()
 
     @property
     def open(self) -> bool:
@@ -283,6 +291,7 @@ class Connection:
     # --- the handler task ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        await self._released.wait()
         while (frame := await self._inbox.get()) is not None and not self._stopped:
             self._room.set()
             if frame.event == ERROR_EVENT:
