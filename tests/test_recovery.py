@@ -469,3 +469,57 @@ async def test_an_identity_without_a_json_form_is_compared_with_eq() -> None:
             assert other.hello["recovered"] is False
         async with connect_client(url, path, additional_headers={"x-user": "ann"}) as again:
             assert again.hello["recovered"] is True
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"ss_session": "no-such-token"},
+        {"ss_session": "\r\nforged line", "ss_offsets": "1.1"},
+        {"ss_offsets": "1.1"},  # offsets without a token: nothing to recover
+        {"ss_session": "", "ss_offsets": ""},
+    ],
+)
+async def test_a_bad_token_starts_afresh_and_logs_nothing_the_client_wrote(
+    query: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    ss = recovery_server()
+    async with running(make_app(ss), ss) as url:
+        async with connect_client(url, "/socket?" + urlencode(query)) as client:
+            assert client.hello.get("recovered") in (False, None)
+            await client.send("join", "r")
+            await client.expect("joined")  # the connection works
+    assert not any("forged" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        "x.1",
+        "1.x",
+        "1",
+        "1.1,,2.2",
+        "1." + "9" * 20,  # past 19 digits
+        ",".join(f"{i}.1" for i in range(257)),  # past 256 entries
+    ],
+)
+async def test_malformed_offsets_start_afresh(offsets: str) -> None:
+    ss = recovery_server()
+    async with running(make_app(ss), ss) as url:
+        first, _ = await away(url, ss)
+        path = "/socket?" + urlencode({"ss_session": first.hello["session"], "ss_offsets": offsets})
+        async with connect_client(url, path) as again:
+            assert again.hello["recovered"] is False
+            assert again.id != first.id
+
+
+async def test_offsets_of_streams_the_session_is_not_in_are_ignored() -> None:
+    ss = recovery_server()
+    async with running(make_app(ss), ss) as url:
+        first, joined = await away(url, ss)
+        positions = {**offsets_of([joined]), **{str(i): "5" for i in range(200)}}  # rooms left long ago
+        async with connect_client(url, recovery_path(first.hello, positions)) as again:
+            assert again.hello["recovered"] is True
+            assert sorted(again.hello["streams"]) == sorted(
+                stream_tag(name) for name in ("__broadcast", "r", f"__socket_id:{first.id}")
+            )
