@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import msgspec
 import pytest
 
 from tests.backends.conftest import Bus, Linked
 from tests.support import Client, connect_client, connect_clients, eventually
-from typed_ss import MultihomeHealth, Server
+from typed_ss import MultihomeHealth, Recovery, Server
 from typed_ss.multihome import BROADCAST_TOPIC, ENVELOPE_VERSION, Envelope, room_topic
 
 pytestmark = pytest.mark.timeout(60)
@@ -186,3 +188,23 @@ async def test_a_loss_in_a_room_is_told_to_its_members_only(linked: Linked) -> N
             assert (await member.expect("__gap")).json() == {"room": "room", "lost": 2}
             assert (await member.expect("chat")).payload == "four"
             await outsider.nothing_within(0.2)
+
+
+async def test_a_client_away_from_its_instance_gets_what_the_others_sent_meanwhile(linked: Linked) -> None:
+    # Connection state recovery keeps, per instance, what reaches its sockets' rooms; the rooms of a
+    # client that is away stay subscribed, so what the other instances send meanwhile is kept too.
+    async with linked(2, recovery=Recovery()) as (a, b):
+        async with connect_client(a.url) as away:
+            await away.send("join", "room")
+            joined = await away.expect("joined")
+            away.ws.transport.abort()  # the network fails: no close frame
+        await eventually(lambda: away.id not in a.server.sockets)
+        await b.server.roomcast("room", "chat", "to the room")
+        await b.server.socketcast(away.id, "direct", "to the socket")
+        await b.server.broadcast("news", "to everyone")
+        tag, _, offset = joined.letter[2:].partition(".")
+        query = urlencode({"ss_session": away.hello["session"], "ss_offsets": f"{tag}.{offset}"})
+        async with connect_client(a.url, f"/socket?{query}") as again:
+            assert again.hello["recovered"] is True
+            got = {(await again.recv()).payload for _ in range(3)}
+            assert got == {"to the room", "to the socket", "to everyone"}
