@@ -108,7 +108,8 @@ class Connection:
         self._closing = False  # the socket takes no more messages
         self.socket: Socket | None = None
         """The socket, once the upgrade has been accepted."""
-        self._inbox: deque[tuple[str | bytes, bool]] = deque()  # (message, whether it is a call)
+        # (message, whether it is a call); made when the watcher first reads ahead (760 bytes empty).
+        self._inbox: deque[tuple[str | bytes, bool]] | None = None
         self._inbox_bytes = 0
         self._inbox_calls = 0
         self._busy = False  # a handler (or hook) of this connection is running and has suspended
@@ -533,7 +534,7 @@ class Connection:
         try:
             while self._busy or not self._inbox:
                 if (
-                    len(self._inbox) >= limits.read_ahead_messages
+                    len(self._inbox or ()) >= limits.read_ahead_messages
                     or self._inbox_bytes >= limits.max_message_size
                 ):
                     return  # the inbox is full: let the client's TCP window fill
@@ -547,6 +548,8 @@ class Connection:
                 is_call = self._screen(message)
                 if is_call is None:
                     continue  # a reply taken at once, or a call refused
+                if self._inbox is None:
+                    self._inbox = deque()
                 self._inbox.append((message, is_call))
                 self._inbox_bytes += len(message)
                 self._inbox_calls += is_call

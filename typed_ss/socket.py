@@ -160,8 +160,9 @@ class Socket(Generic[Identity]):
         self._connection = connection
         self._life = _CONNECTING
         # Frames waiting to be sent, in CONNECTING (behind __hello) and CONGESTED (for the writer),
-        # and a close waiting behind them in CLOSING.
-        self._queue: deque[_Outgoing] = deque()
+        # and a close waiting behind them in CLOSING; made when first needed (an empty deque is 760
+        # bytes, and most sockets never queue anything once open).
+        self._queue: deque[_Outgoing] | None = None
         self._queue_bytes = 0
         # The writer (draining a congested queue) or the closer (ending an evicted socket): at most
         # one runs at a time, and teardown cancels it.
@@ -349,7 +350,7 @@ class Socket(Generic[Identity]):
         self._connection.closing()
         self.close_code = code
         if was is not _OPEN:  # behind __hello, or behind a congested queue
-            self._queue.append(_Close(code, reason))
+            self._enqueue(_Close(code, reason))
             return
         try:
             pending = self._transport.close(code, reason)
@@ -368,8 +369,8 @@ class Socket(Generic[Identity]):
         hello, instead of the frames queued meanwhile: those were kept, so the replay holds them."""
         if self._life is not _CONNECTING and self._life is not _CLOSING:
             return  # ended while it was being attached
-        queued = list(self._queue)
-        self._queue.clear()
+        queued = list(self._queue or ())
+        self._queue = None
         self._queue_bytes = 0
         self._life = _OPEN
         self.push(hello)
@@ -403,19 +404,26 @@ class Socket(Generic[Identity]):
             if self._queue_bytes > self._server.limits.send_queue_bytes:
                 self._evict(f"its send queue passed {self._server.limits.send_queue_bytes} bytes")
                 return
-            self._queue.append(frame)
+            self._enqueue(frame)
+
+    def _enqueue(self, item: _Outgoing) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(item)
 
     async def _drain(self, pending: PendingSend) -> None:
         """The writer: finish the congested send, then send the queue in order, until it is empty."""
-        queue = self._queue
         timeout = self._server.limits.send_timeout
         try:
             while True:
                 async with asyncio.timeout(timeout):
                     await pending
                 while True:
+                    queue = self._queue  # read each time: a push makes it while this one waits
                     if not queue:
                         self._side_task = None
+                        self._queue = None
                         if self._life is _CONGESTED:
                             self._life = _OPEN
                         return
@@ -473,7 +481,7 @@ class Socket(Generic[Identity]):
         writer, self._side_task = self._side_task, None
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
-        self._queue.clear()
+        self._queue = None
         self._queue_bytes = 0
         self._side_task = asyncio.create_task(self._end(code, reason))
 
@@ -518,5 +526,5 @@ class Socket(Generic[Identity]):
         side, self._side_task = self._side_task, None
         if side is not None and side is not asyncio.current_task() and not side.done():
             side.cancel()
-        self._queue.clear()
+        self._queue = None
         self._queue_bytes = 0
