@@ -426,3 +426,19 @@ async def test_payloads_that_are_json_strings_travel_as_json(load: Any) -> None:
             await eventually(lambda: ticked)
     assert isinstance(seen[0], datetime)
     assert ticked == ["2024-05-06T07:08:09Z"]  # msgspec writes UTC so
+
+
+@pytest.mark.parametrize(
+    "hook",
+    ["on_connected", "on_disconnected", "on_reload_needed", "on_server_error", "on_reconnected", "on_gap"],
+)
+def test_the_generated_client_hands_every_hook_to_the_client_under_it(load: Any, hook: str) -> None:
+    from tests.codegen.app import ss
+
+    client = load(generated(ss.contract)).connect("ws://127.0.0.1:9/socket", reconnect=False)
+
+    def registered(*_: object) -> None:
+        pass
+
+    assert getattr(client, hook)(registered) is registered
+    assert getattr(client.raw, f"_{hook}") is registered

@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Final, Generic, Literal, Self, TypeAlias, TypeVar
 
 from typed_ss.calls import reply_decoder
-from typed_ss.client.client import Client
+from typed_ss.client.client import Client, Reconnected
 from typed_ss.client.options import ConnectOptions
 from typed_ss.events import PayloadFrames
 from typed_ss.limits import Limits
-from typed_ss.protocol import ErrorPayload, check_event_name
+from typed_ss.protocol import ErrorPayload, Gap, check_event_name
 from typed_ss.typeinfo import PayloadKind, payload_kind
 
 # Client and ConnectOptions are re-exported: a generated module imports this module alone.
@@ -144,6 +144,8 @@ class Incoming(_Event, Generic[P, R]):
 _NoArgHook = TypeVar("_NoArgHook", bound=Callable[[], object])
 _CodeHook = TypeVar("_CodeHook", bound=Callable[[int], object])
 _ErrorHook = TypeVar("_ErrorHook", bound=Callable[[ErrorPayload], object])
+_ReconnectedHook = TypeVar("_ReconnectedHook", bound=Callable[[Reconnected], object])
+_GapHook = TypeVar("_GapHook", bound=Callable[[Gap], object])
 
 
 class TypedClientBase:
@@ -204,6 +206,14 @@ class TypedClientBase:
     def on_server_error(self, hook: _ErrorHook) -> _ErrorHook:
         """See :meth:`Client.on_server_error <typed_ss.client.Client.on_server_error>`."""
         return self.raw.on_server_error(hook)
+
+    def on_reconnected(self, hook: _ReconnectedHook) -> _ReconnectedHook:
+        """See :meth:`Client.on_reconnected <typed_ss.client.Client.on_reconnected>`."""
+        return self.raw.on_reconnected(hook)
+
+    def on_gap(self, hook: _GapHook) -> _GapHook:
+        """See :meth:`Client.on_gap <typed_ss.client.Client.on_gap>`."""
+        return self.raw.on_gap(hook)
 
     async def close(self) -> None:
         """Close for good (see :meth:`Client.close <typed_ss.client.Client.close>`)."""
