@@ -1,22 +1,15 @@
-"""The app of the JS clients' connection state recovery tests (clients/js/test/recovery.test.js).
+"""The app of the JS clients' connection state recovery tests (clients/js/test/recovery.test.js): the
+tests' usual server (tests/apps.py) with recovery on, and ``say``.
 
 .venv/bin/python -m tests.serve tests.js_recovery_app:app
 """
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
+from tests.apps import echo_server, make_app
+from typed_ss import Recovery, Socket
 
-from typed_ss import Recovery, Server, Socket
-
-ss = Server(recovery=Recovery(window=30.0))
-
-
-@ss.on("join")
-async def join(sock: Socket, room: str) -> None:
-    await sock.join(room)
-    await sock.emit("joined", room)
+ss = echo_server(recovery=Recovery(window=30.0))
 
 
 @ss.on("say")
@@ -26,4 +19,4 @@ async def say(sock: Socket, text: str) -> None:
     await sock.emit("sent", text)
 
 
-app = Starlette(routes=[WebSocketRoute("/socket", ss)], lifespan=ss.lifespan)
+app = make_app(ss)

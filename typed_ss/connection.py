@@ -79,7 +79,6 @@ class Connection:
         "_busy",
         "_call_digits",
         "_call_id",
-        "_client_code",
         "_client_log",
         "_closing",
         "_ended_by_server",
@@ -113,8 +112,7 @@ class Connection:
         self._inbox_bytes = 0
         self._inbox_calls = 0
         self._busy = False  # a handler (or hook) of this connection is running and has suspended
-        self._gone: Disconnected | None = None  # the watcher saw the connection end
-        self._client_code: int | None = None  # the close code the connection ended with, when read
+        self._gone: Disconnected | None = None  # the connection ended (its close code), as first read
         self._tearing_down = False
         self._watcher: asyncio.Task[None] | None = None
         self._woken: asyncio.Event | None = None
@@ -194,7 +192,8 @@ class Connection:
                     await sock.close(CloseCode.INTERNAL_ERROR, "internal error")
             await self._read()
         except Disconnected as gone:
-            self._client_code = gone.code
+            if self._gone is None:
+                self._gone = gone
         except asyncio.CancelledError:
             if not self._ended_by_server:
                 raise
@@ -301,8 +300,7 @@ class Connection:
         hub.detach(sock)
         sock.ended()
         if self._server.recovery is not None:
-            client_code = self._client_code if self._gone is None else self._gone.code
-            self._server.recovery.ended(sock, client_code)
+            self._server.recovery.ended(sock, None if self._gone is None else self._gone.code)
         on_disconnect = self._server.hooks.on_disconnect
         if on_disconnect is not None:
             try:

@@ -39,6 +39,7 @@ from typed_ss.protocol import (
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
+    from typed_ss.hub import Recorder
     from typed_ss.recovery.sessions import Session
     from typed_ss.server import Server
 
@@ -258,10 +259,11 @@ class Socket(Generic[Identity]):
         server = self._server
         # The server's table, read here, not through a method: one call less on every emit.
         encode = server.encoders.get(event) or server.encoder(event)
-        if server.hub.recorder is None:
-            self.push(encode(data))  # without recovery, straight to the send path: one call less
+        recorder = server.hub.recorder
+        if recorder is None:
+            self.push(encode(data))  # written out, not through emit_frame: one call less per emit
         else:
-            self.emit_frame(encode(data))
+            self._push_kept(recorder, encode(data))
 
     def emit_frame(self, frame: Frame) -> None:
         """Send an encoded event frame to this client, kept for connection state recovery when it is
@@ -270,7 +272,11 @@ class Socket(Generic[Identity]):
         recorder = self._server.hub.recorder
         if recorder is None:
             self.push(frame)
-        elif self.connected:  # a socket ended (taken over, say) keeps nothing for the one after it
+        else:
+            self._push_kept(recorder, frame)
+
+    def _push_kept(self, recorder: Recorder, frame: Frame) -> None:
+        if self.connected:  # a socket ended (taken over, say) keeps nothing for the one after it
             self.push(recorder.record(socket_room(self.id), frame))
 
     async def roomcast(self, room: str, event: str, data: object) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -75,6 +75,8 @@ class ServerHello(msgspec.Struct, frozen=True):
 _hello_decoder = msgspec.json.Decoder(ServerHello)
 _error_decoder = msgspec.json.Decoder(ErrorPayload)
 _gap_decoder = msgspec.json.Decoder(Gap)
+
+T = TypeVar("T")
 
 
 def with_contract(url: str, fingerprint: str) -> str:
@@ -295,10 +297,10 @@ class Connection:
         while (frame := await self._inbox.get()) is not None and not self._stopped:
             self._room.set()
             if frame.event == ERROR_EVENT:
-                await self._error_event(frame)
+                await _reserved_event(frame, _error_decoder, self._server_error)
                 continue
             if frame.event == GAP_EVENT:
-                await self._gap_event(frame)
+                await _reserved_event(frame, _gap_decoder, self._gap)
                 continue
             is_call = frame.marker is not None
             if is_call and not self.open:
@@ -315,18 +317,15 @@ class Connection:
                         frame.event,
                     )
 
-    async def _error_event(self, frame: ServerFrame) -> None:
-        try:
-            error = _error_decoder.decode(frame.payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            logger.warning("a malformed __error from the server: %.200r", frame.payload)
-            return
-        await self._server_error(error)
 
-    async def _gap_event(self, frame: ServerFrame) -> None:
-        try:
-            gap = _gap_decoder.decode(frame.payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            logger.warning("a malformed __gap from the server: %.200r", frame.payload)
-            return
-        await self._gap(gap)
+async def _reserved_event(
+    frame: ServerFrame, decoder: msgspec.json.Decoder[T], report: Callable[[T], Awaitable[None]]
+) -> None:
+    """Decode a reserved event's JSON payload (``__error``, ``__gap``) and report it; a malformed one
+    is logged and dropped."""
+    try:
+        value = decoder.decode(frame.payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        logger.warning("a malformed %s from the server: %.200r", frame.event, frame.payload)
+        return
+    await report(value)
