@@ -44,7 +44,6 @@ from typed_ss.protocol import (
     CALL,
     REPLY,
     SUBPROTOCOL,
-    Frame,
     error_frame,
     error_reply_frame,
     hello_frame,
@@ -52,7 +51,7 @@ from typed_ss.protocol import (
     split_message,
     stream_tag,
 )
-from typed_ss.recovery.recoverer import Claim
+from typed_ss.recovery.recoverer import Claim, Replay
 from typed_ss.socket import Socket
 from typed_ss.stepping import Resume
 from typed_ss.transport import Disconnected, Transport
@@ -150,16 +149,16 @@ class Connection:
         sock = self.socket = Socket(server, transport, self, identity, socket_id)
         try:
             if recovery is not None:
-                sock.session = recovery.opened(sock, claim, identity)
+                sock.session = await recovery.opened(sock, claim, identity)
             # Attaching waits until the backend delivers the socket's own room, so the id in __hello
             # is reachable from every instance; casts that arrive meanwhile wait behind __hello.
             await server.hub.attach(sock)
-            replay: list[Frame] | None = None
+            replay: Replay | None = None
             if session is not None:
                 assert recovery is not None
                 for room in list(session.rooms):
                     await server.hub.join(sock, room)
-                replay = recovery.replay(claim)
+                replay = await recovery.replay(claim)
                 if replay is None:
                     # Trimmed while the rooms were joined (rare): no hello, the session dropped; the
                     # client comes back and starts afresh.
@@ -179,6 +178,8 @@ class Connection:
                 streams=_stream_tags(server.hub.rooms_of(sock)) if sock.recovered else None,
             )
             sock.open(hello, replay)
+            if replay is not None and recovery is not None and recovery.shares_history:
+                server.hub.caught_up(sock, replay.upto)
             logger.debug("socket %s connected", sock.id, extra=fields(sock.id))
             if not self._contract_accepted(sock, contract):
                 await sock.close(CloseCode.CONTRACT_MISMATCH, "client out of date: reload needed")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Set
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
-from typed_ss.protocol import BROADCAST_STREAM, SOCKET_ROOM_PREFIX, Frame, socket_room
+from typed_ss.protocol import BROADCAST_STREAM, SOCKET_ROOM_PREFIX, Frame, socket_room, stream_tag
 
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
@@ -41,13 +41,18 @@ class Recorder(Protocol):
     """Keeps what is sent, for connection state recovery (implemented by
     :class:`typed_ss.recovery.recoverer.Recoverer`)."""
 
-    def record(self, stream: str, frame: Frame) -> Frame:
+    def record(self, stream: str, frame: Frame) -> Frame | None:
         """Keep ``frame``, sent to ``stream`` (a room, or the broadcasts); returns the frame as every
-        recipient gets it (flagged with its offset)."""
+        recipient gets it (flagged with its offset), or ``None`` when the backend keeps the history:
+        the frame is then delivered here too once it comes back from the backend, with its offset."""
         ...
 
-    def joined(self, sock: Socket, room: str) -> None:
-        """``sock`` joined ``room``."""
+    def kept(self, stream: str, frame: Frame, offset: int) -> Frame:
+        """A frame the backend kept at ``offset`` of ``stream``, as every recipient gets it."""
+        ...
+
+    async def joined(self, sock: Socket, room: str) -> None:
+        """``sock`` is joining ``room`` (called before the hub starts receiving the room's casts)."""
         ...
 
     def left(self, sock: Socket, room: str) -> None:
@@ -67,7 +72,7 @@ class Hub:
     """Sockets by id, and room membership both ways: room name to its local members, and socket to
     its rooms (its own ``__socket_id:`` room included). The hub is the one owner of membership."""
 
-    __slots__ = ("_memberships", "_rooms", "_sockets", "recorder", "relay")
+    __slots__ = ("_catching_up", "_memberships", "_rooms", "_sockets", "recorder", "relay")
 
     def __init__(self) -> None:
         self._sockets: dict[str, Socket] = {}
@@ -77,6 +82,9 @@ class Hub:
         self.relay: Relay | None = None
         self.recorder: Recorder | None = None
         """Set when connection state recovery is on: every cast is kept, and membership reported."""
+        # Recovered sockets whose replay was read from the backend's history: stream tag -> the last
+        # offset replayed. A cast that comes back from the backend at or before it was replayed.
+        self._catching_up: dict[Socket, dict[str, int]] = {}
 
     @property
     def sockets(self) -> Mapping[str, Socket]:
@@ -111,6 +119,7 @@ class Hub:
         if self._sockets.get(sock.id) is not sock:
             return  # detached already; its id may be another socket's by now (a recovered session)
         del self._sockets[sock.id]
+        self._catching_up.pop(sock, None)
         for room in self._memberships.get(sock, ()):
             members = self._rooms.get(room)
             if members is not None:
@@ -128,13 +137,15 @@ class Hub:
         instances will arrive here too."""
         if self._sockets.get(sock.id) is not sock:  # detached: closing or gone
             return
+        if self.recorder is not None:
+            await self.recorder.joined(sock, room)  # waits only when the backend keeps the history
+            if self._sockets.get(sock.id) is not sock:
+                return
         members = self._rooms.get(room)
         if members is None:
             members = self._rooms[room] = set()
         members.add(sock)
         self._memberships[sock].add(room)
-        if self.recorder is not None:
-            self.recorder.joined(sock, room)
         if self.relay is not None:
             # Every joiner waits, not only the first: a second socket joining while the first one's
             # subscription is on its way must not return before it is active either.
@@ -168,8 +179,9 @@ class Hub:
     def broadcast(self, frame: Frame) -> None:
         """Push ``frame`` to every local socket, then hand it to the relay."""
         sent = frame if self.recorder is None else self.recorder.record(BROADCAST_STREAM, frame)
-        for sock in self._sockets.values():
-            sock.push(sent)
+        if sent is not None:
+            for sock in self._sockets.values():
+                sock.push(sent)
         if self.relay is not None:
             self.relay.publish(None, frame)
 
@@ -177,16 +189,44 @@ class Hub:
         """Push ``frame`` to every local member of ``room``, then hand it to the relay."""
         sent = frame if self.recorder is None else self.recorder.record(room, frame)
         members = self._rooms.get(room)
-        if members:
+        if members and sent is not None:
             for sock in members:
                 sock.push(sent)
         if self.relay is not None:
             self.relay.publish(room, frame)
 
-    def deliver(self, room: str | None, frame: Frame) -> None:
-        """Deliver a cast that another instance started to the local recipients only."""
-        if self.recorder is not None:
-            frame = self.recorder.record(BROADCAST_STREAM if room is None else room, frame)
+    def send_kept(self, sock: Socket, frame: Frame) -> None:
+        """Send ``frame`` to ``sock`` alone, kept for connection state recovery (the recorder is set)."""
+        assert self.recorder is not None
+        room = socket_room(sock.id)
+        sent = self.recorder.record(room, frame)
+        if sent is not None:
+            sock.push(sent)
+        elif self.relay is not None:
+            self.relay.publish(room, frame)  # delivered to the socket once the backend kept it
+
+    def deliver(self, room: str | None, frame: Frame, offset: int | None = None) -> None:
+        """Deliver a cast that another instance started (or, with the history in the backend, any
+        cast, ``offset`` its place in the history) to the local recipients only."""
+        stream = BROADCAST_STREAM if room is None else room
+        recorder = self.recorder
+        if recorder is not None:
+            kept = recorder.record(stream, frame) if offset is None else recorder.kept(stream, frame, offset)
+            if kept is not None:  # None: a notice the backend's history does not hold, sent as it is
+                frame = kept
         targets = self._sockets.values() if room is None else self._rooms.get(room, ())
+        if offset is not None and self._catching_up:
+            tag = stream_tag(stream)
+            for sock in targets:
+                replayed = self._catching_up.get(sock)
+                if replayed is None or replayed.get(tag, -1) < offset:
+                    sock.push(frame)
+            return
         for sock in targets:
             sock.push(frame)
+
+    def caught_up(self, sock: Socket, replayed: dict[str, int]) -> None:
+        """``sock`` was sent its replay, up to ``replayed`` (stream tag -> offset): the casts that come
+        back from the backend's history at or before those offsets are not sent to it again."""
+        if replayed and self._sockets.get(sock.id) is sock:
+            self._catching_up[sock] = replayed

@@ -8,7 +8,11 @@ local members, so an instance with no member of a room gets none of its traffic.
 Delivery is at most once. Each publisher numbers its messages per topic; a receiver that sees a
 number skipped counts the messages as lost and logs it, and drops repeated numbers as duplicates. A
 new boot epoch, or a new stream number after the publisher recreated its counter, starts the count
-afresh. Publishing goes through a bounded outbox drained by one task, so no handler ever waits on
+afresh. With a backend that keeps history for connection state recovery
+(:class:`~typed_ss.backends.base.HistoryBackend`, ``keeps_history=True``), every message arrives with
+its offset in its topic's history, and an instance delivers its own casts when they come back from
+the backend, so that every instance delivers a topic's casts in the history's order (see
+docs/recovery.md). Publishing goes through a bounded outbox drained by one task, so no handler ever waits on
 the backend and messages leave in order; during an outage the outbox keeps the newest
 ``outbox_size`` messages, at most ``outbox_bytes`` of them, and counts the ones it drops. The
 publisher and the reader are supervised tasks: if one fails it is logged, restarted, and counted in
@@ -23,18 +27,25 @@ import itertools
 import logging
 import secrets
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 import msgspec
 
 from typed_ss.errors import ProtocolError
 from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
-from typed_ss.protocol import SOCKET_ROOM_PREFIX, Frame, frame_from_parts, frame_parts, gap_frame
+from typed_ss.protocol import (
+    BROADCAST_STREAM,
+    SOCKET_ROOM_PREFIX,
+    Frame,
+    frame_from_parts,
+    frame_parts,
+    gap_frame,
+)
 from typed_ss.supervision import Backoff, Supervised, TaskHealth
 
 if TYPE_CHECKING:
-    from typed_ss.backends.base import Backend
+    from typed_ss.backends.base import Backend, HistoryBackend
     from typed_ss.hub import Hub
 
 __all__ = ["BROADCAST_TOPIC", "ENVELOPE_VERSION", "Envelope", "Multihome", "room_topic"]
@@ -52,6 +63,10 @@ MAX_STREAMS: Final = 100_000
 def room_topic(room: str) -> str:
     """The topic a room's casts travel on."""
     return "r:" + room
+
+
+def _stream_topic(stream: str) -> str:
+    return BROADCAST_TOPIC if stream == BROADCAST_STREAM else room_topic(stream)
 
 
 class Envelope(msgspec.Struct, array_like=True, frozen=True):
@@ -98,9 +113,12 @@ class Multihome:
         outbox_size: int = 10_000,
         outbox_bytes: int = 64 * 1024 * 1024,
         instance_id: str | None = None,
+        keeps_history: bool = False,
     ) -> None:
         self.hub = hub
         self.backend = backend
+        self.keeps_history: Final = keeps_history
+        """Whether the backend keeps history (it was asked to with ``keep_history()``)."""
         self.instance_id: Final = instance_id or secrets.token_hex(8)
         self.epoch = 0
         self._max_envelope_size = max_envelope_size
@@ -267,14 +285,22 @@ class Multihome:
     async def _read_loop(self) -> None:
         # The stream ends only when the backend stops, and the bridge stops this task first: an end
         # here is unexpected, and the supervisor restarts the loop.
+        if self.keeps_history:
+            async for topic, data, offset in self._history_backend().kept_messages():
+                try:
+                    self.receive(topic, data, offset)
+                except Exception:  # one bad message must never stop the stream
+                    logger.exception("multihome: failed to deliver a message on %r", topic)
+            return
         async for topic, data in self.backend.messages():
             try:
                 self.receive(topic, data)
             except Exception:  # one bad message must never stop the stream
                 logger.exception("multihome: failed to deliver a message on %r", topic)
 
-    def receive(self, topic: str, data: bytes) -> None:
-        """Check one message from the backend and deliver it to the local recipients."""
+    def receive(self, topic: str, data: bytes, offset: int | None = None) -> None:
+        """Check one message from the backend and deliver it to the local recipients (``offset``:
+        its place in its topic's history, when the backend keeps one)."""
         self.counters["received"] += 1
         if len(data) > self._max_envelope_size:
             self._reject("oversized", f"{len(data)} bytes on {topic!r}")
@@ -297,7 +323,7 @@ class Multihome:
         if envelope.v != ENVELOPE_VERSION:
             self._reject("unknown_version", f"version {envelope.v} on {topic!r}")
             return
-        if envelope.origin == self.instance_id:
+        if envelope.origin == self.instance_id and offset is None:
             return  # our own cast, already delivered locally
         if (envelope.kind == "broadcast") != (envelope.room is None):
             self._reject("malformed", f"a {envelope.kind} with room {envelope.room!r} on {topic!r}")
@@ -323,7 +349,49 @@ class Multihome:
             told = None if room is None or room.startswith(SOCKET_ROOM_PREFIX) else room
             self.hub.deliver(room, gap_frame(told, lost))
         self.counters["delivered"] += 1
-        self.hub.deliver(envelope.room, frame)
+        self.hub.deliver(envelope.room, frame, offset)
+
+    # --- history (connection state recovery) -------------------------------------------------------
+
+    async def position(self, stream: str) -> int:
+        """The offset of the newest cast the backend keeps of ``stream`` (a room, or
+        :data:`~typed_ss.protocol.BROADCAST_STREAM`); 0 when it keeps none."""
+        return await self._history_backend().position(_stream_topic(stream))
+
+    async def since(self, after: dict[str, int]) -> list[tuple[str, int, Frame]] | None:
+        """The casts the backend keeps of each stream after its offset, as ``(stream, offset,
+        frame)``; ``None`` when some are no longer kept. A message the publisher sent twice (it
+        retried a publish that had worked) is given once."""
+        topics = {_stream_topic(stream): stream for stream in after}
+        found = await self._history_backend().since(
+            {topic: after[stream] for topic, stream in topics.items()}
+        )
+        if found is None:
+            return None
+        casts: list[tuple[str, int, Frame]] = []
+        seen: set[tuple[str, int, int, int]] = set()
+        for topic, offset, data in found:
+            try:
+                envelope = _decoder.decode(data)
+                frame = frame_from_parts(envelope.event, envelope.letter, envelope.payload)
+            except (
+                msgspec.DecodeError,
+                msgspec.ValidationError,
+                UnicodeDecodeError,
+                RecursionError,
+                ProtocolError,
+            ):
+                self._reject("malformed", f"an undecodable message kept on {topic!r}")
+                continue
+            publication = (envelope.origin, envelope.epoch, envelope.stream, envelope.seq)
+            if publication not in seen:
+                seen.add(publication)
+                casts.append((topics[topic], offset, frame))
+        return casts
+
+    def _history_backend(self) -> HistoryBackend:
+        assert self.keeps_history, "the backend was not asked to keep history"
+        return cast("HistoryBackend", self.backend)
 
     def _in_sequence(self, topic: str, envelope: Envelope) -> int:
         """How many messages of ``envelope``'s origin on ``topic`` were lost before it, or -1 when it

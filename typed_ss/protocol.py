@@ -489,6 +489,19 @@ def has_offset_flag(frame: Frame) -> bool:
     return frame.startswith(OFFSET.encode(), frame.find(b"\x01") + 2)
 
 
+def frame_offset(frame: Frame) -> tuple[str, int] | None:
+    """A kept server frame made by this module as ``(stream tag, offset)``; ``None`` when not kept."""
+    if not has_offset_flag(frame):
+        return None
+    head = (
+        frame[: frame.index(b"\x02")].decode("latin-1")
+        if isinstance(frame, bytes)
+        else frame[: frame.index("\x02")]
+    )
+    parsed = parse_offset_flag(head[head.index("\x01") + 2 :])
+    return None if parsed is None else (parsed[0], int(parsed[1]))
+
+
 def parse_offset_flag(flags: str) -> tuple[str, str] | None:
     """A server frame's offset flag as ``(tag, offset)``; ``None`` when the flags hold none."""
     if not flags.startswith(OFFSET):

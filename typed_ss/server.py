@@ -430,10 +430,13 @@ class Server(Generic[Identity]):
                         self.backend,
                         max_envelope_size=self.limits.max_message_size + 64 * KiB,
                         instance_id=self.instance_id,
+                        keeps_history=self.recovery is not None and self.recovery.prepare(self.backend),
                     )
                     await multihome.start()
                     self._multihome = multihome
                     self.hub.relay = multihome
+                    if self.recovery is not None:
+                        self.recovery.share(multihome)
 
     async def shutdown(self) -> None:
         """Stop accepting connections, close every socket with 1001 (going away), run the disconnect
@@ -461,6 +464,8 @@ class Server(Generic[Identity]):
         if self._multihome is not None:
             multihome, self._multihome = self._multihome, None
             self.hub.relay = None
+            if self.recovery is not None:
+                self.recovery.share(None)
             await multihome.stop()
         if self.recovery is not None:
             await self.recovery.sweeper.stop()

@@ -32,14 +32,12 @@ from typed_ss.protocol import (
     RESERVED_PREFIX,
     Frame,
     check_room_name,
-    has_offset_flag,
-    socket_room,
     with_flag,
 )
 from typed_ss.transport import Disconnected, PendingSend, Transport
 
 if TYPE_CHECKING:
-    from typed_ss.hub import Recorder
+    from typed_ss.recovery.recoverer import Replay
     from typed_ss.recovery.sessions import Session
     from typed_ss.server import Server
 
@@ -259,25 +257,23 @@ class Socket(Generic[Identity]):
         server = self._server
         # The server's table, read here, not through a method: one call less on every emit.
         encode = server.encoders.get(event) or server.encoder(event)
-        recorder = server.hub.recorder
-        if recorder is None:
+        if server.hub.recorder is None:
             self.push(encode(data))  # written out, not through emit_frame: one call less per emit
         else:
-            self._push_kept(recorder, encode(data))
+            self._push_kept(encode(data))
 
     def emit_frame(self, frame: Frame) -> None:
         """Send an encoded event frame to this client, kept for connection state recovery when it is
         on (a reconnecting client gets it again if it missed it). Internal: :meth:`emit` and declared
         events use it."""
-        recorder = self._server.hub.recorder
-        if recorder is None:
+        if self._server.hub.recorder is None:
             self.push(frame)
         else:
-            self._push_kept(recorder, frame)
+            self._push_kept(frame)
 
-    def _push_kept(self, recorder: Recorder, frame: Frame) -> None:
+    def _push_kept(self, frame: Frame) -> None:
         if self.connected:  # a socket ended (taken over, say) keeps nothing for the one after it
-            self.push(recorder.record(socket_room(self.id), frame))
+            self._server.hub.send_kept(self, frame)
 
     async def roomcast(self, room: str, event: str, data: object) -> None:
         """Send to every member of ``room`` on every instance, this socket included if it is a member.
@@ -367,7 +363,7 @@ class Socket(Generic[Identity]):
 
     # --- the send path (the connection and the hub use it) -----------------------------------------
 
-    def open(self, hello: Frame, replay: list[Frame] | None = None) -> None:
+    def open(self, hello: Frame, replay: Replay | None = None) -> None:
         """Send ``__hello``, then whatever was queued while the socket was being attached (a close
         included). Internal: the connection calls it once the socket is reachable everywhere.
 
@@ -381,10 +377,11 @@ class Socket(Generic[Identity]):
         self._life = _OPEN
         self.push(hello)
         if replay is not None:
-            for frame in replay:
+            for frame in replay.frames:
                 self.push(frame)
-            # The kept frames queued meanwhile are in the replay; the rest (a call, a close) follows.
-            queued = [item for item in queued if isinstance(item, _Close) or not has_offset_flag(item)]
+            # The kept frames queued meanwhile are in the replay, unless the backend's history got
+            # them after it was read; the rest (a call, a close, those) follows.
+            queued = [item for item in queued if isinstance(item, _Close) or not replay.holds(item)]
         for item in queued:
             if isinstance(item, _Close):  # closed while attaching: the close goes after what came before
                 self._start_close(item.code, item.reason)

@@ -12,6 +12,8 @@ Its backend comes from the environment. ``TYPED_SS_TEST_BACKEND`` names it; then
   ``TYPED_SS_TEST_GRPC_MUTUAL`` (``1`` for mutual TLS) and the shared key in hex,
   ``TYPED_SS_TEST_GRPC_SHARED_KEY``.
 
+``TYPED_SS_TEST_RECOVERY=1`` turns connection state recovery on (``Recovery()``).
+
 Besides the handlers of ``echo_server``: ``cast`` (start a cast from this instance), ``relay``
 (roomcast what a client sent) and ``health`` (this instance's multihome health).
 """
@@ -24,7 +26,7 @@ from typing import Literal
 import msgspec
 
 from tests.apps import echo_server, make_app
-from typed_ss import Socket
+from typed_ss import Recovery, Socket
 from typed_ss.backends import Backend
 
 
@@ -72,7 +74,8 @@ def backend_from_env() -> Backend:
     raise ValueError(f"TYPED_SS_TEST_BACKEND: no backend {kind!r} (redis, mongo or grpc)")
 
 
-ss = echo_server(backend=backend_from_env())
+recovery = Recovery() if os.environ.get("TYPED_SS_TEST_RECOVERY") == "1" else None
+ss = echo_server(backend=backend_from_env(), recovery=recovery)
 app = make_app(ss)
 
 

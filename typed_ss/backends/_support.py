@@ -20,16 +20,19 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from typed_ss.backends.base import BackendState
 from typed_ss.supervision import Backoff
 
 __all__ = ["Inbox", "Link"]
 
+Item = TypeVar("Item")
 
-class Inbox:
-    """Messages received from other instances, waiting for the bridge to read them.
+
+class Inbox(Generic[Item]):
+    """Messages received from other instances, waiting for the bridge to read them: ``(topic, data)``,
+    or ``(topic, data, offset)`` from a backend that keeps history.
 
     At most ``max_pending``; past that the oldest are dropped and counted (``dropped``): the bridge's
     sequence numbers then report them lost, as with a broker that drops a slow subscriber.
@@ -39,7 +42,7 @@ class Inbox:
 
     def __init__(self, max_pending: int) -> None:
         self.max_pending = max_pending
-        self._pending: deque[tuple[str, bytes]] = deque()
+        self._pending: deque[Item] = deque()
         self._arrived = asyncio.Event()
         self._closed = False
         self.dropped = 0
@@ -47,12 +50,12 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, topic: str, data: bytes) -> None:
+    def put(self, message: Item) -> None:
         """Hand one received message to the bridge."""
         if len(self._pending) >= self.max_pending:
             self._pending.popleft()
             self.dropped += 1
-        self._pending.append((topic, data))
+        self._pending.append(message)
         self._arrived.set()
 
     def open(self) -> None:
@@ -64,7 +67,7 @@ class Inbox:
         self._closed = True
         self._arrived.set()
 
-    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+    async def messages(self) -> AsyncIterator[Item]:
         """Every message as it arrives, in order, until :meth:`close`."""
         pending = self._pending
         while not self._closed:

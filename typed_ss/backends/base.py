@@ -21,7 +21,7 @@ import msgspec
 
 from typed_ss.supervision import TaskHealth
 
-__all__ = ["Backend", "BackendHealth", "BackendState"]
+__all__ = ["Backend", "BackendHealth", "BackendState", "HistoryBackend", "SessionRecord", "SessionStore"]
 
 BackendState: TypeAlias = Literal["stopped", "connecting", "connected", "unresponsive", "reconnecting"]
 """``unresponsive``: connected, but the broker stopped answering (a hung process, a black-holed
@@ -83,4 +83,77 @@ class Backend(Protocol):
 
     def health(self) -> BackendHealth:
         """The backend's state and counters."""
+        ...
+
+
+class SessionRecord(msgspec.Struct):
+    """A connection state recovery session as a shared store keeps it (see :class:`SessionStore`)."""
+
+    socket_id: str
+    identity_key: str
+    """The fingerprint of the identity the session belongs to (its JSON's hash)."""
+    start: int
+    """The broadcasts' offset when the socket connected."""
+    rooms: dict[str, int]
+    """The rooms the socket is in (its own room included), each with its stream's offset when it
+    joined."""
+
+
+class SessionStore(Protocol):
+    """Connection state recovery's sessions, shared by every instance (see
+    :meth:`HistoryBackend.session_store`). Writes never wait: the store writes them in the
+    background, only the latest change of each session while the backend does not answer."""
+
+    def save(self, token: str, record: SessionRecord, *, new: bool = False) -> None:
+        """Write a held session's state (``new``: just made; otherwise only if the store still has it)."""
+        ...
+
+    def expire(self, token: str, after: float) -> None:
+        """The session's connection ended: it lasts ``after`` seconds more."""
+        ...
+
+    def delete(self, token: str) -> None:
+        """The session ended."""
+        ...
+
+    def refresh(self, tokens: list[str]) -> None:
+        """These sessions are still held: their expiry starts again."""
+        ...
+
+    async def load(self, token: str) -> SessionRecord | None:
+        """The session of ``token``, if the store has it."""
+        ...
+
+    async def take(self, token: str, new_token: str) -> SessionRecord | None:
+        """Move the session to ``new_token`` at once, returning its state; ``None`` when it is gone."""
+        ...
+
+
+@runtime_checkable
+class HistoryBackend(Backend, Protocol):
+    """A backend that can also keep what it carries, so that a client recovers its session on any
+    instance (connection state recovery, docs/recovery.md). Redis does, with streams.
+
+    Once :meth:`keep_history` was called (before ``start``), every published message is kept in its
+    topic's history with an offset (a number that grows with each message of the topic), every
+    instance, the publisher included, receives a topic's messages in the history's order, and they
+    arrive through :meth:`kept_messages` with their offsets instead of through ``messages()``."""
+
+    def keep_history(self, *, max_entries: int, max_age: float, session_ttl: float) -> SessionStore:
+        """Keep each topic's last ``max_entries`` messages, none older than ``max_age`` seconds;
+        returns the store of the sessions, whose holders refresh them at least every
+        ``session_ttl`` seconds. Called once, before ``start``."""
+        ...
+
+    def kept_messages(self) -> AsyncIterator[tuple[str, bytes, int]]:
+        """The stream of received ``(topic, data, offset)``; it ends when the backend stops."""
+        ...
+
+    async def position(self, topic: str) -> int:
+        """The offset of ``topic``'s newest kept message (0: none)."""
+        ...
+
+    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
+        """Each topic's messages after its offset, as ``(topic, offset, data)`` in each topic's order;
+        ``None`` when some are no longer kept."""
         ...

@@ -56,7 +56,7 @@ class MemoryBackend:
     def __init__(self, broker: MemoryBroker, *, max_pending: int = 100_000) -> None:
         self._broker = broker
         self._topics: set[str] = set()
-        self._inbox = Inbox(max_pending)
+        self._inbox: Inbox[tuple[str, bytes]] = Inbox(max_pending)
         self._running = False
 
     async def start(self) -> None:
@@ -95,4 +95,4 @@ class MemoryBackend:
 
     def deliver(self, topic: str, data: bytes) -> None:
         """A message for this backend, from its broker."""
-        self._inbox.put(topic, data)
+        self._inbox.put((topic, data))

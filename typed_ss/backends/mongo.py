@@ -127,7 +127,7 @@ class MongoBackend:
         self._positioned = asyncio.Event()  # set once the start position is known
         self._followed = False  # whether the current cursor answered a getMore
         self._collection_ready = False
-        self._inbox = Inbox(max_pending)
+        self._inbox: Inbox[tuple[str, bytes]] = Inbox(max_pending)
         self._link = Link(
             "MongoDB", self._tail, gone=_GONE, log=logger, max_backoff=max_backoff, describe=_describe
         )
@@ -357,7 +357,7 @@ class MongoBackend:
             self._position = document.get("_id")
             topic, data = document.get("topic"), document.get("data")
             if isinstance(topic, str) and isinstance(data, bytes) and topic in self._topics:
-                self._inbox.put(topic, data)
+                self._inbox.put((topic, data))
         return skipping
 
     # --- commands ----------------------------------------------------------------------------------

@@ -16,6 +16,8 @@
   catches a hung Redis, and a subscriber connection that looks healthy but receives nothing.
 - ``publish`` gives up after ``publish_timeout`` and raises; the bridge keeps the message in its
   bounded outbox and retries, so neither handlers nor the event loop wait on Redis.
+- With connection state recovery on, it also keeps each topic's messages in a Redis stream, and the
+  sessions (:mod:`typed_ss.backends.redis_history`): a client recovers on any instance.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from typed_ss.backends._support import Inbox, Link
 from typed_ss.backends.base import BackendHealth
+from typed_ss.backends.redis_history import RedisHistory, RedisSessions
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
 from typed_ss.supervision import Supervised
 
@@ -91,7 +94,13 @@ class RedisBackend:
         self._connected = asyncio.Event()
         # Subscription changes recorded while Redis did not answer: channel -> wanted.
         self._unsent: dict[str, bool] = {}
-        self._inbox = Inbox(max_pending)
+        self._inbox: Inbox[tuple[str, bytes]] = Inbox(max_pending)
+        # With history kept (keep_history): the messages with their offsets, and where they are kept.
+        self._kept: Inbox[tuple[str, bytes, int]] | None = None
+        self._history_settings: tuple[int, float] | None = None
+        self._history: RedisHistory | None = None
+        self._sessions: RedisSessions | None = None
+        self._max_backoff = max_backoff
         self._link = Link("Redis", self._serve, gone=(*_GONE, _Starved), log=logger, max_backoff=max_backoff)
         self._subscriber = Supervised("redis subscriber", self._link.run, log=logger)
         self._running = False
@@ -105,19 +114,30 @@ class RedisBackend:
             self._client = aioredis.Redis.from_url(
                 self._url or "", retry=Retry(NoBackoff(), 0), socket_connect_timeout=self._publish_timeout
             )
+        if self._history_settings is not None:
+            max_entries, max_age = self._history_settings
+            self._history = RedisHistory(self._client, self._prefix, max_entries=max_entries, max_age=max_age)
+        if self._sessions is not None:
+            self._sessions.start(self._client)
         self._running = True
         self._inbox.open()
+        if self._kept is not None:
+            self._kept.open()
         self._subscriber.start()
 
     async def stop(self) -> None:
         self._running = False
         await self._subscriber.stop()
+        if self._sessions is not None:
+            await self._sessions.stop()
         self._link.stopped()
         await self._close_pubsub()
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
         self._inbox.close()
+        if self._kept is not None:
+            self._kept.close()
 
     # --- the Backend interface ---------------------------------------------------------------------
 
@@ -127,7 +147,10 @@ class RedisBackend:
             raise BackendError("the Redis backend is not started")
         try:
             async with asyncio.timeout(self._publish_timeout):
-                await client.publish(self._prefix + topic, data)
+                if self._history is not None:
+                    await self._history.append(topic, data)
+                else:
+                    await client.publish(self._prefix + topic, data)
         except _GONE as exc:
             if isinstance(exc, TimeoutError):
                 self._link.unresponsive(f"a publish got no answer within {self._publish_timeout} s")
@@ -169,6 +192,36 @@ class RedisBackend:
     def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         return self._inbox.messages()
 
+    # --- history (connection state recovery) -------------------------------------------------------
+
+    def keep_history(self, *, max_entries: int, max_age: float, session_ttl: float) -> RedisSessions:
+        """Keep each topic's messages in a Redis stream, and the sessions in Redis (see
+        :mod:`typed_ss.backends.redis_history`). Called once, before :meth:`start`."""
+        if self._running:
+            raise ConfigurationError("keep_history() must be called before the backend starts")
+        self._history_settings = (max_entries, max_age)
+        self._kept = Inbox(self._inbox.max_pending)
+        self._sessions = RedisSessions(self._prefix, held_ttl=session_ttl, max_backoff=self._max_backoff)
+        return self._sessions
+
+    def kept_messages(self) -> AsyncIterator[tuple[str, bytes, int]]:
+        if self._kept is None:
+            raise ConfigurationError("kept_messages() needs keep_history() first")
+        return self._kept.messages()
+
+    async def position(self, topic: str) -> int:
+        return await self._kept_history().position(topic)
+
+    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
+        return await self._kept_history().since(after)
+
+    def _kept_history(self) -> RedisHistory:
+        if self._history is None:
+            raise BackendError(
+                "the Redis backend keeps no history (not started, or keep_history() not called)"
+            )
+        return self._history
+
     def health(self) -> BackendHealth:
         return BackendHealth(
             name="redis",
@@ -180,8 +233,12 @@ class RedisBackend:
                 "pending": len(self._inbox),
                 "dropped": self._inbox.dropped,
                 "last_error": self._link.last_error,
+                **({} if self._sessions is None else {"unwritten_sessions": len(self._sessions)}),
             },
-            tasks=[self._subscriber.health()],
+            tasks=[
+                self._subscriber.health(),
+                *([] if self._sessions is None else [self._sessions.writer.health()]),
+            ],
         )
 
     # --- the subscriber ----------------------------------------------------------------------------
@@ -263,7 +320,12 @@ class RedisBackend:
         if kind == "message":
             if channel == self._probe_channel:
                 return True
-            self._inbox.put(channel.removeprefix(self._prefix), message["data"])
+            topic = channel.removeprefix(self._prefix)
+            if self._kept is not None:
+                offset, data = RedisHistory.split(message["data"])
+                self._kept.put((topic, data, offset))
+            else:
+                self._inbox.put((topic, message["data"]))
         elif kind == "subscribe":
             if channel == self._probe_channel:
                 self._link.connected()

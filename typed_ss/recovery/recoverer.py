@@ -6,11 +6,20 @@ only if the client authenticated as the same identity and, for every stream of t
 rooms, its own stream, the broadcasts), everything after the client's offset (or after the socket
 joined, for a stream it was sent nothing from) is still kept, and fits the socket's send queue.
 Anything less is a fresh start: never stale rooms, never a partial replay.
+
+Where the history and the sessions live: in this instance's memory
+(:class:`~typed_ss.recovery.history.MemoryHistory`, :class:`~typed_ss.recovery.sessions.MemorySessions`),
+or, when the multihome backend keeps history (:class:`~typed_ss.backends.base.HistoryBackend`, Redis),
+in the backend, shared by every instance: :meth:`Recoverer.share` switches to it once the backend has
+started. The sessions this instance holds are then also kept in memory, as the ones to write through
+to the backend's :class:`~typed_ss.backends.base.SessionStore`; a token this instance does not know is
+looked up there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -19,6 +28,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from starlette.requests import HTTPConnection
 
+from typed_ss.backends.base import HistoryBackend, SessionRecord, SessionStore
 from typed_ss.errors import CloseCode, EncodeError
 from typed_ss.logs import ClientLog
 from typed_ss.protocol import (
@@ -28,7 +38,10 @@ from typed_ss.protocol import (
     SESSION_QUERY_PARAMETER,
     Frame,
     encode_json,
+    frame_offset,
+    offset_flag,
     stream_tag,
+    with_flag,
 )
 from typed_ss.recovery import Recovery
 from typed_ss.recovery.history import MemoryHistory
@@ -36,9 +49,10 @@ from typed_ss.recovery.sessions import MemorySessions, Session
 from typed_ss.supervision import Supervised
 
 if TYPE_CHECKING:
+    from typed_ss.multihome import Multihome
     from typed_ss.socket import Socket
 
-__all__ = ["Claim", "Recoverer", "identity_key"]
+__all__ = ["Claim", "Recoverer", "Replay", "identity_key"]
 
 logger = logging.getLogger("typed_ss")
 
@@ -47,6 +61,11 @@ ENDS_SESSION: Final = frozenset({1000, 1001, 1009})
 a frame was too big for it (1009), which a replay would send again."""
 KEPT_AFTER: Final = frozenset({CloseCode.SLOW_CONSUMER, CloseCode.SERVICE_RESTART, CloseCode.GOING_AWAY})
 """The server's own close codes after which a session is kept: the client did not choose to leave."""
+
+
+BACKEND_TIMEOUT: Final = 2.0
+"""Seconds recovery waits for the backend that keeps the history; past them a reconnect starts
+afresh, and a socket connecting or joining is not recoverable (the backend is down or hung)."""
 
 
 class Claim(NamedTuple):
@@ -61,6 +80,24 @@ class Claim(NamedTuple):
 
 
 _FRESH: Final = Claim(None, False, {})
+
+
+class Replay(NamedTuple):
+    """What a recovered socket is sent before it goes live."""
+
+    frames: list[Frame]
+    """Every frame its client missed, in the order they were sent."""
+    upto: dict[str, int]
+    """The last offset replayed of each stream, by stream tag."""
+
+    def holds(self, frame: Frame) -> bool:
+        """Whether ``frame`` (a kept one) is in the replay, or was sent before it."""
+        kept = frame_offset(frame)
+        return kept is not None and kept[1] <= self.upto.get(kept[0], -1)
+
+
+_tag: Final = functools.lru_cache(maxsize=65_536)(stream_tag)
+"""Stream tags by stream name: the casts of a few streams are flagged with them over and over."""
 
 
 class Recoverer:
@@ -80,28 +117,78 @@ class Recoverer:
             window=config.window, max_sessions=config.max_sessions, released=released
         )
         self.sweeper = Supervised("recovery sweeper", self._sweep, log=logger)
+        self._sweep_period = min(5.0, config.window / 4)
+        # How often the sessions held here are refreshed in a shared store: a crashed instance's
+        # sessions last up to one and a half windows there.
+        self._refresh_period = config.window / 4
         self._warned_full = False
+        self._warned_unreadable = False
+        # Set while the multihome backend keeps the history (see share()).
+        self._store: SessionStore | None = None
+        self._shared: Multihome | None = None
+
+    # --- where the history lives -------------------------------------------------------------------
+
+    def prepare(self, backend: object) -> bool:
+        """Ask the multihome backend, before it starts, to keep the history and the sessions, if it
+        can (:class:`~typed_ss.backends.base.HistoryBackend`); returns whether it will."""
+        if not isinstance(backend, HistoryBackend):
+            return False
+        if self._store is not None:
+            return True  # asked at an earlier startup of the server
+        self._store = backend.keep_history(
+            max_entries=self.config.history,
+            max_age=self.config.window,
+            session_ttl=self.config.window + 2 * self._refresh_period,
+        )
+        return True
+
+    def share(self, bridge: Multihome | None) -> None:
+        """From now on the history is the one ``bridge``'s backend keeps (``None``: the backend
+        stopped; back to this instance's memory)."""
+        self._shared = bridge if bridge is not None and bridge.keeps_history else None
+
+    @property
+    def shares_history(self) -> bool:
+        """Whether the history is the backend's, shared by every instance."""
+        return self._shared is not None
 
     # --- what the hub and the sockets report -------------------------------------------------------
 
-    def record(self, stream: str, frame: Frame) -> Frame:
-        """Keep a frame sent to ``stream``; returns it as it must go out (with its offset)."""
+    def record(self, stream: str, frame: Frame) -> Frame | None:
+        """Keep a frame sent to ``stream``; returns it as it must go out (with its offset), or
+        ``None`` when the backend keeps it (it is delivered once the backend has)."""
+        if self._shared is not None:
+            return None
         return self.history.record(stream, frame)
 
-    def joined(self, sock: Socket, room: str) -> None:
+    def kept(self, stream: str, frame: Frame, offset: int) -> Frame:
+        """A frame the backend kept at ``offset`` of ``stream``, flagged with it."""
+        return with_flag(frame, offset_flag(_tag(stream), str(offset)))
+
+    async def joined(self, sock: Socket, room: str) -> None:
         session = sock.session
-        if session is not None:
-            self.sessions.joined(session, room, self.history.position)
+        if session is None or room in session.rooms:
+            return
+        # Read before the hub subscribes to the room: what is kept after it was sent after the join.
+        position = await self._position(room)
+        if position is None:  # the session cannot say where its client's room began: it ends
+            self._drop(session)
+            return
+        self.sessions.joined(session, room, position)
+        self._save(session)
 
     def left(self, sock: Socket, room: str) -> None:
         session = sock.session
-        if session is not None:
+        if session is not None and room in session.rooms:
             self.sessions.left(session, room)
+            self._save(session)
 
     def refers_to(self, room: str) -> bool:
         """Whether a session refers to ``room``: the hub keeps receiving its casts from other
-        instances, so that what a client misses while away is kept here too."""
-        return self.sessions.refers_to(room)
+        instances, so that what a client misses while away is kept here too (not needed when the
+        backend keeps the history)."""
+        return self._shared is None and self.sessions.refers_to(room)
 
     # --- a connection's life -----------------------------------------------------------------------
 
@@ -114,6 +201,11 @@ class Recoverer:
         if token is None:
             return _FRESH
         session = self.sessions.get(token)
+        if session is None and self._store is not None and self._shared is not None:
+            loaded = await self._load(token, identity)
+            if isinstance(loaded, str):
+                return self._refused(loaded)
+            session = loaded
         if session is None:
             return self._refused("no session of this token (unknown, or its window passed)")
         if not _same_identity(session, identity):
@@ -134,26 +226,36 @@ class Recoverer:
                 if not self.sessions.kept(session):  # its connection ended it (a clean close)
                     return self._refused("the session ended meanwhile")
             claim = Claim(session, True, positions)
-            missed = self._replay(claim)
+            missed = await self._missed(claim)
             if missed is None or sum(len(frame) for _, frame in missed) > self._send_queue_bytes:
-                self.sessions.drop(session)
+                self._drop(session)
                 return self._refused("what it missed is no longer all kept, or more than its send queue")
-            self.sessions.revive(session)
+            new_token = secrets.token_urlsafe(24)
+            if self._store is not None and session.identity_key is not None:
+                try:
+                    async with asyncio.timeout(BACKEND_TIMEOUT):
+                        taken = await self._store.take(session.token, new_token)
+                except Exception as exc:
+                    self.sessions.drop(session)
+                    return self._refused(f"the backend could not hand the session over ({exc!r})")
+                if taken is None:  # expired there, or taken up on another instance meanwhile
+                    self.sessions.drop(session)
+                    return self._refused("the session is gone from the backend")
+            self.sessions.revive(session, new_token)
             session.holder = None  # until opened(): nothing awaits in between
             return claim
 
-    def opened(self, sock: Socket, claim: Claim, identity: object) -> Session | None:
+    async def opened(self, sock: Socket, claim: Claim, identity: object) -> Session | None:
         """The session of a socket about to be attached: the claimed one, or a new one (``None`` when
         ``max_sessions`` are all held)."""
         session = claim.session
         if session is None:
+            start = await self._position(BROADCAST_STREAM)
+            if start is None:
+                return None  # no recovery for this socket: the backend does not answer
             key = identity_key(identity)
             session = Session(
-                secrets.token_urlsafe(24),
-                sock.id,
-                key,
-                identity if key is None else None,
-                self.history.position,
+                secrets.token_urlsafe(24), sock.id, key, identity if key is None else None, start
             )
             if not self.sessions.add(session):
                 if not self._warned_full:
@@ -164,20 +266,29 @@ class Recoverer:
                         len(self.sessions),
                     )
                 return None
+            self._save(session, new=True)
         session.holder = sock
         return session
 
-    def replay(self, claim: Claim) -> list[Frame] | None:
+    async def replay(self, claim: Claim) -> Replay | None:
         """Every frame the claim's client missed, in the order they were sent; ``None`` when some are
         no longer kept. Called once the socket is back in its rooms, so nothing falls between the
         replay and what goes live."""
-        frames = self._replay(claim)
-        return None if frames is None else [frame for _, frame in sorted(frames, key=_offset)]
+        missed = await self._missed(claim)
+        if missed is None:
+            return None
+        missed.sort(key=_offset)
+        upto: dict[str, int] = {}
+        for offset, frame in missed:
+            kept = frame_offset(frame)
+            if kept is not None:
+                upto[kept[0]] = offset
+        return Replay([frame for _, frame in missed], upto)
 
     def failed(self, sock: Socket) -> None:
         """The socket's recovery could not be completed: its session is dropped."""
         if sock.session is not None:
-            self.sessions.drop(sock.session)
+            self._drop(sock.session)
 
     def ended(self, sock: Socket, client_code: int | None) -> None:
         """The socket's connection ended: its session is kept for the window unless the client closed
@@ -191,22 +302,94 @@ class Recoverer:
             keep = closed_by_server in KEPT_AFTER
         else:
             keep = client_code not in ENDS_SESSION
+        if self.sessions.kept(session) and self._store is not None and session.identity_key is not None:
+            if keep:
+                self._store.expire(session.token, self.config.window)
+            else:
+                self._store.delete(session.token)
         self.sessions.ended(session, keep=keep)
 
     # --- inside ------------------------------------------------------------------------------------
 
-    def _replay(self, claim: Claim) -> list[tuple[int, Frame]] | None:
+    async def _load(self, token: str, identity: object) -> Session | str | None:
+        """A session another instance held, from the backend's store: the session, or why not."""
+        assert self._store is not None
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT):
+                record = await self._store.load(token)
+        except Exception as exc:
+            return f"the backend could not be read ({exc!r})"
+        if record is None:
+            return None
+        if record.identity_key != identity_key(identity):
+            return "the session belongs to another identity"
+        session = Session(
+            token, record.socket_id, record.identity_key, None, record.start, dict(record.rooms)
+        )
+        if not self.sessions.add(session):
+            return "Recovery.max_sessions are held here"
+        self.sessions.ended(session, keep=True)  # expires here unless taken up below
+        return session
+
+    async def _position(self, stream: str) -> int | None:
+        """The history's position in ``stream`` now; ``None`` when the backend keeping it does not
+        answer (within :data:`BACKEND_TIMEOUT`)."""
+        shared = self._shared
+        if shared is None:
+            return self.history.position
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT):
+                position = await shared.position(stream)
+        except Exception as exc:
+            if not self._warned_unreadable:
+                self._warned_unreadable = True
+                logger.warning(
+                    "connection state recovery: the backend's history cannot be read (%r); sockets "
+                    "connecting or joining rooms meanwhile are not recoverable",
+                    exc,
+                )
+            return None
+        self._warned_unreadable = False
+        return position
+
+    async def _missed(self, claim: Claim) -> list[tuple[int, Frame]] | None:
         session = claim.session
         assert session is not None
         streams = {BROADCAST_STREAM: session.start, **session.rooms}
+        after = {
+            stream: max(joined_at, claim.positions.get(_tag(stream), 0))
+            for stream, joined_at in streams.items()
+        }
+        shared = self._shared
+        if shared is not None:
+            try:
+                async with asyncio.timeout(BACKEND_TIMEOUT):
+                    found = await shared.since(after)
+            except Exception as exc:
+                self._client_log.info("recovery", "reading the backend's history failed: %r", exc)
+                return None
+            if found is None:
+                return None
+            return [(offset, self.kept(stream, frame, offset)) for stream, offset, frame in found]
         missed: list[tuple[int, Frame]] = []
-        for stream, joined_at in streams.items():
-            after = max(joined_at, claim.positions.get(stream_tag(stream), 0))
-            frames = self.history.since(stream, after)
+        for stream, offset in after.items():
+            frames = self.history.since(stream, offset)
             if frames is None:
                 return None
             missed += frames
         return missed
+
+    def _save(self, session: Session, *, new: bool = False) -> None:
+        if self._store is not None and session.identity_key is not None and self.sessions.kept(session):
+            record = SessionRecord(
+                session.socket_id, session.identity_key, session.start, dict(session.rooms)
+            )
+            self._store.save(session.token, record, new=new)
+
+    def _drop(self, session: Session) -> None:
+        if self._store is not None and self.sessions.kept(session):
+            self._store.delete(session.token)
+        self.sessions.drop(session)
 
     def _refused(self, why: str) -> Claim:
         self._client_log.info(
@@ -215,11 +398,15 @@ class Recoverer:
         return Claim(None, True, {})
 
     async def _sweep(self) -> None:
-        period = min(5.0, self.config.window / 4)
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time() + self._refresh_period
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self._sweep_period)
             self.sessions.expire()
             self.history.trim(self._in_use)
+            if self._store is not None and loop.time() >= next_refresh:
+                next_refresh = loop.time() + self._refresh_period
+                self._store.refresh(self.sessions.held_tokens())
 
     def _in_use(self, stream: str) -> bool:
         return stream == BROADCAST_STREAM or self.sessions.refers_to(stream)

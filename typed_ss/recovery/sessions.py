@@ -88,13 +88,13 @@ class MemorySessions:
         """Whether ``session`` is still kept (not expired, dropped or given a new token)."""
         return self._sessions.get(session.token) is session
 
-    def revive(self, session: Session) -> None:
-        """A reconnect took the session up: it gets a new token (the old one, which travelled in a
-        URL, is dead) and no longer expires while the new connection holds it."""
+    def revive(self, session: Session, token: str | None = None) -> None:
+        """A reconnect took the session up: it gets a new token (``token``, or a new one: the old one,
+        which travelled in a URL, is dead) and no longer expires while the new connection holds it."""
         if not self.kept(session):
             return
         del self._sessions[session.token]
-        session.token = secrets.token_urlsafe(24)
+        session.token = token or secrets.token_urlsafe(24)
         session.expires = None
         self._sessions[session.token] = session
 
@@ -123,6 +123,10 @@ class MemorySessions:
             return
         session.expires = _NOW() + self.window
         heapq.heappush(self._expiring, (session.expires, session.token))
+
+    def held_tokens(self) -> list[str]:
+        """The tokens of the sessions a connection holds (that do not expire meanwhile)."""
+        return [token for token, session in self._sessions.items() if session.expires is None]
 
     def refers_to(self, room: str) -> bool:
         """Whether a session refers to ``room`` (a room it is in)."""

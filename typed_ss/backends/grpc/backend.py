@@ -98,7 +98,7 @@ class GrpcBackend:
             )
             for address in addresses
         ]
-        self._inbox = Inbox(max_pending)
+        self._inbox: Inbox[tuple[str, bytes]] = Inbox(max_pending)
         self._inbound = Inbound(
             self._settings, self._tokens, self._inbox, changed=self._changed.set, peer_up=self._retry_links
         )

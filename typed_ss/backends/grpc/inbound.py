@@ -47,7 +47,7 @@ class Inbound:
         self,
         settings: Settings,
         tokens: Tokens | None,
-        inbox: Inbox,
+        inbox: Inbox[tuple[str, bytes]],
         *,
         changed: Callable[[], None],
         peer_up: Callable[[], None],
@@ -274,7 +274,7 @@ class Inbound:
                     raise TokenError("its token expired")
                 if kind == "batch":
                     for message in request.batch.messages:
-                        self._inbox.put(message.topic, message.data)
+                        self._inbox.put((message.topic, message.data))
                     stream.received += len(request.batch.messages)
                     self.counters["received"] += len(request.batch.messages)
                 elif kind == "ack" and request.ack.id:  # id 0 is a heartbeat

@@ -1,0 +1,298 @@
+"""Connection state recovery's history and sessions in Redis, shared by every instance of a
+:class:`~typed_ss.backends.redis.RedisBackend` (docs/recovery.md, "Where history lives").
+
+**History.** Each topic's messages are kept in a Redis stream, ``<group>:history:<topic>``, trimmed
+to about ``max_entries`` entries and to nothing older than ``max_age`` seconds; the key expires once
+nothing was added for ``max_age`` seconds and more. One script adds a message to its stream and
+publishes it, with its stream id in front, on the topic's channel: Redis runs a script alone, so
+every subscriber receives a topic's messages in the stream's order, and an instance delivers its
+own casts from its subscription too. A stream id (``<ms>-<seq>``) becomes the frame's offset as one
+decimal number, ``ms * 1_000_000 + seq`` (a stream gets far fewer than a million entries in one
+millisecond), so a client's offset is the same on every instance.
+
+A reconnect's replay reads each stream after the client's offset, and is refused when the stream was
+trimmed and its first kept entry is past that offset (Redis 7's ``entries-added`` and
+``recorded-first-entry-id``): never a partial replay. A stream
+that expired was sent nothing for longer than any session lasts, so an absent stream means nothing
+was sent. Redis must not evict these keys (``maxmemory-policy noeviction``): an evicted stream
+cannot be told from an expired one.
+
+**Sessions.** A session is one key, ``<group>:session:<token>``, its state as JSON, written when it
+changes (at connect, at every join and leave) by one writer task that keeps only each session's
+latest change while Redis does not answer. While a connection holds it, its holder refreshes its
+expiry; once the connection ended it expires ``window`` seconds later: an instance that crashes
+leaves its sessions to be taken up elsewhere. Taking one up renames its key to the new token in one
+script, so two instances cannot both take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from typed_ss.backends.base import SessionRecord
+from typed_ss.errors import BackendError
+from typed_ss.supervision import Backoff, Supervised
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+__all__ = ["RedisHistory", "RedisSessions", "offset_of", "stream_id_of"]
+
+logger = logging.getLogger("typed_ss.backends.redis")
+
+_PER_MS: Final = 1_000_000
+
+_APPEND: Final = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[2])
+local now = redis.call('TIME')
+local horizon = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
+if horizon > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', horizon)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
+return id
+"""
+"""Keep a message in its topic's stream (trimmed by length and age) and publish it with its id."""
+
+_READ: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local first = '0-0'
+  local trimmed = 0
+  local entries = {}
+  if redis.call('EXISTS', key) == 1 then
+    local info = redis.call('XINFO', 'STREAM', key)
+    local added, length = 0, 0
+    for j = 1, #info, 2 do
+      if info[j] == 'entries-added' then added = info[j + 1] end
+      if info[j] == 'length' then length = info[j + 1] end
+      if info[j] == 'recorded-first-entry-id' then first = info[j + 1] end
+    end
+    if added > length then trimmed = 1 end
+    entries = redis.call('XRANGE', key, '(' .. ARGV[i], '+', 'COUNT', ARGV[#ARGV])
+  end
+  out[i] = {trimmed, first, entries}
+end
+return out
+"""
+"""Each stream's entries after an id, whether Redis ever trimmed it and its first kept id, read at one
+instant."""
+
+_TAKE: Final = """
+local state = redis.call('GET', KEYS[1])
+if not state then return false end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], state, 'PX', ARGV[1])
+return state
+"""
+"""Move a session to a new token, returning its state; nothing when it is gone."""
+
+
+def offset_of(stream_id: bytes | str) -> int:
+    """A Redis stream id as a frame offset: one decimal number, in the same order."""
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    return int(ms) * _PER_MS + int(seq or 0)
+
+
+def stream_id_of(offset: int) -> str:
+    """The Redis stream id of a frame offset (:func:`offset_of` undone)."""
+    return f"{offset // _PER_MS}-{offset % _PER_MS}"
+
+
+class RedisHistory:
+    """The streams that keep each topic's messages (see the module docstring)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, *, max_entries: int, max_age: float) -> None:
+        self._client = client
+        self._key_prefix = f"{prefix}history:"
+        self._channel_prefix = prefix
+        self._max_entries = max_entries
+        self._max_age_ms = int(max_age * 1000)
+        # Streams outlive the age they are trimmed to a little, so that a stream is never gone while
+        # a session that refers to it may still come back.
+        self._expire_ms = self._max_age_ms * 2 + 60_000
+        self._append = client.register_script(_APPEND)
+        self._read = client.register_script(_READ)
+
+    async def append(self, topic: str, data: bytes) -> None:
+        """Keep ``data`` in ``topic``'s stream and publish it, with its id, on ``topic``'s channel."""
+        await self._append(
+            keys=[self._key_prefix + topic],
+            args=[self._channel_prefix + topic, data, self._max_entries, self._max_age_ms, self._expire_ms],
+        )
+
+    async def position(self, topic: str) -> int:
+        """The offset of ``topic``'s newest kept message; 0 when it has none."""
+        newest = await self._client.xrevrange(self._key_prefix + topic, count=1)
+        return offset_of(newest[0][0]) if newest and newest[0][0] is not None else 0
+
+    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
+        """Each topic's messages after its offset as ``(topic, offset, data)``, oldest first within a
+        topic; ``None`` when some of them are no longer kept."""
+        topics = list(after)
+        replies = await self._read(
+            keys=[self._key_prefix + topic for topic in topics],
+            args=[*(stream_id_of(after[topic]) for topic in topics), self._max_entries + 1],
+        )
+        found: list[tuple[str, int, bytes]] = []
+        for topic, (trimmed, first, entries) in zip(topics, replies, strict=True):
+            if trimmed and offset_of(first) > after[topic]:
+                # Entries were trimmed, and the client's last one is among them: some it did not
+                # receive may be too (Redis does not say which were trimmed, only what is left).
+                return None
+            for stream_id, fields in entries:
+                found.append((topic, offset_of(stream_id), _field(fields, b"d")))
+        return found
+
+    @staticmethod
+    def split(message: bytes) -> tuple[int, bytes]:
+        """A message received on a history channel as ``(offset, data)``."""
+        stream_id, _, data = message.partition(b" ")
+        return offset_of(stream_id), data
+
+
+def _field(fields: list[Any], name: bytes) -> bytes:
+    for at in range(0, len(fields) - 1, 2):
+        if fields[at] == name:
+            return bytes(fields[at + 1])
+    return b""
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(SessionRecord).decode
+
+_CREATE: Final = "create"
+_UPDATE: Final = "update"
+_EXPIRE: Final = "expire"
+_DELETE: Final = "delete"
+
+
+class RedisSessions:
+    """Sessions by token in Redis (see the module docstring)."""
+
+    def __init__(self, prefix: str, *, held_ttl: float, max_backoff: float) -> None:
+        self._client: aioredis.Redis | None = None
+        self._key_prefix = f"{prefix}session:"
+        self._held_ttl_ms = int(held_ttl * 1000)
+        # token -> the latest change not written yet: (what, state, ttl in ms)
+        self._unwritten: dict[str, tuple[str, bytes, int]] = {}
+        self._changed = asyncio.Event()
+        self._backoff = Backoff(cap=max_backoff)
+        self.writer = Supervised("redis session writer", self._write_loop, log=logger)
+        self._take: Any = None
+
+    def start(self, client: aioredis.Redis) -> None:
+        """Start writing to Redis through ``client`` (the backend started)."""
+        self._client = client
+        self._take = client.register_script(_TAKE)
+        self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendError("the Redis backend has not started")
+        return self._client
+
+    def __len__(self) -> int:
+        """Changes not written yet."""
+        return len(self._unwritten)
+
+    # --- changes, written by the writer task -------------------------------------------------------
+
+    def save(self, token: str, record: SessionRecord, *, new: bool = False) -> None:
+        """Write a held session's state (``new``: it was just made; otherwise only if Redis still has
+        it: a session taken up elsewhere or expired is not brought back)."""
+        earlier = self._unwritten.get(token)
+        what = _CREATE if new or (earlier is not None and earlier[0] == _CREATE) else _UPDATE
+        self._queue(token, (what, _encode(record), self._held_ttl_ms))
+
+    def expire(self, token: str, after: float) -> None:
+        """The session's connection ended: it lasts ``after`` seconds more."""
+        self._queue(token, (_EXPIRE, b"", int(after * 1000)))
+
+    def delete(self, token: str) -> None:
+        self._queue(token, (_DELETE, b"", 0))
+
+    def refresh(self, tokens: list[str]) -> None:
+        """Sessions still held: their expiry starts again (their holder is alive)."""
+        for token in tokens:
+            if token not in self._unwritten:
+                self._unwritten[token] = (_EXPIRE, b"", self._held_ttl_ms)
+        if tokens:
+            self._changed.set()
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    async def load(self, token: str) -> SessionRecord | None:
+        """The session of ``token``, if Redis has it."""
+        state = await self._redis().get(self._key_prefix + token)
+        return None if state is None else _decode(state)
+
+    async def take(self, token: str, new_token: str) -> SessionRecord | None:
+        """Move the session to ``new_token`` and return its state; ``None`` when it is gone (expired,
+        ended, or taken up by another reconnect)."""
+        unwritten = self._unwritten.pop(token, None)
+        if unwritten is not None and unwritten[0] in (_CREATE, _UPDATE):
+            await self._write({token: unwritten})  # made here a moment ago: Redis has it first
+        if self._take is None:
+            raise BackendError("the Redis backend has not started")
+        state = await self._take(
+            keys=[self._key_prefix + token, self._key_prefix + new_token], args=[self._held_ttl_ms]
+        )
+        return None if state is None else _decode(state)
+
+    # --- inside ------------------------------------------------------------------------------------
+
+    def _queue(self, token: str, change: tuple[str, bytes, int]) -> None:
+        self._unwritten[token] = change
+        self._changed.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            batch, self._unwritten = self._unwritten, {}
+            try:
+                async with asyncio.timeout(5.0):
+                    await self._write(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                for token, change in batch.items():
+                    self._unwritten.setdefault(token, change)  # a newer change replaces it
+                self._changed.set()
+                delay = self._backoff.failed()
+                if self._backoff.should_log():
+                    logger.error(
+                        "writing %d recovery sessions to Redis failed (%d in a row), retrying: %r",
+                        len(batch),
+                        self._backoff.failures,
+                        exc,
+                    )
+                await asyncio.sleep(delay)
+                continue
+            failures = self._backoff.succeeded()
+            if failures:
+                logger.warning("writing recovery sessions to Redis works again after %d failures", failures)
+
+    async def _write(self, batch: dict[str, tuple[str, bytes, int]]) -> None:
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for token, (what, state, ttl) in batch.items():
+                key = self._key_prefix + token
+                if what == _CREATE:
+                    _ = pipe.set(key, state, px=ttl)
+                elif what == _UPDATE:
+                    _ = pipe.set(key, state, px=ttl, xx=True)
+                elif what == _EXPIRE:
+                    _ = pipe.pexpire(key, ttl)
+                else:
+                    _ = pipe.delete(key)
+            await pipe.execute()
