@@ -18,8 +18,9 @@ was sent. Redis must not evict these keys (``maxmemory-policy noeviction``): an 
 cannot be told from an expired one.
 
 **Sessions.** A session is one key, ``<group>:session:<token>``, its state as JSON, written when it
-changes (at connect, at every join and leave) by one writer task that keeps only each session's
-latest change while Redis does not answer. While a connection holds it, its holder refreshes its
+changes (at connect, at every join and leave) by the writer task of
+:class:`~typed_ss.backends._sessions.SessionWriter`, which keeps only each session's latest change
+while Redis does not answer. While a connection holds it, its holder refreshes its
 expiry; once the connection ended it expires ``window`` seconds later: an instance that crashes
 leaves its sessions to be taken up elsewhere. Taking one up renames its key to the new token in one
 script, so two instances cannot both take it.
@@ -27,15 +28,14 @@ script, so two instances cannot both take it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from typed_ss.backends._sessions import Change, SessionWriter
 from typed_ss.backends.base import SessionRecord
 from typed_ss.errors import BackendError
-from typed_ss.supervision import Backoff, Supervised
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -167,132 +167,54 @@ def _field(fields: list[Any], name: bytes) -> bytes:
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(SessionRecord).decode
 
-_CREATE: Final = "create"
-_UPDATE: Final = "update"
-_EXPIRE: Final = "expire"
-_DELETE: Final = "delete"
 
-
-class RedisSessions:
+class RedisSessions(SessionWriter):
     """Sessions by token in Redis (see the module docstring)."""
 
     def __init__(self, prefix: str, *, held_ttl: float, max_backoff: float) -> None:
+        super().__init__("Redis", held_ttl=held_ttl, max_backoff=max_backoff, log=logger)
         self._client: aioredis.Redis | None = None
         self._key_prefix = f"{prefix}session:"
-        self._held_ttl_ms = int(held_ttl * 1000)
-        # token -> the latest change not written yet: (what, state, ttl in ms)
-        self._unwritten: dict[str, tuple[str, bytes, int]] = {}
-        self._changed = asyncio.Event()
-        self._backoff = Backoff(cap=max_backoff)
-        self.writer = Supervised("redis session writer", self._write_loop, log=logger)
-        self._take: Any = None
+        self._take_script: Any = None
 
     def start(self, client: aioredis.Redis) -> None:
         """Start writing to Redis through ``client`` (the backend started)."""
         self._client = client
-        self._take = client.register_script(_TAKE)
+        self._take_script = client.register_script(_TAKE)
         self.writer.start()
 
     async def stop(self) -> None:
         await self.writer.stop()
-
-    def _redis(self) -> aioredis.Redis:
-        if self._client is None:
-            raise BackendError("the Redis backend has not started")
-        return self._client
-
-    def __len__(self) -> int:
-        """Changes not written yet."""
-        return len(self._unwritten)
-
-    # --- changes, written by the writer task -------------------------------------------------------
-
-    def save(self, token: str, record: SessionRecord, *, new: bool = False) -> None:
-        """Write a held session's state (``new``: it was just made; otherwise only if Redis still has
-        it: a session taken up elsewhere or expired is not brought back)."""
-        earlier = self._unwritten.get(token)
-        what = _CREATE if new or (earlier is not None and earlier[0] == _CREATE) else _UPDATE
-        self._queue(token, (what, _encode(record), self._held_ttl_ms))
-
-    def expire(self, token: str, after: float) -> None:
-        """The session's connection ended: it lasts ``after`` seconds more."""
-        self._queue(token, (_EXPIRE, b"", int(after * 1000)))
-
-    def delete(self, token: str) -> None:
-        self._queue(token, (_DELETE, b"", 0))
-
-    def refresh(self, tokens: list[str]) -> None:
-        """Sessions still held: their expiry starts again (their holder is alive)."""
-        for token in tokens:
-            if token not in self._unwritten:
-                self._unwritten[token] = (_EXPIRE, b"", self._held_ttl_ms)
-        if tokens:
-            self._changed.set()
-
-    # --- reads -------------------------------------------------------------------------------------
 
     async def load(self, token: str) -> SessionRecord | None:
         """The session of ``token``, if Redis has it."""
         state = await self._redis().get(self._key_prefix + token)
         return None if state is None else _decode(state)
 
-    async def take(self, token: str, new_token: str) -> SessionRecord | None:
-        """Move the session to ``new_token`` and return its state; ``None`` when it is gone (expired,
-        ended, or taken up by another reconnect)."""
-        unwritten = self._unwritten.pop(token, None)
-        if unwritten is not None and unwritten[0] in (_CREATE, _UPDATE):
-            await self._write({token: unwritten})  # made here a moment ago: Redis has it first
-        if self._take is None:
+    async def _take(self, token: str, new_token: str) -> SessionRecord | None:
+        if self._take_script is None:
             raise BackendError("the Redis backend has not started")
-        state = await self._take(
-            keys=[self._key_prefix + token, self._key_prefix + new_token], args=[self._held_ttl_ms]
+        state = await self._take_script(
+            keys=[self._key_prefix + token, self._key_prefix + new_token], args=[int(self.held_ttl * 1000)]
         )
         return None if state is None else _decode(state)
 
-    # --- inside ------------------------------------------------------------------------------------
-
-    def _queue(self, token: str, change: tuple[str, bytes, int]) -> None:
-        self._unwritten[token] = change
-        self._changed.set()
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            batch, self._unwritten = self._unwritten, {}
-            try:
-                async with asyncio.timeout(5.0):
-                    await self._write(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                for token, change in batch.items():
-                    self._unwritten.setdefault(token, change)  # a newer change replaces it
-                self._changed.set()
-                delay = self._backoff.failed()
-                if self._backoff.should_log():
-                    logger.error(
-                        "writing %d recovery sessions to Redis failed (%d in a row), retrying: %r",
-                        len(batch),
-                        self._backoff.failures,
-                        exc,
-                    )
-                await asyncio.sleep(delay)
-                continue
-            failures = self._backoff.succeeded()
-            if failures:
-                logger.warning("writing recovery sessions to Redis works again after %d failures", failures)
-
-    async def _write(self, batch: dict[str, tuple[str, bytes, int]]) -> None:
+    async def _write(self, batch: dict[str, Change]) -> None:
         async with self._redis().pipeline(transaction=False) as pipe:
-            for token, (what, state, ttl) in batch.items():
+            for token, change in batch.items():
                 key = self._key_prefix + token
-                if what == _CREATE:
-                    _ = pipe.set(key, state, px=ttl)
-                elif what == _UPDATE:
-                    _ = pipe.set(key, state, px=ttl, xx=True)
-                elif what == _EXPIRE:
+                ttl = int(change.ttl * 1000)
+                if change.what == "create":
+                    _ = pipe.set(key, _encode(change.record), px=ttl)
+                elif change.what == "update":
+                    _ = pipe.set(key, _encode(change.record), px=ttl, xx=True)
+                elif change.what == "expire":
                     _ = pipe.pexpire(key, ttl)
                 else:
                     _ = pipe.delete(key)
             await pipe.execute()
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendError("the Redis backend has not started")
+        return self._client
