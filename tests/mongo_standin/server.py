@@ -2,8 +2,10 @@
 
 It implements what ``typed_ss.backends.mongo`` uses, the way MongoDB documents it: ``hello`` (and the
 legacy ``isMaster`` pymongo opens a connection with), ``ping``, ``create`` (capped options),
-``insert``, ``find`` (tailable and awaitData included), ``getMore``, ``killCursors`` and
-``endSessions``. Any other command gets ``CommandNotFound`` (59), an option it does not implement
+``insert``, ``find`` (tailable and awaitData included, ``showRecordId``), ``getMore``,
+``killCursors``, ``endSessions``, and for ordinary collections ``update``, ``delete`` and
+``createIndexes`` (accepted; a TTL index is not enforced: what reads the documents checks their
+expiry). Any other command gets ``CommandNotFound`` (59), an option it does not implement
 gets ``NotImplemented`` (238) and an unknown field ``40415``: it never answers with a fake success.
 It describes itself as a standalone MongoDB 7.0 (wire version 21) with sessions and without the
 streaming ``hello`` protocol (no ``topologyVersion``), so pymongo polls it like any server that
@@ -42,6 +44,7 @@ from tests.mongo_standin.storage import (
     compile_projection,
     not_implemented,
     round_capped_size,
+    with_record_id,
 )
 from tests.mongo_standin.wire import (
     HEADER,
@@ -126,10 +129,14 @@ class MongoStandIn:
                         "hint",
                         "noCursorTimeout",
                         "allowDiskUse",
+                        "showRecordId",
                     }
                 ),
             ),
             "getMore": (self._get_more, frozenset({"collection", "batchSize"})),
+            "update": (self._update, frozenset({"updates", "ordered", "bypassDocumentValidation"})),
+            "delete": (self._delete, frozenset({"deletes", "ordered"})),
+            "createIndexes": (self._create_indexes, frozenset({"indexes"})),
             "killCursors": (self._kill_cursors, frozenset({"cursors"})),
             "endSessions": (self._end_sessions, frozenset()),
         }
@@ -407,6 +414,8 @@ class MongoStandIn:
             raise not_implemented("index hints")
         matches = compile_filter(body.get("filter"))
         project = compile_projection(body.get("projection"))
+        if _flag(body, "showRecordId"):
+            project = with_record_id(project)
         collection = self._databases.get(body["$db"], _Database()).collections.get(name)
         if tailable and collection is not None and not collection.capped:
             raise CommandError(
@@ -520,6 +529,75 @@ class MongoStandIn:
             raise CommandError(14, "BSON field 'endSessions' is the wrong type, expected type 'array'")
         return {}  # sessions are not tracked beyond the lsid a cursor was created in
 
+    async def _update(
+        self, request: Request, body: dict[str, Any], connection: _Connection
+    ) -> dict[str, Any]:
+        target = self._ordinary_collection(body, "update")
+        matched = modified = 0
+        upserted: list[dict[str, Any]] = []
+        for index, statement in enumerate(_statements(request, body, "updates")):
+            if statement.get("multi") or not isinstance(statement.get("u"), dict):
+                raise not_implemented("updates other than one document by a replacement or $set")
+            matches = compile_filter(statement.get("q"))
+            found = next((record for record in target.records if matches(record.doc)), None)
+            change: dict[str, Any] = statement["u"]
+            operators = [key for key in change if key.startswith("$")]
+            if operators and operators != ["$set"]:
+                raise not_implemented("update operators other than $set")
+            if found is not None:
+                matched += 1
+                if operators:
+                    doc = {**found.doc, **change["$set"]}
+                else:
+                    doc = {"_id": found.doc["_id"], **{k: v for k, v in change.items() if k != "_id"}}
+                target.replace(found, doc)
+                modified += 1
+            elif statement.get("upsert"):
+                query = statement.get("q") or {}
+                base = {"_id": query["_id"]} if "_id" in query else {"_id": ObjectId()}
+                doc = {**base, **(change["$set"] if operators else change)}
+                target.insert(bson.encode(doc))
+                upserted.append({"index": index, "_id": doc["_id"]})
+        reply: dict[str, Any] = {"n": matched + len(upserted), "nModified": modified}
+        if upserted:
+            reply["upserted"] = upserted
+        return reply
+
+    async def _delete(
+        self, request: Request, body: dict[str, Any], connection: _Connection
+    ) -> dict[str, Any]:
+        target = self._ordinary_collection(body, "delete")
+        deleted = 0
+        for statement in _statements(request, body, "deletes"):
+            matches = compile_filter(statement.get("q"))
+            for record in [record for record in target.records if matches(record.doc)]:
+                target.remove(record)
+                deleted += 1
+                if statement.get("limit") == 1:
+                    break
+        return {"n": deleted}
+
+    async def _create_indexes(
+        self, request: Request, body: dict[str, Any], connection: _Connection
+    ) -> dict[str, Any]:
+        target = self._ordinary_collection(body, "createIndexes")
+        before = 1 + len(target.indexes)
+        for index in body.get("indexes") or []:
+            target.indexes[index["name"]] = index
+        return {
+            "numIndexesBefore": before,
+            "numIndexesAfter": 1 + len(target.indexes),
+            "createdCollectionAutomatically": False,
+        }
+
+    def _ordinary_collection(self, body: dict[str, Any], command: str) -> Collection:
+        name = _collection_name(body, command)
+        database = self._databases.setdefault(body["$db"], _Database())
+        target = database.collections.setdefault(name, Collection(f"{body['$db']}.{name}"))
+        if target.capped:
+            raise not_implemented(f"{command} on a capped collection")
+        return target
+
     def _notify(self, ns: str) -> None:
         event = self._inserted.pop(ns, None)
         if event is not None:
@@ -533,6 +611,16 @@ def _collection_name(body: dict[str, Any], command: str) -> str:
     if not name or "$" in name or "\x00" in name:
         raise CommandError(73, f"Invalid namespace specified '{body['$db']}.{name}'")
     return name
+
+
+def _statements(request: Request, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """An update's or a delete's statements: a document sequence, or an array in the body."""
+    if key in request.sequences:
+        return [bson.decode(data) for data in request.sequences[key]]
+    statements = body.get(key)
+    if not isinstance(statements, list):
+        raise CommandError(40414, f"BSON field '{key}' is missing but a required field")
+    return statements
 
 
 def _flag(body: dict[str, Any], key: str) -> bool:

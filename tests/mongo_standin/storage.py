@@ -9,9 +9,12 @@
   that record has been removed meanwhile the cursor dies with ``CappedPositionLost`` (136). A
   tailable ``find`` on an empty collection keeps no cursor (id 0, SERVER-13955), on a non-empty one
   it always does, even when nothing matched yet.
-- Filters: top-level fields compared by equality, ``$eq`` and ``$ne`` (``$ne`` also matches a
-  missing field). Projections: inclusion of top-level fields. Sort: ``{$natural: 1 | -1}``. Other
-  operators are refused, never ignored.
+- Filters: top-level fields compared by equality, ``$eq``, ``$ne`` (``$ne`` also matches a missing
+  field) and ``$in``. Projections: inclusion of top-level fields. Sort: ``{$natural: 1 | -1}``.
+  ``showRecordId`` adds each document's RecordId as ``$recordId``. Other operators are refused,
+  never ignored.
+- Ordinary collections also take updates (a replacement, or ``$set`` of top-level fields, with
+  ``upsert``) and deletes, matched by the same filters.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "compile_filter",
     "compile_projection",
     "raw",
+    "with_record_id",
 ]
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
@@ -137,6 +141,10 @@ def _unequal(value: object, expected: object) -> bool:
     return not _equal(value, expected)
 
 
+def _among(value: object, choices: list[object]) -> bool:
+    return any(_equal(value, choice) for choice in choices)
+
+
 def _field_test(key: str, condition: object) -> Filter:
     if isinstance(condition, dict) and condition and all(k.startswith("$") for k in condition):
         checks: list[Callable[[object], bool]] = []
@@ -145,7 +153,11 @@ def _field_test(key: str, condition: object) -> Filter:
                 checks.append(functools.partial(_equal, expected=operand))
             elif operator == "$ne":
                 checks.append(functools.partial(_unequal, expected=operand))
-            elif operator in {"$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type", "$regex"}:
+            elif operator == "$in":
+                if not isinstance(operand, list):
+                    raise CommandError(2, "$in needs an array")
+                checks.append(functools.partial(_among, choices=operand))
+            elif operator in {"$gt", "$gte", "$lt", "$lte", "$nin", "$exists", "$type", "$regex"}:
                 raise not_implemented(f"the {operator} query operator")
             else:
                 raise CommandError(2, f"unknown operator: {operator}")
@@ -175,6 +187,19 @@ def raw(record: Record) -> RawBSONDocument:
     return RawBSONDocument(record.data)
 
 
+def with_record_id(
+    project: Callable[[Record], dict[str, Any] | RawBSONDocument],
+) -> Callable[[Record], dict[str, Any] | RawBSONDocument]:
+    """``project``, with the document's RecordId added as ``$recordId`` (``showRecordId``)."""
+
+    def shown(record: Record) -> dict[str, Any]:
+        document = project(record)
+        fields = dict(bson.decode(document.raw)) if isinstance(document, RawBSONDocument) else dict(document)
+        return {**fields, "$recordId": bson.Int64(record.rid)}
+
+    return shown
+
+
 def round_capped_size(size: int) -> int:
     """MongoDB's rule: a cap of at most 4096 bytes becomes 4096, a larger one a multiple of 256."""
     if size <= 4096:
@@ -194,6 +219,8 @@ class Collection:
     ids: set[object] = field(default_factory=set)
     version: int = 0
     """Bumped on every insert; awaitData getMores wait for it to change."""
+    indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The indexes created besides ``_id_``, by name (kept, not used)."""
 
     def options(self) -> dict[str, Any]:
         if not self.capped:
@@ -231,6 +258,22 @@ class Collection:
                 self.ids.discard(_id_key(oldest.doc["_id"]))
         self.version += 1
         return record
+
+    def replace(self, record: Record, doc: dict[str, Any]) -> None:
+        """Replace an ordinary collection's document in place (same ``_id``, same RecordId)."""
+        assert not self.capped, "documents of a capped collection are not updated here"
+        data = bson.encode(doc)
+        self.data_size += len(data) - len(record.data)
+        self.records[self.records.index(record)] = Record(record.rid, data, bson.decode(data, _OPTIONS))
+        self.version += 1
+
+    def remove(self, record: Record) -> None:
+        """Delete an ordinary collection's document."""
+        assert not self.capped, "a capped collection's documents cannot be deleted"
+        self.records.remove(record)
+        self.ids.discard(_id_key(record.doc["_id"]))
+        self.data_size -= len(record.data)
+        self.version += 1
 
     def after(self, rid: int | None) -> Iterator[Record]:
         """The records after RecordId ``rid`` (all of them for ``None``), oldest first."""

@@ -28,6 +28,10 @@ sharing a MongoDB use different collections.
   document is gone), messages were lost: the backend logs it as an error, counts it
   (``position_lost`` in its health), and reads on from the newest document. The bridge's sequence
   numbers count the lost messages themselves.
+- With connection state recovery on, the capped collection is also the history, every instance
+  reads its own documents too (with their RecordIds as offsets), and the sessions are kept in
+  ``<collection>_sessions`` (:mod:`typed_ss.backends.mongo_history`): a client recovers on any
+  instance.
 - Reconnects use a backoff capped at ``max_backoff`` (1 s). Losing the connection is logged at error
   level, each reconnection at warning level.
 """
@@ -43,6 +47,7 @@ from typing import Any
 
 from typed_ss.backends._support import Inbox, Link
 from typed_ss.backends.base import BackendHealth
+from typed_ss.backends.mongo_history import MongoSessions, record_id, replay_complete
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
 from typed_ss.supervision import Backoff, Supervised
 
@@ -52,6 +57,7 @@ try:
     from bson.errors import InvalidDocument
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.client_session import AsyncClientSession
+    from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
     from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -128,6 +134,9 @@ class MongoBackend:
         self._followed = False  # whether the current cursor answered a getMore
         self._collection_ready = False
         self._inbox: Inbox[tuple[str, bytes]] = Inbox(max_pending)
+        # With history kept (keep_history): the messages with their offsets, and the sessions.
+        self._kept: Inbox[tuple[str, bytes, int]] | None = None
+        self._sessions: MongoSessions | None = None
         self._link = Link(
             "MongoDB", self._tail, gone=_GONE, log=logger, max_backoff=max_backoff, describe=_describe
         )
@@ -161,11 +170,18 @@ class MongoBackend:
             )
         self._running = True
         self._inbox.open()
+        if self._kept is not None:
+            self._kept.open()
+        if self._sessions is not None:
+            database = self._client[self._database_name]
+            await self._sessions.start(database[f"{self._collection_name}_sessions"])
         self._reader.start()
 
     async def stop(self) -> None:
         self._running = False
         await self._reader.stop()
+        if self._sessions is not None:
+            await self._sessions.stop()
         self._link.stopped()
         if self._owns_client and self._client is not None:
             # close() ends the client's sessions on the server first: bound how long it looks for
@@ -176,6 +192,8 @@ class MongoBackend:
             self._client = None
         self._topics.clear()
         self._inbox.close()
+        if self._kept is not None:
+            self._kept.close()
 
     # --- the Backend interface ---------------------------------------------------------------------
 
@@ -218,6 +236,67 @@ class MongoBackend:
     def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         return self._inbox.messages()
 
+    # --- history (connection state recovery) -------------------------------------------------------
+
+    def keep_history(self, *, max_entries: int, max_age: float, session_ttl: float) -> MongoSessions:
+        """Keep the history in the capped collection (bounded by its size, not by ``max_entries`` or
+        ``max_age``) and the sessions in ``<collection>_sessions`` (see
+        :mod:`typed_ss.backends.mongo_history`). Called once, before :meth:`start`."""
+        if self._running:
+            raise ConfigurationError("keep_history() must be called before the backend starts")
+        self._kept = Inbox(self._inbox.max_pending)
+        self._sessions = MongoSessions(held_ttl=session_ttl, max_backoff=self._max_backoff)
+        return self._sessions
+
+    def kept_messages(self) -> AsyncIterator[tuple[str, bytes, int]]:
+        if self._kept is None:
+            raise ConfigurationError("kept_messages() needs keep_history() first")
+        return self._kept.messages()
+
+    async def position(self, topic: str) -> int:
+        """The newest document's RecordId (of any topic: what comes after it is after now)."""
+        return await self._edge(-1)
+
+    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
+        collection = self._history()
+        async with asyncio.timeout(self._command_timeout):
+            documents: list[Document] = await collection.find(
+                {"topic": {"$in": list(after)}}, show_record_id=True
+            ).to_list(None)
+        # Read after the documents: had the oldest moved past an offset before, it still has now.
+        oldest = await self._edge(1)
+        if not all(replay_complete(oldest, offset) for offset in after.values()):
+            return None
+        found: list[tuple[str, int, bytes]] = []
+        for document in documents:
+            topic, data, offset = document.get("topic"), document.get("data"), record_id(document)
+            if isinstance(topic, str) and isinstance(data, bytes) and offset > after.get(topic, offset):
+                found.append((topic, offset, data))
+        return found
+
+    async def _edge(self, direction: int) -> int:
+        """The RecordId of the oldest (1) or newest (-1) document; 0 when there is none."""
+        collection = self._history()
+        async with asyncio.timeout(self._command_timeout):
+            documents: list[Document] = await collection.find(
+                {}, {"_id": 1}, sort=[("$natural", direction)], limit=1, show_record_id=True
+            ).to_list(None)
+        return record_id(documents[0]) if documents else 0
+
+    def _history(self) -> AsyncCollection[Document]:
+        if self._client is None or self._kept is None:
+            raise BackendError(
+                "the MongoDB backend keeps no history (not started, or keep_history() not called)"
+            )
+        return self._client[self._database_name][self._collection_name]
+
+    def _reading(self) -> dict[str, Any]:
+        """What the reader's finds select: the other instances' documents, or with the history kept
+        every document, with its RecordId."""
+        if self._kept is None:
+            return {"filter": {"origin": {"$ne": self._origin}}}
+        return {"filter": {}, "showRecordId": True}
+
     def health(self) -> BackendHealth:
         return BackendHealth(
             name="mongo",
@@ -233,7 +312,10 @@ class MongoBackend:
                 "dropped": self._inbox.dropped,
                 "last_error": self._link.last_error,
             },
-            tasks=[self._reader.health()],
+            tasks=[
+                self._reader.health(),
+                *([] if self._sessions is None else [self._sessions.writer.health()]),
+            ],
         )
 
     # --- the reader --------------------------------------------------------------------------------
@@ -284,7 +366,7 @@ class MongoBackend:
                     database,
                     {
                         "find": self._collection_name,
-                        "filter": {"origin": {"$ne": self._origin}},
+                        **self._reading(),
                         "tailable": True,
                         "awaitData": True,
                     },
@@ -357,7 +439,10 @@ class MongoBackend:
             self._position = document.get("_id")
             topic, data = document.get("topic"), document.get("data")
             if isinstance(topic, str) and isinstance(data, bytes) and topic in self._topics:
-                self._inbox.put((topic, data))
+                if self._kept is not None:
+                    self._kept.put((topic, data, record_id(document)))
+                else:
+                    self._inbox.put((topic, data))
         return skipping
 
     # --- commands ----------------------------------------------------------------------------------
@@ -392,7 +477,7 @@ class MongoBackend:
             database,
             {
                 "find": self._collection_name,
-                "filter": {"origin": {"$ne": self._origin}},
+                **self._reading(),
                 "sort": {"$natural": -1},
                 "projection": {"_id": 1},
                 "limit": 1,

@@ -67,13 +67,16 @@ for i, key in ipairs(KEYS) do
   local entries = {}
   if redis.call('EXISTS', key) == 1 then
     local info = redis.call('XINFO', 'STREAM', key)
-    local added, length = 0, 0
+    local added, length, last = 0, 0, '0-0'
     for j = 1, #info, 2 do
       if info[j] == 'entries-added' then added = info[j + 1] end
       if info[j] == 'length' then length = info[j + 1] end
       if info[j] == 'recorded-first-entry-id' then first = info[j + 1] end
+      if info[j] == 'last-generated-id' then last = info[j + 1] end
     end
     if added > length then trimmed = 1 end
+    -- Trimmed to nothing: only a client that had the last entry missed nothing.
+    if length == 0 then first = last end
     entries = redis.call('XRANGE', key, '(' .. ARGV[i], '+', 'COUNT', ARGV[#ARGV])
   end
   out[i] = {trimmed, first, entries}
