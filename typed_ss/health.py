@@ -45,6 +45,9 @@ class MultihomeHealth(msgspec.Struct, kw_only=True):
     unknown_version: int
     restarts_seen: int
     """Restarts of other instances noticed (a new boot epoch under a known id)."""
+    repaired: int = 0
+    """Messages lost on the way here and read back from the backend's history instead (with
+    connection state recovery and a backend that keeps history)."""
 
 
 class ServerHealth(msgspec.Struct, kw_only=True):

@@ -17,7 +17,10 @@ from typed_ss.protocol import BROADCAST_STREAM, SOCKET_ROOM_PREFIX, Frame, socke
 if TYPE_CHECKING:
     from typed_ss.socket import Socket
 
-__all__ = ["Hub", "Recorder", "Relay"]
+__all__ = ["SETTLE_TIMEOUT", "Hub", "Recorder", "Relay"]
+
+SETTLE_TIMEOUT = 2.0
+"""Seconds a socket's close waits for its frames on their way back from the backend's history."""
 
 
 class Relay(Protocol):
@@ -36,6 +39,11 @@ class Relay(Protocol):
         """Stop receiving ``room``'s casts: no local socket is in it any more. Must not wait."""
         ...
 
+    async def settled(self, room: str, within: float) -> None:
+        """Return once this instance's casts to ``room`` came back from a backend that keeps the
+        history (they are delivered then), or after ``within`` seconds."""
+        ...
+
 
 class Recorder(Protocol):
     """Keeps what is sent, for connection state recovery (implemented by
@@ -52,7 +60,8 @@ class Recorder(Protocol):
         ...
 
     async def joined(self, sock: Socket, room: str) -> None:
-        """``sock`` is joining ``room`` (called before the hub starts receiving the room's casts)."""
+        """``sock`` joined ``room``: with the history in memory, called before it is a member (no
+        wait); with the history in the backend, once the room's casts reach this instance."""
         ...
 
     def left(self, sock: Socket, room: str) -> None:
@@ -62,6 +71,11 @@ class Recorder(Protocol):
     def refers_to(self, room: str) -> bool:
         """Whether a session (of a connected socket or one away) refers to ``room``: its casts from
         other instances must still arrive, to be kept."""
+        ...
+
+    @property
+    def shares_history(self) -> bool:
+        """Whether the backend keeps the history: casts are delivered when they come back from it."""
         ...
 
 
@@ -137,10 +151,10 @@ class Hub:
         instances will arrive here too."""
         if self._sockets.get(sock.id) is not sock:  # detached: closing or gone
             return
-        if self.recorder is not None:
-            await self.recorder.joined(sock, room)  # waits only when the backend keeps the history
-            if self._sockets.get(sock.id) is not sock:
-                return
+        recorder = self.recorder
+        shared = recorder is not None and recorder.shares_history
+        if recorder is not None and not shared:
+            await recorder.joined(sock, room)  # does not wait: the history's position now
         members = self._rooms.get(room)
         if members is None:
             members = self._rooms[room] = set()
@@ -150,6 +164,10 @@ class Hub:
             # Every joiner waits, not only the first: a second socket joining while the first one's
             # subscription is on its way must not return before it is active either.
             await self.relay.watch(room)
+        if recorder is not None and shared and self._sockets.get(sock.id) is sock:
+            # The backend's position in the room, read once its casts reach this instance: what is
+            # kept after it is the client's to receive (live, or in a replay).
+            await recorder.joined(sock, room)
 
     async def leave(self, sock: Socket, room: str) -> None:
         """Remove ``sock`` from ``room``, deleting the room once it is empty."""
@@ -224,6 +242,12 @@ class Hub:
             return
         for sock in targets:
             sock.push(frame)
+
+    async def settle(self, sock: Socket) -> None:
+        """Wait (up to :data:`SETTLE_TIMEOUT`) until what this instance sent ``sock`` came back from a
+        backend that keeps the history: a close started now goes after it."""
+        if self.relay is not None and self.recorder is not None and self.recorder.shares_history:
+            await self.relay.settled(socket_room(sock.id), SETTLE_TIMEOUT)
 
     def caught_up(self, sock: Socket, replayed: dict[str, int]) -> None:
         """``sock`` was sent its replay, up to ``replayed`` (stream tag -> offset): the casts that come

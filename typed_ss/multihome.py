@@ -56,6 +56,9 @@ ENVELOPE_VERSION: Final = 1
 BROADCAST_TOPIC: Final = "b"
 MAX_PUBLISH_BACKOFF: Final = 1.0
 """Seconds between attempts to publish while the backend is failing, at most."""
+REPAIR_TIMEOUT: Final = 2.0
+"""Seconds the reader waits for the history to read back what was lost on the way (past them, the
+loss is told as a gap)."""
 MAX_STREAMS: Final = 100_000
 """Per-topic counters the publisher keeps before forgetting the least recently used."""
 
@@ -96,9 +99,20 @@ class _Version(msgspec.Struct, array_like=True):
     v: int
 
 
+class _Publication(msgspec.Struct, array_like=True):
+    """The head of an :class:`Envelope`: who published it, and its number."""
+
+    v: int
+    origin: str
+    epoch: int
+    stream: int
+    seq: int
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Envelope)
 _version_decoder = msgspec.msgpack.Decoder(_Version)
+_publication_decoder = msgspec.msgpack.Decoder(_Publication)
 
 
 class Multihome:
@@ -134,6 +148,10 @@ class Multihome:
         self._subscription_ops: dict[str, asyncio.Task[None]] = {}
         # topic -> origin -> (epoch, stream, last seq seen)
         self._seen: dict[str, dict[str, tuple[int, int, int]]] = {}
+        # With the history kept: topic -> the offset delivered last (lost messages are read back from
+        # there), and a wake-up for settled() each time one of this instance's casts comes back.
+        self._delivered_at: dict[str, int] = {}
+        self._returned = asyncio.Event()
         self._tasks = (
             Supervised("multihome publisher", self._publish_loop, log=logger),
             Supervised("multihome reader", self._read_loop, log=logger),
@@ -150,6 +168,7 @@ class Multihome:
                 "oversized",
                 "unknown_version",
                 "restarts_seen",
+                "repaired",
             ),
             0,
         )
@@ -224,6 +243,7 @@ class Multihome:
         topic = room_topic(room)
         self._watched.discard(topic)
         self._seen.pop(topic, None)
+        self._delivered_at.pop(topic, None)
         self._change_subscription(topic, subscribe=False).add_done_callback(_log_failure)
 
     def _change_subscription(self, topic: str, *, subscribe: bool) -> asyncio.Task[None]:
@@ -263,7 +283,12 @@ class Multihome:
                 continue
             topic, data = self._outbox.peek()
             try:
-                await self.backend.publish(topic, data)
+                if self.keeps_history:
+                    publication = _publication_decoder.decode(data)
+                    publisher = f"{publication.origin}:{publication.epoch}:{publication.stream}"
+                    await self._history_backend().append(topic, data, publisher, publication.seq)
+                else:
+                    await self.backend.publish(topic, data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -288,7 +313,7 @@ class Multihome:
         if self.keeps_history:
             async for topic, data, offset in self._history_backend().kept_messages():
                 try:
-                    self.receive(topic, data, offset)
+                    await self._receive_kept(topic, data, offset)
                 except Exception:  # one bad message must never stop the stream
                     logger.exception("multihome: failed to deliver a message on %r", topic)
             return
@@ -301,10 +326,96 @@ class Multihome:
     def receive(self, topic: str, data: bytes, offset: int | None = None) -> None:
         """Check one message from the backend and deliver it to the local recipients (``offset``:
         its place in its topic's history, when the backend keeps one)."""
-        self.counters["received"] += 1
+        checked = self._check(topic, data, offset)
+        if checked is None:
+            return
+        envelope, frame = checked
+        lost = self._in_sequence(topic, envelope)
+        if lost < 0:
+            return
+        if lost:
+            self._tell_gap(envelope.room, lost)
+        self.counters["delivered"] += 1
+        self.hub.deliver(envelope.room, frame, offset)
+
+    async def _receive_kept(self, topic: str, data: bytes, offset: int) -> None:
+        """:meth:`receive` for a backend that keeps history: messages lost on the way here (the
+        subscriber reconnected, say) are read back from the history and delivered first, in order;
+        only what the history no longer has is told as a gap."""
+        checked = self._check(topic, data, offset)
+        if checked is None:
+            return
+        envelope, frame = checked
+        if envelope.origin == self.instance_id:
+            self._returned.set()
+        origins = self._seen.setdefault(topic, {})
+        before = origins.get(envelope.origin)
+        lost = self._in_sequence(topic, envelope, quiet=True)
+        if lost < 0:
+            return
+        if lost:
+            repaired = False
+            if topic in self._delivered_at:
+                # What is read back came before this message: its origin's count resumes from before it.
+                if before is not None:
+                    origins[envelope.origin] = before
+                repaired = await self._repair(topic, offset)
+                self._seen.setdefault(topic, {})[envelope.origin] = (
+                    envelope.epoch,
+                    envelope.stream,
+                    envelope.seq,
+                )
+            if not repaired:
+                self._count_lost(topic, envelope, lost)
+                self._tell_gap(envelope.room, lost)
+        self.counters["delivered"] += 1
+        self._delivered_at[topic] = offset
+        self.hub.deliver(envelope.room, frame, offset)
+
+    async def _repair(self, topic: str, before: int) -> bool:
+        """Deliver what the history holds of ``topic`` between the last message delivered and
+        ``before``; whether that could be done."""
+        after = self._delivered_at.get(topic)
+        if after is None:
+            return False  # nothing was delivered on this topic yet: nothing to count from
+        try:
+            async with asyncio.timeout(REPAIR_TIMEOUT):
+                found = await self._history_backend().since({topic: after})
+        except Exception as exc:
+            logger.warning("multihome: reading back what was lost on %r failed: %r", topic, exc)
+            return False
+        if found is None:
+            return False
+        for _, offset, data in found:
+            if offset >= before:
+                break
+            checked = self._check(topic, data, offset, counted=False)
+            if checked is None:
+                continue
+            envelope, frame = checked
+            if self._in_sequence(topic, envelope, quiet=True) < 0:
+                continue  # delivered already
+            self.counters["repaired"] += 1
+            self._delivered_at[topic] = offset
+            self.hub.deliver(envelope.room, frame, offset)
+        return True
+
+    def _tell_gap(self, room: str | None, lost: int) -> None:
+        # Told to the room's members before what came after the loss: they can refetch the room. A
+        # socket's own room is internal: its loss is told as the broadcasts' are, without a room.
+        told = None if room is None or room.startswith(SOCKET_ROOM_PREFIX) else room
+        self.hub.deliver(room, gap_frame(told, lost))
+
+    def _check(
+        self, topic: str, data: bytes, offset: int | None, *, counted: bool = True
+    ) -> tuple[Envelope, Frame] | None:
+        """The envelope and frame of one message, if it is for this instance and well formed (what
+        is not is counted and logged)."""
+        if counted:
+            self.counters["received"] += 1
         if len(data) > self._max_envelope_size:
             self._reject("oversized", f"{len(data)} bytes on {topic!r}")
-            return
+            return None
         # Besides its own errors, msgspec raises UnicodeDecodeError for a string that is not UTF-8
         # and RecursionError while skipping deeply nested extra elements: malformed all the same.
         undecodable = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
@@ -319,37 +430,44 @@ class Multihome:
                 self._reject("unknown_version", f"version {version} on {topic!r}")
             else:
                 self._reject("malformed", f"undecodable message on {topic!r}")
-            return
+            return None
         if envelope.v != ENVELOPE_VERSION:
             self._reject("unknown_version", f"version {envelope.v} on {topic!r}")
-            return
+            return None
         if envelope.origin == self.instance_id and offset is None:
-            return  # our own cast, already delivered locally
+            return None  # our own cast, already delivered locally
         if (envelope.kind == "broadcast") != (envelope.room is None):
             self._reject("malformed", f"a {envelope.kind} with room {envelope.room!r} on {topic!r}")
-            return
+            return None
         expected = BROADCAST_TOPIC if envelope.room is None else room_topic(envelope.room)
         if topic != expected:
             self._reject("malformed", f"a message for {expected!r} arrived on {topic!r}")
-            return
+            return None
         if topic not in self._watched:
-            return  # a backend that delivers everything: not for this instance
+            return None  # a backend that delivers everything: not for this instance
         try:
             frame = frame_from_parts(envelope.event, envelope.letter, envelope.payload)
         except ProtocolError as exc:
             self._reject("malformed", f"{exc} on {topic!r}")
+            return None
+        return envelope, frame
+
+    async def settled(self, room: str, within: float) -> None:
+        """Return once the casts this instance published to ``room`` came back from the backend
+        (with the history kept, that is when they are delivered here), or after ``within`` seconds."""
+        topic = room_topic(room)
+        counter = self._streams.get(topic)
+        if not self.keeps_history or counter is None:
             return
-        lost = self._in_sequence(topic, envelope)
-        if lost < 0:
-            return
-        if lost:
-            # Told to the room's members before what came after the loss: they can refetch the room.
-            room = envelope.room
-            # A socket's own room is internal: its loss is told as the broadcasts' are, without a room.
-            told = None if room is None or room.startswith(SOCKET_ROOM_PREFIX) else room
-            self.hub.deliver(room, gap_frame(told, lost))
-        self.counters["delivered"] += 1
-        self.hub.deliver(envelope.room, frame, offset)
+        stream, seq = counter
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while True:
+                    seen = self._seen.get(topic, {}).get(self.instance_id)
+                    if seen is not None and seen[0] == self.epoch and seen[1] == stream and seen[2] >= seq:
+                        return
+                    self._returned.clear()
+                    await self._returned.wait()
 
     # --- history (connection state recovery) -------------------------------------------------------
 
@@ -393,9 +511,10 @@ class Multihome:
         assert self.keeps_history, "the backend was not asked to keep history"
         return cast("HistoryBackend", self.backend)
 
-    def _in_sequence(self, topic: str, envelope: Envelope) -> int:
+    def _in_sequence(self, topic: str, envelope: Envelope, *, quiet: bool = False) -> int:
         """How many messages of ``envelope``'s origin on ``topic`` were lost before it, or -1 when it
-        is a duplicate (dropped)."""
+        is a duplicate (dropped). ``quiet``: a loss is neither counted nor logged (the caller reads
+        it back from the history, or counts it)."""
         origins = self._seen.setdefault(topic, {})
         last = origins.get(envelope.origin)
         origins[envelope.origin] = (envelope.epoch, envelope.stream, envelope.seq)
@@ -414,17 +533,21 @@ class Multihome:
             return -1
         if envelope.seq > seq + 1:
             lost = envelope.seq - seq - 1
-            self.counters["lost"] += lost
-            logger.warning(
-                "multihome: lost %d message(s) from instance %s on %r (sequence %d to %d)",
-                lost,
-                envelope.origin,
-                topic,
-                seq + 1,
-                envelope.seq - 1,
-            )
+            if not quiet:
+                self._count_lost(topic, envelope, lost)
             return lost
         return 0
+
+    def _count_lost(self, topic: str, envelope: Envelope, lost: int) -> None:
+        self.counters["lost"] += lost
+        logger.warning(
+            "multihome: lost %d message(s) from instance %s on %r (sequence %d to %d)",
+            lost,
+            envelope.origin,
+            topic,
+            envelope.seq - lost,
+            envelope.seq - 1,
+        )
 
     def _reject(self, counter: str, detail: str) -> None:
         self.counters[counter] += 1

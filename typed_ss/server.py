@@ -444,7 +444,7 @@ class Server(Generic[Identity]):
         ``shutdown_timeout`` are cancelled. Safe to call more than once."""
         self._accepting = False
         for sock in list(self.hub.sockets.values()):
-            await sock.close(CloseCode.GOING_AWAY, "server shutting down")
+            sock.close_now(CloseCode.GOING_AWAY, "server shutting down")
         current = asyncio.current_task()
         connections = {task for task in self._connections if task is not current}
         if connections:

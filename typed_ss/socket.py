@@ -341,8 +341,18 @@ class Socket(Generic[Identity]):
         """Close the connection with ``code`` after the frames already queued for it.
 
         Returns without waiting for the client; the disconnect hook runs once the connection has
-        ended. Closing twice does nothing.
+        ended. Closing twice does nothing. With connection state recovery's history in the backend
+        (Redis, MongoDB), what this instance sent the socket reaches it once it comes back from the
+        backend: the close waits for that first, up to 2 seconds.
         """
+        if self.connected:
+            await self._server.hub.settle(self)
+        if self.connected:
+            self._start_close(code, reason)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Start closing at once, without waiting for frames on their way back from the backend
+        (the server's shutdown: a client whose session is kept gets them when it reconnects)."""
         if self.connected:
             self._start_close(code, reason)
 

@@ -535,6 +535,7 @@ class MongoStandIn:
         target = self._ordinary_collection(body, "update")
         matched = modified = 0
         upserted: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for index, statement in enumerate(_statements(request, body, "updates")):
             if statement.get("multi") or not isinstance(statement.get("u"), dict):
                 raise not_implemented("updates other than one document by a replacement or $set")
@@ -556,11 +557,19 @@ class MongoStandIn:
                 query = statement.get("q") or {}
                 base = {"_id": query["_id"]} if "_id" in query else {"_id": ObjectId()}
                 doc = {**base, **(change["$set"] if operators else change)}
-                target.insert(bson.encode(doc))
+                try:
+                    target.insert(bson.encode(doc))
+                except CommandError as exc:  # a duplicate _id: this statement fails, not the command
+                    errors.append({"index": index, "code": exc.code, "errmsg": exc.message})
+                    if body.get("ordered", True):
+                        break
+                    continue
                 upserted.append({"index": index, "_id": doc["_id"]})
         reply: dict[str, Any] = {"n": matched + len(upserted), "nModified": modified}
         if upserted:
             reply["upserted"] = upserted
+        if errors:
+            reply["writeErrors"] = errors
         return reply
 
     async def _delete(

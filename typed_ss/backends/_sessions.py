@@ -55,10 +55,10 @@ class SessionWriter(ABC):
 
     # --- the SessionStore API ----------------------------------------------------------------------
 
-    def save(self, token: str, record: SessionRecord, *, new: bool = False) -> None:
-        earlier = self._unwritten.get(token)
-        created = new or (earlier is not None and earlier.what == "create")
-        self._queue(token, Change("create" if created else "update", record, self.held_ttl))
+    def save(self, token: str, record: SessionRecord, *, new: bool = False, ttl: float | None = None) -> None:
+        self._queue(
+            token, Change("create" if new else "update", record, self.held_ttl if ttl is None else ttl)
+        )
 
     def expire(self, token: str, after: float) -> None:
         self._queue(token, Change("expire", None, after))
@@ -96,8 +96,23 @@ class SessionWriter(ABC):
     # --- the writer --------------------------------------------------------------------------------
 
     def _queue(self, token: str, change: Change) -> None:
-        self._unwritten[token] = change
+        earlier = self._unwritten.get(token)
+        self._unwritten[token] = change if earlier is None else _merge(earlier, change)
         self._changed.set()
+
+    async def close(self, within: float = 1.0) -> None:
+        """Stop the writer, then write what is left, for at most ``within`` seconds (the backend
+        stops: what cannot be written now is left to expire)."""
+        await self.writer.stop()
+        batch, self._unwritten = self._unwritten, {}
+        if batch:
+            try:
+                async with asyncio.timeout(within):
+                    await self._write(batch)
+            except Exception as exc:
+                self._log.warning(
+                    "%d recovery sessions were not written to %s at stop: %r", len(batch), self._store, exc
+                )
 
     async def _write_loop(self) -> None:
         while True:
@@ -111,7 +126,8 @@ class SessionWriter(ABC):
                 raise
             except Exception as exc:
                 for token, change in batch.items():
-                    self._unwritten.setdefault(token, change)  # a newer change replaces it
+                    newer = self._unwritten.get(token)
+                    self._unwritten[token] = change if newer is None else _merge(change, newer)
                 self._changed.set()
                 delay = self._backoff.failed()
                 if self._backoff.should_log():
@@ -129,3 +145,16 @@ class SessionWriter(ABC):
                 self._log.warning(
                     "writing recovery sessions to %s works again after %d failures", self._store, failures
                 )
+
+
+def _merge(earlier: Change, later: Change) -> Change:
+    """One change that has the effect of ``earlier`` then ``later``."""
+    if later.what == "expire":
+        if earlier.what in ("create", "update"):
+            return earlier._replace(ttl=later.ttl)  # the state still to be written, with the new expiry
+        if earlier.what == "delete":
+            return earlier
+        return later
+    if later.what == "update" and earlier.what == "create":
+        return later._replace(what="create")  # not written yet: it must still be created
+    return later

@@ -104,8 +104,9 @@ class SessionStore(Protocol):
     :meth:`HistoryBackend.session_store`). Writes never wait: the store writes them in the
     background, only the latest change of each session while the backend does not answer."""
 
-    def save(self, token: str, record: SessionRecord, *, new: bool = False) -> None:
-        """Write a held session's state (``new``: just made; otherwise only if the store still has it)."""
+    def save(self, token: str, record: SessionRecord, *, new: bool = False, ttl: float | None = None) -> None:
+        """Write a session's state (``new``: just made; otherwise only if the store still has it),
+        to last ``ttl`` seconds (by default as long as a held session's)."""
         ...
 
     def expire(self, token: str, after: float) -> None:
@@ -143,6 +144,15 @@ class HistoryBackend(Backend, Protocol):
         """Keep each topic's last ``max_entries`` messages, none older than ``max_age`` seconds;
         returns the store of the sessions, whose holders refresh them at least every
         ``session_ttl`` seconds. Called once, before ``start``."""
+        ...
+
+    async def append(self, topic: str, data: bytes, publisher: str, seq: int) -> None:
+        """:meth:`Backend.publish` with the history kept: the message is kept once per ``publisher``
+        and ``seq`` (a retry of a publish that had worked, whose answer was lost, is not kept twice).
+
+        Raises:
+            BackendError: as ``publish``.
+        """
         ...
 
     def kept_messages(self) -> AsyncIterator[tuple[str, bytes, int]]:

@@ -59,7 +59,13 @@ try:
     from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
-    from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, WriteError
+    from pymongo.errors import (
+        ConnectionFailure,
+        DuplicateKeyError,
+        OperationFailure,
+        PyMongoError,
+        WriteError,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError("pymongo", "mongo") from exc
 
@@ -198,18 +204,30 @@ class MongoBackend:
     # --- the Backend interface ---------------------------------------------------------------------
 
     async def publish(self, topic: str, data: bytes) -> None:
+        await self._insert({"origin": self._origin, "topic": topic, "data": data})
+
+    async def append(self, topic: str, data: bytes, publisher: str, seq: int) -> None:
+        """:meth:`publish`, once per ``publisher`` and ``seq``: the document's ``_id`` is made of
+        them, so a retried insert that had worked is refused as a duplicate (and counts as done)."""
+        await self._insert(
+            {"_id": f"{publisher}:{seq}:{topic}", "origin": self._origin, "topic": topic, "data": data}
+        )
+
+    async def _insert(self, document: Document) -> None:
         client = self._client
         if client is None or not self._running:
             raise BackendError("the MongoDB backend is not started")
         database = client[self._database_name]
+        data = document["data"]
+        topic = document["topic"]
         try:
             async with asyncio.timeout(self._publish_timeout):
                 if not self._collection_ready:
                     # Before the reader made it, an insert would create an ordinary collection.
                     await self._ensure_collection(database)
-                await database[self._collection_name].insert_one(
-                    {"origin": self._origin, "topic": topic, "data": data}
-                )
+                await database[self._collection_name].insert_one(document)
+        except DuplicateKeyError:
+            pass  # kept already: an earlier attempt worked, its answer was lost
         except (WriteError, InvalidDocument) as exc:
             # A document MongoDB will never take (larger than the capped collection, or than 16 MiB):
             # retrying would block every later message. Dropped; the receivers count the gap.

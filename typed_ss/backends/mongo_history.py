@@ -14,17 +14,20 @@ refuse, never accept, a replay that might have a hole).
 **Sessions.** One document per session in ``<collection>_sessions``, ``{_id: token, ..., expires}``,
 written by the :class:`~typed_ss.backends._sessions.SessionWriter` task; a TTL index on
 ``expires`` removes them, and reads treat an expired one as gone (the TTL monitor runs once a
-minute). Taking one up deletes it (only one of two concurrent deletes removes it) and writes it again
-under the new token.
+minute). Taking one up marks it taken (``taken: true``, which only one of two concurrent takes can
+do) and writes it again under the new token; the taken document stays as a tombstone until it
+expires, so a write to the old token that was on its way (retried after its answer was lost) cannot
+bring it back.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pymongo import DeleteOne, ReplaceOne, UpdateOne  # imported by typed_ss.backends.mongo only
+from pymongo.errors import BulkWriteError
 
 from typed_ss.backends._sessions import Change, SessionWriter
 from typed_ss.backends.base import SessionRecord
@@ -54,6 +57,16 @@ def replay_complete(oldest: int, after: int) -> bool:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+_LIVE: Final[Document] = {"taken": {"$ne": True}}
+"""Matches a session not taken up (a taken one is a tombstone)."""
+DUPLICATE_KEY: Final = 11000
+
+
+def _gone(document: Document | None) -> bool:
+    """Whether a session document is missing, taken up or expired."""
+    return document is None or document.get("taken") is True or _expired(document)
 
 
 def _expired(document: Document) -> bool:
@@ -103,18 +116,22 @@ class MongoSessions(SessionWriter):
         self.writer.start()
 
     async def stop(self) -> None:
-        await self.writer.stop()
+        await self.close()
 
     async def load(self, token: str) -> SessionRecord | None:
         document = await self._sessions().find_one({"_id": token})
-        return None if document is None or _expired(document) else _record(document)
+        return None if document is None or _gone(document) else _record(document)
 
     async def _take(self, token: str, new_token: str) -> SessionRecord | None:
         sessions = self._sessions()
         document = await sessions.find_one({"_id": token})
-        if document is None or _expired(document):
+        if document is None or _gone(document):
             return None
-        if (await sessions.delete_one({"_id": token})).deleted_count != 1:
+        expires = _now() + datetime.timedelta(seconds=self.held_ttl)
+        taken = await sessions.update_one(
+            _LIVE | {"_id": token}, {"$set": {"taken": True, "expires": expires}}
+        )
+        if taken.modified_count != 1:
             return None  # another reconnect took it first
         record = _record(document)
         await sessions.insert_one(_document(new_token, record, self.held_ttl))
@@ -123,17 +140,25 @@ class MongoSessions(SessionWriter):
     async def _write(self, batch: dict[str, Change]) -> None:
         operations: list[Any] = []
         for token, change in batch.items():
+            live = _LIVE | {"_id": token}
             if change.what in ("create", "update"):
                 assert change.record is not None
                 document = _document(token, change.record, change.ttl)
-                operations.append(ReplaceOne({"_id": token}, document, upsert=change.what == "create"))
+                operations.append(ReplaceOne(live, document, upsert=change.what == "create"))
             elif change.what == "expire":
                 expires = _now() + datetime.timedelta(seconds=change.ttl)
-                operations.append(UpdateOne({"_id": token}, {"$set": {"expires": expires}}))
+                operations.append(UpdateOne(live, {"$set": {"expires": expires}}))
             else:
-                operations.append(DeleteOne({"_id": token}))
-        if operations:
+                operations.append(DeleteOne(live))
+        if not operations:
+            return
+        try:
             await self._sessions().bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            # A create over a tombstone fails as a duplicate _id: the session was taken up, the
+            # write is not to be made. Any other error is retried.
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
 
     def _sessions(self) -> AsyncCollection[Document]:
         if self._collection is None:

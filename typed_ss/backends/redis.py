@@ -148,7 +148,7 @@ class RedisBackend:
         try:
             async with asyncio.timeout(self._publish_timeout):
                 if self._history is not None:
-                    await self._history.append(topic, data)
+                    await self._append(topic, data, "", 0)
                 else:
                     await client.publish(self._prefix + topic, data)
         except _GONE as exc:
@@ -203,6 +203,22 @@ class RedisBackend:
         self._kept = Inbox(self._inbox.max_pending)
         self._sessions = RedisSessions(self._prefix, held_ttl=session_ttl, max_backoff=self._max_backoff)
         return self._sessions
+
+    async def append(self, topic: str, data: bytes, publisher: str, seq: int) -> None:
+        """Keep and publish ``data`` (see :meth:`publish`), once per ``publisher`` and ``seq``."""
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._append(topic, data, publisher, seq)
+        except _GONE as exc:
+            if isinstance(exc, TimeoutError):
+                self._link.unresponsive(f"a publish got no answer within {self._publish_timeout} s")
+            raise BackendError(f"publishing to Redis failed: {exc!r}") from exc
+
+    async def _append(self, topic: str, data: bytes, publisher: str, seq: int) -> None:
+        # Only once this instance's subscriber is back and subscribed: a cast kept while it was not
+        # would reach no local socket (it is delivered from the subscription, not at once).
+        await self._connected.wait()
+        await self._kept_history().append(topic, data, publisher, seq)
 
     def kept_messages(self) -> AsyncIterator[tuple[str, bytes, int]]:
         if self._kept is None:

@@ -23,13 +23,14 @@ import functools
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from starlette.requests import HTTPConnection
 
 from typed_ss.backends.base import HistoryBackend, SessionRecord, SessionStore
-from typed_ss.errors import CloseCode, EncodeError
+from typed_ss.errors import BackendError, CloseCode, EncodeError
 from typed_ss.logs import ClientLog
 from typed_ss.protocol import (
     BROADCAST_STREAM,
@@ -170,17 +171,19 @@ class Recoverer:
         session = sock.session
         if session is None or room in session.rooms:
             return
-        # Read before the hub subscribes to the room: what is kept after it was sent after the join.
         position = await self._position(room)
         if position is None:  # the session cannot say where its client's room began: it ends
             self._drop(session)
+            sock.session = None
             return
         self.sessions.joined(session, room, position)
         self._save(session)
 
     def left(self, sock: Socket, room: str) -> None:
         session = sock.session
-        if session is not None and room in session.rooms:
+        # A leave once the connection ended (the disconnect hook cleaning up) leaves the kept
+        # session as it was: the client comes back to its rooms.
+        if session is not None and sock.connected and room in session.rooms:
             self.sessions.left(session, room)
             self._save(session)
 
@@ -200,59 +203,27 @@ class Recoverer:
         token = query.get(SESSION_QUERY_PARAMETER)
         if token is None:
             return _FRESH
-        session = self.sessions.get(token)
-        if session is None and self._store is not None and self._shared is not None:
-            loaded = await self._load(token, identity)
-            if isinstance(loaded, str):
-                return self._refused(loaded)
-            session = loaded
-        if session is None:
-            return self._refused("no session of this token (unknown, or its window passed)")
-        if not _same_identity(session, identity):
-            return self._refused("the session belongs to another identity")  # not this client's to end
+        found = await self._find(token, identity)
+        if isinstance(found, str):
+            return self._refused(found)
+        session, loaded = found
         positions = _positions(query.get(OFFSETS_QUERY_PARAMETER, ""))
         if positions is None:
-            return self._refused("malformed offsets")
-        async with session.lock:  # a second reconnect with this token waits, then takes over from this one
-            if not self.sessions.kept(session):
-                return self._refused("the session ended meanwhile")
-            holder: Socket | None = session.holder
-            if holder is not None:
-                try:
-                    await holder.end_for_takeover()
-                except BaseException:
-                    self.sessions.ended(session, keep=True)  # cancelled (shutdown): left to expire
-                    raise
-                if not self.sessions.kept(session):  # its connection ended it (a clean close)
-                    return self._refused("the session ended meanwhile")
-            claim = Claim(session, True, positions)
-            missed = await self._missed(claim)
-            if missed is None or sum(len(frame) for _, frame in missed) > self._send_queue_bytes:
-                self._drop(session)
-                return self._refused("what it missed is no longer all kept, or more than its send queue")
-            new_token = secrets.token_urlsafe(24)
-            if self._store is not None and session.identity_key is not None:
-                try:
-                    async with asyncio.timeout(BACKEND_TIMEOUT):
-                        taken = await self._store.take(session.token, new_token)
-                except Exception as exc:
-                    self.sessions.drop(session)
-                    return self._refused(f"the backend could not hand the session over ({exc!r})")
-                if taken is None:  # expired there, or taken up on another instance meanwhile
-                    self.sessions.drop(session)
-                    return self._refused("the session is gone from the backend")
-            self.sessions.revive(session, new_token)
-            session.holder = None  # until opened(): nothing awaits in between
-            return claim
+            claim = self._refused("malformed offsets")
+        else:
+            claim = await self._take_up(session, positions, loaded=loaded)
+        if claim.session is None and loaded:
+            self.sessions.drop(session)  # read from the store for this claim only: the store keeps it
+        return claim
 
     async def opened(self, sock: Socket, claim: Claim, identity: object) -> Session | None:
         """The session of a socket about to be attached: the claimed one, or a new one (``None`` when
-        ``max_sessions`` are all held)."""
+        ``max_sessions`` are all held, or the backend keeping the history does not answer)."""
         session = claim.session
         if session is None:
             start = await self._position(BROADCAST_STREAM)
             if start is None:
-                return None  # no recovery for this socket: the backend does not answer
+                return None
             key = identity_key(identity)
             session = Session(
                 secrets.token_urlsafe(24), sock.id, key, identity if key is None else None, start
@@ -272,17 +243,19 @@ class Recoverer:
 
     async def replay(self, claim: Claim) -> Replay | None:
         """Every frame the claim's client missed, in the order they were sent; ``None`` when some are
-        no longer kept. Called once the socket is back in its rooms, so nothing falls between the
-        replay and what goes live."""
+        no longer kept (or no longer fit the send queue). Called once the socket is back in its
+        rooms, so nothing falls between the replay and what goes live."""
         missed = await self._missed(claim)
-        if missed is None:
+        if missed is None or _size(missed) > self._send_queue_bytes:
             return None
         missed.sort(key=_offset)
-        upto: dict[str, int] = {}
+        # What the client had of each stream counts as replayed too: a cast at or before it that
+        # reaches this instance late is not sent again.
+        upto = {_tag(stream): after for stream, after in self._after(claim).items()}
         for offset, frame in missed:
             kept = frame_offset(frame)
             if kept is not None:
-                upto[kept[0]] = offset
+                upto[kept[0]] = max(offset, upto.get(kept[0], 0))
         return Replay([frame for _, frame in missed], upto)
 
     def failed(self, sock: Socket) -> None:
@@ -311,33 +284,90 @@ class Recoverer:
 
     # --- inside ------------------------------------------------------------------------------------
 
-    async def _load(self, token: str, identity: object) -> Session | str | None:
-        """A session another instance held, from the backend's store: the session, or why not."""
+    async def _find(self, token: str, identity: object) -> tuple[Session, bool] | str:
+        """The session of ``token``, and whether it was read from the shared store for this claim;
+        or why this client has none."""
+        session = self.sessions.get(token)
+        loaded = False
+        if session is None and self._store is not None and self._shared is not None:
+            record = await self._load(token)
+            if isinstance(record, str):
+                return record
+            session = self.sessions.get(token)  # another reconnect with this token read it meanwhile
+            if session is None and record is not None:
+                session = Session(
+                    token, record.socket_id, record.identity_key, None, record.start, dict(record.rooms)
+                )
+                if not self.sessions.add(session):
+                    return "Recovery.max_sessions are held here"
+                self.sessions.ended(session, keep=True)  # expires here unless taken up
+                loaded = True
+        if session is None:
+            return "no session of this token (unknown, or its window passed)"
+        if not _same_identity(session, identity):
+            return "the session belongs to another identity"  # not this client's to end
+        return session, loaded
+
+    async def _take_up(self, session: Session, positions: dict[str, int], *, loaded: bool) -> Claim:
+        async with session.lock:  # a second reconnect with this token waits, then takes over from this one
+            if not self.sessions.kept(session):
+                return self._refused("the session ended meanwhile")
+            holder: Socket | None = session.holder
+            if holder is not None:
+                try:
+                    await holder.end_for_takeover()
+                except BaseException:
+                    self.sessions.ended(session, keep=True)  # cancelled (shutdown): left to expire
+                    raise
+                if not self.sessions.kept(session):  # its connection ended it (a clean close)
+                    return self._refused("the session ended meanwhile")
+            claim = Claim(session, True, positions)
+            missed = await self._missed(claim)
+            if missed is None or _size(missed) > self._send_queue_bytes:
+                self._drop(session)
+                return self._refused("what it missed is no longer all kept, or more than its send queue")
+            new_token = secrets.token_urlsafe(24)
+            if self._store is not None and session.identity_key is not None:
+                try:
+                    async with asyncio.timeout(BACKEND_TIMEOUT):
+                        taken = await self._store.take(session.token, new_token)
+                except Exception as exc:
+                    self.sessions.drop(session)
+                    return self._refused(f"the backend could not hand the session over ({exc!r})")
+                if taken is None:  # expired there, or taken up on another instance meanwhile
+                    self.sessions.drop(session)
+                    return self._refused("the session is gone from the backend")
+                if loaded:  # its holder was elsewhere: the store's state is the latest
+                    for room in set(session.rooms) - set(taken.rooms):
+                        self.sessions.left(session, room)
+                    for room, position in taken.rooms.items():
+                        self.sessions.joined(session, room, position)
+            if not self.sessions.revive(session, new_token):
+                return self._refused("the session ended meanwhile")
+            self._save(session)  # this instance's state, under the new token
+            session.holder = None  # until opened(): nothing awaits in between
+            return claim
+
+    async def _load(self, token: str) -> SessionRecord | str | None:
+        """A session another instance held, from the shared store; or why it cannot be read."""
         assert self._store is not None
+        if not self._backend_answers():
+            return "the backend keeping the sessions does not answer"
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT):
-                record = await self._store.load(token)
+                return await self._store.load(token)
         except Exception as exc:
             return f"the backend could not be read ({exc!r})"
-        if record is None:
-            return None
-        if record.identity_key != identity_key(identity):
-            return "the session belongs to another identity"
-        session = Session(
-            token, record.socket_id, record.identity_key, None, record.start, dict(record.rooms)
-        )
-        if not self.sessions.add(session):
-            return "Recovery.max_sessions are held here"
-        self.sessions.ended(session, keep=True)  # expires here unless taken up below
-        return session
 
     async def _position(self, stream: str) -> int | None:
         """The history's position in ``stream`` now; ``None`` when the backend keeping it does not
-        answer (within :data:`BACKEND_TIMEOUT`)."""
+        answer (at once when it is known not to, else within :data:`BACKEND_TIMEOUT`)."""
         shared = self._shared
         if shared is None:
             return self.history.position
         try:
+            if not self._backend_answers():
+                raise BackendError("it is not connected")
             async with asyncio.timeout(BACKEND_TIMEOUT):
                 position = await shared.position(stream)
         except Exception as exc:
@@ -352,16 +382,17 @@ class Recoverer:
         self._warned_unreadable = False
         return position
 
+    def _backend_answers(self) -> bool:
+        """Whether the backend may answer: not while it is known to be down or hung (nothing waits
+        for it then); while its first connection is being made, a read waits for it, bounded."""
+        return self._shared is not None and self._shared.backend.health().state in ("connected", "connecting")
+
     async def _missed(self, claim: Claim) -> list[tuple[int, Frame]] | None:
-        session = claim.session
-        assert session is not None
-        streams = {BROADCAST_STREAM: session.start, **session.rooms}
-        after = {
-            stream: max(joined_at, claim.positions.get(_tag(stream), 0))
-            for stream, joined_at in streams.items()
-        }
+        after = self._after(claim)
         shared = self._shared
         if shared is not None:
+            if not self._backend_answers():
+                return None
             try:
                 async with asyncio.timeout(BACKEND_TIMEOUT):
                     found = await shared.since(after)
@@ -379,12 +410,25 @@ class Recoverer:
             missed += frames
         return missed
 
+    @staticmethod
+    def _after(claim: Claim) -> dict[str, int]:
+        """Each stream of the claim's session, with the offset its replay starts after: the client's
+        own, or the socket's join for a stream it received nothing from."""
+        session = claim.session
+        assert session is not None
+        streams = {BROADCAST_STREAM: session.start, **session.rooms}
+        return {
+            stream: max(joined, claim.positions.get(_tag(stream), 0)) for stream, joined in streams.items()
+        }
+
     def _save(self, session: Session, *, new: bool = False) -> None:
         if self._store is not None and session.identity_key is not None and self.sessions.kept(session):
             record = SessionRecord(
                 session.socket_id, session.identity_key, session.start, dict(session.rooms)
             )
-            self._store.save(session.token, record, new=new)
+            # A session no connection holds keeps its expiry; a held one lasts until refreshed again.
+            ttl = None if session.expires is None else max(0.001, session.expires - time.monotonic())
+            self._store.save(session.token, record, new=new, ttl=ttl)
 
     def _drop(self, session: Session) -> None:
         if self._store is not None and self.sessions.kept(session):
@@ -452,3 +496,7 @@ def _decimal(text: str) -> bool:
 
 def _offset(entry: tuple[int, Frame]) -> int:
     return entry[0]
+
+
+def _size(frames: list[tuple[int, Frame]]) -> int:
+    return sum(len(frame) for _, frame in frames)

@@ -88,15 +88,17 @@ class MemorySessions:
         """Whether ``session`` is still kept (not expired, dropped or given a new token)."""
         return self._sessions.get(session.token) is session
 
-    def revive(self, session: Session, token: str | None = None) -> None:
+    def revive(self, session: Session, token: str | None = None) -> bool:
         """A reconnect took the session up: it gets a new token (``token``, or a new one: the old one,
-        which travelled in a URL, is dead) and no longer expires while the new connection holds it."""
+        which travelled in a URL, is dead) and no longer expires while the new connection holds it.
+        ``False`` when the session is no longer kept."""
         if not self.kept(session):
-            return
+            return False
         del self._sessions[session.token]
         session.token = token or secrets.token_urlsafe(24)
         session.expires = None
         self._sessions[session.token] = session
+        return True
 
     def drop(self, session: Session) -> None:
         """Forget the session (it cannot be taken up)."""
