@@ -8,7 +8,7 @@ hands it every locally started cast, and delivers what other instances started w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,9 +39,9 @@ class Relay(Protocol):
         """Stop receiving ``room``'s casts: no local socket is in it any more. Must not wait."""
         ...
 
-    async def settled(self, room: str, within: float) -> None:
-        """Return once this instance's casts to ``room`` came back from a backend that keeps the
-        history (they are delivered then), or after ``within`` seconds."""
+    async def settled(self, rooms: Iterable[str | None], within: float) -> None:
+        """Return once this instance's casts to ``rooms`` (``None``: the broadcasts) came back from a
+        backend that keeps the history (they are delivered then), or after ``within`` seconds."""
         ...
 
 
@@ -244,10 +244,12 @@ class Hub:
             sock.push(frame)
 
     async def settle(self, sock: Socket) -> None:
-        """Wait (up to :data:`SETTLE_TIMEOUT`) until what this instance sent ``sock`` came back from a
-        backend that keeps the history: a close started now goes after it."""
+        """Wait (up to :data:`SETTLE_TIMEOUT`) until what this instance sent ``sock`` (to it, to its
+        rooms, to everyone) came back from a backend that keeps the history: a close started now
+        goes after it."""
         if self.relay is not None and self.recorder is not None and self.recorder.shares_history:
-            await self.relay.settled(socket_room(sock.id), SETTLE_TIMEOUT)
+            # Every stream the socket receives: its rooms (its own among them) and the broadcasts.
+            await self.relay.settled([*self.rooms_of(sock), None], SETTLE_TIMEOUT)
 
     def caught_up(self, sock: Socket, replayed: dict[str, int]) -> None:
         """``sock`` was sent its replay, up to ``replayed`` (stream tag -> offset): the casts that come

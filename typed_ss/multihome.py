@@ -27,6 +27,7 @@ import itertools
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 import msgspec
@@ -341,51 +342,51 @@ class Multihome:
     async def _receive_kept(self, topic: str, data: bytes, offset: int) -> None:
         """:meth:`receive` for a backend that keeps history: messages lost on the way here (the
         subscriber reconnected, say) are read back from the history and delivered first, in order;
-        only what the history no longer has is told as a gap."""
+        what cannot be delivered in order any more (it is older than what was delivered since, or no
+        longer kept) is told as a gap."""
         checked = self._check(topic, data, offset)
         if checked is None:
             return
         envelope, frame = checked
-        if envelope.origin == self.instance_id:
-            self._returned.set()
         origins = self._seen.setdefault(topic, {})
         before = origins.get(envelope.origin)
         lost = self._in_sequence(topic, envelope, quiet=True)
         if lost < 0:
+            self._returned.set()
             return
         if lost:
-            repaired = False
             if topic in self._delivered_at:
                 # What is read back came before this message: its origin's count resumes from before it.
                 if before is not None:
                     origins[envelope.origin] = before
-                repaired = await self._repair(topic, offset)
-                self._seen.setdefault(topic, {})[envelope.origin] = (
-                    envelope.epoch,
-                    envelope.stream,
-                    envelope.seq,
-                )
-            if not repaired:
+                await self._repair(topic, offset, origins)
+                if self._seen.get(topic) is not origins:
+                    return  # the room was left meanwhile: nothing of it is delivered here now
+                reached = origins.get(envelope.origin)
+                if reached is not None and reached[:2] == (envelope.epoch, envelope.stream):
+                    lost = envelope.seq - 1 - reached[2]
+                origins[envelope.origin] = (envelope.epoch, envelope.stream, envelope.seq)
+            if lost > 0:
                 self._count_lost(topic, envelope, lost)
                 self._tell_gap(envelope.room, lost)
         self.counters["delivered"] += 1
         self._delivered_at[topic] = offset
         self.hub.deliver(envelope.room, frame, offset)
+        self._returned.set()  # settled() checks again: this instance's casts may be back
 
-    async def _repair(self, topic: str, before: int) -> bool:
-        """Deliver what the history holds of ``topic`` between the last message delivered and
-        ``before``; whether that could be done."""
-        after = self._delivered_at.get(topic)
-        if after is None:
-            return False  # nothing was delivered on this topic yet: nothing to count from
+    async def _repair(self, topic: str, before: int, origins: dict[str, tuple[int, int, int]]) -> None:
+        """Deliver what the history holds of ``topic`` after the last message delivered and before
+        ``before``, in order (the sequence numbers in ``origins`` move on with it), unless the topic
+        is left meanwhile (its ``origins`` replaced)."""
+        after = self._delivered_at[topic]
         try:
             async with asyncio.timeout(REPAIR_TIMEOUT):
                 found = await self._history_backend().since({topic: after})
         except Exception as exc:
             logger.warning("multihome: reading back what was lost on %r failed: %r", topic, exc)
-            return False
-        if found is None:
-            return False
+            return
+        if found is None or self._seen.get(topic) is not origins:
+            return
         for _, offset, data in found:
             if offset >= before:
                 break
@@ -398,7 +399,6 @@ class Multihome:
             self.counters["repaired"] += 1
             self._delivered_at[topic] = offset
             self.hub.deliver(envelope.room, frame, offset)
-        return True
 
     def _tell_gap(self, room: str | None, lost: int) -> None:
         # Told to the room's members before what came after the loss: they can refetch the room. A
@@ -452,22 +452,27 @@ class Multihome:
             return None
         return envelope, frame
 
-    async def settled(self, room: str, within: float) -> None:
-        """Return once the casts this instance published to ``room`` came back from the backend
-        (with the history kept, that is when they are delivered here), or after ``within`` seconds."""
-        topic = room_topic(room)
-        counter = self._streams.get(topic)
-        if not self.keeps_history or counter is None:
+    async def settled(self, rooms: Iterable[str | None], within: float) -> None:
+        """Return once the casts this instance published to ``rooms`` (``None``: the broadcasts)
+        came back from the backend (with the history kept, that is when they are delivered here), or
+        after ``within`` seconds."""
+        if not self.keeps_history:
             return
-        stream, seq = counter
+        waiting = []
+        for room in rooms:
+            topic = BROADCAST_TOPIC if room is None else room_topic(room)
+            counter = self._streams.get(topic)
+            if counter is not None:
+                waiting.append((topic, counter[0], counter[1]))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
-                while True:
-                    seen = self._seen.get(topic, {}).get(self.instance_id)
-                    if seen is not None and seen[0] == self.epoch and seen[1] == stream and seen[2] >= seq:
-                        return
+                while not all(self._came_back(*published) for published in waiting):
                     self._returned.clear()
                     await self._returned.wait()
+
+    def _came_back(self, topic: str, stream: int, seq: int) -> bool:
+        seen = self._seen.get(topic, {}).get(self.instance_id)
+        return seen is not None and seen[0] == self.epoch and seen[1] == stream and seen[2] >= seq
 
     # --- history (connection state recovery) -------------------------------------------------------
 
@@ -475,6 +480,10 @@ class Multihome:
         """The offset of the newest cast the backend keeps of ``stream`` (a room, or
         :data:`~typed_ss.protocol.BROADCAST_STREAM`); 0 when it keeps none."""
         return await self._history_backend().position(_stream_topic(stream))
+
+    async def history_epoch(self) -> str:
+        """The epoch of the backend's history (see :meth:`~typed_ss.backends.base.HistoryBackend.epoch`)."""
+        return await self._history_backend().epoch()
 
     async def since(self, after: dict[str, int]) -> list[tuple[str, int, Frame]] | None:
         """The casts the backend keeps of each stream after its offset, as ``(stream, offset,

@@ -27,6 +27,7 @@ from typed_ss import Recovery, Server, Socket
 from typed_ss.backends import Backend
 from typed_ss.backends._sessions import Change
 from typed_ss.backends._sessions import _merge as merge
+from typed_ss.backends._support import Inbox
 from typed_ss.backends.base import HistoryBackend, SessionRecord, SessionStore
 from typed_ss.backends.mongo import MongoBackend
 from typed_ss.backends.redis import RedisBackend
@@ -586,3 +587,75 @@ def test_a_replay_counts_what_the_client_had_as_replayed() -> None:
     assert replay is not None
     # A cast of r at or before offset 7 that reaches this instance late is not sent again.
     assert replay.upto[stream_tag("r")] == 7
+
+
+async def test_a_close_after_a_roomcast_goes_after_it(store: Store) -> None:
+    ss = echo_server(backend=store.backend(), recovery=Recovery())
+
+    @ss.on("bye")
+    async def bye(sock: Socket, text: str) -> None:
+        await ss.roomcast("r", "news", "last words")
+        await sock.close(4000, "done")
+
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        await client.send("join", "r")
+        await client.expect("joined")
+        await client.send("bye", "now")
+        assert (await client.expect("news")).payload == "last words"
+        with pytest.raises(ConnectionClosed):
+            await client.recv()
+
+
+async def test_a_loss_that_cannot_be_read_back_in_order_is_told_as_a_gap(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # C's second cast is lost on its way to A; B's cast is delivered meanwhile, so C's lost one can no
+    # longer be delivered in order (it would move the client's offset backwards): it is a gap.
+    async with instances(store, 3) as [(a, a_url), (b, _), (c, _)], connect_client(a_url) as client:
+        await client.send("join", "r")
+        await client.expect("joined")
+        bridge = a._multihome
+        assert bridge is not None
+        lose_on_a = bridge.backend._kept  # type: ignore[attr-defined]  # what a's backend hands the bridge
+        assert c._multihome is not None
+        from_c = c._multihome.instance_id
+        deliver = Inbox.put
+        lost: list[int] = []
+
+        def put(inbox: Inbox[Any], message: Any) -> None:
+            if inbox is lose_on_a:
+                topic, data, offset = message
+                envelope = msgspec.msgpack.decode(data, type=Envelope)
+                if envelope.origin == from_c and envelope.seq == 2 and topic == room_topic("r"):
+                    lost.append(offset)
+                    return
+            deliver(inbox, message)
+
+        monkeypatch.setattr(Inbox, "put", put)
+        await c.roomcast("r", "n", 1)
+        assert (await client.expect("n")).payload == "1"
+        await c.roomcast("r", "n", 2)
+        await eventually(lambda: lost)
+        await b.roomcast("r", "n", 3)
+        assert (await client.expect("n")).payload == "3"
+        await c.roomcast("r", "n", 4)
+        assert (await client.expect("__gap")).json() == {"room": "r", "lost": 1}
+        assert (await client.expect("n")).payload == "4"
+        assert bridge.counters["lost"] == 1
+
+
+async def test_a_session_of_another_epoch_of_the_history_is_not_recovered(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with instances(store, 2) as [(a, a_url), (b, b_url)]:
+        first, _ = await away_from(a, a_url)
+        bridge = b._multihome
+        assert bridge is not None
+
+        async def failed_over() -> str:
+            return "another primary"  # MongoDB numbers records per node: offsets mean nothing now
+
+        monkeypatch.setattr(bridge.backend, "epoch", failed_over)
+        async with connect_client(b_url, f"/socket?ss_session={first.hello['session']}") as again:
+            assert again.hello["recovered"] is False
+            assert again.id != first.id

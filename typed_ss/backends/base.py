@@ -97,6 +97,8 @@ class SessionRecord(msgspec.Struct):
     rooms: dict[str, int]
     """The rooms the socket is in (its own room included), each with its stream's offset when it
     joined."""
+    epoch: str = ""
+    """The history's epoch when the session began (:meth:`HistoryBackend.epoch`)."""
 
 
 class SessionStore(Protocol):
@@ -161,6 +163,12 @@ class HistoryBackend(Backend, Protocol):
 
     async def position(self, topic: str) -> int:
         """The offset of ``topic``'s newest kept message (0: none)."""
+        ...
+
+    async def epoch(self) -> str:
+        """Names the history's offsets: when it changes, offsets given before mean nothing any more
+        (MongoDB: another primary numbers its records its own way). Sessions of another epoch are
+        not recovered."""
         ...
 
     async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:

@@ -275,6 +275,16 @@ class MongoBackend:
         """The newest document's RecordId (of any topic: what comes after it is after now)."""
         return await self._edge(-1)
 
+    async def epoch(self) -> str:
+        """The primary's election (``electionId``; a standalone server has none): RecordIds are
+        numbered by each node, so after a failover the offsets given before mean nothing."""
+        client = self._client
+        if client is None:
+            raise BackendError("the MongoDB backend is not started")
+        async with asyncio.timeout(self._command_timeout):
+            hello: Document = await client.admin.command("hello")
+        return f"{hello.get('setName', 'standalone')}/{hello.get('electionId', '')}"
+
     async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
         collection = self._history()
         async with asyncio.timeout(self._command_timeout):

@@ -86,6 +86,7 @@ def _document(token: str, record: SessionRecord, ttl: float) -> Document:
         "start": record.start,
         # A list, not a document: a room's name may hold "." or start with "$".
         "rooms": [[room, position] for room, position in record.rooms.items()],
+        "epoch": record.epoch,
         "expires": _now() + datetime.timedelta(seconds=ttl),
     }
 
@@ -96,6 +97,7 @@ def _record(document: Document) -> SessionRecord:
         str(document["identity_key"]),
         int(document["start"]),
         {str(room): int(position) for room, position in document["rooms"]},
+        str(document.get("epoch", "")),
     )
 
 
@@ -124,18 +126,19 @@ class MongoSessions(SessionWriter):
 
     async def _take(self, token: str, new_token: str) -> SessionRecord | None:
         sessions = self._sessions()
-        document = await sessions.find_one({"_id": token})
-        if document is None or _gone(document):
-            return None
-        expires = _now() + datetime.timedelta(seconds=self.held_ttl)
-        taken = await sessions.update_one(
-            _LIVE | {"_id": token}, {"$set": {"taken": True, "expires": expires}}
-        )
-        if taken.modified_count != 1:
-            return None  # another reconnect took it first
-        record = _record(document)
-        await sessions.insert_one(_document(new_token, record, self.held_ttl))
-        return record
+        for _attempt in range(3):
+            document = await sessions.find_one({"_id": token})
+            if document is None or _gone(document):
+                return None
+            expires = _now() + datetime.timedelta(seconds=self.held_ttl)
+            # Taken only as it was read: if its holder changed it meanwhile (a leave), read it again.
+            unchanged = _LIVE | {"_id": token, "rooms": document["rooms"], "start": document["start"]}
+            taken = await sessions.update_one(unchanged, {"$set": {"taken": True, "expires": expires}})
+            if taken.modified_count == 1:
+                record = _record(document)
+                await sessions.insert_one(_document(new_token, record, self.held_ttl))
+                return record
+        return None  # it keeps changing, or another reconnect took it
 
     async def _write(self, batch: dict[str, Change]) -> None:
         operations: list[Any] = []

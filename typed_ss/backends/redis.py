@@ -231,6 +231,11 @@ class RedisBackend:
     async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
         return await self._kept_history().since(after)
 
+    async def epoch(self) -> str:
+        """Always the same: stream ids are the same on a replica and after a restart that kept the
+        data (one that lost it lost the sessions too)."""
+        return ""
+
     def _kept_history(self) -> RedisHistory:
         if self._history is None:
             raise BackendError(

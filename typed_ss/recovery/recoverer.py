@@ -222,11 +222,12 @@ class Recoverer:
         session = claim.session
         if session is None:
             start = await self._position(BROADCAST_STREAM)
-            if start is None:
+            epoch = await self._epoch()
+            if start is None or epoch is None:
                 return None
             key = identity_key(identity)
             session = Session(
-                secrets.token_urlsafe(24), sock.id, key, identity if key is None else None, start
+                secrets.token_urlsafe(24), sock.id, key, identity if key is None else None, start, epoch=epoch
             )
             if not self.sessions.add(session):
                 if not self._warned_full:
@@ -296,7 +297,13 @@ class Recoverer:
             session = self.sessions.get(token)  # another reconnect with this token read it meanwhile
             if session is None and record is not None:
                 session = Session(
-                    token, record.socket_id, record.identity_key, None, record.start, dict(record.rooms)
+                    token,
+                    record.socket_id,
+                    record.identity_key,
+                    None,
+                    record.start,
+                    dict(record.rooms),
+                    epoch=record.epoch,
                 )
                 if not self.sessions.add(session):
                     return "Recovery.max_sessions are held here"
@@ -321,6 +328,9 @@ class Recoverer:
                     raise
                 if not self.sessions.kept(session):  # its connection ended it (a clean close)
                     return self._refused("the session ended meanwhile")
+            if await self._epoch() != session.epoch:
+                self._drop(session)
+                return self._refused("the backend's history began anew (its epoch changed)")
             claim = Claim(session, True, positions)
             missed = await self._missed(claim)
             if missed is None or _size(missed) > self._send_queue_bytes:
@@ -382,6 +392,20 @@ class Recoverer:
         self._warned_unreadable = False
         return position
 
+    async def _epoch(self) -> str | None:
+        """The epoch of the backend's history ("" with the history in memory); ``None`` when the
+        backend does not answer."""
+        shared = self._shared
+        if shared is None:
+            return ""
+        if not self._backend_answers():
+            return None
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT):
+                return await shared.history_epoch()
+        except Exception:
+            return None
+
     def _backend_answers(self) -> bool:
         """Whether the backend may answer: not while it is known to be down or hung (nothing waits
         for it then); while its first connection is being made, a read waits for it, bounded."""
@@ -424,7 +448,7 @@ class Recoverer:
     def _save(self, session: Session, *, new: bool = False) -> None:
         if self._store is not None and session.identity_key is not None and self.sessions.kept(session):
             record = SessionRecord(
-                session.socket_id, session.identity_key, session.start, dict(session.rooms)
+                session.socket_id, session.identity_key, session.start, dict(session.rooms), session.epoch
             )
             # A session no connection holds keeps its expiry; a held one lasts until refreshed again.
             ttl = None if session.expires is None else max(0.001, session.expires - time.monotonic())

@@ -42,6 +42,8 @@ class Session:
     replayed from there at the earliest."""
     rooms: dict[str, int] = field(default_factory=dict)
     """The rooms it is in, each with the history's position when it joined."""
+    epoch: str = ""
+    """The epoch of the backend's history when it began (offsets of another epoch mean nothing)."""
     expires: float | None = None
     """When it expires (monotonic seconds); ``None`` while a connection holds it."""
     holder: Any = None
