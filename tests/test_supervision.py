@@ -173,3 +173,30 @@ def test_an_outbox_keeps_the_newest_within_both_bounds() -> None:
     assert [data for _, data in by_bytes] == [b"y" * 100]
     assert by_bytes.popleft() == ("t", b"y" * 100)
     assert (len(by_bytes), by_bytes.bytes) == (0, 0)
+
+
+async def test_a_task_that_swallows_its_cancellation_is_cancelled_again_and_it_is_said(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some client library, cancelled halfway through a round trip, catches the cancellation: stop()
+    # must still end, not wait for ever.
+    monkeypatch.setattr("typed_ss.supervision.STOP_GRACE", 0.05)
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1
+
+    task = Supervised("stubborn", stubborn, log=logging.getLogger("test.supervision"))
+    task.start()
+    await asyncio.sleep(0)
+    await task.stop()
+    assert not task.running
+    assert swallowed == 1
+    assert "the stubborn task did not end when cancelled; cancelling it again" in caplog.text

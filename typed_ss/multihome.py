@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Literal, cast
 
 import msgspec
 
+from typed_ss.backends.base import Departure
 from typed_ss.errors import ProtocolError
 from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
@@ -152,6 +153,7 @@ class Multihome:
         # With the history kept: topic -> the offset delivered last (lost messages are read back from
         # there), and a wake-up for settled() each time one of this instance's casts comes back.
         self._delivered_at: dict[str, int] = {}
+        self._handling: int | None = None  # the offset of the message being handled, if any
         self._returned = asyncio.Event()
         self._tasks = (
             Supervised("multihome publisher", self._publish_loop, log=logger),
@@ -313,10 +315,13 @@ class Multihome:
         # here is unexpected, and the supervisor restarts the loop.
         if self.keeps_history:
             async for topic, data, offset in self._history_backend().kept_messages():
+                self._handling = offset
                 try:
                     await self._receive_kept(topic, data, offset)
                 except Exception:  # one bad message must never stop the stream
                     logger.exception("multihome: failed to deliver a message on %r", topic)
+                finally:
+                    self._handling = None
             return
         async for topic, data in self.backend.messages():
             try:
@@ -485,13 +490,25 @@ class Multihome:
         """The epoch of the backend's history (see :meth:`~typed_ss.backends.base.HistoryBackend.epoch`)."""
         return await self._history_backend().epoch()
 
-    async def since(self, after: dict[str, int]) -> list[tuple[str, int, Frame]] | None:
+    def departure(self, streams: Iterable[str]) -> Departure:
+        """Where the history stands for a socket in ``streams`` whose connection ends now: the last
+        offset delivered of each, and how far the reader got (see
+        :class:`~typed_ss.backends.base.Departure`)."""
+        topics = [_stream_topic(stream) for stream in streams]
+        read = self._history_backend().read_position()
+        if self._handling is not None:
+            read = min(read, self._handling - 1)  # taken from the backend, not delivered yet
+        return Departure({topic: self._delivered_at.get(topic, 0) for topic in topics}, read)
+
+    async def since(
+        self, after: dict[str, int], left: Departure | None = None
+    ) -> list[tuple[str, int, Frame]] | None:
         """The casts the backend keeps of each stream after its offset, as ``(stream, offset,
         frame)``; ``None`` when some are no longer kept. A message the publisher sent twice (it
         retried a publish that had worked) is given once."""
         topics = {_stream_topic(stream): stream for stream in after}
         found = await self._history_backend().since(
-            {topic: after[stream] for topic, stream in topics.items()}
+            {topic: after[stream] for topic, stream in topics.items()}, left
         )
         if found is None:
             return None

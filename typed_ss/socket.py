@@ -342,8 +342,8 @@ class Socket(Generic[Identity]):
 
         Returns without waiting for the client; the disconnect hook runs once the connection has
         ended. Closing twice does nothing. With connection state recovery's history in the backend
-        (Redis, MongoDB), what this instance sent the socket reaches it once it comes back from the
-        backend: the close waits for that first, up to 2 seconds.
+        (Redis, MongoDB), what this instance sent the socket (to it, its rooms, everyone) reaches it
+        once it comes back from the backend: the close waits for that first, up to 2 seconds.
         """
         if self.connected:
             await self._server.hub.settle(self)

@@ -10,6 +10,7 @@ loop again after a :class:`Backoff` delay; :meth:`Supervised.health` reports it,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -22,6 +23,8 @@ __all__ = ["Backoff", "Supervised", "TaskHealth", "TaskState"]
 logger = logging.getLogger("typed_ss")
 
 _MAX_EXPONENT: Final = 30
+STOP_GRACE: Final = 2.0
+"""Seconds a stopped task has to end once cancelled before it is cancelled again (and it is logged)."""
 """2**30 times any sane base is far past any cap; clamping the exponent keeps the float finite."""
 
 
@@ -126,7 +129,13 @@ class Supervised:
         self._state = "stopped"
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # A library that swallows a cancellation would leave the task running, and this waiting
+            # for ever: cancelled again until it ends, and said so.
+            while not (await asyncio.wait([task], timeout=STOP_GRACE))[0]:
+                self._log.warning("the %s task did not end when cancelled; cancelling it again", self.name)
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                task.result()
 
     def health(self) -> TaskHealth:
         """The task's state, restarts and last error."""

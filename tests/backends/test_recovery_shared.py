@@ -659,3 +659,34 @@ async def test_a_session_of_another_epoch_of_the_history_is_not_recovered(
         async with connect_client(b_url, f"/socket?ss_session={first.hello['session']}") as again:
             assert again.hello["recovered"] is False
             assert again.id != first.id
+
+
+async def test_on_mongodb_a_quiet_stream_recovers_after_other_rooms_wrapped_the_collection() -> None:
+    # MongoDB says only which document is now the oldest: where the history stood when the client
+    # left tells that what it missed came after, and is all still there.
+    async with MongoStandIn() as standin:
+        ss = echo_server(backend=MongoBackend(standin.url, size_bytes=64 * 1024), recovery=Recovery())
+        async with running(make_app(ss), ss) as url:
+            async with connect_client(url) as client:
+                await client.send("join", "r")
+                frames = [await client.expect("joined")]
+                await ss.roomcast("r", "n", 1)
+                frames.append(await client.expect("n"))
+                for _ in range(2000):  # other rooms' traffic: the collection wraps many times
+                    await ss.roomcast("other", "n", "x" * 100)
+                await eventually(lambda: outbox_of(ss) == 0)
+                client.ws.transport.abort()
+            await eventually(lambda: client.id not in ss.sockets)
+            await ss.roomcast("r", "n", 2)  # missed while away
+            async with connect_client(url, recovery_path(client.hello, frames)) as again:
+                assert again.hello["recovered"] is True
+                assert (await again.expect("n")).payload == "2"
+                again.ws.transport.abort()
+            await eventually(lambda: again.id not in ss.sockets)
+            # Away while the collection wrapped past where it left: afresh, never partial.
+            await ss.roomcast("r", "n", 3)
+            for _ in range(2000):
+                await ss.roomcast("other", "n", "x" * 100)
+            await eventually(lambda: outbox_of(ss) == 0)
+            async with connect_client(url, f"/socket?ss_session={again.hello['session']}") as last:
+                assert last.hello["recovered"] is False

@@ -11,6 +11,7 @@ sessions this instance holds or held (one change each).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from typing import Literal, NamedTuple
@@ -46,6 +47,8 @@ class SessionWriter(ABC):
         self._log = log
         self._unwritten: dict[str, Change] = {}
         self._changed = asyncio.Event()
+        self._idle = asyncio.Event()  # clear while a batch is being written
+        self._idle.set()
         self._backoff = Backoff(cap=max_backoff)
         self.writer = Supervised(f"{store.lower()} session writer", self._write_loop, log=log)
 
@@ -103,6 +106,11 @@ class SessionWriter(ABC):
     async def close(self, within: float = 1.0) -> None:
         """Stop the writer, then write what is left, for at most ``within`` seconds (the backend
         stops: what cannot be written now is left to expire)."""
+        # A write on its way is let finish (bounded) rather than cancelled: a client library
+        # cancelled halfway through a round trip may hang cleaning up its connection.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._idle.wait()
         await self.writer.stop()
         batch, self._unwritten = self._unwritten, {}
         if batch:
@@ -119,12 +127,16 @@ class SessionWriter(ABC):
             await self._changed.wait()
             self._changed.clear()
             batch, self._unwritten = self._unwritten, {}
+            self._idle.clear()
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await self._write(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # stopped while writing: a library made it an error
                 for token, change in batch.items():
                     newer = self._unwritten.get(token)
                     self._unwritten[token] = change if newer is None else _merge(change, newer)
@@ -140,6 +152,8 @@ class SessionWriter(ABC):
                     )
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._idle.set()
             failures = self._backoff.succeeded()
             if failures:
                 self._log.warning(

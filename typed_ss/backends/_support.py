@@ -58,6 +58,10 @@ class Inbox(Generic[Item]):
         self._pending.append(message)
         self._arrived.set()
 
+    def oldest(self) -> Item | None:
+        """The message waiting longest, if any (it stays in the inbox)."""
+        return self._pending[0] if self._pending else None
+
     def open(self) -> None:
         """Accept messages and let :meth:`messages` run (the backend starts)."""
         self._closed = False

@@ -21,7 +21,15 @@ import msgspec
 
 from typed_ss.supervision import TaskHealth
 
-__all__ = ["Backend", "BackendHealth", "BackendState", "HistoryBackend", "SessionRecord", "SessionStore"]
+__all__ = [
+    "Backend",
+    "BackendHealth",
+    "BackendState",
+    "Departure",
+    "HistoryBackend",
+    "SessionRecord",
+    "SessionStore",
+]
 
 BackendState: TypeAlias = Literal["stopped", "connecting", "connected", "unresponsive", "reconnecting"]
 """``unresponsive``: connected, but the broker stopped answering (a hung process, a black-holed
@@ -86,6 +94,18 @@ class Backend(Protocol):
         ...
 
 
+class Departure(msgspec.Struct):
+    """Where the history stood for a socket when its connection ended, as its instance saw it: a
+    backend that cannot tell which messages of a topic it trimmed (MongoDB) uses it to recover a
+    client whose stream was quiet (see :meth:`HistoryBackend.since`)."""
+
+    delivered: dict[str, int]
+    """By topic: the offset of the last message delivered to the socket (0: none since it joined)."""
+    read: int
+    """The offset up to which the instance had read the history, every topic (its messages of the
+    socket's topics up to there were delivered to it)."""
+
+
 class SessionRecord(msgspec.Struct):
     """A connection state recovery session as a shared store keeps it (see :class:`SessionStore`)."""
 
@@ -99,6 +119,9 @@ class SessionRecord(msgspec.Struct):
     joined."""
     epoch: str = ""
     """The history's epoch when the session began (:meth:`HistoryBackend.epoch`)."""
+    left: Departure | None = None
+    """Where the history stood for the socket when its connection ended (``None``: it has not, or
+    its instance died first)."""
 
 
 class SessionStore(Protocol):
@@ -165,13 +188,21 @@ class HistoryBackend(Backend, Protocol):
         """The offset of ``topic``'s newest kept message (0: none)."""
         ...
 
+    def read_position(self) -> int:
+        """The offset up to which every message was handed to :meth:`kept_messages` and taken from
+        it, or was not for this instance (0: the backend does not say)."""
+        ...
+
     async def epoch(self) -> str:
         """Names the history's offsets: when it changes, offsets given before mean nothing any more
         (MongoDB: another primary numbers its records its own way). Sessions of another epoch are
         not recovered."""
         ...
 
-    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
+    async def since(
+        self, after: dict[str, int], left: Departure | None = None
+    ) -> list[tuple[str, int, bytes]] | None:
         """Each topic's messages after its offset, as ``(topic, offset, data)`` in each topic's order;
-        ``None`` when some are no longer kept."""
+        ``None`` when some are no longer kept. ``left``: where the history stood when the client's
+        connection ended; a backend may use it to tell that nothing the client missed is gone."""
         ...

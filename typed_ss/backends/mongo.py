@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from typed_ss.backends._support import Inbox, Link
-from typed_ss.backends.base import BackendHealth
+from typed_ss.backends.base import BackendHealth, Departure
 from typed_ss.backends.mongo_history import MongoSessions, record_id, replay_complete
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
 from typed_ss.supervision import Backoff, Supervised
@@ -143,6 +143,7 @@ class MongoBackend:
         # With history kept (keep_history): the messages with their offsets, and the sessions.
         self._kept: Inbox[tuple[str, bytes, int]] | None = None
         self._sessions: MongoSessions | None = None
+        self._examined = 0  # the RecordId of the last document the reader looked at (history kept)
         self._link = Link(
             "MongoDB", self._tail, gone=_GONE, log=logger, max_backoff=max_backoff, describe=_describe
         )
@@ -275,6 +276,10 @@ class MongoBackend:
         """The newest document's RecordId (of any topic: what comes after it is after now)."""
         return await self._edge(-1)
 
+    def read_position(self) -> int:
+        waiting = None if self._kept is None else self._kept.oldest()
+        return self._examined if waiting is None else waiting[2] - 1
+
     async def epoch(self) -> str:
         """The primary's election (``electionId``; a standalone server has none): RecordIds are
         numbered by each node, so after a failover the offsets given before mean nothing."""
@@ -285,7 +290,9 @@ class MongoBackend:
             hello: Document = await client.admin.command("hello")
         return f"{hello.get('setName', 'standalone')}/{hello.get('electionId', '')}"
 
-    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
+    async def since(
+        self, after: dict[str, int], left: Departure | None = None
+    ) -> list[tuple[str, int, bytes]] | None:
         collection = self._history()
         async with asyncio.timeout(self._command_timeout):
             documents: list[Document] = await collection.find(
@@ -293,7 +300,7 @@ class MongoBackend:
             ).to_list(None)
         # Read after the documents: had the oldest moved past an offset before, it still has now.
         oldest = await self._edge(1)
-        if not all(replay_complete(oldest, offset) for offset in after.values()):
+        if not all(replay_complete(oldest, offset, topic, left) for topic, offset in after.items()):
             return None
         found: list[tuple[str, int, bytes]] = []
         for document in documents:
@@ -465,6 +472,8 @@ class MongoBackend:
                 skipping = document.get("_id") != self._position
                 continue
             self._position = document.get("_id")
+            if self._kept is not None:
+                self._examined = max(self._examined, record_id(document))
             topic, data = document.get("topic"), document.get("data")
             if isinstance(topic, str) and isinstance(data, bytes) and topic in self._topics:
                 if self._kept is not None:

@@ -30,7 +30,7 @@ from pymongo import DeleteOne, ReplaceOne, UpdateOne  # imported by typed_ss.bac
 from pymongo.errors import BulkWriteError
 
 from typed_ss.backends._sessions import Change, SessionWriter
-from typed_ss.backends.base import SessionRecord
+from typed_ss.backends.base import Departure, SessionRecord
 from typed_ss.errors import BackendError
 
 if TYPE_CHECKING:
@@ -49,10 +49,16 @@ def record_id(document: Document) -> int:
     return int(value) if isinstance(value, int) else 0
 
 
-def replay_complete(oldest: int, after: int) -> bool:
-    """Whether every document after RecordId ``after`` is still in a capped collection whose oldest
-    document is ``oldest`` (0: empty)."""
-    return oldest == 0 or oldest <= after + 1
+def replay_complete(oldest: int, after: int, topic: str = "", left: Departure | None = None) -> bool:
+    """Whether every document of ``topic`` after RecordId ``after`` is still in a capped collection
+    whose oldest document is ``oldest`` (0: empty). MongoDB removes the oldest first, so everything
+    after ``after`` is there when the oldest is at most ``after + 1``. When the client had every
+    document of the topic its instance delivered before its connection ended (``left``), the ones it
+    missed came after the instance's read position then, so it is enough that the oldest is at most
+    that position plus one: a quiet topic's old offset does not matter."""
+    if oldest == 0 or oldest <= after + 1:
+        return True
+    return left is not None and after >= left.delivered.get(topic, 0) and oldest <= left.read + 1
 
 
 def _now() -> datetime.datetime:
@@ -87,8 +93,19 @@ def _document(token: str, record: SessionRecord, ttl: float) -> Document:
         # A list, not a document: a room's name may hold "." or start with "$".
         "rooms": [[room, position] for room, position in record.rooms.items()],
         "epoch": record.epoch,
+        # Pairs, not a document, as the rooms: a topic's name may hold "." or start with "$".
+        "left": None
+        if record.left is None
+        else [record.left.read, [[topic, offset] for topic, offset in record.left.delivered.items()]],
         "expires": _now() + datetime.timedelta(seconds=ttl),
     }
+
+
+def _departure(stored: Any) -> Departure | None:
+    if stored is None:
+        return None
+    read, delivered = stored
+    return Departure({str(topic): int(offset) for topic, offset in delivered}, int(read))
 
 
 def _record(document: Document) -> SessionRecord:
@@ -98,6 +115,7 @@ def _record(document: Document) -> SessionRecord:
         int(document["start"]),
         {str(room): int(position) for room, position in document["rooms"]},
         str(document.get("epoch", "")),
+        _departure(document.get("left")),
     )
 
 

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from typed_ss.backends._support import Inbox, Link
-from typed_ss.backends.base import BackendHealth
+from typed_ss.backends.base import BackendHealth, Departure
 from typed_ss.backends.redis_history import RedisHistory, RedisSessions
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
 from typed_ss.supervision import Supervised
@@ -228,8 +228,13 @@ class RedisBackend:
     async def position(self, topic: str) -> int:
         return await self._kept_history().position(topic)
 
-    async def since(self, after: dict[str, int]) -> list[tuple[str, int, bytes]] | None:
-        return await self._kept_history().since(after)
+    async def since(
+        self, after: dict[str, int], left: Departure | None = None
+    ) -> list[tuple[str, int, bytes]] | None:
+        return await self._kept_history().since(after)  # Redis notes what it trimmed: exact as it is
+
+    def read_position(self) -> int:
+        return 0  # not needed: Redis says exactly what it trimmed
 
     async def epoch(self) -> str:
         """Always the same: stream ids are the same on a replica and after a restart that kept the

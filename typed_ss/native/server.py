@@ -137,7 +137,7 @@ class NativeServer:
         # As uvicorn does: the sockets close (their disconnect hooks run) while the server still runs.
         reason = "server restarting" if code == CloseCode.SERVICE_RESTART else "server shutting down"
         for sock in list(self.ss.hub.sockets.values()):
-            await sock.close(code, reason)
+            sock.close_now(code, reason)  # a kept session gets what was on its way when it comes back
         if self._serving.tasks:  # their clients answer the close, and their disconnect hooks run
             await asyncio.wait(list(self._serving.tasks), timeout=self.ss.limits.shutdown_timeout)
         asgi = self._serving.asgi

@@ -276,12 +276,15 @@ class Recoverer:
             keep = closed_by_server in KEPT_AFTER
         else:
             keep = client_code not in ENDS_SESSION
-        if self.sessions.kept(session) and self._store is not None and session.identity_key is not None:
+        shared = self._shared
+        if keep and shared is not None:
+            session.left = shared.departure(session.rooms | {BROADCAST_STREAM: 0})
+        self.sessions.ended(session, keep=keep)
+        if self._store is not None and session.identity_key is not None:
             if keep:
-                self._store.expire(session.token, self.config.window)
+                self._save(session)  # with where it left, and its expiry
             else:
                 self._store.delete(session.token)
-        self.sessions.ended(session, keep=keep)
 
     # --- inside ------------------------------------------------------------------------------------
 
@@ -304,6 +307,7 @@ class Recoverer:
                     record.start,
                     dict(record.rooms),
                     epoch=record.epoch,
+                    left=record.left,
                 )
                 if not self.sessions.add(session):
                     return "Recovery.max_sessions are held here"
@@ -413,13 +417,15 @@ class Recoverer:
 
     async def _missed(self, claim: Claim) -> list[tuple[int, Frame]] | None:
         after = self._after(claim)
+        session = claim.session
+        assert session is not None
         shared = self._shared
         if shared is not None:
             if not self._backend_answers():
                 return None
             try:
                 async with asyncio.timeout(BACKEND_TIMEOUT):
-                    found = await shared.since(after)
+                    found = await shared.since(after, session.left)
             except Exception as exc:
                 self._client_log.info("recovery", "reading the backend's history failed: %r", exc)
                 return None
@@ -448,7 +454,12 @@ class Recoverer:
     def _save(self, session: Session, *, new: bool = False) -> None:
         if self._store is not None and session.identity_key is not None and self.sessions.kept(session):
             record = SessionRecord(
-                session.socket_id, session.identity_key, session.start, dict(session.rooms), session.epoch
+                session.socket_id,
+                session.identity_key,
+                session.start,
+                dict(session.rooms),
+                session.epoch,
+                session.left,
             )
             # A session no connection holds keeps its expiry; a held one lasts until refreshed again.
             ttl = None if session.expires is None else max(0.001, session.expires - time.monotonic())

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from typed_ss.backends.base import Departure
+
 __all__ = ["MemorySessions", "Session"]
 
 _NOW: Final = time.monotonic
@@ -44,6 +46,8 @@ class Session:
     """The rooms it is in, each with the history's position when it joined."""
     epoch: str = ""
     """The epoch of the backend's history when it began (offsets of another epoch mean nothing)."""
+    left: Departure | None = None
+    """Where the backend's history stood for the socket when its connection ended."""
     expires: float | None = None
     """When it expires (monotonic seconds); ``None`` while a connection holds it."""
     holder: Any = None
