@@ -68,6 +68,10 @@ class Recorder(Protocol):
         """``sock`` left ``room``."""
         ...
 
+    def leaving(self, sock: Socket) -> None:
+        """``sock`` is being detached (its connection is ending), still in its rooms."""
+        ...
+
     def refers_to(self, room: str) -> bool:
         """Whether a session (of a connected socket or one away) refers to ``room``: its casts from
         other instances must still arrive, to be kept."""
@@ -134,6 +138,8 @@ class Hub:
             return  # detached already; its id may be another socket's by now (a recovered session)
         del self._sockets[sock.id]
         self._catching_up.pop(sock, None)
+        if self.recorder is not None:
+            self.recorder.leaving(sock)  # before its rooms go: what was delivered to them is still known
         for room in self._memberships.get(sock, ()):
             members = self._rooms.get(room)
             if members is not None:

@@ -23,9 +23,11 @@ __all__ = ["Backoff", "Supervised", "TaskHealth", "TaskState"]
 logger = logging.getLogger("typed_ss")
 
 _MAX_EXPONENT: Final = 30
+"""2**30 times any sane base is far past any cap; clamping the exponent keeps the float finite."""
 STOP_GRACE: Final = 2.0
 """Seconds a stopped task has to end once cancelled before it is cancelled again (and it is logged)."""
-"""2**30 times any sane base is far past any cap; clamping the exponent keeps the float finite."""
+STOP_ATTEMPTS: Final = 5
+"""Cancellations a stopped task gets before it is left to itself (and that is logged as an error)."""
 
 
 class Backoff:
@@ -131,11 +133,14 @@ class Supervised:
             task.cancel()
             # A library that swallows a cancellation would leave the task running, and this waiting
             # for ever: cancelled again until it ends, and said so.
-            while not (await asyncio.wait([task], timeout=STOP_GRACE))[0]:
+            for _attempt in range(STOP_ATTEMPTS):
+                if (await asyncio.wait([task], timeout=STOP_GRACE))[0]:
+                    with contextlib.suppress(BaseException):
+                        task.result()
+                    return
                 self._log.warning("the %s task did not end when cancelled; cancelling it again", self.name)
                 task.cancel()
-            with contextlib.suppress(BaseException):
-                task.result()
+            self._log.error("the %s task does not end when cancelled; left running", self.name)
 
     def health(self) -> TaskHealth:
         """The task's state, restarts and last error."""

@@ -16,6 +16,8 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Literal, NamedTuple
 
+import msgspec
+
 from typed_ss.backends.base import SessionRecord
 from typed_ss.supervision import Backoff, Supervised
 
@@ -49,6 +51,7 @@ class SessionWriter(ABC):
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()  # clear while a batch is being written
         self._idle.set()
+        self._closing = False
         self._backoff = Backoff(cap=max_backoff)
         self.writer = Supervised(f"{store.lower()} session writer", self._write_loop, log=log)
 
@@ -80,7 +83,13 @@ class SessionWriter(ABC):
         unwritten = self._unwritten.pop(token, None)
         if unwritten is not None and unwritten.what in ("create", "update"):
             await self._write({token: unwritten})  # made here a moment ago: the store has it first
-        return await self._take(token, new_token)
+        record = await self._take(token, new_token)
+        if record is not None and record.left is not None:
+            # Where the old connection left is of no use to the new one (and would mislead a replay
+            # after this one ends without a note of its own): gone from the new token at once.
+            record = msgspec.structs.replace(record, left=None)
+            await self._write({new_token: Change("update", record, self.held_ttl)})
+        return record
 
     @abstractmethod
     async def load(self, token: str) -> SessionRecord | None: ...
@@ -107,7 +116,9 @@ class SessionWriter(ABC):
         """Stop the writer, then write what is left, for at most ``within`` seconds (the backend
         stops: what cannot be written now is left to expire)."""
         # A write on its way is let finish (bounded) rather than cancelled: a client library
-        # cancelled halfway through a round trip may hang cleaning up its connection.
+        # cancelled halfway through a round trip may hang cleaning up its connection. No new batch
+        # is taken meanwhile; what is left is written below.
+        self._closing = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
                 await self._idle.wait()
@@ -125,6 +136,10 @@ class SessionWriter(ABC):
     async def _write_loop(self) -> None:
         while True:
             await self._changed.wait()
+            if self._closing:
+                await (
+                    asyncio.get_running_loop().create_future()
+                )  # close() writes the rest: wait to be stopped
             self._changed.clear()
             batch, self._unwritten = self._unwritten, {}
             self._idle.clear()
@@ -132,14 +147,15 @@ class SessionWriter(ABC):
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await self._write(batch)
             except asyncio.CancelledError:
+                self._put_back(batch)
+                self._idle.set()
                 raise
             except Exception as exc:
+                self._put_back(batch)
+                self._idle.set()
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError from exc  # stopped while writing: a library made it an error
-                for token, change in batch.items():
-                    newer = self._unwritten.get(token)
-                    self._unwritten[token] = change if newer is None else _merge(change, newer)
                 self._changed.set()
                 delay = self._backoff.failed()
                 if self._backoff.should_log():
@@ -152,13 +168,18 @@ class SessionWriter(ABC):
                     )
                 await asyncio.sleep(delay)
                 continue
-            finally:
-                self._idle.set()
+            self._idle.set()
             failures = self._backoff.succeeded()
             if failures:
                 self._log.warning(
                     "writing recovery sessions to %s works again after %d failures", self._store, failures
                 )
+
+    def _put_back(self, batch: dict[str, Change]) -> None:
+        """A batch that may not have been written waits again, under the changes made since."""
+        for token, change in batch.items():
+            newer = self._unwritten.get(token)
+            self._unwritten[token] = change if newer is None else _merge(change, newer)
 
 
 def _merge(earlier: Change, later: Change) -> Change:

@@ -50,13 +50,15 @@ class Inbox(Generic[Item]):
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, message: Item) -> None:
-        """Hand one received message to the bridge."""
+    def put(self, message: Item) -> Item | None:
+        """Hand one received message to the bridge; returns the one dropped to make room, if any."""
+        dropped = None
         if len(self._pending) >= self.max_pending:
-            self._pending.popleft()
+            dropped = self._pending.popleft()
             self.dropped += 1
         self._pending.append(message)
         self._arrived.set()
+        return dropped
 
     def oldest(self) -> Item | None:
         """The message waiting longest, if any (it stays in the inbox)."""

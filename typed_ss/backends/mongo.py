@@ -144,6 +144,9 @@ class MongoBackend:
         self._kept: Inbox[tuple[str, bytes, int]] | None = None
         self._sessions: MongoSessions | None = None
         self._examined = 0  # the RecordId of the last document the reader looked at (history kept)
+        # The lowest RecordId the reader took from the collection and never handed on (dropped from a
+        # full inbox, skipped after the collection wrapped past it): read_position() stays below it.
+        self._unhanded: int | None = None
         self._link = Link(
             "MongoDB", self._tail, gone=_GONE, log=logger, max_backoff=max_backoff, describe=_describe
         )
@@ -278,7 +281,11 @@ class MongoBackend:
 
     def read_position(self) -> int:
         waiting = None if self._kept is None else self._kept.oldest()
-        return self._examined if waiting is None else waiting[2] - 1
+        position = self._examined if waiting is None else waiting[2] - 1
+        return position if self._unhanded is None else min(position, self._unhanded - 1)
+
+    def _never_handed(self, offset: int) -> None:
+        self._unhanded = offset if self._unhanded is None else min(self._unhanded, offset)
 
     async def epoch(self) -> str:
         """The primary's election (``electionId``; a standalone server has none): RecordIds are
@@ -343,8 +350,9 @@ class MongoBackend:
                 "position_lost": self._position_lost,
                 "cursor_restarts": self._cursor_restarts,
                 "rejected": self._rejected,
-                "pending": len(self._inbox),
-                "dropped": self._inbox.dropped,
+                # With the history kept, messages come through the other inbox.
+                "pending": len(self._inbox) if self._kept is None else len(self._kept),
+                "dropped": self._inbox.dropped if self._kept is None else self._kept.dropped,
                 "last_error": self._link.last_error,
             },
             tasks=[
@@ -387,6 +395,7 @@ class MongoBackend:
                         self.namespace,
                         exc,
                     )
+                    self._never_handed(self._examined + 1)  # what lies between is skipped
                     self._position = await self._newest(database, session)
                 if quick_restarts.failures > 3:
                     await asyncio.sleep(quick_restarts.delay())
@@ -477,7 +486,9 @@ class MongoBackend:
             topic, data = document.get("topic"), document.get("data")
             if isinstance(topic, str) and isinstance(data, bytes) and topic in self._topics:
                 if self._kept is not None:
-                    self._kept.put((topic, data, record_id(document)))
+                    dropped = self._kept.put((topic, data, record_id(document)))
+                    if dropped is not None:
+                        self._never_handed(dropped[2])
                 else:
                     self._inbox.put((topic, data))
         return skipping

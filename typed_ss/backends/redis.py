@@ -256,8 +256,9 @@ class RedisBackend:
             detail={
                 "channels": len(self._channels),
                 "probe_failures": self._probe_failures,
-                "pending": len(self._inbox),
-                "dropped": self._inbox.dropped,
+                # With the history kept, messages come through the other inbox.
+                "pending": len(self._inbox) if self._kept is None else len(self._kept),
+                "dropped": self._inbox.dropped if self._kept is None else self._kept.dropped,
                 "last_error": self._link.last_error,
                 **({} if self._sessions is None else {"unwritten_sessions": len(self._sessions)}),
             },

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from starlette.requests import HTTPConnection
 
-from typed_ss.backends.base import HistoryBackend, SessionRecord, SessionStore
+from typed_ss.backends.base import Departure, HistoryBackend, SessionRecord, SessionStore
 from typed_ss.errors import BackendError, CloseCode, EncodeError
 from typed_ss.logs import ClientLog
 from typed_ss.protocol import (
@@ -78,6 +78,8 @@ class Claim(NamedTuple):
     """Whether the client reconnected with a token (``__hello`` then says how it went)."""
     positions: dict[str, int]
     """The client's last offset of each stream, by stream tag."""
+    left: Departure | None = None
+    """Where the backend's history stood when the session's last connection ended."""
 
 
 _FRESH: Final = Claim(None, False, {})
@@ -187,6 +189,14 @@ class Recoverer:
             self.sessions.left(session, room)
             self._save(session)
 
+    def leaving(self, sock: Socket) -> None:
+        """Note where the backend's history stands for the socket, while the hub still receives its
+        rooms (see :class:`~typed_ss.backends.base.Departure`)."""
+        session = sock.session
+        shared = self._shared
+        if session is not None and shared is not None and session.holder is sock:
+            session.left = shared.departure(session.rooms | {BROADCAST_STREAM: 0})
+
     def refers_to(self, room: str) -> bool:
         """Whether a session refers to ``room``: the hub keeps receiving its casts from other
         instances, so that what a client misses while away is kept here too (not needed when the
@@ -276,9 +286,6 @@ class Recoverer:
             keep = closed_by_server in KEPT_AFTER
         else:
             keep = client_code not in ENDS_SESSION
-        shared = self._shared
-        if keep and shared is not None:
-            session.left = shared.departure(session.rooms | {BROADCAST_STREAM: 0})
         self.sessions.ended(session, keep=keep)
         if self._store is not None and session.identity_key is not None:
             if keep:
@@ -335,7 +342,7 @@ class Recoverer:
             if await self._epoch() != session.epoch:
                 self._drop(session)
                 return self._refused("the backend's history began anew (its epoch changed)")
-            claim = Claim(session, True, positions)
+            claim = Claim(session, True, positions, session.left)
             missed = await self._missed(claim)
             if missed is None or _size(missed) > self._send_queue_bytes:
                 self._drop(session)
@@ -358,6 +365,7 @@ class Recoverer:
                         self.sessions.joined(session, room, position)
             if not self.sessions.revive(session, new_token):
                 return self._refused("the session ended meanwhile")
+            session.left = None  # where the old connection left means nothing to the new one
             self._save(session)  # this instance's state, under the new token
             session.holder = None  # until opened(): nothing awaits in between
             return claim
@@ -425,7 +433,7 @@ class Recoverer:
                 return None
             try:
                 async with asyncio.timeout(BACKEND_TIMEOUT):
-                    found = await shared.since(after, session.left)
+                    found = await shared.since(after, claim.left)
             except Exception as exc:
                 self._client_log.info("recovery", "reading the backend's history failed: %r", exc)
                 return None
