@@ -421,12 +421,10 @@ def _repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, retries
             )
 
 
-NO_REDIS = {
-    "go": "no Redis backend",
-    "typed-ss-recovery": "what recovery costs is measured on one instance, against typed-ss native",
-}
-"""Kinds the redis scenario skips, with why: the Go server has no Redis backend; typed-ss with recovery
-on is typed-ss native's server with the history kept, which the other scenarios measure."""
+NO_REDIS = {"go": "no Redis backend"}
+"""Kinds the redis scenario skips, with why: the Go server has no Redis backend. typed-ss with recovery
+runs in it with the history in Redis (streams, a script per cast, delivery from the subscription):
+what that costs, against typed-ss native on the same Redis."""
 NO_CALLGRIND = frozenset({"go"})
 """Kinds the callgrind scenario skips: its instruction counts compare the Python servers, and the Go
 server is not run under valgrind."""

@@ -24,8 +24,8 @@ broadcasts also reach the connections of every other instance on the same Redis.
 - ``typed-ss-recovery``: ``typed-ss-native`` exactly, with connection state recovery on
   (``Server(recovery=Recovery())``, the defaults; docs/recovery.md): every cast is kept in the
   history and carries its offset flag. What recovery costs, against ``typed-ss-native``
-  (:data:`VARIANTS`). ``--redis`` is accepted (recovery works on any backend), but the redis scenario
-  leaves this kind out: its cost is measured on one instance.
+  (:data:`VARIANTS`). With ``--redis`` the history is kept in Redis (docs/recovery.md, "Where the
+  history lives"): the redis scenario measures what that costs.
 - ``asgi``: a raw ASGI 3 application (``async def app(scope, receive, send)``, no framework), the
   floor an ASGI library stands on: one letter of command, no framing, no validation; a hand-written
   Redis pub/sub bridge for ``--redis``. Its call is hand-written too: ``c<id> 0x02 <payload>``
