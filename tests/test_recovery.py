@@ -20,6 +20,7 @@ from tests.backends.fault_proxy import FaultProxy
 from tests.support import Client, ServerFrame, connect_client, eventually, running
 from typed_ss import Recovery, Server, Socket
 from typed_ss.client import Reconnected, ReconnectPolicy, connect
+from typed_ss.hub import Hub
 from typed_ss.protocol import offset_flag, parse_offset_flag, stream_tag
 from typed_ss.recovery.history import MemoryHistory
 from typed_ss.recovery.sessions import MemorySessions, Session
@@ -523,3 +524,26 @@ async def test_offsets_of_streams_the_session_is_not_in_are_ignored() -> None:
             assert sorted(again.hello["streams"]) == sorted(
                 stream_tag(name) for name in ("__broadcast", "r", f"__socket_id:{first.id}")
             )
+
+
+def test_a_recovered_socket_leaves_the_catching_up_table_once_each_stream_moved_past_its_replay() -> None:
+    class Pushes:
+        def __init__(self) -> None:
+            self.id = "socket"
+            self.pushed: list[object] = []
+
+        def push(self, frame: object) -> None:
+            self.pushed.append(frame)
+
+    hub = Hub()
+    sock = Pushes()
+    member: Any = sock
+    hub._sockets[sock.id] = member
+    hub._memberships[member] = {"r"}
+    hub._rooms["r"] = {member}
+    hub.caught_up(member, {stream_tag("r"): 5})
+    hub.deliver("r", "late\x01S\x02x", 5)  # in its replay: not sent again
+    hub.deliver("r", "next\x01S\x02x", 6)
+    hub.deliver("r", "more\x01S\x02x", 7)
+    assert sock.pushed == ["next\x01S\x02x", "more\x01S\x02x"]
+    assert hub._catching_up == {}  # nothing older than 6 comes after it: no more checks for this socket

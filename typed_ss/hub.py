@@ -241,10 +241,16 @@ class Hub:
         targets = self._sockets.values() if room is None else self._rooms.get(room, ())
         if offset is not None and self._catching_up:
             tag = stream_tag(stream)
-            for sock in targets:
+            for sock in list(targets):
                 replayed = self._catching_up.get(sock)
-                if replayed is None or replayed.get(tag, -1) < offset:
-                    sock.push(frame)
+                if replayed is not None and tag in replayed:
+                    if offset <= replayed[tag]:
+                        continue  # in its replay already
+                    # Caught up on this stream: a stream is delivered in order, nothing older follows.
+                    del replayed[tag]
+                    if not replayed:
+                        del self._catching_up[sock]
+                sock.push(frame)
             return
         for sock in targets:
             sock.push(frame)
