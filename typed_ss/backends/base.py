@@ -135,7 +135,8 @@ class SessionStore(Protocol):
         ...
 
     def expire(self, token: str, after: float) -> None:
-        """The session's connection ended: it lasts ``after`` seconds more."""
+        """Make the session last ``after`` seconds more (the recoverer, at a connection's end, saves
+        the whole record with its expiry instead)."""
         ...
 
     def delete(self, token: str) -> None:
@@ -158,7 +159,8 @@ class SessionStore(Protocol):
 @runtime_checkable
 class HistoryBackend(Backend, Protocol):
     """A backend that can also keep what it carries, so that a client recovers its session on any
-    instance (connection state recovery, docs/recovery.md). Redis does, with streams.
+    instance (connection state recovery, docs/recovery.md). Redis (streams) and MongoDB (the capped
+    collection) do.
 
     Once :meth:`keep_history` was called (before ``start``), every published message is kept in its
     topic's history with an offset (a number that grows with each message of the topic), every

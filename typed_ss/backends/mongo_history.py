@@ -7,9 +7,11 @@ frame's offset is its document's RecordId (``showRecordId``), which grows in tha
 it keeps is the collection's size (``size_bytes``): ``Recovery.history`` and ``window`` do not trim
 it. A replay reads the session's topics after the client's offsets, and is refused when the
 collection's oldest document is past the first one the client may have missed: MongoDB removes a
-capped collection's documents oldest first, so everything after an offset is still there exactly
-when the oldest RecordId is at most the offset plus one (RecordIds that skip a number make it
-refuse, never accept, a replay that might have a hole).
+capped collection's documents oldest first, so everything after an offset is still there when the
+oldest RecordId is at most the offset plus one (RecordIds that skip a number make it refuse, never
+accept, a replay that might have a hole); or, for a topic of which the client had everything
+delivered to it, when the oldest is at most one past how far its instance had read when the
+connection ended (:class:`~typed_ss.backends.base.Departure`).
 
 **Sessions.** One document per session in ``<collection>_sessions``, ``{_id: token, ..., expires}``,
 written by the :class:`~typed_ss.backends._sessions.SessionWriter` task; a TTL index on

@@ -1,5 +1,5 @@
 """Connection state recovery's history and sessions in Redis, shared by every instance of a
-:class:`~typed_ss.backends.redis.RedisBackend` (docs/recovery.md, "Where history lives").
+:class:`~typed_ss.backends.redis.RedisBackend` (docs/recovery.md, "Where the history lives").
 
 **History.** Each topic's messages are kept in a Redis stream, ``<group>:history:<topic>``, with a
 hash beside it, ``<group>:history-meta:<topic>``. One script adds a message to its stream and
@@ -21,12 +21,14 @@ not evict these keys (``maxmemory-policy noeviction``): an evicted stream cannot
 expired one.
 
 **Sessions.** A session is one key, ``<group>:session:<token>``, its state as JSON, written when it
-changes (at connect, at every join and leave) by the writer task of
+changes (at connect, at every join and leave, and when its connection ends: with where it left and
+its expiry) by the writer task of
 :class:`~typed_ss.backends._sessions.SessionWriter`, which keeps only each session's latest change
 while Redis does not answer. While a connection holds it, its holder refreshes its
 expiry; once the connection ended it expires ``window`` seconds later: an instance that crashes
-leaves its sessions to be taken up elsewhere. Taking one up renames its key to the new token in one
-script, so two instances cannot both take it.
+leaves its sessions to be taken up elsewhere. Taking one up copies its state to the new token's key
+and leaves an empty tombstone under the old one, in one script, so two instances cannot both take it
+and a late write to the old token cannot bring it back.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ __all__ = ["Recovery"]
 class Recovery:
     """Connection state recovery's settings (off unless given to the :class:`~typed_ss.Server`).
 
-    A socket whose connection ends without a clean close (the client's close with 1000 or 1001, or
-    the application's ``sock.close()``) keeps its id, rooms and identity for ``window`` seconds; a
+    A socket whose connection ends without a clean close keeps its id, rooms and identity for
+    ``window`` seconds (it ends if the client closed with 1000, 1001 or 1009, or the server closed
+    with a code other than 1001, 1012 or 4008, ``sock.close()``'s default 1000 among them); a
     client that reconnects with its session token within them gets every frame it missed, in order,
     then goes live, or is told it starts afresh when that is not possible.
     """

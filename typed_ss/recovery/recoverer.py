@@ -9,11 +9,11 @@ Anything less is a fresh start: never stale rooms, never a partial replay.
 
 Where the history and the sessions live: in this instance's memory
 (:class:`~typed_ss.recovery.history.MemoryHistory`, :class:`~typed_ss.recovery.sessions.MemorySessions`),
-or, when the multihome backend keeps history (:class:`~typed_ss.backends.base.HistoryBackend`, Redis),
-in the backend, shared by every instance: :meth:`Recoverer.share` switches to it once the backend has
-started. The sessions this instance holds are then also kept in memory, as the ones to write through
-to the backend's :class:`~typed_ss.backends.base.SessionStore`; a token this instance does not know is
-looked up there.
+or, when the multihome backend keeps history (:class:`~typed_ss.backends.base.HistoryBackend`:
+Redis, MongoDB), in the backend, shared by every instance: :meth:`Recoverer.share` switches to it
+once the backend has started. The sessions this instance holds are then also kept in memory, as the
+ones to write through to the backend's :class:`~typed_ss.backends.base.SessionStore`; a token this
+instance does not know is looked up there.
 """
 
 from __future__ import annotations
@@ -339,7 +339,10 @@ class Recoverer:
                     raise
                 if not self.sessions.kept(session):  # its connection ended it (a clean close)
                     return self._refused("the session ended meanwhile")
-            if await self._epoch() != session.epoch:
+            epoch = await self._epoch()
+            if epoch is None:
+                return self._refused("the backend keeping the history does not answer")
+            if epoch != session.epoch:
                 self._drop(session)
                 return self._refused("the backend's history began anew (its epoch changed)")
             claim = Claim(session, True, positions, session.left)
