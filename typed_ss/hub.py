@@ -241,7 +241,7 @@ class Hub:
         targets = self._sockets.values() if room is None else self._rooms.get(room, ())
         if offset is not None and self._catching_up:
             tag = stream_tag(stream)
-            for sock in list(targets):
+            for sock in targets:
                 replayed = self._catching_up.get(sock)
                 if replayed is not None and tag in replayed:
                     if offset <= replayed[tag]:

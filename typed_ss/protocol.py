@@ -20,6 +20,7 @@ I/O or knows asyncio; ``docs/protocol.md`` is the full description.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 from typing import Final, NamedTuple, TypeAlias
@@ -469,6 +470,7 @@ def hello_frame(
     )
 
 
+@functools.lru_cache(maxsize=65_536)  # a few streams are flagged over and over; room names are bounded
 def stream_tag(stream: str) -> str:
     """The short name of a stream in offset flags: a decimal number from a 5-byte hash of the stream's
     name (a room's name can be long, and the flag travels with every kept frame). Digits only, as the

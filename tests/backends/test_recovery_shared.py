@@ -24,6 +24,8 @@ from tests.backends.fault_proxy import FaultProxy
 from tests.backends.redis_server import RedisServer
 from tests.mongo_standin import MongoStandIn
 from tests.support import Client, ServerFrame, connect_client, eventually, running
+from tests.test_recovery import offsets_of
+from tests.test_recovery import recovery_path as path_with_offsets
 from typed_ss import Recovery, Server, Socket
 from typed_ss.backends import Backend
 from typed_ss.backends._sessions import Change, SessionWriter
@@ -118,16 +120,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield RedisStore(redis)
     finally:
         await redis.kill()
-
-
-@pytest.fixture
-async def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
 
 
 @asynccontextmanager
@@ -266,8 +258,10 @@ def numbered_casts(client: TypedClient) -> list[str]:
     return received
 
 
-async def test_after_a_redis_restart_a_returning_client_starts_afresh_and_works(redis: RedisServer) -> None:
-    async with instances(RedisStore(redis), 2) as [(a, a_url), (b, b_url)], proxy_to(a_url) as proxy:
+async def test_after_a_redis_restart_a_returning_client_starts_afresh_and_works(
+    redis_server: RedisServer,
+) -> None:
+    async with instances(RedisStore(redis_server), 2) as [(a, a_url), (b, b_url)], proxy_to(a_url) as proxy:
         client = connect(f"ws://127.0.0.1:{proxy.port}/socket", reconnect=ReconnectPolicy(base=0.05, cap=0.2))
         received = numbered(client)
         reconnects: list[Reconnected] = []
@@ -278,10 +272,10 @@ async def test_after_a_redis_restart_a_returning_client_starts_afresh_and_works(
             await b.roomcast("r", "n", 1)
             await eventually(lambda: received == [1])
             point(proxy, b_url)
-            await redis.kill()  # Redis is down while the client is away, and loses what it held
+            await redis_server.kill()  # Redis is down while the client is away, and loses what it held
             proxy.cut()
             await asyncio.sleep(0.3)  # the client retries against an instance whose Redis is down
-            await redis.start()
+            await redis_server.start()
             await eventually(lambda: len(reconnects) >= 1, within=30)
             # Fresh: a new socket, nothing replayed (the client joins the rooms it remembers again).
             assert reconnects[-1] == Reconnected(False, ("r",))
@@ -292,9 +286,9 @@ async def test_after_a_redis_restart_a_returning_client_starts_afresh_and_works(
             await eventually(lambda: received == [1, 2], within=10)
 
 
-async def test_past_the_history_redis_keeps_a_client_starts_afresh(redis: RedisServer) -> None:
+async def test_past_the_history_redis_keeps_a_client_starts_afresh(redis_server: RedisServer) -> None:
     async with (
-        instances(RedisStore(redis), 2, history=5) as [(_, a_url), (b, b_url)],
+        instances(RedisStore(redis_server), 2, history=5) as [(_, a_url), (b, b_url)],
         proxy_to(a_url) as proxy,
     ):
         client = connect(f"ws://127.0.0.1:{proxy.port}/socket", reconnect=ReconnectPolicy(base=0.5, cap=0.5))
@@ -411,10 +405,7 @@ async def away_from(ss: Server, url: str) -> tuple[Client, ServerFrame]:
 
 
 async def test_a_publish_retried_after_it_worked_is_kept_once(store: Store) -> None:
-    backend = cast_history(store.backend())
-    backend.keep_history(max_entries=100, max_age=60.0, session_ttl=60.0)
-    await backend.start()
-    try:
+    async with keeping_history(store) as (backend, _):
         await backend.subscribe("r:once")
         for _ in range(2):  # the first answer was lost: the bridge sends it again
             await backend.append("r:once", b"payload", "origin:1:1", 1)
@@ -422,19 +413,12 @@ async def test_a_publish_retried_after_it_worked_is_kept_once(store: Store) -> N
         found = await backend.since({"r:once": 0})
         assert found is not None
         assert [data for _, _, data in found] == [b"payload", b"next"]
-    finally:
-        await backend.stop()
 
 
 def recovery_path(hello: dict[str, Any], frames: list[ServerFrame]) -> str:
     """Where a client that received ``frames`` reconnects: its token, and its last offset of each
     stream."""
-    positions: dict[str, str] = {}
-    for frame in frames:
-        tag, _, offset = frame.letter[2:].partition(".")
-        positions[tag] = offset
-    offsets = ",".join(f"{tag}.{offset}" for tag, offset in positions.items())
-    return f"/socket?ss_session={hello['session']}&ss_offsets={offsets}"
+    return path_with_offsets(hello, offsets_of(frames))
 
 
 def cast_history(backend: Backend) -> HistoryBackend:
@@ -442,11 +426,20 @@ def cast_history(backend: Backend) -> HistoryBackend:
     return backend
 
 
-async def test_a_write_on_its_way_cannot_bring_a_taken_up_session_back(store: Store) -> None:
+@asynccontextmanager
+async def keeping_history(store: Store) -> AsyncIterator[tuple[HistoryBackend, SessionStore]]:
+    """A started backend of ``store`` that keeps the history, and its sessions; stopped on exit."""
     backend = cast_history(store.backend())
     sessions = backend.keep_history(max_entries=100, max_age=60.0, session_ttl=60.0)
     await backend.start()
     try:
+        yield backend, sessions
+    finally:
+        await backend.stop()
+
+
+async def test_a_write_on_its_way_cannot_bring_a_taken_up_session_back(store: Store) -> None:
+    async with keeping_history(store) as (_, sessions):
         record = SessionRecord("socket", "identity", 1, {"r": 1})
         sessions.save("old", record, new=True)
         await eventually(lambda: sessions_written(sessions))
@@ -457,26 +450,19 @@ async def test_a_write_on_its_way_cannot_bring_a_taken_up_session_back(store: St
         assert await sessions.load("old") is None
         assert await sessions.load("new") == record
         assert await sessions.take("old", "other") is None
-    finally:
-        await backend.stop()
 
 
 def sessions_written(sessions: SessionStore) -> bool:
-    return len(sessions) == 0  # type: ignore[arg-type]  # the stores count what waits to be written
+    return len(sessions) == 0
 
 
 async def test_a_session_ended_before_it_was_written_is_written_with_its_state(store: Store) -> None:
-    backend = cast_history(store.backend())
-    sessions = backend.keep_history(max_entries=100, max_age=60.0, session_ttl=60.0)
-    await backend.start()
-    try:
+    async with keeping_history(store) as (_, sessions):
         record = SessionRecord("socket", "identity", 1, {"r": 1})
         sessions.save("token", record, new=True)
         sessions.expire("token", 30.0)  # the connection ended before the writer ran
         await eventually(lambda: sessions_written(sessions))
         assert await sessions.load("token") == record
-    finally:
-        await backend.stop()
 
 
 def test_changes_not_written_yet_merge_into_one_with_the_same_effect() -> None:
@@ -491,26 +477,29 @@ def test_changes_not_written_yet_merge_into_one_with_the_same_effect() -> None:
     assert merge(expire, update) == update
 
 
-async def test_a_cast_made_while_redis_is_down_reaches_the_local_members(redis: RedisServer) -> None:
-    async with instances(RedisStore(redis), 1) as [(a, a_url)], connect_client(a_url) as client:
+async def test_a_cast_made_while_redis_is_down_reaches_the_local_members(redis_server: RedisServer) -> None:
+    async with instances(RedisStore(redis_server), 1) as [(a, a_url)], connect_client(a_url) as client:
         await client.send("join", "r")
         await client.expect("joined")
-        await redis.kill()
+        await redis_server.kill()
         await eventually(lambda: backend_state(a) != "connected")
         for i in range(3):
             await a.roomcast("r", "n", i)  # kept in the outbox until Redis is back
-        await redis.start()
+        await redis_server.start()
         assert [(await client.expect("n")).payload for _ in range(3)] == ["0", "1", "2"]
 
 
-async def test_what_the_subscriber_lost_is_read_back_from_the_history(redis: RedisServer) -> None:
-    async with instances(RedisStore(redis), 2) as [(a, a_url), (b, _)], connect_client(a_url) as client:
+async def test_what_the_subscriber_lost_is_read_back_from_the_history(redis_server: RedisServer) -> None:
+    async with (
+        instances(RedisStore(redis_server), 2) as [(a, a_url), (b, _)],
+        connect_client(a_url) as client,
+    ):
         await client.send("join", "r")
         await client.expect("joined")
         for i in range(20):
             await b.roomcast("r", "n", i)
         assert [(await client.expect("n")).payload for _ in range(20)] == [str(i) for i in range(20)]
-        admin = redis.client()
+        admin = redis_server.client()
         try:
             await admin.client_kill_filter(_type="pubsub")  # every subscriber loses its connection
         finally:
@@ -528,8 +517,10 @@ async def test_what_the_subscriber_lost_is_read_back_from_the_history(redis: Red
         await client.nothing_within(0.2)
 
 
-async def test_more_than_history_missed_but_still_in_redis_is_replayed_whole(redis: RedisServer) -> None:
-    async with instances(RedisStore(redis), 2, history=10) as [(a, a_url), (b, b_url)]:
+async def test_more_than_history_missed_but_still_in_redis_is_replayed_whole(
+    redis_server: RedisServer,
+) -> None:
+    async with instances(RedisStore(redis_server), 2, history=10) as [(a, a_url), (b, b_url)]:
         first, joined = await away_from(a, a_url)
         for i in range(50):  # past `history`, but Redis trims in steps of 100: all still kept
             await b.roomcast("r", "n", i)
@@ -540,8 +531,13 @@ async def test_more_than_history_missed_but_still_in_redis_is_replayed_whole(red
             assert [(await again.expect("n")).payload for _ in range(50)] == [str(i) for i in range(50)]
 
 
-async def test_a_quiet_room_trimmed_by_age_still_recovers_what_the_client_missed(redis: RedisServer) -> None:
-    async with instances(RedisStore(redis), 1, window=1.0) as [(a, a_url)], connect_client(a_url) as client:
+async def test_a_quiet_room_trimmed_by_age_still_recovers_what_the_client_missed(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        instances(RedisStore(redis_server), 1, window=1.0) as [(a, a_url)],
+        connect_client(a_url) as client,
+    ):
         await client.send("join", "r")
         frames = [await client.expect("joined")]
         for i in range(3):
@@ -557,9 +553,9 @@ async def test_a_quiet_room_trimmed_by_age_still_recovers_what_the_client_missed
             assert (await again.expect("n")).payload == "new"
 
 
-async def test_while_redis_does_not_answer_nothing_waits_for_it(redis: RedisServer) -> None:
-    async with instances(RedisStore(redis), 1) as [(a, a_url)], connect_client(a_url) as client:
-        await redis.kill()
+async def test_while_redis_does_not_answer_nothing_waits_for_it(redis_server: RedisServer) -> None:
+    async with instances(RedisStore(redis_server), 1) as [(a, a_url)], connect_client(a_url) as client:
+        await redis_server.kill()
         await eventually(lambda: backend_state(a) in ("reconnecting", "unresponsive"))
         recovery = a.recovery
         assert recovery is not None

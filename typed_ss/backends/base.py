@@ -126,8 +126,12 @@ class SessionRecord(msgspec.Struct):
 
 class SessionStore(Protocol):
     """Connection state recovery's sessions, shared by every instance (see
-    :meth:`HistoryBackend.session_store`). Writes never wait: the store writes them in the
+    :meth:`HistoryBackend.keep_history`). Writes never wait: the store writes them in the
     background, only the latest change of each session while the backend does not answer."""
+
+    def __len__(self) -> int:
+        """Changes not written yet."""
+        ...
 
     def save(self, token: str, record: SessionRecord, *, new: bool = False, ttl: float | None = None) -> None:
         """Write a session's state (``new``: just made; otherwise only if the store still has it),

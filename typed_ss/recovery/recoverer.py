@@ -19,7 +19,6 @@ instance does not know is looked up there.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import secrets
@@ -99,10 +98,6 @@ class Replay(NamedTuple):
         return kept is not None and kept[1] <= self.upto.get(kept[0], -1)
 
 
-_tag: Final = functools.lru_cache(maxsize=65_536)(stream_tag)
-"""Stream tags by stream name: the casts of a few streams are flagged with them over and over."""
-
-
 class Recoverer:
     """Connection state recovery for one server: the history, the sessions, and the loop that
     expires and trims them. The hub's :class:`~typed_ss.hub.Recorder`."""
@@ -167,7 +162,7 @@ class Recoverer:
 
     def kept(self, stream: str, frame: Frame, offset: int) -> Frame:
         """A frame the backend kept at ``offset`` of ``stream``, flagged with it."""
-        return with_flag(frame, offset_flag(_tag(stream), str(offset)))
+        return with_flag(frame, offset_flag(stream_tag(stream), str(offset)))
 
     async def joined(self, sock: Socket, room: str) -> None:
         session = sock.session
@@ -262,7 +257,7 @@ class Recoverer:
         missed.sort(key=_offset)
         # What the client had of each stream counts as replayed too: a cast at or before it that
         # reaches this instance late is not sent again.
-        upto = {_tag(stream): after for stream, after in self._after(claim).items()}
+        upto = {stream_tag(stream): after for stream, after in self._after(claim).items()}
         for offset, frame in missed:
             kept = frame_offset(frame)
             if kept is not None:
@@ -459,7 +454,8 @@ class Recoverer:
         assert session is not None
         streams = {BROADCAST_STREAM: session.start, **session.rooms}
         return {
-            stream: max(joined, claim.positions.get(_tag(stream), 0)) for stream, joined in streams.items()
+            stream: max(joined, claim.positions.get(stream_tag(stream), 0))
+            for stream, joined in streams.items()
         }
 
     def _save(self, session: Session, *, new: bool = False) -> None:
