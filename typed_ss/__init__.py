@@ -5,6 +5,7 @@ msgspec / pydantic model, as their annotation says. Sockets join rooms; the serv
 emit, roomcast, broadcast and socketcast.
 """
 
+from typed_ss.cluster import Answer, Cluster, Member, Presence
 from typed_ss.contract import Contract, EventContract
 from typed_ss.errors import (
     BackendError,
@@ -33,11 +34,13 @@ from typed_ss.serving import run, uvicorn_settings
 from typed_ss.socket import Socket, SocketState
 
 __all__ = [
+    "Answer",
     "AuthHook",
     "BackendError",
     "CallClosed",
     "CallError",
     "CloseCode",
+    "Cluster",
     "ConfigurationError",
     "Contract",
     "ContractCheck",
@@ -49,10 +52,12 @@ __all__ = [
     "InvalidName",
     "LimitExceeded",
     "Limits",
+    "Member",
     "MissingDependencyError",
     "MultihomeHealth",
     "NativeServer",
     "PayloadValidationError",
+    "Presence",
     "ProtocolError",
     "Recovery",
     "Server",

@@ -12,7 +12,7 @@ import msgspec
 from typed_ss.backends.base import BackendHealth
 from typed_ss.supervision import TaskHealth
 
-__all__ = ["BackendHealth", "MultihomeHealth", "ServerHealth", "TaskHealth"]
+__all__ = ["BackendHealth", "ClusterHealth", "MultihomeHealth", "ServerHealth", "TaskHealth"]
 
 
 class MultihomeHealth(msgspec.Struct, kw_only=True):
@@ -50,6 +50,32 @@ class MultihomeHealth(msgspec.Struct, kw_only=True):
     connection state recovery and a backend that keeps history)."""
 
 
+class ClusterHealth(msgspec.Struct, kw_only=True):
+    """The control plane: the other instances and the questions asked of them (docs/presence.md)."""
+
+    peers: list[str]
+    """The other instances heard from within the bound (3 s)."""
+    suspect: list[str]
+    """Instances unheard for longer, not forgotten yet (named as missing in answers for 30 s)."""
+    asked: int
+    """Questions this instance asked (queries, actions, presence parts)."""
+    answered: int
+    """Questions of other instances this instance answered."""
+    unanswered: int
+    """Questions of this instance that some instance did not answer in time."""
+    peers_lost: int
+    """Instances declared gone for want of heartbeats."""
+    resyncs: int
+    """Times this instance asked one instance again for its presence (a change was lost, or it was
+    heard again)."""
+    malformed: int
+    """Control messages that could not be decoded (dropped)."""
+    tracked_rooms: int
+    """Rooms whose presence this instance keeps a table of (tracked, with a local member)."""
+    presence_entries: int
+    """Members held in those tables, every instance's."""
+
+
 class ServerHealth(msgspec.Struct, kw_only=True):
     """``ss.health()``."""
 
@@ -65,3 +91,5 @@ class ServerHealth(msgspec.Struct, kw_only=True):
     """``None`` without a backend (or before it started)."""
     tasks: list[TaskHealth]
     """Every supervised background task of the server: the bridge's and the backend's."""
+    cluster: ClusterHealth | None = None
+    """The control plane (queries across instances, presence)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from typed_ss.protocol import BROADCAST_STREAM, SOCKET_ROOM_PREFIX, Frame, socket_room, stream_tag
 
 if TYPE_CHECKING:
+    from typed_ss.cluster.roster import Roster
     from typed_ss.socket import Socket
 
 __all__ = ["SETTLE_TIMEOUT", "Hub", "Recorder", "Relay"]
@@ -84,13 +85,14 @@ class Recorder(Protocol):
 
 
 _NO_ROOMS: frozenset[str] = frozenset()
+_NO_MEMBERS: frozenset[Socket] = frozenset()
 
 
 class Hub:
     """Sockets by id, and room membership both ways: room name to its local members, and socket to
     its rooms (its own ``__socket_id:`` room included). The hub is the one owner of membership."""
 
-    __slots__ = ("_catching_up", "_memberships", "_rooms", "_sockets", "recorder", "relay")
+    __slots__ = ("_catching_up", "_memberships", "_rooms", "_sockets", "recorder", "relay", "roster")
 
     def __init__(self) -> None:
         self._sockets: dict[str, Socket] = {}
@@ -100,6 +102,8 @@ class Hub:
         self.relay: Relay | None = None
         self.recorder: Recorder | None = None
         """Set when connection state recovery is on: every cast is kept, and membership reported."""
+        self.roster: Roster | None = None
+        """The cluster's view of this instance's sockets (identities, presence), told of every change."""
         # Recovered sockets whose replay was read from the backend's history: stream tag -> the last
         # offset replayed. A cast that comes back from the backend at or before it was replayed.
         self._catching_up: dict[Socket, dict[str, int]] = {}
@@ -112,6 +116,10 @@ class Hub:
     def room_size(self, room: str) -> int:
         """How many local sockets are in ``room``."""
         return len(self._rooms.get(room, ()))
+
+    def members(self, room: str) -> Set[Socket]:
+        """The local members of ``room`` (a read-only live view: copy it before awaiting)."""
+        return self._rooms.get(room, _NO_MEMBERS)
 
     def rooms_of(self, sock: Socket) -> Set[str]:
         """The rooms ``sock`` is in, its own room included (a read-only live view); after
@@ -129,6 +137,8 @@ class Hub:
         """Add a newly accepted socket, in its own ``__socket_id:`` room."""
         self._sockets[sock.id] = sock
         self._memberships[sock] = set()
+        if self.roster is not None:
+            self.roster.attached(sock)
         await self.join(sock, socket_room(sock.id))
 
     def detach(self, sock: Socket) -> None:
@@ -140,6 +150,8 @@ class Hub:
         self._catching_up.pop(sock, None)
         if self.recorder is not None:
             self.recorder.leaving(sock)  # before its rooms go: what was delivered to them is still known
+        if self.roster is not None:
+            self.roster.detached(sock, self._memberships.get(sock, ()))
         for room in self._memberships.get(sock, ()):
             members = self._rooms.get(room)
             if members is not None:
@@ -174,6 +186,8 @@ class Hub:
             # The backend's position in the room, read once its casts reach this instance: what is
             # kept after it is the client's to receive (live, or in a replay).
             await recorder.joined(sock, room)
+        if self.roster is not None:
+            await self.roster.joined(sock, room)
 
     async def leave(self, sock: Socket, room: str) -> None:
         """Remove ``sock`` from ``room``, deleting the room once it is empty."""
@@ -187,6 +201,8 @@ class Hub:
             members.discard(sock)
             if not members:
                 self._drop_room(room)
+        if self.roster is not None:
+            self.roster.left(sock, room)
 
     def released(self, room: str) -> None:
         """No session refers to ``room`` any more: stop receiving its casts unless it has members."""
@@ -218,6 +234,12 @@ class Hub:
                 sock.push(sent)
         if self.relay is not None:
             self.relay.publish(room, frame)
+
+    def notify(self, room: str, frame: Frame) -> None:
+        """Push ``frame`` to the local members of ``room`` only: a notice of this instance's own (not
+        a cast, not kept for recovery)."""
+        for sock in self._rooms.get(room, ()):
+            sock.push(frame)
 
     def send_kept(self, sock: Socket, frame: Frame) -> None:
         """Send ``frame`` to ``sock`` alone, kept for connection state recovery (the recorder is set)."""

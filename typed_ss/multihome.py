@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final, Literal, cast
 import msgspec
 
 from typed_ss.backends.base import Departure
+from typed_ss.cluster.wire import is_control_topic
 from typed_ss.errors import ProtocolError
 from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
@@ -48,6 +49,7 @@ from typed_ss.supervision import Backoff, Supervised, TaskHealth
 
 if TYPE_CHECKING:
     from typed_ss.backends.base import Backend, HistoryBackend
+    from typed_ss.cluster.control import ControlPlane
     from typed_ss.hub import Hub
 
 __all__ = ["BROADCAST_TOPIC", "ENVELOPE_VERSION", "Envelope", "Multihome", "room_topic"]
@@ -130,8 +132,11 @@ class Multihome:
         outbox_bytes: int = 64 * 1024 * 1024,
         instance_id: str | None = None,
         keeps_history: bool = False,
+        control: ControlPlane | None = None,
     ) -> None:
         self.hub = hub
+        self.control = control
+        """Receives the control plane's messages (:mod:`typed_ss.cluster`), which this bridge carries."""
         self.backend = backend
         self.keeps_history: Final = keeps_history
         """Whether the backend keeps history (it was asked to with ``keep_history()``)."""
@@ -186,9 +191,13 @@ class Multihome:
         self._subscribed.add(BROADCAST_TOPIC)
         for task in self._tasks:
             task.start()
+        if self.control is not None:
+            await self.control.start(self, self.instance_id, self.epoch)
 
     async def stop(self, flush_timeout: float = 1.0) -> None:
         """Give the outbox ``flush_timeout`` seconds to drain, then stop the tasks and the backend."""
+        if self.control is not None:
+            await self.control.stop()  # its goodbye leaves with the outbox
         if self._outbox:
             self._outbox_drained.clear()
             with contextlib.suppress(TimeoutError):
@@ -234,16 +243,30 @@ class Multihome:
 
     async def watch(self, room: str) -> None:
         """Receive the room's casts from other instances; returns once the subscription is active."""
-        topic = room_topic(room)
+        await self.watch_topic(room_topic(room))
+
+    def unwatch(self, room: str) -> None:
+        """Stop receiving the room's casts (no local member is left); returns at once."""
+        self.unwatch_topic(room_topic(room))
+
+    # --- the control plane's bus -------------------------------------------------------------------
+
+    def send(self, topic: str, data: bytes) -> None:
+        """Queue a control message (:mod:`typed_ss.cluster`) for ``topic``, behind the casts queued
+        before it; never waits. It is never kept in a recovery history."""
+        self._outbox.append(topic, data)
+        self._outbox_ready.set()
+
+    async def watch_topic(self, topic: str) -> None:
+        """Receive ``topic``; returns once the subscription is active."""
         self._watched.add(topic)
         if topic in self._subscribed and topic not in self._subscription_ops:
             return
         # Shielded: a joiner that is cancelled must not cancel a subscription others rely on.
         await asyncio.shield(self._change_subscription(topic, subscribe=True))
 
-    def unwatch(self, room: str) -> None:
-        """Stop receiving the room's casts (no local member is left); returns at once."""
-        topic = room_topic(room)
+    def unwatch_topic(self, topic: str) -> None:
+        """Stop receiving ``topic``; returns at once."""
         self._watched.discard(topic)
         self._seen.pop(topic, None)
         self._delivered_at.pop(topic, None)
@@ -286,7 +309,7 @@ class Multihome:
                 continue
             topic, data = self._outbox.peek()
             try:
-                if self.keeps_history:
+                if self.keeps_history and not is_control_topic(topic):
                     publication = _publication_decoder.decode(data)
                     publisher = f"{publication.origin}:{publication.epoch}:{publication.stream}"
                     await self._history_backend().append(topic, data, publisher, publication.seq)
@@ -317,7 +340,10 @@ class Multihome:
             async for topic, data, offset in self._history_backend().kept_messages():
                 self._handling = offset
                 try:
-                    await self._receive_kept(topic, data, offset)
+                    if is_control_topic(topic):
+                        self._control(topic, data)
+                    else:
+                        await self._receive_kept(topic, data, offset)
                 except Exception:  # one bad message must never stop the stream
                     logger.exception("multihome: failed to deliver a message on %r", topic)
                 finally:
@@ -325,9 +351,16 @@ class Multihome:
             return
         async for topic, data in self.backend.messages():
             try:
-                self.receive(topic, data)
+                if is_control_topic(topic):
+                    self._control(topic, data)
+                else:
+                    self.receive(topic, data)
             except Exception:  # one bad message must never stop the stream
                 logger.exception("multihome: failed to deliver a message on %r", topic)
+
+    def _control(self, topic: str, data: bytes) -> None:
+        if self.control is not None and topic in self._watched:  # a backend may deliver everything
+            self.control.receive(topic, data)
 
     def receive(self, topic: str, data: bytes, offset: int | None = None) -> None:
         """Check one message from the backend and deliver it to the local recipients (``offset``:

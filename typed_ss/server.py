@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from starlette.types import Receive, Scope, Send
 from typed_ss import asgi
 from typed_ss.backends.base import Backend
 from typed_ss.calls import NO_REPLY
+from typed_ss.cluster.api import Cluster, Listed, MembersQuestion, Presence
+from typed_ss.cluster.control import ControlPlane
+from typed_ss.cluster.roster import Roster
 from typed_ss.connection import Connection
 from typed_ss.contract import Contract, EventContract, check_describable
 from typed_ss.errors import (
@@ -33,7 +37,14 @@ from typed_ss.errors import (
     HandlerSignatureError,
 )
 from typed_ss.events import PayloadFrames, ServerEvent
-from typed_ss.handlers import Handler, HandlerSpec, build_decoder, inspect_handler, is_async_callable
+from typed_ss.handlers import (
+    Handler,
+    HandlerSpec,
+    build_decoder,
+    build_text_decoder,
+    inspect_handler,
+    is_async_callable,
+)
 from typed_ss.health import MultihomeHealth, ServerHealth, TaskHealth
 from typed_ss.hub import Hub
 from typed_ss.limits import KiB, Limits
@@ -41,6 +52,7 @@ from typed_ss.logs import ClientLog
 from typed_ss.multihome import Multihome
 from typed_ss.origin import HandshakePolicy
 from typed_ss.protocol import (
+    MEMBERS_EVENT,
     Frame,
     check_event_name,
     check_room_name,
@@ -121,6 +133,9 @@ class Server(Generic[Identity]):
         instance_id: this instance's name on the backend (default: random per ``Server``). A stable
             name (the host and port, say) lets the other instances recognise a restart of this one
             by its new boot epoch.
+        presence: each socket's presence payload, the rooms whose members are told of joins and
+            leaves, and who may list a room's members (:class:`~typed_ss.cluster.api.Presence`;
+            docs/presence.md). Queries and actions across instances (``ss.cluster``) work without it.
         contract_check: what to do when a generated client was built from a different contract
             (it sends its fingerprint when it connects): ``"warn"`` logs it (the default),
             ``"refuse"`` closes the socket with 4010 so the client asks for a reload, ``"off"``
@@ -147,6 +162,7 @@ class Server(Generic[Identity]):
         backend: Backend | None = None,
         instance_id: str | None = None,
         recovery: Recovery | None = None,
+        presence: Presence[Any] | None = None,
     ) -> None:
         self.limits: Final = Limits(
             max_message_size=max_message_size,
@@ -193,6 +209,14 @@ class Server(Generic[Identity]):
         )
         """Connection state recovery, when it is on (``recovery=Recovery(...)``; docs/recovery.md)."""
         self.hub.recorder = self.recovery
+        roster = Roster(self.hub, presence)
+        self.hub.roster = roster
+        self._control = ControlPlane(roster)
+        self.cluster: Final = Cluster(self._control, presence)
+        """Queries and actions across every instance sharing the backend (docs/presence.md)."""
+        self.presence: Final = presence
+        if presence is not None:
+            self._handlers[MEMBERS_EVENT] = _members_handler(presence)
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -299,6 +323,7 @@ class Server(Generic[Identity]):
                             reply=spec.reply_type,
                         )
                         for name, spec in self._handlers.items()
+                        if name != MEMBERS_EVENT  # the protocol's own, not the application's
                     ),
                     *(
                         EventContract(name, "server_to_client", e.payload_type, reply=e.reply_type)
@@ -418,6 +443,8 @@ class Server(Generic[Identity]):
         without a lifespan the first connection does)."""
         self._check_identity_hook()
         self._accepting = True
+        if self.backend is None and not self._control.instance_id:
+            self._control.started_alone(self.instance_id or secrets.token_hex(8))
         if self.recovery is not None:
             self.recovery.sweeper.start()
         if self.backend is not None and self._multihome is None:
@@ -431,6 +458,7 @@ class Server(Generic[Identity]):
                         max_envelope_size=self.limits.max_message_size + 64 * KiB,
                         instance_id=self.instance_id,
                         keeps_history=self.recovery is not None and self.recovery.prepare(self.backend),
+                        control=self._control,
                     )
                     await multihome.start()
                     self._multihome = multihome
@@ -577,7 +605,7 @@ class Server(Generic[Identity]):
         tasks: list[TaskHealth] = []
         if self._multihome is not None:
             multihome = self._multihome.health()
-            tasks = [*self._multihome.tasks(), *multihome.backend.tasks]
+            tasks = [*self._multihome.tasks(), *self._control.tasks(), *multihome.backend.tasks]
         tasks += [task.health() for task in self._transport_tasks]
         if self.recovery is not None:
             tasks.append(self.recovery.sweeper.health())
@@ -588,6 +616,7 @@ class Server(Generic[Identity]):
             rooms=len(self.hub.room_names),
             multihome=multihome,
             tasks=tasks,
+            cluster=self._control.health(),
         )
 
     def supervise(self, task: Supervised) -> None:
@@ -608,6 +637,25 @@ class Server(Generic[Identity]):
     def get_socket(self, socket_id: str) -> Socket[Identity] | None:
         """The socket with id ``socket_id`` if it is connected to this instance."""
         return self.hub.sockets.get(socket_id)
+
+
+def _members_handler(presence: Presence[Any]) -> HandlerSpec:
+    """The ``__members`` call: a client lists a room's members, if the application allows it."""
+
+    async def members(sock: Socket[Any], question: MembersQuestion) -> Any:
+        return await presence.listed(sock, question)
+
+    reply_type: object = Listed[presence.payload]  # type: ignore[name-defined]
+    decode = build_decoder(MEMBERS_EVENT, MembersQuestion, "(the __members call)")
+    return HandlerSpec(
+        MEMBERS_EVENT,
+        members,
+        MembersQuestion,
+        decode,
+        build_text_decoder(MembersQuestion, decode),
+        reply_type,
+        PayloadFrames(MEMBERS_EVENT, reply_type),
+    )
 
 
 def _qualname(fn: object) -> str:

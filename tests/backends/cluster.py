@@ -31,6 +31,7 @@ from tests.backends.redis_server import RedisServer
 from tests.mongo_standin import MongoStandIn
 from tests.support import Client, eventually, free_ports
 from typed_ss.backends.grpc import TLSConfig
+from typed_ss.cluster.wire import CONTROL_TOPIC, is_control_topic
 
 __all__ = [
     "KINDS",
@@ -162,15 +163,17 @@ class MongoCluster:
 
     async def check(self, clients: Sequence[Client], room: str) -> None:
         """Every node reads every document and passes on the topics it subscribed to: the broadcasts,
-        its sockets' own rooms, and ``room`` where it has members; every cast went through the
-        collection."""
+        the control plane's topic and its own, its sockets' own rooms, and ``room`` where it has
+        members; every cast (and every heartbeat) went through the collection."""
         details = [(await health(client))["backend"]["detail"] for client in clients]
         subscribed = [detail["topics"] for detail in details]
-        assert subscribed == [2] + [3] * (len(clients) - 1), f"topics per node: {subscribed}"
+        assert subscribed == [4] + [5] * (len(clients) - 1), f"topics per node: {subscribed}"
         database, _, collection = details[0]["collection"].partition(".")
         documents = self.standin.documents(database, collection)
         topics = {document["topic"] for document in documents if "topic" in document}  # not markers
-        assert topics == {"b", f"r:{room}", f"r:__socket_id:{clients[-1].id}"}, topics
+        assert CONTROL_TOPIC in topics
+        casts = {topic for topic in topics if not is_control_topic(topic)}
+        assert casts == {"b", f"r:{room}", f"r:__socket_id:{clients[-1].id}"}, casts
 
 
 class Mesh:
@@ -205,8 +208,9 @@ class Mesh:
 
     async def check(self, clients: Sequence[Client], room: str) -> None:
         """Every link is secure, with mutual TLS; interest routing: each node knows what each peer
-        wants (the broadcasts and its socket's own room, and ``room`` on all but the first)."""
-        wants = {address: 2 if i == 0 else 3 for i, address in enumerate(self.addresses)}
+        wants (the broadcasts, the control plane's topic and its own, its socket's own room, and
+        ``room`` on all but the first)."""
+        wants = {address: 4 if i == 0 else 5 for i, address in enumerate(self.addresses)}
         for client, address in zip(clients, self.addresses, strict=True):
             detail = (await health(client))["backend"]["detail"]
             assert (detail["secure"], detail["mutual_tls"]) == (True, True), detail

@@ -29,7 +29,7 @@ class GatedBackend(MemoryBackend):
         self.waiting = asyncio.Event()
 
     async def subscribe(self, topic: str) -> None:
-        if topic != BROADCAST_TOPIC:
+        if topic.startswith("r:"):  # a room's (the broadcasts and the control plane's go through)
             self.waiting.set()
             await self.gate.wait()
         await super().subscribe(topic)

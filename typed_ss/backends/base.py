@@ -166,10 +166,13 @@ class HistoryBackend(Backend, Protocol):
     instance (connection state recovery, docs/recovery.md). Redis (streams) and MongoDB (the capped
     collection) do.
 
-    Once :meth:`keep_history` was called (before ``start``), every published message is kept in its
-    topic's history with an offset (a number that grows with each message of the topic), every
+    Once :meth:`keep_history` was called (before ``start``), every message given to :meth:`append`
+    is kept in its topic's history with an offset (a number that grows with each message of the topic), every
     instance, the publisher included, receives a topic's messages in the history's order, and they
-    arrive through :meth:`kept_messages` with their offsets instead of through ``messages()``."""
+    arrive through :meth:`kept_messages` with their offsets instead of through ``messages()``.
+    :meth:`Backend.publish` still sends a message without keeping it (the control plane's, which
+    are never replayed): it arrives through :meth:`kept_messages` too, its offset meaningless (0
+    where the backend keeps it nowhere)."""
 
     def keep_history(self, *, max_entries: int, max_age: float, session_ttl: float) -> SessionStore:
         """Keep each topic's last ``max_entries`` messages, none older than ``max_age`` seconds;

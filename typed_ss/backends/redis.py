@@ -148,7 +148,8 @@ class RedisBackend:
         try:
             async with asyncio.timeout(self._publish_timeout):
                 if self._history is not None:
-                    await self._append(topic, data, "", 0)
+                    # Not kept: it arrives through kept_messages() with offset 0.
+                    await client.publish(self._prefix + topic, RedisHistory.unkept(data))
                 else:
                     await client.publish(self._prefix + topic, data)
         except _GONE as exc:

@@ -199,6 +199,11 @@ class RedisHistory:
         return found
 
     @staticmethod
+    def unkept(data: bytes) -> bytes:
+        """``data`` as published on a history channel without being kept: its offset is 0."""
+        return b"0-0 " + data
+
+    @staticmethod
     def split(message: bytes) -> tuple[int, bytes]:
         """A message received on a history channel as ``(offset, data)``."""
         stream_id, _, data = message.partition(b" ")

@@ -1,0 +1,331 @@
+"""The control plane: heartbeats, and questions every instance answers, on publish/subscribe.
+
+Built on the bridge's own outbox and subscription (:class:`Bus`, implemented by
+:class:`~typed_ss.multihome.Multihome`), so every backend carries it without code of its own. A
+question is published once on the control topic (or on one instance's topic); each instance answers
+on the asker's topic. The asker waits for the instances it knows to be alive (see
+:mod:`typed_ss.cluster.peers`) until they all answered or the timeout passed, and names the ones
+that did not answer, so that a partial answer is never taken for a whole one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from typed_ss.cluster.peers import HEARTBEAT_INTERVAL, PEER_TIMEOUT, Peers
+from typed_ss.cluster.roster import Answered, Roster, reply_parts
+from typed_ss.cluster.wire import (
+    CONTROL_TOPIC,
+    Ask,
+    Change,
+    Heartbeat,
+    Part,
+    Parts,
+    Query,
+    Reply,
+    decode,
+    encode,
+    instance_topic,
+    presence_topic,
+)
+from typed_ss.health import ClusterHealth
+from typed_ss.supervision import Supervised, TaskHealth
+
+__all__ = ["MAX_ANSWERING", "REPLY_CHUNK", "Bus", "ControlPlane", "Gathered"]
+
+logger = logging.getLogger("typed_ss.cluster")
+
+BUILD_TIMEOUT: Final = 1.0
+"""Seconds a new presence table waits for every instance's part (the late ones are asked again)."""
+REPLY_CHUNK: Final = 500
+"""Members per reply message: a large room's answer travels in several messages."""
+MAX_ANSWERING: Final = 256
+"""Questions from other instances answered at once; more wait their turn."""
+MAX_WAITING: Final = 10_000
+"""Questions this instance asks at once (more fail at once): each holds its replies until done."""
+
+
+class Bus(Protocol):
+    """How control messages travel (the bridge to the backend implements it)."""
+
+    def send(self, topic: str, data: bytes) -> None:
+        """Queue a message for ``topic``; never waits."""
+        ...
+
+    async def watch_topic(self, topic: str) -> None:
+        """Receive ``topic``; returns once the subscription is active."""
+        ...
+
+    def unwatch_topic(self, topic: str) -> None:
+        """Stop receiving ``topic``."""
+        ...
+
+
+@dataclass(slots=True)
+class Gathered:
+    """The answers to one question: each instance's, and the instances that did not answer."""
+
+    answers: dict[str, Answered]
+    missing: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    expected: set[str]
+    """The instances still waited for: the live ones when asked, less those gone since."""
+    answers: dict[str, Answered] = field(default_factory=dict)
+    partial: dict[str, list[Reply]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def check(self) -> None:
+        if self.expected <= self.answers.keys():
+            self.done.set()
+
+
+class ControlPlane:
+    """Heartbeats, the peers they reveal, and questions asked of every instance (module docstring)."""
+
+    def __init__(self, roster: Roster) -> None:
+        self.roster: Final = roster
+        self.peers: Final = Peers()
+        self.instance_id = ""
+        self.epoch = 0
+        self.bus: Bus | None = None
+        self._ids = itertools.count(secrets.randbits(40))
+        self._waiting: dict[int, _Waiting] = {}
+        self._answering = asyncio.Semaphore(MAX_ANSWERING)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heartbeats = itertools.count(1)
+        self._beat = Supervised("cluster heartbeat", self._heartbeat_loop, log=logger)
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("asked", "answered", "unanswered", "malformed", "peers_lost", "resyncs"), 0
+        )
+        roster.send_change = self._send_change
+        roster.ask_parts = self._ask_parts
+        roster.watch_room = self._watch_room
+        roster.unwatch_room = self._unwatch_room
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self, bus: Bus, instance_id: str, epoch: int) -> None:
+        """Join the control plane on ``bus``: subscribe, say hello, and start the heartbeat."""
+        self.bus, self.instance_id, self.epoch = bus, instance_id, epoch
+        self.roster.instance_id = instance_id
+        await bus.watch_topic(CONTROL_TOPIC)
+        await bus.watch_topic(instance_topic(instance_id))
+        self._beat.start()
+
+    def started_alone(self, instance_id: str) -> None:
+        """No backend: this instance is the whole cluster."""
+        self.instance_id = instance_id
+        self.roster.instance_id = instance_id
+
+    async def stop(self) -> None:
+        """Say goodbye (peers forget this instance at once) and stop the heartbeat."""
+        await self._beat.stop()
+        if self.bus is not None:
+            self.bus.send(CONTROL_TOPIC, encode(Heartbeat(self.instance_id, self.epoch, 0, bye=True)))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiting in self._waiting.values():
+            waiting.done.set()
+        await self.roster.stop()
+        self.bus = None
+
+    def health(self) -> ClusterHealth:
+        """The peers, the counters, and the presence tables' size."""
+        return ClusterHealth(
+            peers=sorted(self.peers.live),
+            suspect=sorted(self.peers.suspect),
+            tracked_rooms=len(self.roster.tracked_rooms),
+            presence_entries=self.roster.presence_count(),
+            **self.counters,
+        )
+
+    def tasks(self) -> list[TaskHealth]:
+        """The heartbeat's supervised task."""
+        return [self._beat.health()] if self.bus is not None else []
+
+    # --- asking ------------------------------------------------------------------------------------
+
+    async def ask(self, query: Query, timeout: float, only: str | None = None) -> Gathered:
+        """Ask every live instance (or ``only`` one) and this one; wait for them at most ``timeout``
+        seconds."""
+        bus = self.bus
+        if only is None:
+            local = await self.roster.answer(query)
+            if bus is None:
+                return Gathered({self.instance_id: local}, frozenset())
+        if bus is None:
+            return Gathered({}, frozenset({only}) if only else frozenset())
+        if len(self._waiting) >= MAX_WAITING:
+            raise RuntimeError(f"{MAX_WAITING} cluster questions are waiting for answers already")
+        request_id = next(self._ids)
+        expected = {only} if only is not None else set(self.peers.live)
+        waiting = self._waiting[request_id] = _Waiting(expected)
+        self.counters["asked"] += 1
+        try:
+            bus.send(
+                CONTROL_TOPIC if only is None else instance_topic(only),
+                encode(Ask(self.instance_id, self.epoch, request_id, query)),
+            )
+            if only is None:
+                waiting.answers[self.instance_id] = local
+            waiting.check()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await waiting.done.wait()
+        finally:
+            del self._waiting[request_id]
+        # Not answered: the live ones that did not in time, and (asking everyone) the ones gone
+        # unheard lately, which may be cut off with their clients rather than dead.
+        missing = waiting.expected - waiting.answers.keys()
+        if only is None:
+            missing |= self.peers.suspect - waiting.answers.keys()
+        if missing:
+            self.counters["unanswered"] += 1
+        return Gathered(dict(waiting.answers), frozenset(missing))
+
+    async def _ask_parts(
+        self, origin: str | None, rooms: list[str]
+    ) -> tuple[list[tuple[str, Part]], frozenset[str]]:
+        self.counters["resyncs"] += origin is not None
+        timeout = BUILD_TIMEOUT if origin is None else PEER_TIMEOUT
+        gathered = await self.ask(Parts(rooms), timeout, only=origin)
+        parts = [(instance, part) for instance, answer in gathered.answers.items() for part in answer.parts]
+        return parts, gathered.missing
+
+    # --- receiving ---------------------------------------------------------------------------------
+
+    def receive(self, topic: str, data: bytes) -> None:
+        """One control message from the backend."""
+        try:
+            message = decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            self.counters["malformed"] += 1
+            logger.warning("cluster: dropped an undecodable control message on %r", topic)
+            return
+        if isinstance(message, Change):
+            self.roster.apply_change(message)
+        elif isinstance(message, Reply):
+            self._replied(message)
+        elif message.origin == self.instance_id:
+            return  # our own heartbeat or question, back from the backend
+        elif isinstance(message, Heartbeat):
+            self._heard(message)
+        else:
+            self._spawn(self._answer(message))
+
+    def _heard(self, beat: Heartbeat) -> None:
+        if beat.bye:
+            if self.peers.said_bye(beat.origin):
+                self.roster.drop_origin(beat.origin)
+            for waiting in self._waiting.values():  # stopped cleanly: not missing, just gone
+                waiting.expected.discard(beat.origin)
+                waiting.check()
+            return
+        sighting = self.peers.heard(beat.origin, beat.epoch, beat.seq)
+        if sighting == "known":
+            return
+        if sighting == "new":
+            self.roster.drop_origin(beat.origin)  # a restart: its sockets of the last boot are gone
+            if self.bus is not None and beat.seq == 1:
+                # Greet a newcomer at once, so that it knows this instance before its next beat.
+                self.bus.send(instance_topic(beat.origin), encode(self._heartbeat(next(self._heartbeats))))
+        self.roster.resync(beat.origin)
+
+    def _replied(self, reply: Reply) -> None:
+        waiting = self._waiting.get(reply.id)
+        if waiting is None:
+            return  # too late, or not ours
+        if not reply.done:
+            waiting.partial.setdefault(reply.origin, []).append(reply)
+            return
+        pieces = [*waiting.partial.pop(reply.origin, []), reply]
+        waiting.answers[reply.origin] = Answered(
+            count=reply.count,
+            entries=[entry for piece in pieces for entry in piece.entries],
+            parts=reply.parts,
+            truncated=reply.truncated,
+        )
+        waiting.check()
+
+    async def _answer(self, ask: Ask) -> None:
+        async with self._answering:
+            answered = await self.roster.answer(ask.query)
+        if self.bus is None:
+            return
+        self.counters["answered"] += 1
+        for reply in reply_parts(self.instance_id, ask.id, answered, REPLY_CHUNK):
+            self.bus.send(instance_topic(ask.origin), encode(reply))
+
+    # --- heartbeats --------------------------------------------------------------------------------
+
+    def _heartbeat(self, seq: int) -> Heartbeat:
+        return Heartbeat(self.instance_id, self.epoch, seq)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            bus = self.bus
+            if bus is not None:
+                bus.send(CONTROL_TOPIC, encode(self._heartbeat(next(self._heartbeats))))
+            for origin in self.peers.expire():
+                self.counters["peers_lost"] += 1
+                logger.warning(
+                    "cluster: instance %s unheard for %.0f s: its sockets leave presence",
+                    origin,
+                    PEER_TIMEOUT,
+                )
+                self.roster.drop_origin(origin)
+            self._peer_changed()
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    def _peer_changed(self) -> None:
+        """Questions stop waiting for peers that are gone (they are named as missing)."""
+        live = self.peers.live
+        for waiting in self._waiting.values():
+            if waiting.expected - live:
+                waiting.expected &= live
+                waiting.check()
+
+    # --- presence topics ---------------------------------------------------------------------------
+
+    def _send_change(self, change: Change) -> None:
+        if self.bus is not None:
+            self.bus.send(presence_topic(change.room), encode(change))
+
+    def _watch_room(self, room: str) -> asyncio.Future[None]:
+        bus = self.bus
+        if bus is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_result(None)
+            return future
+        return asyncio.ensure_future(bus.watch_topic(presence_topic(room)))
+
+    def _unwatch_room(self, room: str) -> None:
+        if self.bus is not None:
+            self.bus.unwatch_topic(presence_topic(room))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("cluster: answering a question failed", exc_info=task.exception())
+
+    def live_peers(self) -> Iterable[str]:
+        """The other instances heard from within the bound."""
+        return self.peers.live
