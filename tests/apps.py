@@ -10,9 +10,10 @@ from typing import Any
 import msgspec
 import pydantic
 from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
 from starlette.routing import WebSocketRoute
 
-from typed_ss import Server, Socket
+from typed_ss import Presence, Server, Socket
 
 log = logging.getLogger("tests.apps")
 
@@ -90,6 +91,37 @@ def echo_server(**options: Any) -> Server:
         await asyncio.Event().wait()
 
     return ss
+
+
+class Card(msgspec.Struct):
+    """The presence payload of :func:`presence_server`."""
+
+    name: str
+
+
+class User(msgspec.Struct, frozen=True):
+    """The identity of :func:`presence_server`'s sockets."""
+
+    name: str
+
+
+def presence_server(**options: Any) -> Server[Any]:
+    """:func:`echo_server` whose sockets say who they are in the ``?user=`` query (anonymous
+    without), with presence tracked in rooms starting with ``chat:``; ``options`` go to
+    :class:`~typed_ss.Presence`, and ``backend`` to the :class:`Server`."""
+    backend = options.pop("backend", None)
+    presence = Presence(Card, lambda sock: Card(sock.identity.name), **{"tracked": _chat_room, **options})
+    ss = echo_server(backend=backend, presence=presence)
+
+    @ss.authenticate
+    async def auth(request: HTTPConnection) -> User:
+        return User(request.query_params.get("user", "anon"))
+
+    return ss
+
+
+def _chat_room(room: str) -> bool:
+    return room.startswith("chat:")
 
 
 # The app `python -m tests.serve tests.apps:app` runs in a subprocess; it logs its hooks to stderr.

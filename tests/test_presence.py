@@ -8,48 +8,46 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import msgspec
 import pytest
 
-from tests.apps import echo_server, make_app
+from tests.apps import User, make_app, presence_server
 from tests.support import Client, connect_client, eventually, running
-from typed_ss import Presence, Server, Socket
+from typed_ss import EncodeError, Server
 from typed_ss.backends.memory import MemoryBackend, MemoryBroker
+from typed_ss.cluster import control
 
 
-class Card(msgspec.Struct):
-    name: str
+class CutOff(MemoryBackend):
+    """A memory backend whose messages can be lost on their way out: all of them (``cut``: the
+    instance is cut off from the others) or the next ``lose_changes`` on presence topics."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.cut = False
+        self.lose_changes = 0
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        if self.cut:
+            return
+        if self.lose_changes and topic.startswith("p:"):
+            self.lose_changes -= 1
+            return
+        await super().publish(topic, data)
 
 
-class User(msgspec.Struct, frozen=True):
-    name: str
-
-
-def presence_server(broker: MemoryBroker | None, **presence: Any) -> Server[Any]:
-    """An echo server whose sockets say who they are in the ``?user=`` query; presence tracked in
-    rooms starting with ``chat:``."""
-    options: dict[str, Any] = {"tracked": lambda room: room.startswith("chat:"), **presence}
-    ss = echo_server(
-        backend=None if broker is None else MemoryBackend(broker),
-        presence=Presence(Card, lambda sock: Card(sock.identity.name), **options),
-    )
-
-    @ss.authenticate
-    async def auth(request: Any) -> User:
-        return User(request.query_params.get("user", "anon"))
-
-    return ss
+def presence_on(broker: MemoryBroker | None, **presence: Any) -> Server[Any]:
+    """:func:`~tests.apps.presence_server` on ``broker`` (``None``: alone), through a :class:`CutOff`."""
+    return presence_server(backend=None if broker is None else CutOff(broker), **presence)
 
 
 @asynccontextmanager
 async def instances(count: int, **presence: Any) -> AsyncIterator[list[tuple[Server[Any], str]]]:
     broker = MemoryBroker()
     async with AsyncExitStack() as stack:
-        servers = [presence_server(broker, **presence) for _ in range(count)]
+        servers = [presence_on(broker, **presence) for _ in range(count)]
         urls = [await stack.enter_async_context(running(make_app(ss), ss)) for ss in servers]
         # Every instance has heard every other before the test starts.
-        for ss in servers:
-            await eventually(lambda ss=ss: len(ss.cluster.peers) == count - 1)
+        await eventually(lambda: all(len(ss.cluster.peers) == count - 1 for ss in servers))
         yield list(zip(servers, urls, strict=True))
 
 
@@ -140,9 +138,111 @@ async def test_actions_join_leave_and_disconnect_across_instances() -> None:
 
 
 async def test_one_instance_without_a_backend_answers_alone() -> None:
-    ss = presence_server(None)
+    ss = presence_on(None)
     async with running(make_app(ss), ss) as url, connect_client(url, "/socket?user=x") as x:
         assert await join(x, "chat:solo") == [("joined", x.id, {"name": "x"})]
         members = await ss.cluster.members("chat:solo")
         assert [m.socket for m in members.value] == [x.id]
         assert members.complete
+
+
+def cut_off(ss: Server[Any]) -> CutOff:
+    assert isinstance(ss.backend, CutOff)
+    return ss.backend
+
+
+async def test_a_lost_change_is_noticed_at_the_next_and_the_table_asked_again() -> None:
+    async with instances(2) as nodes:
+        (first, one), (second, two) = nodes
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+            connect_client(two, "/socket?user=cy") as cy,
+        ):
+            await join(ann, "chat:1")
+            cut_off(second).lose_changes = 1
+            await join(bob, "chat:1")  # ann's instance never hears of it...
+            await join(cy, "chat:1")  # ...until this change skips a number
+            seen = await presence_events(ann, 2)
+            assert sorted(seen) == sorted(
+                [("joined", bob.id, {"name": "bob"}), ("joined", cy.id, {"name": "cy"})]
+            )
+            health = first.health().cluster
+            assert health is not None
+            assert (health.resyncs, health.presence_entries) == (1, 3)
+
+
+async def test_an_instance_cut_off_is_missing_its_members_leave_and_come_back() -> None:
+    async with instances(2) as nodes:
+        (first, one), (second, two) = nodes
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+        ):
+            await join(ann, "chat:1")
+            await join(bob, "chat:1")
+            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+            cut_off(second).cut = True
+            # Waited for until the timeout, then named; after the bound, its members leave.
+            assert await presence_events(ann, 1) == [("left", bob.id, {"name": "bob"})]
+            members = await first.cluster.members("chat:1", timeout=0.2)
+            assert [m.socket for m in members.value] == [ann.id]
+            assert members.missing == {second.cluster.instance_id}
+            assert not members.complete
+            cut_off(second).cut = False
+            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+            await eventually(lambda: second.cluster.instance_id in first.cluster.peers)
+            members = await first.cluster.members("chat:1")
+            assert sorted(m.socket for m in members.value) == sorted([ann.id, bob.id])
+
+
+async def test_a_clean_stop_says_goodbye_its_members_leave_at_once_and_it_is_not_missing() -> None:
+    broker = MemoryBroker()
+    staying, going = presence_on(broker), presence_on(broker)
+    async with running(make_app(staying), staying) as one, connect_client(one, "/socket?user=ann") as ann:
+        await join(ann, "chat:1")
+        async with running(make_app(going), going) as two:
+            await eventually(lambda: len(staying.cluster.peers) == 1)
+            async with connect_client(two, "/socket?user=bob") as bob:
+                await join(bob, "chat:1")
+                assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+                gone = going.cluster.instance_id
+        # The client closed first (left), then the instance stopped (goodbye).
+        assert await presence_events(ann, 1) == [("left", bob.id, {"name": "bob"})]
+        await eventually(lambda: gone not in staying.cluster.peers)
+        members = await staying.cluster.members("chat:1")
+        assert members.complete
+        assert [m.socket for m in members.value] == [ann.id]
+
+
+async def test_large_answers_travel_in_several_messages_and_limits_truncate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(control, "REPLY_CHUNK", 2)
+    async with instances(2) as nodes, AsyncExitStack() as stack:
+        (first, _), (_, two) = nodes
+        clients = [
+            await stack.enter_async_context(connect_client(two, f"/socket?user=u{i}")) for i in range(5)
+        ]
+        for client in clients:
+            await join(client, "lobby")
+        members = await first.cluster.members("lobby")
+        assert sorted(m.socket for m in members.value) == sorted(c.id for c in clients)
+        assert (members.complete, members.truncated) == (True, False)
+        limited = await first.cluster.members("lobby", limit=3)
+        assert (len(limited.value), limited.truncated) == (3, True)
+
+
+async def test_actions_count_what_they_did_and_bad_selections_are_refused() -> None:
+    async with instances(1) as [(ss, url)], connect_client(url, "/socket?user=a") as a:
+        assert (await ss.cluster.join("r1", sockets=[a.id])).value == 1
+        assert (await ss.cluster.join("r1", sockets=[a.id])).value == 0  # in it already
+        assert (await ss.cluster.join("r2", sockets=["no-such-socket"])).value == 0
+        with pytest.raises(TypeError):
+            await ss.cluster.join("r3")
+        with pytest.raises(TypeError):
+            await ss.cluster.join("r3", sockets=[a.id], in_room="r1")
+        with pytest.raises(TypeError):
+            await ss.cluster.leave("r3", sockets=a.id)
+        with pytest.raises(EncodeError):
+            await ss.cluster.sockets_of(object())

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import msgspec
 import pytest
 
+from tests.apps import User, presence_server
 from tests.backends.conftest import Bus, Linked
 from tests.support import Client, connect_client, connect_clients, eventually
 from typed_ss import MultihomeHealth, Recovery, Server
@@ -208,3 +209,40 @@ async def test_a_client_away_from_its_instance_gets_what_the_others_sent_meanwhi
             assert again.hello["recovered"] is True
             got = {(await again.recv()).payload for _ in range(3)}
             assert got == {"to the room", "to the socket", "to everyone"}
+
+
+async def test_presence_and_cluster_queries_over_the_backend(linked: Linked) -> None:
+    """The control plane needs nothing of a backend but publish/subscribe: members, counts,
+    identities, actions and presence events across three instances."""
+    async with linked(3, make=presence_server, per_identity=True) as instances:
+        servers = [instance.server for instance in instances]
+        await eventually(lambda: all(len(ss.cluster.peers) == 2 for ss in servers), within=10)
+        async with (
+            connect_client(instances[0].url, "/socket?user=ann") as ann,
+            connect_client(instances[1].url, "/socket?user=bob") as bob,
+            connect_client(instances[2].url, "/socket?user=bob") as bob2,
+        ):
+            for client in (ann, bob, bob2):
+                await client.send("join", "chat:1")
+            seen: list[tuple[str, str]] = []
+            while len(seen) < 2:  # ann's own joined, and bob's (once for his two sockets)
+                frame = await ann.recv()
+                if frame.event == "__presence":
+                    seen.append((frame.json()["change"], frame.json()["presence"]["name"]))
+            assert sorted(seen) == [("joined", "ann"), ("joined", "bob")]
+            for ss in servers:
+                members = await ss.cluster.members("chat:1")
+                assert members.complete
+                assert sorted(m.socket for m in members.value) == sorted(c.id for c in (ann, bob, bob2))
+                assert (await ss.cluster.count("chat:1")).value == 3
+            of_bob = await servers[0].cluster.sockets_of(User("bob"))
+            assert sorted(m.socket for m in of_bob.value) == sorted([bob.id, bob2.id])
+            closed = await servers[0].cluster.disconnect(identity=User("bob"), reason="bye")
+            assert (closed.value, closed.complete) == (2, True)
+            while (frame := await ann.recv()).event != "__presence":
+                pass
+            assert (frame.json()["change"], frame.json()["presence"]["name"]) == ("left", "bob")
+            await eventually(
+                lambda: all(len(ss.hub.members("chat:1")) == (i == 0) for i, ss in enumerate(servers))
+            )
+            assert (await servers[2].cluster.count("chat:1")).value == 1

@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -53,9 +54,9 @@ __all__ = ["Answered", "PresenceNotice", "Roster"]
 logger = logging.getLogger("typed_ss.cluster")
 
 NULL: Final = b"null"
-YOUNG_FOR: Final = 6.0
-"""Seconds after its start during which an instance takes what peers it first hears have as the state
-it found (no presence events for it)."""
+MAX_HELD: Final = 10_000
+"""Changes of a room kept while the part they change is being asked for (past it, the oldest go,
+and the part is asked for again)."""
 
 AskParts: TypeAlias = Callable[
     [str | None, list[str]], Coroutine[Any, Any, tuple[list[tuple[str, Part]], frozenset[str]]]
@@ -95,27 +96,39 @@ class _Part:
 class _Table:
     """Every instance's members of one tracked room, as this instance knows them."""
 
-    __slots__ = ("built", "counts", "parts")
+    __slots__ = ("asking", "built", "counts", "parts")
 
     def __init__(self) -> None:
         self.parts: dict[str, _Part] = {}
         self.counts: dict[str, int] = {}  # presence key -> sockets with it, every instance
         self.built: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The instances asked for their part (None: every one, while the table is built), with the
+        # changes of theirs that arrived meanwhile: applied, in order, once the part is.
+        self.asking: dict[str | None, deque[Change]] = {None: deque(maxlen=MAX_HELD)}
+
+    def hold(self, change: Change) -> bool:
+        """Keep ``change`` for later if its sender's part is being asked for."""
+        held = self.asking.get(None)
+        if held is None:
+            held = self.asking.get(change.origin)
+        if held is None:
+            return False
+        held.append(change)  # past MAX_HELD the oldest go: a gap, noticed when they are applied
+        return True
 
 
 class Roster:
     """This instance's sockets as the cluster sees them (see the module docstring).
 
-    ``publish(topic_room, change)`` sends a change of a tracked room; ``resync(origin, rooms)`` asks
-    ``origin`` (``None``: everyone) for its parts of ``rooms`` and applies them; ``watch``/``unwatch``
-    subscribe a room's presence topic.
+    The control plane sets how it reaches the other instances: ``send_change`` publishes a change
+    of a tracked room, ``ask_parts`` asks one instance (or every one) for its parts of some rooms,
+    ``watch_room``/``unwatch_room`` subscribe a room's presence topic.
     """
 
     def __init__(self, hub: Hub, presence: Presence[Any] | None) -> None:
         self.hub: Final = hub
         self.presence: Final = presence
         self.instance_id = ""
-        self.started_at = time.monotonic()
         self._keys: dict[Socket[Any], str] = {}
         self._by_key: dict[str, set[Socket[Any]]] = {}
         self._payloads: dict[Socket[Any], bytes] = {}
@@ -132,7 +145,9 @@ class Roster:
     # --- the hub's observer ------------------------------------------------------------------------
 
     def attached(self, sock: Socket[Any]) -> None:
-        """A socket connected: index it by its identity."""
+        """A socket connected: index it by its identity (a socket without one is not indexed)."""
+        if sock.identity is None:
+            return
         key = self._key_of(sock)
         self._keys[sock] = key
         self._by_key.setdefault(key, set()).add(sock)
@@ -170,7 +185,7 @@ class Roster:
             table.parts[self.instance_id] = own
         if sock.id in own.entries:
             return
-        entry = Entry(sock.id, self._keys.get(sock) or self._key_of(sock), self.payload(sock))
+        entry = self._entry(sock)
         own.version += 1
         self.send_change(Change(self.instance_id, room, own.stream, own.version, [entry], []))
         self._add(room, table, entry, own)
@@ -194,15 +209,16 @@ class Roster:
 
     def payload(self, sock: Socket[Any]) -> bytes:
         """``sock``'s presence payload as JSON, made once (by the application's ``of``)."""
+        presence = self.presence
+        if presence is None or presence.of is None:
+            return self._payloads.get(sock, NULL)
         payload = self._payloads.get(sock)
         if payload is None:
-            payload = NULL
-            presence = self.presence
-            if presence is not None and presence.of is not None:
-                try:
-                    payload = encode_json(presence.of(sock))
-                except Exception:  # the application's function: its failure costs the payload only
-                    logger.exception("the presence payload of socket %s could not be made", sock.id)
+            try:
+                payload = encode_json(presence.of(sock))
+            except Exception:  # the application's function: its failure costs the payload only
+                logger.exception("the presence payload of socket %s could not be made", sock.id)
+                payload = NULL
             self._payloads[sock] = payload
         return payload
 
@@ -213,7 +229,7 @@ class Roster:
             EncodeError: ``value`` has no JSON form.
         """
         payload = encode_json(value)
-        if self._keys.get(sock) is None and sock.id not in self.hub.sockets:
+        if self.hub.sockets.get(sock.id) is not sock:
             return  # gone
         self._payloads[sock] = payload
         for room, own in self._own.items():
@@ -252,7 +268,7 @@ class Roster:
         for sock in sockets:
             if len(entries) >= query.limit:
                 return Answered(entries=entries, truncated=True)
-            entries.append(Entry(sock.id, self._keys.get(sock, ""), self.payload(sock)))
+            entries.append(self._entry(sock))
         return Answered(entries=entries)
 
     def own_part(self, room: str) -> Part:
@@ -295,34 +311,39 @@ class Roster:
 
     async def _build(self, room: str, table: _Table) -> None:
         """Subscribe to the room's changes, then ask every instance for its part."""
+        missing: frozenset[str] = frozenset()
         try:
             if self.watch_room is not None:
                 await self.watch_room(room)
             if self.ask_parts is not None and self._tables.get(room) is table:
                 parts, missing = await self.ask_parts(None, [room])
                 for origin, part in parts:
-                    self.apply_part(origin, part, quiet=True)
-                for origin in missing:  # asked again, alone: its members arrive when it answers
-                    self._resync(origin, [room])
+                    self.apply_part(origin, part)  # no events: the table is not built yet
         except Exception:
             logger.exception("building the presence of room %r failed; changes will complete it", room)
         finally:
             if not table.built.done():
                 table.built.set_result(None)
+            self._release(table, None)
+        for origin in missing:  # asked again, alone: its members arrive when it answers
+            self._resync(origin, [room])
 
     def apply_change(self, change: Change) -> None:
         """A change another instance published."""
         table = self._tables.get(change.room)
-        if table is None or change.origin == self.instance_id:
+        if table is None or change.origin == self.instance_id or table.hold(change):
             return
         part = table.parts.get(change.origin)
         if part is None or part.stream != change.stream:
-            if change.version != 1:
-                if part is None or change.stream > part.stream:
-                    self._resync(change.origin, [change.room])
+            if part is not None and change.stream < part.stream:
+                return  # of a stream that ended before the one known
+            if change.version != 1:  # changes of this stream were missed: its whole part is needed
+                self._resync(change.origin, [change.room])
                 return
             self.apply_part(change.origin, Part(change.room, change.stream, 0, []))
-            part = table.parts[change.origin]
+            part = table.parts.get(change.origin)
+            if part is None or part.stream != change.stream:
+                return
         if change.version <= part.version:
             return  # seen already
         if change.version > part.version + 1:
@@ -339,9 +360,9 @@ class Roster:
         for entry in change.joined:
             self._add(change.room, table, entry, part)
 
-    def apply_part(self, origin: str, part: Part, *, quiet: bool = False) -> None:
-        """``origin``'s whole part of a tracked room, as it answered; ``quiet``: no events (the
-        table's first state)."""
+    def apply_part(self, origin: str, part: Part) -> None:
+        """``origin``'s whole part of a tracked room, as it answered: what differs from what was known
+        is told to the local members as events (none while the table is being built)."""
         table = self._tables.get(part.room)
         if table is None or origin == self.instance_id:
             return
@@ -356,9 +377,9 @@ class Roster:
         known.stream, known.version = part.stream, part.version
         wanted = {entry.socket: entry for entry in part.entries}
         for socket_id in [socket_id for socket_id in known.entries if socket_id not in wanted]:
-            self._remove(part.room, table, known, socket_id, quiet=quiet)
+            self._remove(part.room, table, known, socket_id)
         for entry in wanted.values():
-            self._add(part.room, table, entry, known, quiet=quiet)
+            self._add(part.room, table, entry, known)
 
     def drop_origin(self, origin: str, rooms: Iterable[str] | None = None) -> None:
         """``origin``'s members leave the tracked ``rooms`` (every one by default): it is gone."""
@@ -376,44 +397,58 @@ class Roster:
         """The tracked rooms this instance keeps a table of (it has a member of each)."""
         return list(self._tables)
 
-    def resync(self, origin: str | None, rooms: list[str] | None = None) -> None:
-        """Ask ``origin`` (``None``: everyone) again for its parts of ``rooms`` (default: every
-        tracked room with a table here)."""
-        self._resync(origin, self.tracked_rooms if rooms is None else rooms)
+    def resync(self, origin: str) -> None:
+        """Ask ``origin`` again for its parts of every tracked room with a table here; what changed
+        since is told to the local members as events (they did not know it either)."""
+        self._resync(origin, self.tracked_rooms)
 
-    def _resync(self, origin: str | None, rooms: list[str]) -> None:
-        if not rooms or self.ask_parts is None:
-            return
-        # Parts from a peer first heard while this instance is young are the state it found, not
-        # news: no events for them.
-        quiet = origin is not None and time.monotonic() - self.started_at < YOUNG_FOR
-        self._spawn(self._apply_asked(origin, rooms, quiet))
+    def _resync(self, origin: str, rooms: list[str]) -> None:
+        asked = []
+        for room in rooms:
+            table = self._tables.get(room)
+            if table is not None and origin not in table.asking:  # once at a time
+                table.asking[origin] = deque(maxlen=MAX_HELD)
+                asked.append(room)
+        if asked and self.ask_parts is not None:
+            self._spawn(self._apply_asked(origin, asked))
 
-    async def _apply_asked(self, origin: str | None, rooms: list[str], quiet: bool) -> None:
+    async def _apply_asked(self, origin: str, rooms: list[str]) -> None:
         assert self.ask_parts is not None
+        tables = {room: self._tables.get(room) for room in rooms}
+        parts: list[tuple[str, Part]] = []
         try:
             parts, _ = await self.ask_parts(origin, rooms)
         except Exception:
             logger.exception("cluster: asking for presence parts failed")
-            return
-        for answered_by, part in parts:
-            self.apply_part(answered_by, part, quiet=quiet)
+        finally:
+            for answered_by, part in parts:
+                if self._tables.get(part.room) is tables.get(part.room):
+                    self.apply_part(answered_by, part)
+            for table in tables.values():
+                if table is not None:
+                    self._release(table, origin)
 
-    def _add(self, room: str, table: _Table, entry: Entry, part: _Part, *, quiet: bool = False) -> None:
+    def _release(self, table: _Table, origin: str | None) -> None:
+        """Stop holding ``origin``'s changes (``None``: everyone's) and apply those held, in order."""
+        held = table.asking.pop(origin, None)
+        for change in held or ():
+            self.apply_change(change)
+
+    def _add(self, room: str, table: _Table, entry: Entry, part: _Part) -> None:
         previous = part.entries.get(entry.socket)
         part.entries[entry.socket] = entry
         if previous is not None:
             if previous.key == entry.key:
                 return  # a new payload: no event
-            self._count(room, table, previous, -1, quiet)
-        self._count(room, table, entry, +1, quiet)
+            self._count(room, table, previous, -1)
+        self._count(room, table, entry, +1)
 
-    def _remove(self, room: str, table: _Table, part: _Part, socket_id: str, *, quiet: bool = False) -> None:
+    def _remove(self, room: str, table: _Table, part: _Part, socket_id: str) -> None:
         entry = part.entries.pop(socket_id, None)
         if entry is not None:
-            self._count(room, table, entry, -1, quiet)
+            self._count(room, table, entry, -1)
 
-    def _count(self, room: str, table: _Table, entry: Entry, delta: int, quiet: bool) -> None:
+    def _count(self, room: str, table: _Table, entry: Entry, delta: int) -> None:
         presence = self.presence
         per_identity = presence is not None and presence.per_identity
         key = entry.key if per_identity else entry.socket
@@ -423,7 +458,7 @@ class Roster:
             table.counts[key] = after
         else:
             table.counts.pop(key, None)
-        if quiet or not table.built.done():
+        if not table.built.done():  # the table's first state: the joiner asks for it instead
             return
         if before == 0 and after > 0:
             self._notify(room, "joined", entry)
@@ -457,6 +492,10 @@ class Roster:
     def identities(self) -> int:
         """Distinct identities connected here (for health)."""
         return len(self._by_key)
+
+    def _entry(self, sock: Socket[Any]) -> Entry:
+        key = self._keys.get(sock)
+        return Entry(sock.id, key if key is not None else self._key_of(sock), self.payload(sock))
 
     def _key_of(self, sock: Socket[Any]) -> str:
         key = None if sock.identity is None else identity_key(sock.identity)
