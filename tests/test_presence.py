@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.apps import User, make_app, presence_server
+from tests.apps import User, echo_server, make_app, presence_server
 from tests.support import Client, connect_client, eventually, running
+from tests.test_calls import call
 from typed_ss import EncodeError, Server
 from typed_ss.backends.memory import MemoryBackend, MemoryBroker
 from typed_ss.cluster import control
@@ -246,3 +247,43 @@ async def test_actions_count_what_they_did_and_bad_selections_are_refused() -> N
             await ss.cluster.leave("r3", sockets=a.id)
         with pytest.raises(EncodeError):
             await ss.cluster.sockets_of(object())
+
+
+async def test_a_client_lists_members_when_allowed_and_is_refused_otherwise() -> None:
+    async with instances(2, max_listed=2) as nodes:
+        (_, one), (_, two) = nodes
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+            connect_client(two, "/socket?user=cy") as cy,
+            connect_client(one, "/socket?user=eve") as eve,
+        ):
+            await join(ann, "chat:1")
+            await join(bob, "chat:1")
+            await presence_events(ann, 1)
+            flags, listed = await call(ann, "__members", 1, '{"room": "chat:1"}')
+            assert flags == "Jr1"
+            assert isinstance(listed, dict)
+            assert sorted(m["socket"] for m in listed["members"]) == sorted([ann.id, bob.id])
+            assert {m["presence"]["name"] for m in listed["members"]} == {"ann", "bob"}
+            assert (listed["missing"], listed["truncated"]) == ([], False)
+            await join(cy, "chat:1")
+            await presence_events(ann, 1)
+            flags, listed = await call(ann, "__members", 2, '{"room": "chat:1"}')
+            assert isinstance(listed, dict)
+            assert (len(listed["members"]), listed["truncated"]) == (2, True)  # max_listed
+            # Not a member: refused (the default visible()); a reserved room: refused too.
+            flags, refused = await call(eve, "__members", 3, '{"room": "chat:1"}')
+            assert (flags, refused["code"]) == ("Je3", "forbidden")  # type: ignore[index]
+            flags, refused = await call(eve, "__members", 4, f'{{"room": "__socket_id:{ann.id}"}}')
+            assert (flags, refused["code"]) == ("Je4", "invalid_room")  # type: ignore[index]
+
+
+async def test_without_presence_there_is_no_members_call_and_no_events() -> None:
+    ss = echo_server()
+    async with running(make_app(ss), ss) as url, connect_client(url) as client:
+        assert await join(client, "chat:1") == []
+        flags, refused = await call(client, "__members", 1, '{"room": "chat:1"}')
+        assert (flags, refused["code"]) == ("Je1", "unknown_event")  # type: ignore[index]
+        members = await ss.cluster.members("chat:1")
+        assert [(m.socket, m.presence) for m in members.value] == [(client.id, None)]

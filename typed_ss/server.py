@@ -34,7 +34,9 @@ from typed_ss.contract import Contract, EventContract, check_describable
 from typed_ss.errors import (
     CloseCode,
     ConfigurationError,
+    HandlerError,
     HandlerSignatureError,
+    InvalidName,
 )
 from typed_ss.events import PayloadFrames, ServerEvent
 from typed_ss.handlers import (
@@ -212,11 +214,13 @@ class Server(Generic[Identity]):
         roster = Roster(self.hub, presence)
         self.hub.roster = roster
         self._control = ControlPlane(roster)
+        if backend is None:
+            self._control.started_alone(instance_id or secrets.token_hex(8))
         self.cluster: Final = Cluster(self._control, presence)
         """Queries and actions across every instance sharing the backend (docs/presence.md)."""
         self.presence: Final = presence
         if presence is not None:
-            self._handlers[MEMBERS_EVENT] = _members_handler(presence)
+            self._handlers[MEMBERS_EVENT] = _members_handler(presence, self.limits.max_room_name_length)
 
     # --- registration ------------------------------------------------------------------------------
 
@@ -443,8 +447,6 @@ class Server(Generic[Identity]):
         without a lifespan the first connection does)."""
         self._check_identity_hook()
         self._accepting = True
-        if self.backend is None and not self._control.instance_id:
-            self._control.started_alone(self.instance_id or secrets.token_hex(8))
         if self.recovery is not None:
             self.recovery.sweeper.start()
         if self.backend is not None and self._multihome is None:
@@ -639,10 +641,14 @@ class Server(Generic[Identity]):
         return self.hub.sockets.get(socket_id)
 
 
-def _members_handler(presence: Presence[Any]) -> HandlerSpec:
+def _members_handler(presence: Presence[Any], max_room_name_length: int) -> HandlerSpec:
     """The ``__members`` call: a client lists a room's members, if the application allows it."""
 
     async def members(sock: Socket[Any], question: MembersQuestion) -> Any:
+        try:
+            check_room_name(question.room, max_room_name_length)  # no socket's own room, say
+        except InvalidName as exc:
+            raise HandlerError("invalid_room", str(exc)) from None
         return await presence.listed(sock, question)
 
     reply_type: object = Listed[presence.payload]  # type: ignore[name-defined]
