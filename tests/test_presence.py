@@ -287,3 +287,24 @@ async def test_without_presence_there_is_no_members_call_and_no_events() -> None
         assert (flags, refused["code"]) == ("Je1", "unknown_event")  # type: ignore[index]
         members = await ss.cluster.members("chat:1")
         assert [(m.socket, m.presence) for m in members.value] == [(client.id, None)]
+
+
+async def test_a_newcomer_is_asked_once_and_costs_the_others_nothing_more() -> None:
+    broker = MemoryBroker()
+    first, second, third = (presence_on(broker) for _ in range(3))
+    async with AsyncExitStack() as stack:
+        one = await stack.enter_async_context(running(make_app(first), first))
+        two = await stack.enter_async_context(running(make_app(second), second))
+        await eventually(lambda: len(first.cluster.peers) == 1 and len(second.cluster.peers) == 1)
+        ann = await stack.enter_async_context(connect_client(one, "/socket?user=ann"))
+        bob = await stack.enter_async_context(connect_client(two, "/socket?user=bob"))
+        await join(ann, "chat:1")
+        await join(bob, "chat:1")
+        before = [ss.health().cluster for ss in (first, second)]
+        await stack.enter_async_context(running(make_app(third), third))
+        await eventually(lambda: all(len(ss.cluster.peers) == 2 for ss in (first, second, third)))
+        await asyncio.sleep(2.5)  # two more heartbeats each: a greeting must not look like a lost one
+        for ss, earlier in zip((first, second), before, strict=True):
+            health = ss.health().cluster
+            assert health is not None and earlier is not None
+            assert health.resyncs - earlier.resyncs == 1  # the newcomer's members (none), once

@@ -104,7 +104,7 @@ class ControlPlane:
         self._waiting: dict[int, _Waiting] = {}
         self._answering = asyncio.Semaphore(MAX_ANSWERING)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._heartbeats = itertools.count(1)
+        self._beats = 0  # heartbeats sent on the control topic
         self._beat = Supervised("cluster heartbeat", self._heartbeat_loop, log=logger)
         self.counters: dict[str, int] = dict.fromkeys(
             ("asked", "answered", "unanswered", "malformed", "peers_lost", "resyncs"), 0
@@ -120,6 +120,7 @@ class ControlPlane:
         """Join the control plane on ``bus``: subscribe, say hello, and start the heartbeat."""
         self.bus, self.instance_id, self.epoch = bus, instance_id, epoch
         self.roster.instance_id = instance_id
+        self._beats = 0
         await bus.watch_topic(CONTROL_TOPIC)
         await bus.watch_topic(instance_topic(instance_id))
         self._beat.start()
@@ -241,7 +242,8 @@ class ControlPlane:
             self.roster.drop_origin(beat.origin)  # a restart: its sockets of the last boot are gone
             if self.bus is not None and beat.seq == 1:
                 # Greet a newcomer at once, so that it knows this instance before its next beat.
-                self.bus.send(instance_topic(beat.origin), encode(self._heartbeat(next(self._heartbeats))))
+                # The last one again: a number of its own would look like a lost beat to the others.
+                self.bus.send(instance_topic(beat.origin), encode(self._heartbeat()))
         self.roster.resync(beat.origin)
 
     def _replied(self, reply: Reply) -> None:
@@ -271,14 +273,15 @@ class ControlPlane:
 
     # --- heartbeats --------------------------------------------------------------------------------
 
-    def _heartbeat(self, seq: int) -> Heartbeat:
-        return Heartbeat(self.instance_id, self.epoch, seq)
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.instance_id, self.epoch, max(self._beats, 1))
 
     async def _heartbeat_loop(self) -> None:
         while True:
             bus = self.bus
             if bus is not None:
-                bus.send(CONTROL_TOPIC, encode(self._heartbeat(next(self._heartbeats))))
+                self._beats += 1
+                bus.send(CONTROL_TOPIC, encode(self._heartbeat()))
             for origin in self.peers.expire():
                 self.counters["peers_lost"] += 1
                 logger.warning(
