@@ -91,5 +91,5 @@ class ServerHealth(msgspec.Struct, kw_only=True):
     """``None`` without a backend (or before it started)."""
     tasks: list[TaskHealth]
     """Every supervised background task of the server: the bridge's and the backend's."""
-    cluster: ClusterHealth | None = None
+    cluster: ClusterHealth
     """The control plane (queries across instances, presence)."""
