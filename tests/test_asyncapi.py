@@ -5,7 +5,8 @@ directions, calls and their replies, the protocol's own messages, every referenc
 schema rewrites), and its validity by the official AsyncAPI parser (``@asyncapi/parser``, pinned in
 tools/asyncapi/package.json and installed by ``make setup``) under node, through
 ``tests/asyncapi/validate.mjs``: over tests/asyncapi/app.py (every case the generator maps),
-tests/codegen/app.py (every type the client generator maps), the tutorial's app and the typed chat.
+tests/codegen/app.py (every type the client generator maps), the tutorial's app, the typed chat and
+tests/codegen/presence_app.py (a server with presence on).
 Broken documents must fail the same check, so it is known to catch what it is there for.
 """
 
@@ -29,6 +30,7 @@ from click.testing import CliRunner, Result
 from typed_ss import Server
 from typed_ss.asyncapi import ERROR_CODES, _converted, asyncapi_document, render
 from typed_ss.cli import main
+from typed_ss.cluster import Listed, ListedMember, MembersQuestion, PresenceNotice
 from typed_ss.contract import Contract
 from typed_ss.protocol import ErrorPayload, ErrorReply, Gap, Hello
 
@@ -36,7 +38,14 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 VALIDATE: Final = ROOT / "tests" / "asyncapi" / "validate.mjs"
 PARSER: Final = ROOT / "tools" / "asyncapi" / "node_modules" / "@asyncapi" / "parser" / "package.json"
 APP: Final = "tests.asyncapi.app:ss"
-APPS: Final = [APP, "tests.codegen.app:ss", "examples.tutorial.app:ss", "examples.typed_chat.app:ss"]
+PRESENCE_APP: Final = "tests.codegen.presence_app:ss"
+APPS: Final = [
+    APP,
+    "tests.codegen.app:ss",
+    "examples.tutorial.app:ss",
+    "examples.typed_chat.app:ss",
+    PRESENCE_APP,
+]
 
 # The one diagnostic the parser gives a valid document: AsyncAPI 3.1 exists, and the document is 3.0,
 # as asked for (3.0 is what most tools read).
@@ -217,6 +226,58 @@ def test_event_names_that_are_not_identifiers() -> None:
 def test_the_protocols_own_schemas_match_its_structs(struct: type[msgspec.Struct], name: str) -> None:
     # Written by hand in typed_ss/asyncapi.py: a field added to the protocol must be added there too.
     schema = document_of(APP)["components"]["schemas"][f"sac-sock.{name}"]
+    fields = msgspec.structs.fields(struct)
+    assert list(schema["properties"]) == [f.encode_name for f in fields]
+    assert schema["required"] == [f.encode_name for f in fields if f.required]
+
+
+def test_presence_adds_its_event_and_its_call_and_only_with_presence() -> None:
+    document = document_of(PRESENCE_APP)
+    operations = document["operations"]
+    assert len(operations) == len(contract_of(PRESENCE_APP).events) + 5  # and __presence, __members
+    schemas = document["components"]["schemas"]
+
+    (event,) = operation_messages(document, operations["send.__presence"])
+    assert event == message(document, "server.__presence")
+    assert event["payload"] == {"$ref": "#/components/schemas/sac-sock.PresenceEvent"}
+    assert event["x-sac-sock"] == {"event": "__presence", "frame": "text", "typeLetter": "J", "flags": [""]}
+    notice = schemas["sac-sock.PresenceEvent"]["properties"]
+    assert notice["change"] == {"enum": ["joined", "left"]}
+    # The application's presence payload, or null.
+    assert notice["presence"]["anyOf"] == [{"$ref": "#/components/schemas/Card"}, {"type": "null"}]
+    assert schemas["Card"]["properties"].keys() == {"name", "status"}
+
+    call = operations["receive.__members"]
+    (question,) = operation_messages(document, call)
+    assert question["payload"] == {"$ref": "#/components/schemas/sac-sock.MembersQuestion"}
+    assert question["x-sac-sock"] == {"event": "__members", "frame": "text", "flags": ["c<id>"]}
+    reply, failure = reply_messages(document, call)
+    assert reply["payload"] == {"$ref": "#/components/schemas/sac-sock.Members"}
+    assert reply["x-sac-sock"]["flags"] == ["r<id>"]
+    assert failure["payload"] == {"$ref": "#/components/schemas/sac-sock.ErrorReply"}
+    assert "`forbidden`" in failure["description"]
+    members = schemas["sac-sock.Members"]["properties"]["members"]
+    assert members["items"] == {"$ref": "#/components/schemas/sac-sock.Member"}
+    assert schemas["sac-sock.Member"]["properties"]["presence"] == notice["presence"]
+    assert "## Presence" in document["info"]["description"]
+
+    plain = document_of(APP)
+    assert not {"send.__presence", "receive.__members"} & plain["operations"].keys()
+    assert not [name for name in plain["components"]["schemas"] if "Member" in name or "Presence" in name]
+    assert "## Presence" not in plain["info"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("struct", "name"),
+    [
+        (PresenceNotice, "PresenceEvent"),
+        (MembersQuestion, "MembersQuestion"),
+        (Listed, "Members"),
+        (ListedMember, "Member"),
+    ],
+)
+def test_the_presence_schemas_match_the_servers_structs(struct: type[msgspec.Struct], name: str) -> None:
+    schema = document_of(PRESENCE_APP)["components"]["schemas"][f"sac-sock.{name}"]
     fields = msgspec.structs.fields(struct)
     assert list(schema["properties"]) == [f.encode_name for f in fields]
     assert schema["required"] == [f.encode_name for f in fields if f.required]

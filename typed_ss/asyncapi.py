@@ -17,6 +17,10 @@ string-valued ``discriminator`` cannot hold, become ``x-discriminator``.
 
 The output is deterministic: events in the contract's order (direction, then name), definitions
 sorted by name, no timestamps.
+
+A server with presence on (``Server(presence=...)``) also has the protocol's presence messages: the
+``__presence`` event it sends, and the ``__members`` call it answers, their schemas (``sac-sock.*``)
+holding the application's presence payload schema.
 """
 
 from __future__ import annotations
@@ -28,7 +32,16 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from typed_ss.contract import Contract, EventContract
-from typed_ss.protocol import ERROR_EVENT, GAP_EVENT, HELLO_EVENT, MAX_CALL_ID, PROTOCOL_VERSION, SUBPROTOCOL
+from typed_ss.protocol import (
+    ERROR_EVENT,
+    GAP_EVENT,
+    HELLO_EVENT,
+    MAX_CALL_ID,
+    MEMBERS_EVENT,
+    PRESENCE_EVENT,
+    PROTOCOL_VERSION,
+    SUBPROTOCOL,
+)
 from typed_ss.typeinfo import PayloadKind
 
 __all__ = ["ASYNCAPI_VERSION", "ERROR_CODES", "asyncapi_document", "render"]
@@ -170,6 +183,10 @@ _PROTOCOL_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
 _PROTOCOL_PREFIX: Final = "sac-sock."
 """The protocol's schemas are named ``sac-sock.Hello`` and so on, apart from the application's."""
 
+_PRESENCE_SCHEMAS: Final = ("Member", "Members", "MembersQuestion", "PresenceEvent")
+"""The protocol's schemas of a server with presence on (written by :meth:`_Builder._presence_schemas`,
+since they hold the application's presence payload schema)."""
+
 
 def render(document: dict[str, Any]) -> str:
     """The document as JSON text: two-space indents, UTF-8 characters as they are, a final newline."""
@@ -208,9 +225,8 @@ class _Builder:
         self.contract = contract
         self.schema = contract.json_schema()
         names = _Names()
-        self.protocol_refs = {
-            name: names.claim(_PROTOCOL_PREFIX + name) for name in sorted(_PROTOCOL_SCHEMAS)
-        }
+        protocol = [*_PROTOCOL_SCHEMAS, *(_PRESENCE_SCHEMAS if contract.presence is not None else ())]
+        self.protocol_refs = {name: names.claim(_PROTOCOL_PREFIX + name) for name in sorted(protocol)}
         self.app_refs = {
             name: names.claim(_NOT_COMPONENT.sub("_", name)) for name in sorted(self.schema.get("$defs", {}))
         }
@@ -219,12 +235,16 @@ class _Builder:
 
     def document(self, title: str) -> dict[str, Any]:
         self._protocol_messages()
+        presence = self.contract.presence is not None
+        if presence:
+            self._presence_messages()
         # One id per event and direction, used in its messages' and operation's names; the protocol's
         # own events are named first, so an event whose name is cleaned into theirs gets another.
         ids = {
-            "client_to_server": _Names(),
+            "client_to_server": _Names([_NOT_ID.sub("_", MEMBERS_EVENT)] if presence else []),
             "server_to_client": _Names(
-                _NOT_ID.sub("_", name) for name in (HELLO_EVENT, ERROR_EVENT, GAP_EVENT)
+                _NOT_ID.sub("_", name)
+                for name in (HELLO_EVENT, ERROR_EVENT, GAP_EVENT, *([PRESENCE_EVENT] if presence else []))
             ),
         }
         # Names that need no cleaning keep theirs: "a_b" stays a_b, and "a.b" becomes a_b_2.
@@ -239,6 +259,10 @@ class _Builder:
             self.protocol_refs[name]: _converted(schema, self.protocol_refs)
             for name, schema in _PROTOCOL_SCHEMAS.items()
         }
+        if presence:
+            schemas.update(
+                (self.protocol_refs[name], schema) for name, schema in self._presence_schemas().items()
+            )
         schemas.update(
             (self.app_refs[name], _converted(schema, self.app_refs))
             for name, schema in self.schema.get("$defs", {}).items()
@@ -332,6 +356,154 @@ class _Builder:
                 "summary": summary,
                 "messages": [message],
             }
+
+    def _presence_messages(self) -> None:
+        """The ``__presence`` event and the ``__members`` call (a server with presence on)."""
+        event = self._message(
+            f"server.{PRESENCE_EVENT}",
+            {
+                "name": PRESENCE_EVENT,
+                "title": f"{PRESENCE_EVENT} (server to client)",
+                "summary": "A member of a tracked room joined or left.",
+                "description": f"A text frame: `{PRESENCE_EVENT}` 0x01 `J` 0x02 JSON, sent to the members "
+                "of a room whose presence the server tracks when a socket (or, per identity, an "
+                "identity's first socket) joins it, or one (its last) leaves it, on any of the server's "
+                "instances. `presence` is that member's presence payload, or null when it has none.",
+                "contentType": _CONTENT_TYPES["json"],
+                "payload": self._protocol_ref("PresenceEvent"),
+                "x-sac-sock": _frame(PRESENCE_EVENT, "json", "server", [""]),
+            },
+        )
+        self.operations[f"send.{_NOT_ID.sub('_', PRESENCE_EVENT)}"] = {
+            "action": "send",
+            "channel": _channel_ref(),
+            "title": f"Send {PRESENCE_EVENT}",
+            "summary": "Tell a tracked room's members that a member joined or left.",
+            "messages": [event],
+        }
+        members_id = _NOT_ID.sub("_", MEMBERS_EVENT)
+        question = self._message(
+            f"client.{members_id}",
+            {
+                "name": MEMBERS_EVENT,
+                "title": f"{MEMBERS_EVENT} (client to server)",
+                "summary": "List the members of a room, on every instance.",
+                "description": f"Always a call: {_layout(MEMBERS_EVENT, 'json', 'client', 'c<id>')}. "
+                "The payload names the room.",
+                "contentType": _CONTENT_TYPES["json"],
+                "payload": self._protocol_ref("MembersQuestion"),
+                "x-sac-sock": _frame(MEMBERS_EVENT, "json", "client", ["c<id>"]),
+            },
+        )
+        reply = self._message(
+            f"server.{members_id}.reply",
+            {
+                "name": MEMBERS_EVENT,
+                "title": f"{MEMBERS_EVENT}: reply (server to client)",
+                "summary": f"The server's reply to a call of {MEMBERS_EVENT}.",
+                "description": "The room's members on every instance that answered in time (`missing` "
+                "names the others), at most the server's `max_listed` (`truncated`). Sent as "
+                + _layout(MEMBERS_EVENT, "json", "server", "r<id>")
+                + ", where `<id>` is the call's id.",
+                "contentType": _CONTENT_TYPES["json"],
+                "payload": self._protocol_ref("Members"),
+                "x-sac-sock": _frame(MEMBERS_EVENT, "json", "server", ["r<id>"]),
+            },
+        )
+        failure = self._message(
+            f"server.{members_id}.error",
+            {
+                "name": MEMBERS_EVENT,
+                "title": f"{MEMBERS_EVENT}: error reply (server to client)",
+                "summary": f"The server's error reply to a call of {MEMBERS_EVENT}.",
+                "description": "`forbidden`: the application does not let this socket list the room (by "
+                "default, only its members may); or `invalid_payload`, `too_many_calls`. Sent as "
+                + _layout(MEMBERS_EVENT, "json", "server", "e<id>")
+                + ", where `<id>` is the call's id; the payload is `{code, message, data}`.",
+                "contentType": _CONTENT_TYPES["json"],
+                "payload": self._protocol_ref("ErrorReply"),
+                "x-sac-sock": _frame(MEMBERS_EVENT, "json", "server", ["e<id>"]),
+            },
+        )
+        self.operations[f"receive.{members_id}"] = {
+            "action": "receive",
+            "channel": _channel_ref(),
+            "title": f"Receive {MEMBERS_EVENT}",
+            "summary": "List a room's members, if the application lets the socket see them.",
+            "description": f"A client calls `{MEMBERS_EVENT}` with a room's name; the server answers with "
+            "the room's members on every instance, or the error reply `forbidden`.",
+            "messages": [question],
+            "reply": {"channel": _channel_ref(), "messages": [reply, failure]},
+        }
+
+    def _presence_schemas(self) -> dict[str, dict[str, Any]]:
+        """The protocol's presence schemas, each holding the application's presence payload schema
+        (or null), already in AsyncAPI's format."""
+        payload = {
+            "anyOf": [_converted(self.schema["presence"]["schema"], self.app_refs), {"type": "null"}],
+            "description": "The member's presence payload (the application's `Presence` type); null "
+            "when it has none.",
+        }
+        return {
+            "PresenceEvent": {
+                "title": "PresenceEvent",
+                "description": f"The payload of `{PRESENCE_EVENT}`: a member of a tracked room joined "
+                "or left.",
+                "type": "object",
+                "properties": {
+                    "room": {"type": "string", "description": "The room."},
+                    "change": {"enum": ["joined", "left"]},
+                    "socket": {
+                        "type": "string",
+                        "description": "The id of the socket that joined or left (per identity: the "
+                        "identity's first socket to join, or its last to leave).",
+                    },
+                    "presence": payload,
+                },
+                "required": ["room", "change", "socket", "presence"],
+            },
+            "MembersQuestion": {
+                "title": "MembersQuestion",
+                "description": f"The payload of a `{MEMBERS_EVENT}` call.",
+                "type": "object",
+                "properties": {"room": {"type": "string", "description": "The room to list."}},
+                "required": ["room"],
+            },
+            "Member": {
+                "title": "Member",
+                "description": "One member of a room.",
+                "type": "object",
+                "properties": {
+                    "socket": {"type": "string", "description": "Its socket id."},
+                    "instance": {
+                        "type": "string",
+                        "description": "The id of the server instance it is connected to.",
+                    },
+                    "presence": payload,
+                },
+                "required": ["socket", "instance", "presence"],
+            },
+            "Members": {
+                "title": "Members",
+                "description": f"The reply to a `{MEMBERS_EVENT}` call.",
+                "type": "object",
+                "properties": {
+                    "members": {"type": "array", "items": self._protocol_ref("Member")},
+                    "missing": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "The instances that did not answer in time: their members are "
+                        "not listed.",
+                    },
+                    "truncated": {
+                        "type": "boolean",
+                        "description": "More members than the server lists at once (`max_listed`): "
+                        "some were left out.",
+                    },
+                },
+                "required": ["members", "missing", "truncated"],
+            },
+        }
 
     def _protocol_ref(self, name: str) -> dict[str, str]:
         return {"$ref": f"#/components/schemas/{self.protocol_refs[name]}"}
@@ -620,6 +792,17 @@ connection stays open.
 The server closes connections with a code: 1001, 1011, 1012, 1013 and 4008 (reconnect after a \
 jittered delay), 1009 (a message over `max_message_size`), 1000 and 1008 (do not reconnect), 4010 (the \
 client's contract is out of date: reload, do not reconnect).
+""" + (_PRESENCE_DESCRIPTION if contract.presence is not None else "")
+
+
+_PRESENCE_DESCRIPTION: Final = f"""
+## Presence
+
+This server tracks who is in some of its rooms, across all of its instances. The members of a tracked \
+room get a `{PRESENCE_EVENT}` event when a member joins or leaves it, and a client may call \
+`{MEMBERS_EVENT}` with a room's name to list its members, each with its presence payload, if the \
+application lets it (by default, only a room's members may list it; otherwise the error reply \
+`forbidden`).
 """
 
 

@@ -68,13 +68,18 @@ class EventContract:
 
 @dataclass(frozen=True)
 class Contract:
-    """Every event a server handles and sends, sorted by direction, then name."""
+    """Every event a server handles and sends, sorted by direction, then name; and, when the server has
+    presence on, the type of each socket's presence payload."""
 
     events: tuple[EventContract, ...]
+    presence: object | None = None
+    """The presence payload type of a server with ``presence=Presence(T, ...)`` (``T``), or ``None``
+    without presence. Clients get it in each ``__presence`` event and each member a ``__members``
+    call lists (docs/presence.md), so generated clients type both with it."""
 
     @classmethod
-    def of(cls, events: Iterable[EventContract]) -> Contract:
-        return cls(tuple(sorted(events, key=lambda e: (e.direction, e.name))))
+    def of(cls, events: Iterable[EventContract], presence: object | None = None) -> Contract:
+        return cls(tuple(sorted(events, key=lambda e: (e.direction, e.name))), presence)
 
     def direction(self, direction: Direction) -> tuple[EventContract, ...]:
         """The events of one direction."""
@@ -82,8 +87,9 @@ class Contract:
 
     def json_schema(self) -> dict[str, Any]:
         """The contract as a JSON Schema document: ``client_to_server`` and ``server_to_client`` map
-        each event to its ``kind`` and, for JSON payloads, the payload's ``schema``; shared
-        definitions are under ``$defs``.
+        each event to its ``kind`` and, for JSON payloads, the payload's ``schema``; ``presence``,
+        only when the server has presence on, gives the presence payload's ``kind`` (``json``) and
+        ``schema``; shared definitions are under ``$defs``.
 
         Two msgspec types with the same name are told apart by their module; a pydantic definition
         whose name is taken by a different one gets a numbered name (``Color_2``).
@@ -98,6 +104,7 @@ class Contract:
         msgspec_schemas = _msgspec_schemas(
             [e.payload_type for e in self.events if e.kind == "json"]
             + [e.reply for e in self.events if e.callable and e.reply_kind == "json"]
+            + ([] if self.presence is None else [self.presence])
         )
 
         def described(kind: PayloadKind, payload_type: object, direction: Direction) -> dict[str, Any]:
@@ -124,6 +131,9 @@ class Contract:
             if event.doc:
                 entry["description"] = event.doc
             document[event.direction][event.name] = entry
+        if self.presence is not None:
+            # Only with presence on: a contract without it keeps its document, and its fingerprint.
+            document["presence"] = described("json", self.presence, "server_to_client")
         if defs:
             document["$defs"] = dict(sorted(defs.items()))
         return document

@@ -220,6 +220,7 @@ class Server(Generic[Identity]):
         """Queries and actions across every instance sharing the backend (docs/presence.md)."""
         self.presence: Final = presence
         if presence is not None:
+            check_describable(MEMBERS_EVENT, presence.payload, "server_to_client")
             self._handlers[MEMBERS_EVENT] = _members_handler(presence, self.limits.max_room_name_length)
 
     # --- registration ------------------------------------------------------------------------------
@@ -314,7 +315,8 @@ class Server(Generic[Identity]):
 
     @property
     def contract(self) -> Contract:
-        """The typed contract: every handled and declared event with its payload type."""
+        """The typed contract: every handled and declared event with its payload type, and the
+        presence payload type when presence is on (``presence=``)."""
         if self._contract is None:
             self._contract = Contract.of(
                 [
@@ -333,7 +335,8 @@ class Server(Generic[Identity]):
                         EventContract(name, "server_to_client", e.payload_type, reply=e.reply_type)
                         for name, e in self._events.items()
                     ),
-                ]
+                ],
+                presence=None if self.presence is None else self.presence.payload,
             )
         return self._contract
 
@@ -651,7 +654,8 @@ def _members_handler(presence: Presence[Any], max_room_name_length: int) -> Hand
             raise HandlerError("invalid_room", str(exc)) from None
         return await presence.listed(sock, question)
 
-    reply_type: object = Listed[presence.payload]  # type: ignore[name-defined]
+    # A member may have no payload (no ``of``, it failed, or another instance's did not decode).
+    reply_type: object = Listed[presence.payload | None]  # type: ignore[name-defined]
     decode = build_decoder(MEMBERS_EVENT, MembersQuestion, "(the __members call)")
     return HandlerSpec(
         MEMBERS_EVENT,

@@ -4,7 +4,8 @@
 // event the client may call to the server's reply, `SR` each event the server calls to the client's
 // reply. A module made by `typed-ss gen-client` declares the four maps (ClientToServerEvents,
 // ServerToClientEvents, ClientToServerReplies, ServerToClientReplies) and instantiates these types with
-// them, so the API is written once, here. Declared structurally: no DOM lib is needed.
+// them, so the API is written once, here. `P`, in the presence API, is the server's presence payload type.
+// Declared structurally: no DOM lib is needed.
 
 import SS = require("./ss.js");
 
@@ -82,6 +83,31 @@ export interface ReloadNeeded {
   serverContract: string | null;
 }
 
+/**
+ * A `__presence` event: a member of a tracked room this client is in joined or left, on any of the server's
+ * instances. `P` is the server's presence payload type (`Server(presence=Presence(P, ...))`).
+ */
+export type PresenceEvent<P> = SS.Presence<P>;
+/** One member of a room, as `members(room)` lists it. */
+export type Member<P> = SS.Member<P>;
+/** What `members(room)` resolves with (the server's reply to a `__members` call). */
+export type Members<P> = SS.Members<P>;
+
+/**
+ * The presence API (a server with `presence=` on): the joins and leaves of the tracked rooms this client is
+ * in, and the members of a room, as far as the server lets this client see them.
+ */
+export interface PresenceClient<P> {
+  /** Adds a listener for `__presence` events; any number. */
+  onPresence(listener: (event: PresenceEvent<P>) => void): Unsubscribe;
+  /**
+   * Lists the members of `room` on every instance (a `__members` call). Rejects as calls do; a `ServerError`
+   * with code `forbidden` when the server does not let this client list the room (by default: it is not a
+   * member), `unknown_event` when the server has no presence.
+   */
+  members(room: string, options?: CallOptions): Promise<Members<P>>;
+}
+
 /** A client typed by the server's contract, over the plain ss.js client. */
 export interface TypedClient<C, S, CR = {}, SR = {}> {
   /** The plain ss.js client underneath, untyped. `raw.on(...)` for an event this client listens to replaces its listeners. */
@@ -151,13 +177,14 @@ export interface Contract<C, SR = {}> {
 /**
  * Connects to a typed-ss server through the plain client (`options` are its options: reconnect, queue,
  * WebSocket class for Node, ...), sending `contract.fingerprint` as the `ss_contract` query parameter.
- * Generated clients call it from their own `connect(url, options)`.
+ * Generated clients call it from their own `connect(url, options)`; `P` is the server's presence payload type
+ * (a generated client declares the presence API only when the server has presence on).
  */
-export declare function connect<C, S, CR = {}, SR = {}>(
+export declare function connect<C, S, CR = {}, SR = {}, P = unknown>(
   url: string,
   contract: Contract<C, SR>,
   options?: SS.Options,
-): TypedClient<C, S, CR, SR>;
+): TypedClient<C, S, CR, SR> & PresenceClient<P>;
 
 /** `url` with `ss_contract=<fingerprint>` added to its query string, keeping its parameters and fragment. */
 export declare function withContract(url: string, fingerprint: string): string;

@@ -8,7 +8,7 @@ from typing import Any, assert_type
 import msgspec
 
 from typed_ss import HandlerError
-from typed_ss.client import Client, ReconnectPolicy, State, connect
+from typed_ss.client import Client, Listed, PresenceEvent, ReconnectPolicy, State, connect
 from typed_ss.protocol import ErrorPayload
 
 
@@ -69,6 +69,10 @@ async def uses() -> None:
         assert_type(client.contract, str | None)
         assert_type(client.state, State)
         assert_type(client.rooms, tuple[str, ...])
+        assert_type(await client.members("chat:1", Question), Listed[Question | None])
+        assert_type(await client.members("chat:1", Question, timeout=1.0), Listed[Question | None])
+        assert_type(await client.members("chat:1"), Listed[Any])
+        assert_type(await client.members("chat:1", int | str), Listed[Any])  # no class: not inferred
 
     @client.on_connected
     async def rejoin() -> None: ...
@@ -79,6 +83,13 @@ async def uses() -> None:
     def on_error(error: ErrorPayload) -> None: ...
 
     client.on_server_error(on_error)
+
+    @client.on_presence
+    def seen(event: PresenceEvent[Question]) -> None:
+        assert_type(event.presence, Question | None)
+
+    client.on_presence(lambda event: print(event.room, event.change, event.socket))
+    client.on_presence(print, presence=Question)
     assert_type(client.on_reload_needed(rejoin), Callable[[], Coroutine[Any, Any, None]])
 
     # Wrong uses mypy catches.
@@ -88,3 +99,5 @@ async def uses() -> None:
     client.on_disconnected(lambda: None)  # type: ignore[type-var]
     client.on_connected(gone)  # type: ignore[type-var]
     client.on_server_error(gone)  # type: ignore[type-var]
+    client.on_presence(gone)  # type: ignore[type-var]
+    await client.members(1)  # type: ignore[call-overload]

@@ -30,6 +30,12 @@ Receiving
     order, in a task of their own; replies to calls are taken as they arrive, even while a handler
     runs.
 
+Presence (:mod:`typed_ss.client.presence`)
+    With a server that has ``presence=`` on, ``on_presence(hook)`` gets each ``__presence`` event, a
+    ``PresenceEvent[T]`` (``room``, ``change``, ``socket``, ``presence``) decoded as the hook's
+    annotation says, and ``await members(room, T)`` lists a room's members on every instance, a
+    ``Listed[T | None]``, as far as the server allows (``CallError("forbidden")`` otherwise).
+
 Reconnecting (:mod:`typed_ss.client.reconnect`)
     After 1001, 1006, 1009, 1011, 1012, 1013, 4008 and every other abnormal close, after a jittered
     exponential backoff (``ReconnectPolicy``: 1 s doubling to 30 s by default, starting over after a
@@ -40,8 +46,9 @@ Reconnecting (:mod:`typed_ss.client.reconnect`)
 
 The modules: :mod:`~typed_ss.client.client` (the ``Client``), :mod:`~typed_ss.client.connection` (one
 WebSocket), :mod:`~typed_ss.client.handlers`, :mod:`~typed_ss.client.frames` (the client's framing),
-:mod:`~typed_ss.client.outbox` (held emits), :mod:`~typed_ss.client.reconnect`,
-:mod:`~typed_ss.client.options`, :mod:`~typed_ss.client.typed` (what generated clients run on).
+:mod:`~typed_ss.client.outbox` (held emits), :mod:`~typed_ss.client.presence`,
+:mod:`~typed_ss.client.reconnect`, :mod:`~typed_ss.client.options`, :mod:`~typed_ss.client.typed` (what
+generated clients run on).
 docs/python-client.md is the guide.
 """
 
@@ -49,12 +56,16 @@ from typed_ss.client.client import Client, Reconnected, State, connect
 from typed_ss.client.connection import ServerHello
 from typed_ss.client.errors import ClientClosed
 from typed_ss.client.options import ConnectOptions
+from typed_ss.client.presence import Listed, ListedMember, PresenceEvent
 from typed_ss.client.reconnect import ReconnectPolicy, should_reconnect
 
 __all__ = [
     "Client",
     "ClientClosed",
     "ConnectOptions",
+    "Listed",
+    "ListedMember",
+    "PresenceEvent",
     "ReconnectPolicy",
     "Reconnected",
     "ServerHello",

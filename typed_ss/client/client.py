@@ -35,13 +35,15 @@ from typed_ss.client.frames import client_frame, frame_size
 from typed_ss.client.handlers import FROM_ANNOTATION, ClientHandler, make_handler
 from typed_ss.client.options import DEFAULT_MAX_CALLS, ConnectOptions, Settings
 from typed_ss.client.outbox import Outbox
+from typed_ss.client.presence import Listed, PresenceEvent, event_decoder, members_decoder
 from typed_ss.client.reconnect import Retry, should_reconnect
-from typed_ss.errors import CallClosed, CallError, CloseCode, LimitExceeded
+from typed_ss.errors import CallClosed, CallError, CloseCode, LimitExceeded, PayloadValidationError
 from typed_ss.handlers import Decoder
 from typed_ss.limits import Limits
 from typed_ss.protocol import (
     CALL,
     MAX_OFFSETS,
+    MEMBERS_EVENT,
     ErrorPayload,
     Frame,
     Gap,
@@ -74,6 +76,7 @@ _NoArgHook = TypeVar("_NoArgHook", bound=Callable[[], object])
 _CodeHook = TypeVar("_CodeHook", bound=Callable[[int], object])
 _ErrorHook = TypeVar("_ErrorHook", bound=Callable[[ErrorPayload], object])
 _GapHook = TypeVar("_GapHook", bound=Callable[[Gap], object])
+_PresenceHook = TypeVar("_PresenceHook", bound=Callable[[PresenceEvent[Any]], object])
 
 
 class Reconnected(NamedTuple):
@@ -141,6 +144,7 @@ class Client:
         self._on_server_error: Callable[[ErrorPayload], object] | None = None
         self._on_reconnected: Callable[[Reconnected], object] | None = None
         self._on_gap: Callable[[Gap], object] | None = None
+        self._on_presence: tuple[Callable[[Any], object], Decoder] | None = None  # the hook, its decoder
         self._positions: dict[str, str] = {}  # connection state recovery: the last offset per stream
         self._reconnecting = False  # the connection being made ready follows another one
         self.close_code: int | None = None
@@ -281,6 +285,21 @@ class Client:
         self._on_gap = hook
         return hook
 
+    def on_presence(self, hook: _PresenceHook, *, presence: object = FROM_ANNOTATION) -> _PresenceHook:
+        """Call ``hook(event)`` for each ``__presence`` event: a member of a tracked room this client is
+        in joined or left (``event.change``), on any of the server's instances (a server with
+        ``presence=`` on; docs/presence.md). ``event.presence`` is that member's presence payload,
+        decoded as ``presence``, by default as the hook's annotation says (``PresenceEvent[Card]``; a
+        bare ``PresenceEvent``, or none, as JSON decodes it), or ``None`` when it has none. Without a
+        hook the events are dropped. One hook; returns it, so it can decorate.
+
+        Raises:
+            HandlerSignatureError: ``hook`` does not take one positional parameter, its annotation is
+                not a ``PresenceEvent``, or the payload type has no JSON form.
+        """
+        self._on_presence = (hook, event_decoder(hook, presence))
+        return hook
+
     def on_server_error(self, hook: _ErrorHook) -> _ErrorHook:
         """Call ``hook(error)`` for each ``__error`` the server sends: an emit of this client's that
         it could not decode (``invalid_payload``) or whose handler failed. Without a hook they are
@@ -360,6 +379,36 @@ class Client:
         await self.call(LEAVE_EVENT, room, returns=bytes, timeout=timeout)  # whatever it returns
         self._rooms.pop(room, None)
         self._positions.pop(stream_tag(room), None)  # no use for the room's offset any more
+
+    @overload
+    async def members(self, room: str, *, timeout: float = 5.0) -> Listed[Any]: ...
+
+    @overload
+    async def members(self, room: str, presence: type[_P], *, timeout: float = 5.0) -> Listed[_P | None]: ...
+
+    @overload
+    async def members(self, room: str, presence: object, *, timeout: float = 5.0) -> Listed[Any]: ...
+
+    async def members(self, room: str, presence: object = Any, *, timeout: float = 5.0) -> Listed[Any]:
+        """The members of ``room`` on every instance of the server (a ``__members`` call; a server with
+        ``presence=`` on, docs/presence.md): ``members`` (each one's ``socket``, ``instance`` and
+        ``presence`` payload, decoded as ``presence``, or ``None`` when it has none), ``missing`` (the
+        instances that did not answer: their members are not listed) and ``truncated`` (more members
+        than the server lists at once). The server decides who may list a room: by default only its
+        members.
+
+        Raises:
+            CallError: ``forbidden`` when the server does not let this client list the room,
+                ``unknown_event`` when the server has no presence; otherwise as :meth:`call`.
+            TimeoutError, CallClosed, PayloadValidationError: as :meth:`call`.
+            InvalidName: a reserved (``__...``), empty or too long room name; nothing is sent.
+            HandlerSignatureError: ``presence`` has no JSON form.
+        """
+        check_room_name(room, _LIMITS.max_room_name_length)
+        decode = members_decoder(presence)
+        frame = encode_frame(MEMBERS_EVENT, {"room": room})
+        listed: Listed[Any] = await self.call_frame(MEMBERS_EVENT, frame, decode, timeout)
+        return listed
 
     async def emit_frame(self, event: str, frame: Frame) -> None:
         """Send ``frame`` as an emit of ``event``, as :meth:`emit` does; for typed layers
@@ -518,6 +567,7 @@ class Client:
             read_ahead=self._settings.read_ahead,
             server_error=self._server_error,
             gap=self._gap,
+            presence=self._presence,
             positions=self._positions,
         )
         self._connection = connection
@@ -668,6 +718,19 @@ class Client:
             logger.warning("the server lost %d message(s) of room %r on their way to it", gap.lost, gap.room)
             return
         await self._run_hook("on_gap", self._on_gap, gap)
+
+    async def _presence(self, payload: bytes) -> None:
+        registered = self._on_presence
+        if registered is None:
+            logger.debug("a __presence event, and no on_presence hook: dropped")
+            return
+        hook, decode = registered
+        try:
+            event = decode(payload)
+        except PayloadValidationError as exc:
+            logger.warning("a __presence event that does not decode as the hook says: %s", exc.detail)
+            return
+        await self._run_hook("on_presence", hook, event)
 
     async def _server_error(self, error: ErrorPayload) -> None:
         if self._on_server_error is None:

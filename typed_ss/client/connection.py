@@ -35,6 +35,7 @@ from typed_ss.protocol import (
     GAP_EVENT,
     HELLO_EVENT,
     OFFSETS_QUERY_PARAMETER,
+    PRESENCE_EVENT,
     SESSION_QUERY_PARAMETER,
     SUBPROTOCOL,
     ErrorPayload,
@@ -159,6 +160,7 @@ class Connection:
         "_handlers",
         "_inbox",
         "_positions",
+        "_presence",
         "_reader",
         "_released",
         "_room",
@@ -178,6 +180,7 @@ class Connection:
         read_ahead: int,
         server_error: Callable[[ErrorPayload], Awaitable[None]],
         gap: Callable[[Gap], Awaitable[None]],
+        presence: Callable[[bytes], Awaitable[None]],
         positions: dict[str, str],
     ) -> None:
         ws, hello, first = opened
@@ -189,6 +192,7 @@ class Connection:
         self._handlers = handlers  # the client's live registry: handlers registered later apply
         self._server_error = server_error
         self._gap = gap
+        self._presence = presence  # takes the raw payload: the client decodes it as its hook says
         # Unbounded as a queue, bounded by the reader, which waits for room: the end-of-stream marker
         # (None) must always fit.
         self._inbox: asyncio.Queue[ServerFrame | None] = asyncio.Queue()
@@ -301,6 +305,9 @@ class Connection:
                 continue
             if frame.event == GAP_EVENT:
                 await _reserved_event(frame, _gap_decoder, self._gap)
+                continue
+            if frame.event == PRESENCE_EVENT:
+                await self._presence(frame.payload)
                 continue
             is_call = frame.marker is not None
             if is_call and not self.open:

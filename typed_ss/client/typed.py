@@ -6,7 +6,9 @@ event the server sends, and what the client answers when the server calls it), t
 contract. Its ``TypedClient`` (a :class:`TypedClientBase`) groups them into ``send``, ``call``,
 ``on`` and ``handle``, whose methods mypy types event by event. At run time they are the
 :class:`~typed_ss.client.Client`'s ``emit``, ``call``, ``on`` and ``handle``, with each payload
-encoded and decoded as the contract says (its *kind*: JSON, text or binary).
+encoded and decoded as the contract says (its *kind*: JSON, text or binary). For a server with
+presence on, the module's ``TypedClient`` also has ``on_presence`` and ``members``, over one
+:class:`PresenceApi` typed by the server's presence payload type.
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ from typing import Annotated, Final, Generic, Literal, Self, TypeAlias, TypeVar
 from typed_ss.calls import reply_decoder
 from typed_ss.client.client import Client, Reconnected
 from typed_ss.client.options import ConnectOptions
+from typed_ss.client.presence import Listed, PresenceEvent
 from typed_ss.events import PayloadFrames
 from typed_ss.limits import Limits
 from typed_ss.protocol import ErrorPayload, Gap, check_event_name
 from typed_ss.typeinfo import PayloadKind, payload_kind
 
-# Client and ConnectOptions are re-exported: a generated module imports this module alone.
+# Client, ConnectOptions, Listed and PresenceEvent are re-exported: a generated module imports this
+# module alone.
 __all__ = [
     "Answerer",
     "Client",
     "ConnectOptions",
     "ContractStatus",
     "Incoming",
+    "Listed",
     "Listener",
     "Outgoing",
+    "PresenceApi",
+    "PresenceEvent",
     "TypedClientBase",
     "wire_type",
 ]
@@ -139,6 +146,29 @@ class Incoming(_Event, Generic[P, R]):
         """Answer the server's calls of this event with ``fn(payload)`` (see
         :meth:`Client.handle <typed_ss.client.Client.handle>`)."""
         client.handle(self.name, fn, payload_type=self._payload_type, returns=self._reply_type)
+
+
+class PresenceApi(Generic[P]):
+    """The presence API of a server with presence on, ``P`` its presence payload type: the
+    ``__presence`` events and the ``__members`` call, decoded as ``P`` (or ``None``)."""
+
+    __slots__ = ("_payload_type",)
+
+    def __init__(self, payload_type: object) -> None:
+        self._payload_type = payload_type
+
+    def __repr__(self) -> str:
+        return f"<PresenceApi {self._payload_type!r}>"
+
+    def on(self, client: Client, hook: Callable[[PresenceEvent[P]], object]) -> None:
+        """``hook(event)`` for each ``__presence`` event (see
+        :meth:`Client.on_presence <typed_ss.client.Client.on_presence>`)."""
+        client.on_presence(hook, presence=self._payload_type)
+
+    async def members(self, client: Client, room: str, timeout: float) -> Listed[P | None]:
+        """The members of ``room`` (see :meth:`Client.members <typed_ss.client.Client.members>`)."""
+        listed: Listed[P | None] = await client.members(room, self._payload_type, timeout=timeout)
+        return listed
 
 
 _NoArgHook = TypeVar("_NoArgHook", bound=Callable[[], object])

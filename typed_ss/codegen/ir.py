@@ -241,12 +241,17 @@ class EventType:
 
 @dataclass(frozen=True)
 class ClientModel:
-    """Everything a renderer needs: the declarations, sorted by name, and both event maps."""
+    """Everything a renderer needs: the declarations, sorted by name, both event maps, and the presence
+    payload type when the server has presence on."""
 
     fingerprint: str
     declarations: tuple[Declaration, ...]
     client_to_server: tuple[EventType, ...]
     server_to_client: tuple[EventType, ...]
+    presence: Node | None = None
+    """The type of each socket's presence payload, in the shape the client receives, when the server
+    has presence on (``Server(presence=...)``): what a ``__presence`` event and each member listed by a
+    ``__members`` call carry (or ``null``). ``None``: the client has no presence API."""
 
 
 def _children(node: object) -> Iterator[object]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 from typed_ss.codegen import from_msgspec, ir
 from typed_ss.codegen.errors import CodegenError, Where
 from typed_ss.codegen.ir import ClientModel, EventType, Flavor
-from typed_ss.codegen.naming import assign_names, input_name
+from typed_ss.codegen.naming import PRESENCE_NAMES, assign_names, input_name
 from typed_ss.codegen.typescript import write, write_declaration
 
 if TYPE_CHECKING:
@@ -58,7 +58,11 @@ def build(contract: Contract) -> ClientModel:
     """
     types = _client_types(contract)
     return ClientModel(
-        contract.fingerprint, types.declarations, types.client_to_server, types.server_to_client
+        contract.fingerprint,
+        types.declarations,
+        types.client_to_server,
+        types.server_to_client,
+        types.presence,
     )
 
 
@@ -94,6 +98,9 @@ def canonical_types(contract: Contract) -> str:
         "client_to_server": events(types.client_to_server),
         "server_to_client": events(types.server_to_client),
     }
+    if types.presence is not None:
+        # Only with presence on: a contract without it keeps its canonical text, and its fingerprint.
+        document["presence"] = write(types.presence)
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -102,6 +109,23 @@ class _ClientTypes:
     declarations: tuple[ir.Declaration, ...]
     client_to_server: tuple[EventType, ...]
     server_to_client: tuple[EventType, ...]
+    presence: ir.Node | None = None
+
+
+PRESENCE_EVENT: Final = "__presence"
+"""The event whose payload carries the presence payload; its name, in error messages, says where a
+presence payload type without a client form is."""
+
+
+def _presence_event(contract: Contract) -> EventContract | None:
+    """The presence payload as the payload of a server event, so the front ends describe it as they
+    describe every payload the client receives (named, documented, in the received shape)."""
+    if contract.presence is None:
+        return None
+    # Imported here: typed_ss.contract imports this module for the fingerprint.
+    from typed_ss.contract import EventContract
+
+    return EventContract(PRESENCE_EVENT, "server_to_client", contract.presence)
 
 
 def _client_types(contract: Contract) -> _ClientTypes:
@@ -112,8 +136,9 @@ def _client_types(contract: Contract) -> _ClientTypes:
     replies: dict[tuple[str, str], ir.Node] = {}
     through_pydantic: list[EventContract] = []
     replies_through_pydantic: list[tuple[EventContract, Where]] = []
-    for event in contract.events:
-        if event.kind == "json":
+    presence = _presence_event(contract)
+    for event in (*contract.events, *(() if presence is None else (presence,))):
+        if event.kind == "json" or event is presence:
             info = from_msgspec.type_info(event)
             if info is None:
                 through_pydantic.append(event)
@@ -148,14 +173,16 @@ def _resolve(
     payloads: dict[tuple[str, str], ir.Node],
     replies: dict[tuple[str, str], ir.Node],
 ) -> _ClientTypes:
-    names = assign_names([entry.source for entry in named.values()])
+    # The presence API's names are the generated module's only when it has one.
+    reserved = PRESENCE_NAMES if contract.presence is not None else frozenset()
+    names = assign_names([entry.source for entry in named.values()], reserved)
     by_key = {entry.key: name for entry, name in zip(named.values(), names, strict=True)}
     differs = _sent_shape_differs(named)
     used = set(by_key.values())
     input_names: dict[object, str] = {}
     for key in named:
         if key in differs:
-            input_names[key] = input_name(by_key[key], used)
+            input_names[key] = input_name(by_key[key], used, reserved)
 
     def name_of(ref: ir.Ref) -> ir.Node:
         if ref.flavor == "sent" and ref.key in input_names:
@@ -196,7 +223,10 @@ def _resolve(
             result.append(EventType(event.name, event.kind, payload, event.doc, reply, event.reply_kind))
         return tuple(result)
 
-    return _ClientTypes(tuple(declarations), events("client_to_server"), events("server_to_client"))
+    presence = None
+    if contract.presence is not None:
+        presence = ir.substitute(payloads[PRESENCE_EVENT, "server_to_client"], name_of)
+    return _ClientTypes(tuple(declarations), events("client_to_server"), events("server_to_client"), presence)
 
 
 def _sent_shape_differs(named: dict[object, ir.Named]) -> set[object]:

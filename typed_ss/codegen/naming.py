@@ -19,7 +19,7 @@ from typing import Final
 from typed_ss.codegen.typescript import RESERVED_WORDS
 from typed_ss.typeinfo import origin
 
-__all__ = ["GENERATED_NAMES", "TS_GLOBALS", "assign_names", "input_name"]
+__all__ = ["GENERATED_NAMES", "PRESENCE_NAMES", "TS_GLOBALS", "assign_names", "input_name"]
 
 GENERATED_NAMES: Final = frozenset(
     [
@@ -99,13 +99,17 @@ TS_GLOBALS: Final = frozenset(
 )
 """TypeScript built-ins that the generated code uses; a payload type must not shadow them."""
 
+PRESENCE_NAMES: Final = frozenset(["PresenceEvent", "Members"])
+"""Names the generated module declares only for a server with presence on, so only its payload types
+must not take them (a contract without presence keeps its names, and its fingerprint)."""
+
 _RESERVED: Final = GENERATED_NAMES | TS_GLOBALS | RESERVED_WORDS
 
 
-def assign_names(sources: list[object]) -> list[str]:
+def assign_names(sources: list[object], reserved: frozenset[str] = frozenset()) -> list[str]:
     """A TypeScript name for each source, in order: its own name when no other source has the same
-    one, else its module-qualified name; reserved names get a trailing ``_``; any clash left is
-    numbered in the order given."""
+    one, else its module-qualified name; reserved names (and ``reserved``) get a trailing ``_``; any
+    clash left is numbered in the order given."""
     short = [_short_name(source) for source in sources]
     count: dict[str, int] = defaultdict(int)
     for name in short:
@@ -115,22 +119,22 @@ def assign_names(sources: list[object]) -> list[str]:
     for source, name in zip(sources, short, strict=True):
         if count[name] > 1:
             name = _qualified_name(source)
-        while name in _RESERVED:
+        while name in _RESERVED or name in reserved:
             name += "_"
-        names.append(_unique(name, used, f"{name}_2"))
+        names.append(_unique(name, used, f"{name}_2", reserved))
     return names
 
 
-def input_name(name: str, used: set[str]) -> str:
+def input_name(name: str, used: set[str], reserved: frozenset[str] = frozenset()) -> str:
     """The name of the sent shape of the type named ``name``: ``NameInput``, or ``Name_Input`` when
-    that is taken (then numbered). The name returned is added to ``used``."""
-    return _unique(name + "Input", used, f"{name}_Input")
+    that is taken (then numbered), never one of ``reserved``. The name returned is added to ``used``."""
+    return _unique(name + "Input", used, f"{name}_Input", reserved)
 
 
-def _unique(name: str, used: set[str], fallback: str) -> str:
-    candidate = name if name not in used else fallback
+def _unique(name: str, used: set[str], fallback: str, reserved: frozenset[str] = frozenset()) -> str:
+    candidate = name if name not in used and name not in reserved else fallback
     number = 2
-    while candidate in used or candidate in _RESERVED:
+    while candidate in used or candidate in _RESERVED or candidate in reserved:
         number += 1
         candidate = f"{name}_{number}"
     used.add(candidate)

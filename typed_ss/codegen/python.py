@@ -13,7 +13,9 @@ types, received and sent shapes (``Name`` and ``NameInput``), events and replies
 - each event: a method of ``send`` and ``call`` (events the client sends), of ``on`` and ``handle``
   (events the server sends, ``handle`` for those it calls), typed by the contract, over
   :mod:`typed_ss.client.typed`;
-- ``CONTRACT``, the fingerprint, and ``connect(url, **options)``, which sends it.
+- ``CONTRACT``, the fingerprint, and ``connect(url, **options)``, which sends it;
+- for a server with presence on, ``TypedClient.on_presence`` and ``TypedClient.members``, typed by its
+  presence payload type.
 
 What the model leaves to the types' documentation (a date is a string with a format note, a Decimal
 a string) stays so here: the Python client says what the wire says, as the TypeScript one does.
@@ -149,6 +151,8 @@ class _Types:
 
     def _tags(self, model: ClientModel) -> dict[str, _Tag]:
         roots: list[ir.Node] = [d.type for d in model.declarations]
+        if model.presence is not None:
+            roots.append(model.presence)
         for event in (*model.client_to_server, *model.server_to_client):
             roots.append(event.payload)
             if event.reply is not None:
@@ -317,6 +321,13 @@ def _or_unset(annotation: str) -> str:
     return f"{annotation} | _msgspec.UnsetType"
 
 
+def _or_none(annotation: str) -> str:
+    """``annotation | None``, unless it allows ``None`` already (or is ``Any``)."""
+    if annotation in ("None", _ANY) or annotation.endswith(" | None"):
+        return annotation
+    return f"{annotation} | None"
+
+
 def _literal(value: str | int | float | bool) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid Python string literal
@@ -339,6 +350,18 @@ _HANDLE_DOC: Final = (
 _CLIENT_DOC: Final = (
     "A client typed by the server's contract: ``send``, ``call``, ``on`` and ``handle`` have a method "
     "per event; ``raw`` is the untyped client underneath."
+)
+_ON_PRESENCE_DOC: Final = (
+    "Call ``hook(event)`` for each ``__presence`` event: a member of a tracked room this client is in "
+    "joined or left (``event.change``), on any of the server's instances. ``event.presence`` is its "
+    "presence payload, or ``None``. One hook; returns it, so it can decorate (see "
+    ":meth:`typed_ss.client.Client.on_presence`)."
+)
+_MEMBERS_DOC: Final = (
+    "The members of ``room`` on every instance of the server (a ``__members`` call): ``members``, "
+    "``missing`` (the instances that did not answer) and ``truncated``. Raises ``typed_ss.CallError`` "
+    "``forbidden`` when the server does not let this client list the room (see "
+    ":meth:`typed_ss.client.Client.members`)."
 )
 _CONNECT_DOC: Final = (
     "A client of the typed-ss server at ``url``, connected by ``async with``; it sends this module's "
@@ -600,9 +623,45 @@ class _Module:
             + f"        {m.spec}.handle(self._client, fn)\n"
         )
 
+    def _presence(self) -> str:
+        """The presence API's module-level objects (a server with presence on), or ``""``."""
+        if self.model.presence is None:
+            return ""
+        payload = self.types.annotation(self.model.presence)
+        runtime = self.types.runtime(self.model.presence, "json")
+        return (
+            "# Presence: the server's presence payload type types on_presence and members.\n"
+            f"_presence: _runtime.PresenceApi[{payload}] = _runtime.PresenceApi({runtime})\n"
+            "_PresenceHook = _typing.TypeVar(\n"
+            f'    "_PresenceHook", bound=_typing.Callable[[_runtime.PresenceEvent[{payload}]], object]\n'
+            ")\n"
+        )
+
+    def _presence_methods(self) -> str:
+        if self.model.presence is None:
+            return ""
+        listed = _or_none(self.types.annotation(self.model.presence))
+        return (
+            "\n"
+            "    def on_presence(self, hook: _PresenceHook) -> _PresenceHook:\n"
+            + _docstring(_ON_PRESENCE_DOC, "        ")
+            + "        _presence.on(self.raw, hook)\n"
+            "        return hook\n"
+            "\n"
+            "    async def members(\n"
+            "        self, room: str, *, timeout: float = 5.0\n"
+            f"    ) -> _runtime.Listed[{listed}]:\n"
+            + _docstring(_MEMBERS_DOC, "        ")
+            + "        return await _presence.members(self.raw, room, timeout)\n"
+        )
+
     def _client(self) -> str:
         return (
-            "class TypedClient(_runtime.TypedClientBase):\n" + _docstring(_CLIENT_DOC, "    ") + "\n"
+            self._presence()
+            + ("\n\n" if self.model.presence is not None else "")
+            + "class TypedClient(_runtime.TypedClientBase):\n"
+            + _docstring(_CLIENT_DOC, "    ")
+            + "\n"
             '    __slots__ = ("call", "handle", "on", "send")\n'
             "\n"
             "    def __init__(self, raw: _runtime.Client) -> None:\n"
@@ -610,8 +669,7 @@ class _Module:
             "        self.send = _Send(raw)\n"
             "        self.call = _Call(raw)\n"
             "        self.on = _On(raw)\n"
-            "        self.handle = _Handle(raw)\n"
-            "\n"
+            "        self.handle = _Handle(raw)\n" + self._presence_methods() + "\n"
             "\n"
             "def connect(url: str, **options: _typing.Unpack[_runtime.ConnectOptions]) -> TypedClient:\n"
             + _docstring(_CONNECT_DOC, "    ")

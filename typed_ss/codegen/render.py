@@ -3,10 +3,11 @@
 
 It holds only what is particular to the server: the payload types, the two event maps, the two reply
 maps (what each call of the client returns, what the client answers to each call of the server), the
-contract fingerprint, how each event the client sends and each reply it gives is framed, and a
-``connect`` that hands these to the typed runtime (``ss-typed.mjs``, written next to it by
-:mod:`~typed_ss.codegen.runtime`). The client's API types are the runtime's (``ss-typed.d.ts``),
-instantiated here with the maps.
+contract fingerprint, how each event the client sends and each reply it gives is framed, the presence
+API's types when the server has presence on (``PresenceEvent``, ``Members``, and ``TypedClient`` with
+``onPresence`` and ``members``), and a ``connect`` that hands these to the typed runtime
+(``ss-typed.mjs``, written next to it by :mod:`~typed_ss.codegen.runtime`). The client's API types are
+the runtime's (``ss-typed.d.ts``), instantiated here with the maps.
 
 Everything is deterministic: sorted, no timestamps, no absolute paths, ``\\n`` newlines.
 """
@@ -17,6 +18,7 @@ import json
 from typing import Final, Literal, TypeAlias
 
 from typed_ss import __version__
+from typed_ss.codegen import ir
 from typed_ss.codegen.files import GeneratedFile
 from typed_ss.codegen.ir import ClientModel, EventType
 from typed_ss.codegen.typescript import doc_comment, property_name, write, write_declaration
@@ -96,6 +98,14 @@ _RUNTIME_TYPES: Final = (
 """The type arguments of the runtime's ``connect``: the generated module's four maps."""
 
 
+def _runtime_types(model: ClientModel) -> str:
+    """The runtime ``connect``'s type arguments: the four maps, and the presence payload type when the
+    server has presence on."""
+    if model.presence is None:
+        return _RUNTIME_TYPES
+    return f"{_RUNTIME_TYPES}, {write(model.presence)}"
+
+
 def render(model: ClientModel, lang: Lang, source: str) -> list[GeneratedFile]:
     """The generated module for ``model``: ``ss.client.ts``, or ``ss.client.js`` and
     ``ss.client.d.ts``. ``source`` names the app in the banner."""
@@ -161,9 +171,45 @@ def _types(model: ClientModel) -> str:
             model.server_to_client,
         )
     )
+    if model.presence is not None:
+        parts.append(_presence_types(model.presence))
     parts.append("\n// --- the client (implemented by ss-typed.js) ---\n\n")
-    parts.append("".join(f"/** {doc} */\nexport {declaration};\n" for doc, declaration in _API))
+    parts.append("".join(f"/** {doc} */\nexport {declaration};\n" for doc, declaration in _api(model)))
     return "".join(parts)
+
+
+def _api(model: ClientModel) -> tuple[tuple[str, str], ...]:
+    """The client's API aliases: :data:`_API`, its ``TypedClient`` with the presence API when the
+    server has presence on."""
+    if model.presence is None:
+        return _API
+    return tuple(
+        (
+            doc.removesuffix(".") + ", with the presence API (`onPresence`, `members`).",
+            declaration + f" & {RUNTIME}.PresenceClient<{write(model.presence)}>",
+        )
+        if declaration.startswith("type TypedClient =")
+        else (doc, declaration)
+        for doc, declaration in _API
+    )
+
+
+def _presence_types(presence: ir.Node) -> str:
+    """The presence API's types (a server with presence on): its event and the reply of ``members``."""
+    payload = write(presence)
+    return (
+        "\n// --- presence (the server's Presence) ---\n\n"
+        "/**\n"
+        " * A `__presence` event (`client.onPresence`): a member of a tracked room this client is in\n"
+        " * joined or left, on any instance. `presence` is that member's presence payload, or null.\n"
+        " */\n"
+        f"export type PresenceEvent = {RUNTIME}.PresenceEvent<{payload}>;\n"
+        "/**\n"
+        " * What `client.members(room)` resolves with: the room's members on every instance that answered\n"
+        " * (`missing` names those that did not), at most the server's `max_listed` (`truncated` says so).\n"
+        " */\n"
+        f"export type Members = {RUNTIME}.Members<{payload}>;\n"
+    )
 
 
 def _event_map(name: str, doc: str, events: tuple[EventType, ...]) -> str:
@@ -240,7 +286,7 @@ def _typescript(model: ClientModel, source: str) -> str:
         )
         + doc_comment(_CONNECT_DOC)
         + "export function connect(url: string, options?: SS.Options): TypedClient {\n"
-        + f"  return {RUNTIME}.connect<{_RUNTIME_TYPES}>(\n"
+        + f"  return {RUNTIME}.connect<{_runtime_types(model)}>(\n"
         + "    url,\n"
         + f"    {_CONTRACT_ARGUMENT},\n"
         + "    options,\n"

@@ -92,4 +92,8 @@ client.handle.confirm((q) => {
   const n: number = q.text;
   return { yes: n > 0 };
 });
+// @ts-expect-error a server without presence: its client has no presence API
+client.onPresence(() => {});
+// @ts-expect-error a server without presence: its client has no members query
+void client.members("r");
 void received;

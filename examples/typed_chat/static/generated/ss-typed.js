@@ -5,8 +5,9 @@
  * to one server: the payload types, the contract fingerprint and how each event (and each reply the
  * client gives) is framed. Everything else lives here, once: listener lists over the plain client's one
  * callback per event, calls both ways (call.<event>, handle.<event>), framing by wire kind, Blob
- * ordering, the contract check and close code 4010. ss-typed.d.ts has the types, generic over the
- * contract's event and reply maps; the generated module instantiates them.
+ * ordering, the contract check and close code 4010, and the presence API (onPresence listeners, members).
+ * ss-typed.d.ts has the types, generic over the contract's event and reply maps (and the presence payload
+ * type); the generated module instantiates them.
  *
  * Plain ES2017 like ss.js, and loaded the same ways:
  *   - CommonJS: `const { connect } = require("typed-ss-client/typed")` (requires ./ss.js itself);
@@ -58,6 +59,7 @@
     /** The WebSocket close code with which the server refuses an out-of-date client. */
     var RELOAD_NEEDED_CODE = /** @type {const} */ (4010);
     var CONTRACT_PARAMETER = "ss_contract";
+    var MEMBERS_EVENT = "__members"; // the call that lists a room's members (a server with presence on)
 
     /**
      * @template T
@@ -67,6 +69,7 @@
     /** @typedef {import("./ss.js").CloseEventLike} CloseEventLike */
     /** @typedef {import("./ss.js").Reconnect} Reconnect */
     /** @typedef {import("./ss.js").Gap} Gap */
+    /** @typedef {import("./ss.js").Presence} Presence */
     /** @typedef {import("./ss.js").SSError} SSError */
     /** @typedef {import("./ss-typed.js").Kind} Kind */
     /** @typedef {import("./ss-typed.js").BlobLike} BlobLike */
@@ -83,11 +86,11 @@
      * payloads of the events the client sends and calls, `contract.replyKinds` (optional: older generated
      * clients have none) the replies it gives to the events the server calls.
      *
-     * @template C, S, CR, SR
+     * @template C, S, CR, SR, P
      * @param {string} url
      * @param {import("./ss-typed.js").Contract<C, SR>} contract
      * @param {Options} [options]
-     * @returns {import("./ss-typed.js").TypedClient<C, S, CR, SR>}
+     * @returns {import("./ss-typed.js").TypedClient<C, S, CR, SR> & import("./ss-typed.js").PresenceClient<P>}
      */
     function connect(url, contract, options) {
       var fingerprint = contract.fingerprint;
@@ -116,6 +119,8 @@
       var reconnectListeners = [];
       /** @type {Listener<Gap>[]} */
       var gapListeners = [];
+      /** @type {Listener<Presence>[]} */
+      var presenceListeners = [];
       /** @type {string | null} */
       var serverContract = null;
       /** @type {ReloadNeeded | null} */
@@ -366,6 +371,9 @@
       raw.onGap(function (gap) {
         call(gapListeners, gap, "onGap");
       });
+      raw.onPresence(function (event) {
+        call(presenceListeners, event, "onPresence");
+      });
       raw.onHello(function (hello) {
         var theirs = typeof hello.contract === "string" ? hello.contract : null;
         serverContract = theirs;
@@ -417,7 +425,7 @@
       });
       Object.freeze(handles);
 
-      /** @typedef {import("./ss-typed.js").TypedClient<C, S, CR, SR>} Client */
+      /** @typedef {import("./ss-typed.js").TypedClient<C, S, CR, SR> & import("./ss-typed.js").PresenceClient<P>} Client */
       /** @type {Client} */
       var client = {
         raw: raw,
@@ -465,6 +473,18 @@
         },
         onGap: function (listener) {
           return add(gapListeners, listener);
+        },
+        // The presence payload's type is the server's, which the wire cannot check: declared, not proven.
+        onPresence: function (listener) {
+          return add(presenceListeners, /** @type {Listener<Presence>} */ (listener));
+        },
+        members: function (room, options) {
+          if (typeof room !== "string" || room === "") {
+            var why = "not sent: the room of a members call must be a non-empty string";
+            return Promise.reject(new SS.SSError("bad_data", why, { event: MEMBERS_EVENT, data: room }));
+          }
+          // After the emits and calls that wait for a Blob before it, as every call.
+          return /** @type {Promise<import("./ss-typed.js").Members<P>>} */ (callInOrder(MEMBERS_EVENT, { room: room }, options));
         },
         close: function () {
           raw.close();

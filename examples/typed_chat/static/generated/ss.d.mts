@@ -42,6 +42,11 @@ declare class SS {
   /** When messages of a room this client is in were lost between the server's instances (__gap). */
   onGap(cb: (this: SS, gap: SS.Gap) => void): this;
   /**
+   * When a member of a tracked room this client is in joined or left, on any of the server's instances
+   * (`__presence`, from a server with `presence=` on). One callback.
+   */
+  onPresence<P = unknown>(cb: (this: SS, event: SS.Presence<P>) => void): this;
+  /**
    * One handler per event name (a second call replaces the first). data is a string for S frames, an
    * ArrayBuffer for B frames, the parsed value for J frames.
    */
@@ -75,6 +80,14 @@ declare class SS {
   onCall<T = any>(event: string, handler: (this: SS, data: T) => unknown): this;
   /** Removes the onCall handler: later calls of `event` are answered with `unknown_event`. */
   offCall(event: string): this;
+
+  /**
+   * Lists the members of `room` on every instance of the server: a call of `__members` (a server with
+   * `presence=` on), which rejects as `call` does: a `ServerError` with code `forbidden` when the server does
+   * not let this client list the room (by default: it is not in it), `unknown_event` without presence; an
+   * `SSError` `bad_data` when `room` is not a non-empty string.
+   */
+  members<P = unknown>(room: string, opts?: SS.CallOptions): Promise<SS.Members<P>>;
 
   /** Closes with 1000 for good: cancels a pending reconnect, drops queued emits (reported as "closed") and fails waiting calls (`Disconnected`). */
   close(): void;
@@ -282,6 +295,37 @@ declare namespace SS {
     room: string | null;
     /** How many. */
     lost: number;
+  }
+
+  /** A `__presence` event; `P` is the server's presence payload type. */
+  interface Presence<P = unknown> {
+    /** The room a member joined or left. */
+    room: string;
+    change: "joined" | "left";
+    /** The id of the socket that joined or left (per identity: the identity's first to join, last to leave). */
+    socket: string;
+    /** That member's presence payload; null when it has none. */
+    presence: P | null;
+  }
+
+  /** One member of a room, as `members(room)` lists it. */
+  interface Member<P = unknown> {
+    /** Its socket id. */
+    socket: string;
+    /** The id of the server instance it is connected to. */
+    instance: string;
+    /** Its presence payload; null when it has none. */
+    presence: P | null;
+  }
+
+  /** What `members(room)` resolves with. */
+  interface Members<P = unknown> {
+    /** The room's members on every instance that answered. */
+    members: Member<P>[];
+    /** The instances that did not answer in time: their members are not listed. */
+    missing: string[];
+    /** More members than the server lists at once (its `max_listed`): some were left out. */
+    truncated: boolean;
   }
 
   interface ServerErrorPayload {

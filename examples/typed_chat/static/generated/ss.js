@@ -13,6 +13,8 @@
  *   server -> client   <event> 0x01 <flags> 0x02 <payload>          flag J: payload is JSON
  *                                                                   then c<id>, r<id>, e<id>: calls,
  *                                                                   or o<tag>.<offset>: recovery
+ * Presence (a typed-ss server with presence on): the reserved __presence event (onPresence) and the
+ * __members call (members).
  * README.md lists every difference from the original client.
  */
 (function (root, factory) {
@@ -63,6 +65,8 @@
     /** @typedef {import("./ss.js").ServerErrorPayload} ServerErrorPayload */
     /** @typedef {import("./ss.js").Reconnect} Reconnect */
     /** @typedef {import("./ss.js").Gap} Gap */
+    /** @typedef {import("./ss.js").Presence} Presence */
+    /** @typedef {import("./ss.js").Members} Members */
     /** @typedef {import("./ss.js").WebSocketLike} WebSocketLike */
     /** @typedef {import("./ss.js").WebSocketConstructor} WebSocketConstructor */
     /** An encoded emit: a text frame (size -1 until measured) or a binary one. @typedef {{ frame: string | ArrayBuffer, size: number }} Encoded */
@@ -81,6 +85,9 @@
     var HELLO_EVENT = "__hello";
     var ERROR_EVENT = "__error";
     var GAP_EVENT = "__gap";
+    // Presence (a server with presence= on): a member of a tracked room joined or left; a room's members.
+    var PRESENCE_EVENT = "__presence";
+    var MEMBERS_EVENT = "__members";
     // A frame kept for connection state recovery: o<stream tag>.<offset>, both decimal (protocol.md §10).
     var OFFSET_FLAG = /o(\d+)\.(\d+)/;
     // The most offsets a reconnect sends (protocol.md §10); a client with more starts afresh.
@@ -602,6 +609,8 @@
         this._onReconnect = noop;
         /** @type {(this: Client, gap: Gap) => void} */
         this._onGap = noop;
+        /** @type {(this: Client, event: Presence) => void} */
+        this._onPresence = noop;
         // Connection state recovery: the session token from __hello, and the last offset received of each
         // stream, sent back when reconnecting (protocol.md §10).
         /** @type {string | null} */
@@ -693,6 +702,19 @@
        */
       onGap(cb) {
         this._onGap = cb;
+        return this;
+      }
+
+      /**
+       * Called with {room, change, socket, presence} when a member of a tracked room this client is in joined
+       * or left ("joined", "left"), on any of the server's instances (`__presence`, from a server with
+       * presence on). `presence` is that member's presence payload, or null.
+       * @template [P=unknown]
+       * @param {(this: Client, event: import("./ss.js").Presence<P>) => void} cb
+       * @returns {this}
+       */
+      onPresence(cb) {
+        this._onPresence = /** @type {(this: Client, event: Presence) => void} */ (cb);
         return this;
       }
 
@@ -896,6 +918,24 @@
       offCall(event) {
         delete this._callHandlers[event];
         return this;
+      }
+
+      /**
+       * Lists the members of `room` on every instance of the server: a call of `__members` (a server with
+       * presence on), resolving with {members: [{socket, instance, presence}], missing, truncated}. Rejects as
+       * `call` does (a ServerError with code "forbidden" when the server does not let this client list the
+       * room), or with an SSError "bad_data" when `room` is not a non-empty string.
+       * @template [P=unknown]
+       * @param {string} room
+       * @param {CallOptions} [opts]
+       * @returns {Promise<import("./ss.js").Members<P>>}
+       */
+      members(room, opts) {
+        if (typeof room !== "string" || room === "") {
+          var why = "not sent: the room of a members call must be a non-empty string";
+          return Promise.reject(new SSError("bad_data", why, { event: MEMBERS_EVENT, data: room }));
+        }
+        return this.call(MEMBERS_EVENT, { room: room }, opts);
       }
 
       /** Closes for good: cancels a pending reconnect and drops queued emits. */
@@ -1135,7 +1175,8 @@
         if (offset !== null) {
           this._positions[offset[1]] = offset[2]; // received: a reconnect will not ask for it again
         }
-        if (frame.event === HELLO_EVENT || frame.event === ERROR_EVENT || frame.event === GAP_EVENT) {
+        var event = frame.event;
+        if (event === HELLO_EVENT || event === ERROR_EVENT || event === GAP_EVENT || event === PRESENCE_EVENT) {
           this._handleReserved(frame);
           return;
         }
@@ -1316,14 +1357,16 @@
           });
           return;
         }
-        // An object; its fields are checked where they are read (__hello, __gap) or passed on as they came
-        // (__error).
+        // An object; its fields are checked where they are read (__hello, __gap, __presence) or passed on as
+        // they came (__error).
         if (frame.event === HELLO_EVENT) {
           this._handleHello(/** @type {Hello} */ (payload));
         } else if (frame.event === GAP_EVENT) {
           var gap = /** @type {Gap} */ (payload);
           var room = typeof gap.room === "string" ? gap.room : null;
           this._call(this._onGap, { room: room, lost: Number(gap.lost) || 0 }, "onGap");
+        } else if (frame.event === PRESENCE_EVENT) {
+          this._handlePresence(/** @type {Record<string, unknown>} */ (payload));
         } else {
           var what =
             "server error for " +
@@ -1337,6 +1380,22 @@
             payload: payload,
           });
         }
+      }
+
+      /** @param {Record<string, unknown>} notice */
+      _handlePresence(notice) {
+        var change = notice.change;
+        if (typeof notice.room !== "string" || typeof notice.socket !== "string" || (change !== "joined" && change !== "left")) {
+          this._report("bad_frame", "malformed " + PRESENCE_EVENT + " payload from the server", {
+            event: PRESENCE_EVENT,
+            data: notice,
+          });
+          return;
+        }
+        var presence = notice.presence === undefined ? null : notice.presence;
+        /** @type {Presence} */
+        var event = { room: notice.room, change: change, socket: notice.socket, presence: presence };
+        this._call(this._onPresence, event, "onPresence");
       }
 
       /** @param {Hello} hello */
