@@ -95,12 +95,12 @@ def socket_room(socket_id: str) -> str:
 HELLO_EVENT: Final = "__hello"
 ERROR_EVENT: Final = "__error"
 GAP_EVENT: Final = "__gap"
+"""Sent to a room's local members when the multihome bridge found messages of that room lost between
+instances (or to every socket, for broadcasts): the application can fetch that room's state again."""
 PRESENCE_EVENT: Final = "__presence"
 """A member joined or left a room whose presence is tracked (docs/presence.md)."""
 MEMBERS_EVENT: Final = "__members"
 """The call a client makes to list a room's members (docs/presence.md)."""
-"""Sent to a room's local members when the multihome bridge found messages of that room lost between
-instances (or to every socket, for broadcasts): the application can fetch that room's state again."""
 
 MAX_FLAGS_LENGTH: Final = 16
 """Header flags longer than this make a client frame malformed (today's clients send none)."""

@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from typed_ss.cluster.peers import HEARTBEAT_INTERVAL, PEER_TIMEOUT, Peers
-from typed_ss.cluster.roster import Answered, Roster, reply_parts
+from typed_ss.cluster.roster import Answered, Roster, merged_parts, reply_parts
 from typed_ss.cluster.wire import (
     CONTROL_TOPIC,
     Ask,
@@ -47,11 +47,13 @@ logger = logging.getLogger("typed_ss.cluster")
 BUILD_TIMEOUT: Final = 1.0
 """Seconds a new presence table waits for every instance's part (the late ones are asked again)."""
 REPLY_CHUNK: Final = 500
-"""Members per reply message: a large room's answer travels in several messages."""
+"""Members per reply message (presence parts' included): a large answer travels in several messages."""
 MAX_ANSWERING: Final = 256
 """Questions from other instances answered at once; more wait their turn."""
 MAX_WAITING: Final = 10_000
-"""Questions this instance asks at once (more fail at once): each holds its replies until done."""
+"""Questions this instance asks at once (more fail at once): each holds its replies until done.
+Presence's own (at most one per table being built, and one per instance asked again) are never
+refused: queries from clients must not keep presence tables from being built."""
 
 
 class Bus(Protocol):
@@ -105,6 +107,7 @@ class ControlPlane:
         self._answering = asyncio.Semaphore(MAX_ANSWERING)
         self._tasks: set[asyncio.Task[None]] = set()
         self._beats = 0  # heartbeats sent on the control topic
+        self._same_id_epoch = 0  # the boot epoch of another instance with this one's id, once told
         self._beat = Supervised("cluster heartbeat", self._heartbeat_loop, log=logger)
         self.counters: dict[str, int] = dict.fromkeys(
             ("asked", "answered", "unanswered", "malformed", "peers_lost", "resyncs"), 0
@@ -121,6 +124,9 @@ class ControlPlane:
         self.bus, self.instance_id, self.epoch = bus, instance_id, epoch
         self.roster.instance_id = instance_id
         self._beats = 0
+        # Started again: the peers of the last run are heard again, or are not peers (one that
+        # stopped meanwhile said goodbye to no one here, and must not be waited for, nor missing).
+        self.peers.forget()
         await bus.watch_topic(CONTROL_TOPIC)
         await bus.watch_topic(instance_topic(instance_id))
         self._beat.start()
@@ -159,18 +165,25 @@ class ControlPlane:
 
     # --- asking ------------------------------------------------------------------------------------
 
-    async def ask(self, query: Query, timeout: float, only: str | None = None) -> Gathered:
+    async def ask(
+        self, query: Query, timeout: float, only: str | None = None, *, capped: bool = True
+    ) -> Gathered:
         """Ask every live instance (or ``only`` one) and this one; wait for them at most ``timeout``
-        seconds."""
+        seconds.
+
+        Raises:
+            RuntimeError: ``capped``, and :data:`MAX_WAITING` questions wait already (before
+                anything is done: an action is not carried out here either).
+        """
         bus = self.bus
+        if bus is not None and capped and len(self._waiting) >= MAX_WAITING:
+            raise RuntimeError(f"{MAX_WAITING} cluster questions are waiting for answers already")
         if only is None:
             local = await self.roster.answer(query)
             if bus is None:
                 return Gathered({self.instance_id: local}, frozenset())
         if bus is None:
             return Gathered({}, frozenset({only}) if only else frozenset())
-        if len(self._waiting) >= MAX_WAITING:
-            raise RuntimeError(f"{MAX_WAITING} cluster questions are waiting for answers already")
         request_id = next(self._ids)
         expected = {only} if only is not None else set(self.peers.live)
         waiting = self._waiting[request_id] = _Waiting(expected)
@@ -200,9 +213,11 @@ class ControlPlane:
     async def _ask_parts(
         self, origin: str | None, rooms: list[str]
     ) -> tuple[list[tuple[str, Part]], frozenset[str]]:
+        if origin is not None and self.bus is None:
+            return [], frozenset()  # stopped: no one to ask (nor to ask again)
         self.counters["resyncs"] += origin is not None
         timeout = BUILD_TIMEOUT if origin is None else PEER_TIMEOUT
-        gathered = await self.ask(Parts(rooms), timeout, only=origin)
+        gathered = await self.ask(Parts(rooms), timeout, only=origin, capped=False)
         parts = [(instance, part) for instance, answer in gathered.answers.items() for part in answer.parts]
         return parts, gathered.missing
 
@@ -221,6 +236,8 @@ class ControlPlane:
         elif isinstance(message, Reply):
             self._replied(message)
         elif message.origin == self.instance_id:
+            if isinstance(message, Heartbeat) and message.epoch != self.epoch and not message.bye:
+                self._same_id(message.epoch)
             return  # our own heartbeat or question, back from the backend
         elif isinstance(message, Heartbeat):
             self._heard(message)
@@ -246,6 +263,18 @@ class ControlPlane:
                 self.bus.send(instance_topic(beat.origin), encode(self._heartbeat()))
         self.roster.resync(beat.origin)
 
+    def _same_id(self, epoch: int) -> None:
+        # Each of the two takes the other's messages for its own and drops them: the other's sockets
+        # are missing from every answer, named nowhere. Nothing else would tell.
+        if epoch != self._same_id_epoch:
+            self._same_id_epoch = epoch
+            logger.error(
+                "cluster: another instance runs with this instance's id %s (boot epoch %d): neither "
+                "hears the other, and answers leave the other's sockets out; give each its own instance_id",
+                self.instance_id,
+                epoch,
+            )
+
     def _replied(self, reply: Reply) -> None:
         waiting = self._waiting.get(reply.id)
         if waiting is None:
@@ -257,7 +286,7 @@ class ControlPlane:
         waiting.answers[reply.origin] = Answered(
             count=reply.count,
             entries=[entry for piece in pieces for entry in piece.entries],
-            parts=reply.parts,
+            parts=merged_parts(part for piece in pieces for part in piece.parts),
             truncated=reply.truncated,
         )
         waiting.check()

@@ -61,6 +61,10 @@ class Peers:
             return "back"
         return "gap" if lost else "known"
 
+    def forget(self) -> None:
+        """Forget every peer (this instance starts again)."""
+        self._peers.clear()
+
     def said_bye(self, origin: str) -> bool:
         """``origin`` stopped; returns whether it was alive."""
         peer = self._peers.pop(origin, None)

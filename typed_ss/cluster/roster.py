@@ -96,12 +96,14 @@ class _Part:
 class _Table:
     """Every instance's members of one tracked room, as this instance knows them."""
 
-    __slots__ = ("asking", "built", "counts", "parts")
+    __slots__ = ("asking", "built", "counts", "joining", "parts")
 
     def __init__(self) -> None:
         self.parts: dict[str, _Part] = {}
         self.counts: dict[str, int] = {}  # presence key -> sockets with it, every instance
         self.built: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Local sockets that joined while the table was being built: announced once it is.
+        self.joining: list[Socket[Any]] = []
         # The instances asked for their part (None: every one, while the table is built), with the
         # changes of theirs that arrived meanwhile: applied, in order, once the part is.
         self.asking: dict[str | None, deque[Change]] = {None: deque(maxlen=MAX_HELD)}
@@ -167,18 +169,29 @@ class Roster:
 
     async def joined(self, sock: Socket[Any], room: str) -> None:
         """``sock`` joined ``room`` (it is a member, and the room's casts reach this instance)."""
-        if not self.tracks(room):
+        if not self.tracks(room) or not self._in_room(sock, room):
+            # It left (or is gone) while its join waited for the backend: its leave found no table
+            # to drop, so none may be made for it now.
             return
         table = self._tables.get(room)
         if table is None:
             table = self._tables[room] = _Table()
             self._spawn(self._build(room, table))
-        if not table.built.done():
-            await asyncio.shield(table.built)
-        if self._tables.get(room) is not table or self.hub.sockets.get(sock.id) is not sock:
-            return  # the room's last local member left meanwhile, or this one is gone
-        if room not in self.hub.rooms_of(sock):
-            return  # left meanwhile
+        if table.built.done():
+            self._announce(sock, room, table)
+            return
+        # The build announces it, not this call: a joiner cancelled meanwhile is still a member of
+        # the room (the hub keeps it), so it must be announced all the same.
+        table.joining.append(sock)
+        await asyncio.shield(table.built)
+
+    def _in_room(self, sock: Socket[Any], room: str) -> bool:
+        return self.hub.sockets.get(sock.id) is sock and room in self.hub.rooms_of(sock)
+
+    def _announce(self, sock: Socket[Any], room: str, table: _Table) -> None:
+        """``sock`` joins this instance's part of the built ``table``: every instance hears of it."""
+        if self._tables.get(room) is not table or not self._in_room(sock, room):
+            return  # the room's last local member left meanwhile, or this one left (or is gone)
         own = self._own.get(room)
         if own is None:
             own = self._own[room] = _Part(next(self._streams), 0, {})
@@ -324,6 +337,9 @@ class Roster:
         finally:
             if not table.built.done():
                 table.built.set_result(None)
+            joining, table.joining = table.joining, []
+            for sock in joining:  # each sees its own joined before its join returns
+                self._announce(sock, room, table)
             self._release(table, None)
         for origin in missing:  # asked again, alone: its members arrive when it answers
             self._resync(origin, [room])
@@ -376,10 +392,13 @@ class Roster:
             known = table.parts[origin] = _Part(part.stream, part.version, {})
         known.stream, known.version = part.stream, part.version
         wanted = {entry.socket: entry for entry in part.entries}
-        for socket_id in [socket_id for socket_id in known.entries if socket_id not in wanted]:
-            self._remove(part.room, table, known, socket_id)
+        gone = [socket_id for socket_id in known.entries if socket_id not in wanted]
+        # The new entries first: an identity whose socket was replaced unseen (one tab closed,
+        # another opened) stays counted throughout, and is told neither left nor joined again.
         for entry in wanted.values():
             self._add(part.room, table, entry, known)
+        for socket_id in gone:
+            self._remove(part.room, table, known, socket_id)
 
     def drop_origin(self, origin: str, rooms: Iterable[str] | None = None) -> None:
         """``origin``'s members leave the tracked ``rooms`` (every one by default): it is gone."""
@@ -416,8 +435,9 @@ class Roster:
         assert self.ask_parts is not None
         tables = {room: self._tables.get(room) for room in rooms}
         parts: list[tuple[str, Part]] = []
+        missing: frozenset[str] = frozenset()
         try:
-            parts, _ = await self.ask_parts(origin, rooms)
+            parts, missing = await self.ask_parts(origin, rooms)
         except Exception:
             logger.exception("cluster: asking for presence parts failed")
         finally:
@@ -427,6 +447,10 @@ class Roster:
             for table in tables.values():
                 if table is not None:
                     self._release(table, origin)
+        if missing:
+            # Alive, yet its answer did not come (lost, or late): nothing else would ask again until
+            # its next change of the room, which may never come. Asked until it answers or is gone.
+            self._resync(origin, [room for room, table in tables.items() if self._tables.get(room) is table])
 
     def _release(self, table: _Table, origin: str | None) -> None:
         """Stop holding ``origin``'s changes (``None``: everyone's) and apply those held, in order."""
@@ -524,15 +548,38 @@ def identity_fingerprint(identity: object) -> str:
 
 
 def reply_parts(origin: str, request_id: int, answered: Answered, chunk: int) -> list[Reply]:
-    """``answered`` as one or more replies of at most ``chunk`` entries each."""
-    entries = answered.entries
-    if len(entries) <= chunk:
-        return [Reply(origin, request_id, True, answered.count, entries, answered.parts, answered.truncated)]
-    replies = [
-        Reply(origin, request_id, False, [], entries[at : at + chunk]) for at in range(0, len(entries), chunk)
-    ]
+    """``answered`` as one or more replies of at most ``chunk`` entries each, the parts' included: a
+    large part travels in pieces (each with its room, stream and version; see :func:`merged_parts`)."""
+    batches: list[tuple[list[Entry], list[Part]]] = [([], [])]
+    space = chunk
+    for part, entries in [(None, answered.entries), *((part, part.entries) for part in answered.parts)]:
+        at = 0
+        while True:
+            if space <= 0:
+                batches.append(([], []))
+                space = chunk
+            piece = entries[at : at + space]
+            if part is None:
+                batches[-1][0].extend(piece)
+            else:  # an empty part goes too: it says the instance has no member of the room
+                batches[-1][1].append(Part(part.room, part.stream, part.version, piece))
+            at += len(piece)
+            space -= len(piece)
+            if at >= len(entries):
+                break
+    replies = [Reply(origin, request_id, False, [], entries, parts) for entries, parts in batches]
     last = replies[-1]
     replies[-1] = Reply(
-        origin, request_id, True, answered.count, last.entries, answered.parts, answered.truncated
+        origin, request_id, True, answered.count, last.entries, last.parts, answered.truncated
     )
     return replies
+
+
+def merged_parts(parts: Iterable[Part]) -> list[Part]:
+    """The pieces of one instance's parts (see :func:`reply_parts`), one part per room again."""
+    heads: dict[str, Part] = {}
+    entries: dict[str, list[Entry]] = {}
+    for part in parts:
+        heads.setdefault(part.room, part)
+        entries.setdefault(part.room, []).extend(part.entries)
+    return [Part(room, head.stream, head.version, entries[room]) for room, head in heads.items()]
