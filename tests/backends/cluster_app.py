@@ -12,22 +12,33 @@ Its backend comes from the environment. ``TYPED_SS_TEST_BACKEND`` names it; then
   ``TYPED_SS_TEST_GRPC_MUTUAL`` (``1`` for mutual TLS) and the shared key in hex,
   ``TYPED_SS_TEST_GRPC_SHARED_KEY``.
 
-``TYPED_SS_TEST_RECOVERY=1`` turns connection state recovery on (``Recovery()``).
+``TYPED_SS_TEST_RECOVERY=1`` turns connection state recovery on (``Recovery()``);
+``TYPED_SS_TEST_PER_IDENTITY=1`` tells presence per identity (``Presence(per_identity=True)``).
 
 Besides the handlers of ``echo_server``: ``cast`` (start a cast from this instance), ``relay``
 (roomcast what a client sent) and ``health`` (this instance's multihome health).
+
+Presence (docs/presence.md): a socket is the user its ``?user=`` query parameter names (``anon``
+without one), its presence payload that name (``{"name": ...}``); the rooms starting with ``chat:``
+are tracked. Calls (a client frame with ``c<id>``; the reply is JSON) ask this instance's
+``ss.cluster``: ``cluster_whoami`` (its instance id and cluster health), ``cluster_members``,
+``cluster_count``, ``cluster_counts``, ``cluster_sockets_of`` (a :class:`Question`) and
+``cluster_act`` (an :class:`Act`: join, leave or disconnect).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
+from starlette.requests import HTTPConnection
 
 from tests.apps import echo_server, make_app
-from typed_ss import Recovery, Socket
+from typed_ss import Presence, Recovery, Socket
 from typed_ss.backends import Backend
+from typed_ss.cluster import Answer, Member
+from typed_ss.health import ClusterHealth
 
 
 class Cast(msgspec.Struct):
@@ -43,6 +54,74 @@ class Relayed(msgspec.Struct):
     room: str
     publisher: str
     seq: int
+
+
+class User(msgspec.Struct, frozen=True):
+    """A socket's identity: the ``?user=`` query parameter."""
+
+    name: str
+
+
+class Card(msgspec.Struct):
+    """A socket's presence payload."""
+
+    name: str
+
+
+TRACKED_PREFIX = "chat:"
+"""The rooms whose members are told of joins and leaves (``__presence``)."""
+
+
+class Question(msgspec.Struct, kw_only=True):
+    """A query of ``ss.cluster``: ``room`` (members, count), ``rooms`` (counts) or ``user`` (sockets_of)."""
+
+    room: str = ""
+    rooms: list[str] = []
+    user: str = ""
+    timeout: float = 1.0
+
+
+class Act(msgspec.Struct, kw_only=True):
+    """An action of ``ss.cluster`` on the sockets chosen by exactly one of ``sockets``, ``in_room``
+    and ``user``; ``room``: the room joined or left."""
+
+    kind: Literal["join", "leave", "disconnect"]
+    room: str = ""
+    sockets: list[str] | None = None
+    in_room: str | None = None
+    user: str | None = None
+    code: int = 1000
+    reason: str = ""
+    timeout: float = 1.0
+
+
+class Seen(msgspec.Struct):
+    """One member as an answer lists it (the payload's name, ``None`` without a payload)."""
+
+    socket: str
+    instance: str
+    name: str | None
+
+
+class Listing(msgspec.Struct):
+    members: list[Seen]
+    missing: list[str]
+    truncated: bool
+
+
+class Counted(msgspec.Struct):
+    value: int
+    missing: list[str]
+
+
+class CountedRooms(msgspec.Struct):
+    value: dict[str, int]
+    missing: list[str]
+
+
+class Whoami(msgspec.Struct):
+    instance: str
+    cluster: ClusterHealth | None
 
 
 def backend_from_env() -> Backend:
@@ -75,8 +154,19 @@ def backend_from_env() -> Backend:
 
 
 recovery = Recovery() if os.environ.get("TYPED_SS_TEST_RECOVERY") == "1" else None
-ss = echo_server(backend=backend_from_env(), recovery=recovery)
+presence = Presence(
+    Card,
+    lambda sock: Card(sock.identity.name),
+    tracked=lambda room: room.startswith(TRACKED_PREFIX),
+    per_identity=os.environ.get("TYPED_SS_TEST_PER_IDENTITY") == "1",
+)
+ss = echo_server(backend=backend_from_env(), recovery=recovery, presence=presence)
 app = make_app(ss)
+
+
+@ss.authenticate
+async def authenticate(request: HTTPConnection) -> User:
+    return User(request.query_params.get("user", "anon"))
 
 
 @ss.on("cast")
@@ -100,3 +190,60 @@ async def relay(sock: Socket, message: Relayed) -> None:
 @ss.on("health")
 async def health(sock: Socket, _: bytes) -> None:
     await sock.emit("health", ss.health().multihome)
+
+
+# --- the cluster's queries and actions, asked of this instance ---------------------------------------
+
+
+def listing(answer: Answer[list[Member[Any]]]) -> Listing:
+    members = [
+        Seen(m.socket, m.instance, None if m.presence is None else m.presence.name) for m in answer.value
+    ]
+    return Listing(sorted(members, key=lambda m: m.socket), sorted(answer.missing), answer.truncated)
+
+
+@ss.on("cluster_whoami")
+async def cluster_whoami(sock: Socket, _: bytes) -> Whoami:
+    return Whoami(ss.cluster.instance_id, ss.health().cluster)
+
+
+@ss.on("cluster_members")
+async def cluster_members(sock: Socket, question: Question) -> Listing:
+    return listing(await ss.cluster.members(question.room, timeout=question.timeout))
+
+
+@ss.on("cluster_count")
+async def cluster_count(sock: Socket, question: Question) -> Counted:
+    answer = await ss.cluster.count(question.room, timeout=question.timeout)
+    return Counted(answer.value, sorted(answer.missing))
+
+
+@ss.on("cluster_counts")
+async def cluster_counts(sock: Socket, question: Question) -> CountedRooms:
+    answer = await ss.cluster.counts(question.rooms, timeout=question.timeout)
+    return CountedRooms(answer.value, sorted(answer.missing))
+
+
+@ss.on("cluster_sockets_of")
+async def cluster_sockets_of(sock: Socket, question: Question) -> Listing:
+    return listing(await ss.cluster.sockets_of(User(question.user), timeout=question.timeout))
+
+
+@ss.on("cluster_act")
+async def cluster_act(sock: Socket, act: Act) -> Counted:
+    identity = None if act.user is None else User(act.user)
+    if act.kind == "disconnect":
+        answer = await ss.cluster.disconnect(
+            sockets=act.sockets,
+            in_room=act.in_room,
+            identity=identity,
+            code=act.code,
+            reason=act.reason,
+            timeout=act.timeout,
+        )
+    else:
+        method = ss.cluster.join if act.kind == "join" else ss.cluster.leave
+        answer = await method(
+            act.room, sockets=act.sockets, in_room=act.in_room, identity=identity, timeout=act.timeout
+        )
+    return Counted(answer.value, sorted(answer.missing))

@@ -4,7 +4,8 @@
 moment, while keeping those connections open: the client sees a healthy socket on which nothing
 arrives. ``cut()`` drops every connection open at that moment, both sides at once and without a
 WebSocket close (a network that failed): what was in flight is lost. Connections made afterwards work
-normally.
+normally, unless ``refuse()`` was called: from then until ``admit()``, each new connection is dropped
+as soon as it is made (``cut()`` and ``refuse()`` together: a network that stays down).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class FaultProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
+        self.refusing = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -48,6 +50,14 @@ class FaultProxy:
                 writer.transport.abort()
         return len(links)
 
+    def refuse(self) -> None:
+        """Drop each new connection as soon as it is made, until :meth:`admit`."""
+        self.refusing = True
+
+    def admit(self) -> None:
+        """Forward new connections again."""
+        self.refusing = False
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -60,6 +70,9 @@ class FaultProxy:
             await asyncio.gather(*link.tasks, return_exceptions=True)
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            client_writer.transport.abort()
+            return
         server_reader, server_writer = await asyncio.open_connection(*self.target)
         link = _Link()
         link.writers = [client_writer, server_writer]
