@@ -4,6 +4,7 @@ broker, real uvicorn (or native) servers, real WebSocket clients."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -14,8 +15,9 @@ from tests.apps import User, echo_server, make_app, presence_server
 from tests.support import Client, connect_client, eventually, running
 from tests.test_calls import call
 from typed_ss import EncodeError, Server
+from typed_ss.backends.base import BackendHealth
 from typed_ss.backends.memory import MemoryBackend, MemoryBroker
-from typed_ss.cluster import control
+from typed_ss.cluster import HEARTBEAT_INTERVAL, PEER_TIMEOUT, control
 
 
 class CutOff(MemoryBackend):
@@ -26,12 +28,30 @@ class CutOff(MemoryBackend):
         super().__init__(broker)
         self.cut = False
         self.lose_changes = 0
+        self.lose_arriving_changes = 0
+        self.count_losses = False
+        self.reconnects = 0
+
+    def deliver(self, topic: str, data: bytes) -> None:
+        if self.lose_arriving_changes and topic.startswith("p:"):
+            # As a Redis subscriber that reconnects: what was published meanwhile is lost, and the
+            # backend counts the reconnection.
+            self.lose_arriving_changes -= 1
+            self.reconnects += 1
+            return
+        super().deliver(topic, data)
+
+    def health(self) -> BackendHealth:
+        health = super().health()
+        health.reconnects = self.reconnects
+        return health
 
     async def publish(self, topic: str, data: bytes) -> None:
         if self.cut:
             return
         if self.lose_changes and topic.startswith("p:"):
             self.lose_changes -= 1
+            self.reconnects += self.count_losses  # as a backend whose connection broke under it
             return
         await super().publish(topic, data)
 
@@ -305,3 +325,50 @@ async def test_a_newcomer_is_asked_once_and_costs_the_others_nothing_more() -> N
         await asyncio.sleep(2.5)  # two more heartbeats each: a greeting must not look like a lost one
         for ss, earlier in zip((first, second), before, strict=True):
             assert ss.health().cluster.resyncs - earlier.resyncs == 1  # the newcomer's members (none), once
+
+
+async def test_a_change_lost_on_its_own_is_recovered_when_the_backend_says_it_lost_messages() -> None:
+    async with instances(2) as nodes:
+        (first, one), (_, two) = nodes
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+        ):
+            await join(ann, "chat:1")
+            cut_off(first).lose_arriving_changes = 1
+            await join(bob, "chat:1")  # the only change of the room: nothing later reveals its loss
+            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+            members = first.health().cluster.presence_entries
+            assert members == 2
+
+
+async def test_a_change_lost_on_its_way_out_is_asked_for_when_its_sender_says_it_lost_messages() -> None:
+    async with instances(2) as nodes:
+        (first, one), (second, two) = nodes
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+        ):
+            await join(ann, "chat:1")
+            cut_off(second).lose_changes = 1
+            cut_off(second).count_losses = True
+            await join(bob, "chat:1")  # the only change of the room, lost on its way out
+            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+            assert first.health().cluster.presence_entries == 2
+
+
+async def test_an_instance_that_did_not_run_for_a_while_does_not_take_the_others_for_gone() -> None:
+    async with instances(2) as nodes:
+        (first, one), (second, two) = nodes
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+        ):
+            await join(ann, "chat:1")
+            await join(bob, "chat:1")
+            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+            time.sleep(PEER_TIMEOUT + 1)  # noqa: ASYNC251  # the whole process stops running: both instances
+            await asyncio.sleep(2 * HEARTBEAT_INTERVAL + 0.5)  # two heartbeats' checks each
+            await ann.nothing_within(0.1)
+            await bob.nothing_within(0.1)
+            assert [ss.health().cluster.peers_lost for ss in (first, second)] == [0, 0]

@@ -257,6 +257,14 @@ class Multihome:
         self._outbox.append(topic, data)
         self._outbox_ready.set()
 
+    def losses(self) -> int:
+        """How many times messages may have been lost on this instance's side: the outbox's drops,
+        and the backend's reconnections and inbox drops (see :meth:`ControlPlane.losses
+        <typed_ss.cluster.control.Bus.losses>`)."""
+        backend = self.backend.health()
+        dropped = backend.detail.get("dropped", 0)
+        return self._outbox.dropped + backend.reconnects + (dropped if isinstance(dropped, int) else 0)
+
     async def watch_topic(self, topic: str) -> None:
         """Receive ``topic``; returns once the subscription is active."""
         self._watched.add(topic)

@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -71,6 +72,11 @@ class Bus(Protocol):
         """Stop receiving ``topic``."""
         ...
 
+    def losses(self) -> int:
+        """A count that grows each time messages may have been lost on this instance's side (sent
+        or received): dropped by the outbox or the backend's inbox, or a reconnection of the backend."""
+        ...
+
 
 @dataclass(slots=True)
 class Gathered:
@@ -107,6 +113,7 @@ class ControlPlane:
         self._answering = asyncio.Semaphore(MAX_ANSWERING)
         self._tasks: set[asyncio.Task[None]] = set()
         self._beats = 0  # heartbeats sent on the control topic
+        self._losses = 0  # the bus's count of possible losses, as last seen
         self._same_id_epoch = 0  # the boot epoch of another instance with this one's id, once told
         self._beat = Supervised("cluster heartbeat", self._heartbeat_loop, log=logger)
         self.counters: dict[str, int] = dict.fromkeys(
@@ -124,6 +131,7 @@ class ControlPlane:
         self.bus, self.instance_id, self.epoch = bus, instance_id, epoch
         self.roster.instance_id = instance_id
         self._beats = 0
+        self._losses = bus.losses()
         # Started again: the peers of the last run are heard again, or are not peers (one that
         # stopped meanwhile said goodbye to no one here, and must not be waited for, nor missing).
         self.peers.forget()
@@ -252,7 +260,7 @@ class ControlPlane:
                 waiting.expected.discard(beat.origin)
                 waiting.check()
             return
-        sighting = self.peers.heard(beat.origin, beat.epoch, beat.seq)
+        sighting = self.peers.heard(beat.origin, beat.epoch, beat.seq, beat.losses)
         if sighting == "known":
             return
         if sighting == "new":
@@ -303,14 +311,28 @@ class ControlPlane:
     # --- heartbeats --------------------------------------------------------------------------------
 
     def _heartbeat(self) -> Heartbeat:
-        return Heartbeat(self.instance_id, self.epoch, max(self._beats, 1))
+        return Heartbeat(self.instance_id, self.epoch, max(self._beats, 1), losses=self._losses)
 
     async def _heartbeat_loop(self) -> None:
+        ticked = time.monotonic()
         while True:
             bus = self.bus
             if bus is not None:
+                losses = bus.losses()
+                if losses > self._losses:
+                    # Messages may have been lost here: what the others sent (their changes) is
+                    # asked for again, and the heartbeat tells them to do the same with ours.
+                    self._losses = losses
+                    for origin in self.peers.live:
+                        self.roster.resync(origin)
                 self._beats += 1
                 bus.send(CONTROL_TOPIC, encode(self._heartbeat()))
+            now = time.monotonic()
+            if now - ticked > PEER_TIMEOUT:
+                # This instance did not run for a while (paused, a blocked event loop): what the
+                # others sent meanwhile is still to be read. Not hearing them says nothing of them.
+                self.peers.pardon()
+            ticked = now
             for origin in self.peers.expire():
                 self.counters["peers_lost"] += 1
                 logger.warning(

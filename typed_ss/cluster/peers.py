@@ -25,7 +25,8 @@ SUSPECT_FOR: Final = 30.0
 
 Sighting: TypeAlias = Literal["known", "new", "back", "gap"]
 """What a heartbeat told: nothing new; a peer not known (or restarted); a gone peer heard again; a
-known peer whose heartbeats were lost in between (other messages of it may have been)."""
+known peer whose heartbeats were lost in between, or that says it may have lost messages (other
+messages of it may not have arrived)."""
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class _Peer:
     epoch: int
     seq: int
     heard: float
+    losses: int = 0
     gone_at: float | None = None
 
 
@@ -45,21 +47,30 @@ class Peers:
         self._peers: dict[str, _Peer] = {}
         self._clock = clock
 
-    def heard(self, origin: str, epoch: int, seq: int) -> Sighting:
-        """Note a heartbeat of ``origin``."""
+    def heard(self, origin: str, epoch: int, seq: int, losses: int = 0) -> Sighting:
+        """Note a heartbeat of ``origin`` (``losses``: its count of times it may have lost messages)."""
         now = self._clock()
         peer = self._peers.get(origin)
         if peer is None or peer.epoch != epoch:
-            self._peers[origin] = _Peer(epoch, seq, now)
+            self._peers[origin] = _Peer(epoch, seq, now, losses)
             return "new"
         was_gone = peer.gone_at is not None
-        lost = seq > peer.seq + 1
+        lost = seq > peer.seq + 1 or losses > peer.losses
         peer.seq = max(seq, peer.seq)
+        peer.losses = max(losses, peer.losses)
         peer.heard = now
         peer.gone_at = None
         if was_gone:
             return "back"
         return "gap" if lost else "known"
+
+    def pardon(self) -> None:
+        """This instance was not running for a while (paused, or its event loop blocked): it heard
+        nothing, which says nothing of the peers. Each is counted as heard now."""
+        now = self._clock()
+        for peer in self._peers.values():
+            if peer.gone_at is None:
+                peer.heard = now
 
     def forget(self) -> None:
         """Forget every peer (this instance starts again)."""

@@ -126,6 +126,9 @@ class Heartbeat(msgspec.Struct, tag="h", array_like=True, frozen=True):
     """1, 2, 3... per boot: a gap says heartbeats (and maybe other messages) were lost."""
     bye: bool = False
     """The instance is stopping: forget it now."""
+    losses: int = 0
+    """Grows each time the instance may have lost messages on its side (its outbox dropped some,
+    its backend reconnected or dropped some it received): what it sent may not have arrived."""
 
 
 class Ask(msgspec.Struct, tag="q", array_like=True, frozen=True):
