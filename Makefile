@@ -141,7 +141,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
 bench-system-packages:
 	scripts/ensure-system-packages $(BENCH_SYSTEM_PACKAGES)
 
-# Full sizes (10,000 idle connections, fan-out to 10,000), 5 repetitions: about 25 minutes.
+# Full sizes (10,000 idle connections, fan-out to 10,000, presence of 10,000 sockets in one room on 3
+# instances), 5 repetitions (presence: 3): over half an hour.
 bench: $(BENCH_STAMP) bench-system-packages
 	$(PY) -m benchmarks full
 

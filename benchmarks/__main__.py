@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(SIZES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--no-redis", action="store_true", help="skip the two-instance Redis scenario")
+    parser.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="skip the scenarios on Redis: the two-instance one and presence",
+    )
     parser.add_argument(
         "--scenarios",
         nargs="+",

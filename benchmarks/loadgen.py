@@ -2,12 +2,13 @@
 
     python -m benchmarks.loadgen '<JSON spec>'
 
-prints one line of JSON with the scenario's figures. Connections are callback-driven (no task or
-future per message), on picows when it is installed (the fastest asyncio client here), else on
-websockets (a core dependency: slower, used only so the harness's smoke test runs without the bench
-group; the result says which). The generator measures its own CPU per message, so a report shows when
-the client, not the server, was the limit, and the server's CPU (user + system, by PID) over the same
-window, both in nanoseconds (:mod:`benchmarks.procstat`; the server's kernel part in clock ticks).
+prints one line of JSON with the scenario's figures (the ``presence`` scenario's side is in
+:mod:`benchmarks.presence`). Connections are callback-driven (no task or future per message), on
+picows when it is installed (the fastest asyncio client here), else on websockets (a core dependency:
+slower, used only so the harness's smoke test runs without the bench group; the result says which).
+The generator measures its own CPU per message, so a report shows when the client, not the server, was
+the limit, and the server's CPU (user + system, by PID) over the same window, both in nanoseconds
+(:mod:`benchmarks.procstat`; the server's kernel part in clock ticks).
 
 Each server kind has its own wire format for the same operations (see :mod:`benchmarks.servers`):
 
@@ -185,13 +186,14 @@ def _ignore(*_: object) -> None:
     pass
 
 
-async def connect(kind: str, url: str) -> Conn:
-    """Open one connection to ``url`` and finish the handshake of server ``kind``."""
+async def connect(kind: str, url: str, query: str = "") -> Conn:
+    """Open one connection to ``url`` (with ``query``, ``?name=value...``, after the path) and finish
+    the handshake of server ``kind``."""
     conn = Conn(kind)
     if HAVE_PICOWS:
-        await _connect_picows(conn, url + path(kind))
+        await _connect_picows(conn, url + path(kind) + query)
     else:
-        await _connect_websockets(conn, url + path(kind))
+        await _connect_websockets(conn, url + path(kind) + query)
     await asyncio.wait_for(conn.ready, TIMEOUT)
     return conn
 
@@ -609,6 +611,14 @@ async def idle(spec: Spec) -> dict[str, Any]:
     }
 
 
+async def presence(spec: Spec) -> dict[str, Any]:
+    """Presence of ``connections`` sockets in one room over several instances
+    (:func:`benchmarks.presence.measure`; imported here only, as it imports typed-ss)."""
+    from benchmarks.presence import measure
+
+    return await measure(spec)
+
+
 SCENARIOS: dict[str, Callable[[Spec], Awaitable[dict[str, Any]]]] = {
     "echo": echo,
     "call": call,
@@ -616,6 +626,7 @@ SCENARIOS: dict[str, Callable[[Spec], Awaitable[dict[str, Any]]]] = {
     "redis": broadcast,
     "roomcast": roomcast,
     "idle": idle,
+    "presence": presence,
 }
 
 

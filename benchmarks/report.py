@@ -94,7 +94,45 @@ def rows(medians: dict[str, Any]) -> list[Row]:
         Row("redis", "latency_p99_ms", "2 instances over Redis: p99 ms", False),
         Row("redis", "server_cpu_us_per_delivery", "2 instances over Redis: servers' CPU µs/delivery", False),
     ]
-    return rows + callgrind_rows(medians)
+    return rows + presence_rows(medians) + callgrind_rows(medians)
+
+
+def presence_rows(medians: dict[str, Any]) -> list[Row]:
+    """The presence scenario's figures (:mod:`benchmarks.presence`): typed-ss native's alone, compared
+    with nothing (no peer has presence), so neither divided nor charted."""
+    figures: dict[str, Any] = next(iter(medians.get("presence", {}).values()), {})
+    sockets, instances = figures.get("sockets"), figures.get("instances")
+    if not isinstance(sockets, int | float) or not isinstance(instances, int | float):
+        return []
+    title = f"presence, {sockets:,.0f} sockets in one room on {instances:.0f} instances"
+    labels = [
+        ("members_p50_ms", "members(room) p50 ms"),
+        ("members_p99_ms", "members(room) p99 ms"),
+        ("members_servers_cpu_ms", "members(room): servers' CPU ms/query"),
+        ("members_untracked_p50_ms", "members(untracked room) p50 ms"),
+        ("count_p50_ms", "count(room) p50 ms"),
+        ("count_p99_ms", "count(room) p99 ms"),
+        ("count_servers_cpu_ms", "count(room): servers' CPU ms/query"),
+        ("untracked_bytes_per_local_member", "untracked room: RSS bytes/local member"),
+        ("tracked_bytes_per_local_member", "tracked room: RSS bytes/local member"),
+        ("presence_bytes_per_member", "presence tables: RSS bytes/member, per instance"),
+        ("table_bytes_per_member", "presence tables: their objects' bytes/member, per instance"),
+        ("presence_mib_per_instance", "presence tables: RSS MiB per instance"),
+        ("untracked_joins_per_s", "untracked room: joins/s"),
+        ("tracked_joins_per_s", "tracked room: joins/s (every table complete)"),
+        ("joined_remote_p50_ms", "a join's event, first member on another instance p50 ms"),
+        ("joined_all_p50_ms", "a join's event, every member told p50 ms"),
+        ("joined_all_p99_ms", "a join's event, every member told p99 ms"),
+        ("event_servers_cpu_us_per_delivery", "presence events: servers' CPU µs/delivery"),
+        ("peers_lost", "peers taken for gone during the run"),
+        ("resyncs", "presence parts asked again during the run"),
+        ("tracked_join_outbox_max", "while joining: the longest outbox (messages)"),
+        ("tracked_join_published_per_s", "while joining: messages published/s per instance"),
+        ("tracked_join_loop_lag_max_ms", "while joining: the worst event-loop lag ms"),
+        ("queries_events_full_collections", "while querying: full garbage collections"),
+        ("queries_events_full_collection_max_ms", "while querying: the longest full collection ms"),
+    ]
+    return [Row("presence", metric, f"{title}: {label}", None) for metric, label in labels]
 
 
 def callgrind_rows(medians: dict[str, Any]) -> list[Row]:

@@ -28,11 +28,20 @@ from benchmarks import goserver, procstat
 from benchmarks.loadgen import HAVE_PICOWS, Spec
 from benchmarks.servers import KINDS, OURS, VARIANTS
 
-__all__ = ["FULL", "QUICK", "SCENARIOS", "SMOKE", "Sizes", "run_suite"]
+__all__ = [
+    "FULL",
+    "PRESENCE_KIND",
+    "QUICK",
+    "SCENARIOS",
+    "SMOKE",
+    "Sizes",
+    "presence_repetition",
+    "run_suite",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIOS = ("idle", "echo", "call", "broadcast", "roomcast", "redis", "callgrind")
+SCENARIOS = ("idle", "echo", "call", "broadcast", "roomcast", "redis", "presence", "callgrind")
 """Every scenario a run can be narrowed to (``python -m benchmarks quick --scenarios call``)."""
 
 
@@ -65,6 +74,20 @@ class Sizes:
     core: tuple[int, int] | None = None
     """Echo messages (and calls) of the short and the long count of typed-ss's core alone
     (:mod:`benchmarks.core`, under callgrind; ``None``: not counted)."""
+    presence_sockets: int = 30
+    """Sockets in one tracked room, spread over ``presence_instances`` instances on Redis
+    (:mod:`benchmarks.presence`)."""
+    presence_instances: int = 3
+    presence_identities: int = 6
+    """Identities the sockets share (socket ``i`` has identity ``i % presence_identities``)."""
+    presence_queries: int = 3
+    """Members queries, and count queries, timed (after one not timed)."""
+    presence_probes: int = 2
+    """Presence events timed: a new socket joins the room, then leaves it (after one not timed)."""
+    presence_join_batch: int = 100
+    """Sockets that join a room at once (the next ones once these have their answers)."""
+    presence_repetitions: int = 1
+    """Repetitions of the presence scenario (the first ones of the run's)."""
     quiet_retries: int = 0
     """Times a measurement is taken again when other processes used more than ``max_other_cpu``
     cores during it (the quietest attempt is kept), within ``retry_budget`` seconds per run."""
@@ -94,8 +117,12 @@ QUICK = Sizes(
     callgrind=(200, 800),
     callgrind50=(8, 32),
     core=(2000, 12_000),
-    note="quick sizes: 1 repetition, fan-out up to 1,000, rooms of 10 members, 1,000 idle connections; "
-    "`make bench` runs the full sizes",
+    presence_sockets=2000,
+    presence_identities=200,
+    presence_queries=20,
+    presence_probes=5,
+    note="quick sizes: 1 repetition, fan-out up to 1,000, rooms of 10 members, 1,000 idle connections, "
+    "presence of 2,000 sockets in one room; `make bench` runs the full sizes",
 )
 FULL = Sizes(
     name="full",
@@ -115,9 +142,15 @@ FULL = Sizes(
     callgrind=(500, 2500),
     callgrind50=(20, 100),
     core=(2000, 12_000),
+    presence_sockets=10_000,
+    presence_identities=1000,
+    presence_queries=50,
+    presence_probes=20,
+    presence_repetitions=3,
     quiet_retries=3,
-    note="full sizes: medians of 5 repetitions, servers alternated between repetitions, a measurement "
-    "taken again (up to 3 times) when other processes used more than 0.3 cores during it",
+    note="full sizes: medians of 5 repetitions (presence: 3), servers alternated between repetitions, a "
+    "measurement taken again (up to 3 times; presence never) when other processes used more than 0.3 "
+    "cores during it",
 )
 SMOKE = Sizes(
     name="smoke",
@@ -135,6 +168,10 @@ SMOKE = Sizes(
     redis_broadcasts=3,
     callgrind=None,
     core=(20, 120),
+    presence_sockets=30,
+    presence_identities=6,
+    presence_queries=3,
+    presence_probes=2,
     note="smoke sizes: proves the harness works, measures nothing",
 )
 SIZES = {sizes.name: sizes for sizes in (QUICK, FULL, SMOKE)}
@@ -195,12 +232,20 @@ def _stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def server(
-    kind: str, workdir: Path, *, redis_url: str | None = None, wrapper: list[str] | None = None
+    kind: str,
+    workdir: Path,
+    *,
+    redis_url: str | None = None,
+    wrapper: list[str] | None = None,
+    module: str | None = None,
 ) -> Iterator[Started]:
     """Run ``python -m benchmarks.servers KIND`` (under ``wrapper``, e.g. valgrind) until the block ends;
-    for ``go``, the Go server :func:`benchmarks.goserver.build` built in ``workdir``."""
+    for ``go``, the Go server :func:`benchmarks.goserver.build` built in ``workdir``; with ``module``,
+    ``python -m MODULE`` (``kind`` names it in the logs: the presence server, :mod:`benchmarks.presence`)."""
     env = None
-    if kind == "go":
+    if module is not None:
+        command = [*(wrapper or []), sys.executable, "-m", module]
+    elif kind == "go":
         if wrapper:
             raise ValueError("the Go server is not run under a wrapper")
         command, env = goserver.command(workdir)
@@ -452,6 +497,45 @@ def _redis_repetition(sizes: Sizes, rep: int, workdir: Path, results: Results, r
                 results.setdefault("redis", {}).setdefault(kind, []).append(retries.measure(spec))
 
 
+PRESENCE_KIND = "typed-ss-native"
+"""The presence scenario's server: typed-ss on its native transport (:mod:`benchmarks.presence`), its
+figures recorded under that kind."""
+
+
+def presence_repetition(sizes: Sizes, workdir: Path, results: Results) -> None:
+    """Presence of ``presence_sockets`` sockets in one tracked room, over ``presence_instances``
+    presence servers on one redis-server (:mod:`benchmarks.presence`): members and count queries,
+    memory, presence events. Never retaken: its memory figures need fresh servers."""
+    count = sizes.presence_instances
+    _say(
+        f"  presence: {sizes.presence_sockets:,} sockets in one room over {count} instances on Redis, "
+        f"{sizes.presence_queries} queries of each kind, {sizes.presence_probes} presence events"
+    )
+    with redis_server(workdir) as (url, redis_pid), contextlib.ExitStack() as stack:
+        instances = [
+            stack.enter_context(server("presence", workdir, redis_url=url, module="benchmarks.presence"))
+            for _ in range(count)
+        ]
+        spec = Spec(
+            scenario="presence",
+            kind=PRESENCE_KIND,
+            url=instances[0].url,
+            server_pids=[started.pid for started in instances],
+            helper_pids=[redis_pid],
+            connections=sizes.presence_sockets,
+            messages=sizes.presence_queries,
+            rounds=sizes.presence_probes,
+            warmup=1,
+            extra={
+                "urls": [started.url for started in instances],
+                "identities": sizes.presence_identities,
+                "join_batch": sizes.presence_join_batch,
+            },
+        )
+        figures = loadgen(spec, timeout=600)
+        results.setdefault("presence", {}).setdefault(PRESENCE_KIND, []).append(figures)
+
+
 def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
     """The instruction counts: each Python server's per echo message (on 1 and on 50 connections) and
     per call (one process under callgrind, start-up excluded), and typed-ss's core alone
@@ -656,6 +740,10 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
         for kind in sizes.kinds if redis and "redis" in sizes.scenarios else ():
             if kind in NO_REDIS:
                 _say(f"{kind}: not in the redis scenario ({NO_REDIS[kind]})")
+        presence = redis and "presence" in sizes.scenarios and PRESENCE_KIND in sizes.kinds
+        if "presence" in sizes.scenarios and not presence:
+            why = "--no-redis" if not redis else f"{PRESENCE_KIND} is not in --kinds"
+            _say(f"presence: not run ({why}; its servers are {PRESENCE_KIND} on Redis)")
         counted = sizes.callgrind is not None and "callgrind" in sizes.scenarios
         for kind in sorted(set(sizes.kinds) & NO_CALLGRIND) if counted else []:
             _say(f"{kind}: not in the callgrind scenario (instruction counts are for the Python servers)")
@@ -664,6 +752,8 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
             _repetition(sizes, rep, workdir, results, retries)
             if redis and "redis" in sizes.scenarios:
                 _redis_repetition(sizes, rep, workdir, results, retries)
+            if presence and rep < sizes.presence_repetitions:
+                presence_repetition(sizes, workdir, results)
         if "callgrind" in sizes.scenarios and (sizes.callgrind is not None or sizes.core is not None):
             _callgrind(sizes, workdir, results)
     return {

@@ -35,7 +35,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from benchmarks import goserver, procstat, report, run
 from benchmarks.__main__ import main as bench_main
 from benchmarks.loadgen import Conn, Spec, call, call_frame, connect, frame, payload, reply_frame, wire
-from benchmarks.run import NO_REDIS, SCENARIOS, SMOKE, Sizes, run_suite, server
+from benchmarks.run import NO_REDIS, PRESENCE_KIND, SCENARIOS, SMOKE, Sizes, run_suite, server
 from benchmarks.servers import KINDS, OURS, VARIANTS
 from typed_ss.protocol import encode_frame, parse_call_flag, split_client_frame, with_flag
 
@@ -49,6 +49,7 @@ GO_MISSING = goserver.unavailable()
 VALGRIND_MISSING = shutil.which("valgrind") is None or shutil.which("callgrind_control") is None
 needs_valgrind = pytest.mark.skipif(VALGRIND_MISSING, reason="valgrind is not installed (`make bench`)")
 PEERS = ["raw ASGI", "bare Starlette", "python-socketio", "Go"]
+PRESENCE_ROW = f"presence, {SMOKE.presence_sockets} sockets in one room on 3 instances: members(room) p50 ms"
 
 
 @pytest.mark.slow
@@ -68,14 +69,22 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     assert outcome["kinds"] == list(kinds)
 
     scenarios = {"idle", "echo1", "echo50", "call50", "broadcast5", "roomcast"}
-    scenarios |= {"redis"} if redis else set()
+    scenarios |= {"redis", "presence"} if redis else set()
     assert set(medians) == scenarios
     assert set(NO_REDIS) == {"go"}
-    for scenario in scenarios:
+    for scenario in scenarios - {"presence"}:
         # The Go server has no Redis backend: the redis scenario leaves it out (typed-ss with recovery
         # runs in it with the history in Redis).
         expected = {kind for kind in kinds if kind not in NO_REDIS or scenario != "redis"}
         assert set(medians[scenario]) == expected, scenario
+    if redis:  # presence is typed-ss native's alone, on three instances
+        assert set(medians["presence"]) == {PRESENCE_KIND} == {"typed-ss-native"}
+        presence = medians["presence"][PRESENCE_KIND]
+        assert (presence["sockets"], presence["instances"]) == (SMOKE.presence_sockets, 3)
+        for figure in ("members_p50_ms", "count_p50_ms", "joined_all_p50_ms", "table_bytes_per_member"):
+            assert presence[figure] > 0, figure
+        assert presence["members_p50_ms"] <= presence["members_p99_ms"]
+        assert presence["peers_lost"] == presence["unanswered"] == 0
     for kind in kinds:
         assert medians["echo50"][kind]["msgs_per_s"] > 0
         assert medians["broadcast5"][kind]["latency_p50_ms"] > 0
@@ -104,6 +113,12 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     for label in ("broadcast to 5: server CPU µs/delivery", "broadcast to 5: last receiver p50 ms"):
         assert re.search(r"\| \d+\.\d\dx \|$", by_label[label]), label  # the last column: a ratio
     assert "idle: server RSS KiB/conn" in by_label
+    if redis:  # under typed-ss native alone, and divided by nothing
+        cells = [cell.strip() for cell in by_label[PRESENCE_ROW].strip("|").split("|")][1:]
+        figures, ratios = cells[: len(names)], cells[len(names) :]
+        assert float(figures[1]) > 0
+        assert figures[:1] + figures[2:] == ["-"] * (len(names) - 1)
+        assert ratios == [""] * len(ratios)
     text = "\n".join(table)
     assert "echo, 50 conns: msgs/s" in text
     assert "broadcast to 5: last receiver p50 ms" in text
@@ -122,6 +137,30 @@ def test_every_scenario_runs_on_tiny_sizes() -> None:
     assert ("typed-ss-recovery", recovery) in checked
     assert {ours for ours, _ in checked} == {"typed-ss", "typed-ss-native", "typed-ss-recovery"}
     assert [label for ours, label in checked if ours == "typed-ss-recovery"] == [recovery]
+
+
+def test_presence_runs_only_with_typed_ss_native_on_redis(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The presence scenario's servers are typed-ss native on Redis: a run without that kind, or with
+    --no-redis, leaves it out and says why; its figures are shown in typed-ss native's column only."""
+    ran: list[int] = []
+    monkeypatch.setattr(run, "presence_repetition", lambda sizes, workdir, results: ran.append(1))
+    for kinds, redis in ((("starlette",), True), (("typed-ss-native",), False)):
+        outcome = run_suite(replace(SMOKE, kinds=kinds, scenarios=("presence",)), redis=redis)
+        assert outcome["medians"] == {}
+    assert ran == []
+    err = capsys.readouterr().err
+    assert "presence: not run (typed-ss-native is not in --kinds" in err
+    assert "presence: not run (--no-redis" in err
+    run_suite(replace(SMOKE, kinds=("typed-ss-native",), scenarios=("presence",), repetitions=3))
+    assert ran == [1]  # SMOKE.presence_repetitions of the run's 3
+
+    medians = {"presence": {PRESENCE_KIND: {"sockets": 10_000, "instances": 3, "members_p50_ms": 40.0}}}
+    table = report.table(medians, ("typed-ss", "typed-ss-native", "socketio"))
+    label = "presence, 10,000 sockets in one room on 3 instances: members(room) p50 ms"
+    assert table[2:] == [f"| {label} | - | 40.0 | - |  |  |  |"]
+    assert report.targets(medians) == []
 
 
 @pytest.mark.slow
