@@ -30,6 +30,7 @@ class CutOff(MemoryBackend):
         self.lose_changes = 0
         self.lose_arriving_changes = 0
         self.count_losses = False
+        self.changes_sent = 0
         self.reconnects = 0
 
     def deliver(self, topic: str, data: bytes) -> None:
@@ -49,6 +50,8 @@ class CutOff(MemoryBackend):
     async def publish(self, topic: str, data: bytes) -> None:
         if self.cut:
             return
+        if topic.startswith("p:"):
+            self.changes_sent += 1
         if self.lose_changes and topic.startswith("p:"):
             self.lose_changes -= 1
             self.reconnects += self.count_losses  # as a backend whose connection broke under it
@@ -372,3 +375,26 @@ async def test_an_instance_that_did_not_run_for_a_while_does_not_take_the_others
             await ann.nothing_within(0.1)
             await bob.nothing_within(0.1)
             assert [ss.health().cluster.peers_lost for ss in (first, second)] == [0, 0]
+
+
+async def test_the_changes_of_one_moment_travel_as_one_message() -> None:
+    async with instances(2) as nodes, AsyncExitStack() as stack:
+        (_, one), (second, two) = nodes
+        ann = await stack.enter_async_context(connect_client(one, "/socket?user=ann", max_queue=None))
+        await join(ann, "chat:1")
+        # max_queue=None: these clients read none of the events, and one whose queue is full stops
+        # reading, its close handshake included.
+        crowd = [
+            await stack.enter_async_context(connect_client(two, f"/socket?user=u{i}", max_queue=None))
+            for i in range(20)
+        ]
+        for client in crowd:
+            await join(client, "lobby")
+        await join(crowd[0], "chat:1")  # the room's table on the crowd's instance
+        assert await presence_events(ann, 1) == [("joined", crowd[0].id, {"name": "u0"})]
+        before = cut_off(second).changes_sent
+        moved = await second.cluster.join("chat:1", in_room="lobby")  # 19 joins in one moment
+        assert moved.value == 19
+        seen = await presence_events(ann, 19)
+        assert sorted(socket for _, socket, _ in seen) == sorted(c.id for c in crowd[1:])
+        assert cut_off(second).changes_sent - before < 19

@@ -50,6 +50,9 @@ logger = logging.getLogger("typed_ss.backends.redis")
 
 _GONE = (RedisError, OSError, TimeoutError)
 """What a lost or unreachable Redis raises."""
+_PUBSUB_GONE = (*_GONE, AttributeError)
+"""What a (un)subscribe raises when the subscriber's connection is closed under it by a reconnection:
+redis-py then finds the connection's writer gone (``None``)."""
 
 
 class _Starved(Exception):
@@ -172,7 +175,7 @@ class RedisBackend:
                     confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
                 await self._pubsub.subscribe(channel)
                 await asyncio.shield(confirmed)
-        except _GONE as exc:
+        except _PUBSUB_GONE as exc:
             # The subscriber notices a broken connection and subscribes everything again; a hung one
             # is marked unresponsive so that later subscriptions do not wait for it.
             self._unsent[channel] = True
@@ -186,7 +189,7 @@ class RedisBackend:
             # Applied once Redis answers (a reconnection subscribes only what is still wanted).
             self._unsent[channel] = False
             return
-        with contextlib.suppress(*_GONE):
+        with contextlib.suppress(*_PUBSUB_GONE):  # the reconnection subscribes only what is wanted
             async with asyncio.timeout(self._subscribe_timeout):
                 await pubsub.unsubscribe(channel)
 

@@ -239,6 +239,8 @@ class ControlPlane:
             self.counters["malformed"] += 1
             logger.warning("cluster: dropped an undecodable control message on %r", topic)
             return
+        if not isinstance(message, Heartbeat) and message.origin != self.instance_id:
+            self.peers.touch(message.origin)
         if isinstance(message, Change):
             self.roster.apply_change(message)
         elif isinstance(message, Reply):

@@ -64,6 +64,13 @@ class Peers:
             return "back"
         return "gap" if lost else "known"
 
+    def touch(self, origin: str) -> None:
+        """Something else of ``origin`` arrived (a change, an answer, a question): it is alive, though
+        its heartbeats may wait behind a burst of its messages."""
+        peer = self._peers.get(origin)
+        if peer is not None and peer.gone_at is None:
+            peer.heard = self._clock()
+
     def pardon(self) -> None:
         """This instance was not running for a while (paused, or its event loop blocked): it heard
         nothing, which says nothing of the peers. Each is counted as heard now."""

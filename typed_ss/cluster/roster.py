@@ -18,6 +18,7 @@ member of the room neither receives nor computes anything for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -138,6 +139,9 @@ class Roster:
         self._own: dict[str, _Part] = {}  # tracked room -> this instance's own part
         self._streams = itertools.count(time.time_ns())  # grows across restarts too
         self._tasks: set[asyncio.Task[None]] = set()
+        # Changes of this instance's parts not published yet (see _changed), by room.
+        self._unsent: dict[str, tuple[_Part, dict[str, Entry | None]]] = {}
+        self._flushing = False
         # Set by the control plane: how changes leave, and how parts are asked for.
         self.send_change: Callable[[Change], None] = lambda change: None
         self.ask_parts: AskParts | None = None
@@ -199,8 +203,7 @@ class Roster:
         if sock.id in own.entries:
             return
         entry = self._entry(sock)
-        own.version += 1
-        self.send_change(Change(self.instance_id, room, own.stream, own.version, [entry], []))
+        self._changed(room, own, sock.id, entry)
         self._add(room, table, entry, own)
 
     def left(self, sock: Socket[Any], room: str, *, remaining: int | None = None) -> None:
@@ -212,11 +215,37 @@ class Roster:
         own = self._own.get(room)
         entry = None if own is None else own.entries.get(sock.id)
         if own is not None and entry is not None:
-            own.version += 1
-            self.send_change(Change(self.instance_id, room, own.stream, own.version, [], [sock.id]))
+            self._changed(room, own, sock.id, None)
             self._remove(room, table, own, sock.id)
         if (self.hub.room_size(room) if remaining is None else remaining) <= 0:
             self._drop(room)
+
+    def _changed(self, room: str, own: _Part, socket_id: str, entry: Entry | None) -> None:
+        """This instance's part of ``room`` changed (``entry``: the socket joined or has a new
+        payload; ``None``: it left). The changes of one moment go out together, as one numbered
+        change per room: a burst of joins is a handful of messages, not one per socket."""
+        unsent = self._unsent.get(room)
+        if unsent is None or unsent[0] is not own:
+            if unsent is not None:
+                self._send(room, *unsent)  # of an earlier part of the room: it goes first
+            unsent = self._unsent[room] = (own, {})
+        unsent[1][socket_id] = entry
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send the changes not sent yet."""
+        self._flushing = False
+        unsent, self._unsent = self._unsent, {}
+        for room, (own, changes) in unsent.items():
+            self._send(room, own, changes)
+
+    def _send(self, room: str, own: _Part, changes: dict[str, Entry | None]) -> None:
+        own.version += 1
+        joined = [entry for entry in changes.values() if entry is not None]
+        left = [socket_id for socket_id, entry in changes.items() if entry is None]
+        self.send_change(Change(self.instance_id, room, own.stream, own.version, joined, left))
 
     # --- presence payloads -------------------------------------------------------------------------
 
@@ -250,8 +279,7 @@ class Roster:
             if entry is not None:
                 updated = Entry(entry.socket, entry.key, payload)
                 own.entries[sock.id] = updated
-                own.version += 1
-                self.send_change(Change(self.instance_id, room, own.stream, own.version, [updated], []))
+                self._changed(room, own, sock.id, updated)
 
     def tracks(self, room: str) -> bool:
         """Whether ``room``'s presence is tracked (events are sent to its members)."""
@@ -508,7 +536,9 @@ class Roster:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Cancel what is on its way (tables being built, parts being asked for)."""
+        """Send the changes not sent yet; cancel what is on its way (tables being built, parts
+        being asked for)."""
+        self.flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -522,8 +552,10 @@ class Roster:
         return Entry(sock.id, key if key is not None else self._key_of(sock), self.payload(sock))
 
     def _key_of(self, sock: Socket[Any]) -> str:
-        key = None if sock.identity is None else identity_key(sock.identity)
-        return key if key is not None else "s:" + sock.id
+        if sock.identity is not None:
+            with contextlib.suppress(EncodeError):  # no JSON form: grouped as a socket of its own
+                return identity_fingerprint(sock.identity)
+        return "s:" + sock.id
 
     def presence_count(self) -> int:
         """Entries held in the presence tables, every instance's (for health)."""
@@ -536,7 +568,8 @@ def presence_frame(notice: PresenceNotice) -> Frame:
 
 
 def identity_fingerprint(identity: object) -> str:
-    """What :class:`~typed_ss.cluster.wire.Target` names an identity by.
+    """What :class:`~typed_ss.cluster.wire.Target` names an identity by, and presence groups its
+    sockets by: 128 bits of the hash of its JSON (a third of what an entry holds, at the full 256).
 
     Raises:
         EncodeError: the identity has no JSON form (it cannot be found across instances).
@@ -544,7 +577,7 @@ def identity_fingerprint(identity: object) -> str:
     key = identity_key(identity)
     if key is None:
         raise EncodeError(f"an identity of type {type(identity).__qualname__} has no JSON form")
-    return key
+    return key[:32]
 
 
 def reply_parts(origin: str, request_id: int, answered: Answered, chunk: int) -> list[Reply]:

@@ -57,9 +57,11 @@ def is_control_topic(topic: str) -> bool:
     return topic == CONTROL_TOPIC or topic.startswith(("i:", "p:"))
 
 
-class Entry(msgspec.Struct, array_like=True, frozen=True):
+class Entry(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """One socket as other instances see it."""
 
+    # gc=False: strings only, never in a cycle; a room of 10,000 holds as many of them on every
+    # instance, and the garbage collector walking them made a member query's p99 (docs/benchmarks.md).
     socket: str
     key: str
     """What presence groups the socket by: its identity's fingerprint (its socket id when the
