@@ -47,9 +47,12 @@ MAX_LISTED: Final = 1000
 """Members a client's ``__members`` call lists at most, by default (``Presence(max_listed=...)``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Member(Generic[P]):
+class Member(msgspec.Struct, Generic[P], frozen=True, gc=False):
     """One socket somewhere in the cluster."""
+
+    # gc=False: a query makes one per member (10,000 for a room of 10,000), and the collector walking
+    # them started full collections in a process holding thousands of connections (docs/benchmarks.md).
+    # A member is never part of a cycle.
 
     socket: str
     """Its id (``ss.cluster`` actions take it)."""
