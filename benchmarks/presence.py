@@ -49,7 +49,6 @@ import itertools
 import json
 import logging
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -61,9 +60,8 @@ from starlette.requests import HTTPConnection
 
 from benchmarks import procstat
 from benchmarks.loadgen import TIMEOUT, Conn, Spec, Window, connect, frame, percentiles
-from benchmarks.servers import MAX_CONNECTIONS, native_settings
-from typed_ss import NativeServer, Presence, Server, Socket
-from typed_ss.errors import CloseCode
+from benchmarks.servers import MAX_CONNECTIONS, serve_natively
+from typed_ss import Presence, Server, Socket
 
 logger = logging.getLogger("benchmarks.presence")
 
@@ -288,24 +286,7 @@ def _walk(tables: dict[str, Any], payloads: dict[Any, bytes]) -> int:
 
 async def serve(redis_url: str | None) -> None:
     """One instance on the native transport until SIGINT or SIGTERM (as ``typed-ss-native``)."""
-    settings = native_settings()
-    native = NativeServer(
-        presence_server(redis_url),
-        host="127.0.0.1",
-        port=0,
-        path="/socket",
-        backlog=settings["backlog"],
-        read_buffer_size=settings["read_buffer_size"],
-        close_timeout=settings["close_timeout"],
-    )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await native.start()
-    print(f"PORT {native.port}", flush=True)
-    await stop.wait()
-    await native.stop(CloseCode.SERVICE_RESTART)
+    await serve_natively(presence_server(redis_url))
 
 
 # --- the load generator's side ----------------------------------------------------------------------

@@ -159,7 +159,12 @@ async def serve_native(redis_url: str | None, *, recovery: bool = False) -> None
     """``typed-ss-native`` (``typed-ss-recovery`` with ``recovery``): the server on the native
     transport, on an OS-picked port of 127.0.0.1, until SIGINT or SIGTERM; then every socket is closed
     with 1012, as :func:`typed_ss.serve` does."""
-    ss = typed_ss_server(redis_url, recovery=recovery)
+    await serve_natively(typed_ss_server(redis_url, recovery=recovery))
+
+
+async def serve_natively(ss: Server) -> None:
+    """``ss`` on the native transport with the recommended settings, on an OS-picked port of
+    127.0.0.1 (printed as ``PORT <n>``), until SIGINT or SIGTERM; then every socket is closed with 1012."""
     settings = native_settings()
     native = NativeServer(
         ss,
