@@ -398,3 +398,29 @@ async def test_the_changes_of_one_moment_travel_as_one_message() -> None:
         seen = await presence_events(ann, 19)
         assert sorted(socket for _, socket, _ in seen) == sorted(c.id for c in crowd[1:])
         assert cut_off(second).changes_sent - before < 19
+
+
+async def test_a_tracked_predicate_that_fails_leaves_the_room_untracked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def tracked(room: str) -> bool:
+        raise ValueError("bad predicate")
+
+    ss = presence_server(tracked=tracked)
+    async with running(make_app(ss), ss) as url, connect_client(url, "/socket?user=x") as x:
+        assert await join(x, "chat:1") == []  # joined, untracked
+        assert [m.socket for m in (await ss.cluster.members("chat:1")).value] == [x.id]
+    assert "tracked() failed" in caplog.text
+
+
+async def test_an_instance_has_its_id_before_its_backend_starts() -> None:
+    ss = presence_on(MemoryBroker())
+    assert ss.cluster.instance_id
+    assert (await ss.cluster.count("lobby")).value == 0
+    await ss.startup()
+    try:
+        multihome = ss.health().multihome
+        assert multihome is not None
+        assert multihome.instance == ss.cluster.instance_id
+    finally:
+        await ss.shutdown()

@@ -214,8 +214,9 @@ class Server(Generic[Identity]):
         roster = Roster(self.hub, presence)
         self.hub.roster = roster
         self._control = ControlPlane(roster)
-        if backend is None:
-            self._control.started_alone(instance_id or secrets.token_hex(8))
+        # Named from the start (random per Server unless given): ss.cluster answers with it before
+        # the backend starts too, and a Server started again is the same instance, in a new epoch.
+        self._control.name(instance_id or secrets.token_hex(8))
         self.cluster: Final = Cluster(self._control, presence)
         """Queries and actions across every instance sharing the backend (docs/presence.md)."""
         self.presence: Final = presence
@@ -461,7 +462,7 @@ class Server(Generic[Identity]):
                         self.hub,
                         self.backend,
                         max_envelope_size=self.limits.max_message_size + 64 * KiB,
-                        instance_id=self.instance_id,
+                        instance_id=self._control.instance_id,
                         keeps_history=self.recovery is not None and self.recovery.prepare(self.backend),
                         control=self._control,
                     )

@@ -139,8 +139,8 @@ class ControlPlane:
         await bus.watch_topic(instance_topic(instance_id))
         self._beat.start()
 
-    def started_alone(self, instance_id: str) -> None:
-        """No backend: this instance is the whole cluster."""
+    def name(self, instance_id: str) -> None:
+        """This instance's id; until :meth:`start` (or without a backend) it is the whole cluster."""
         self.instance_id = instance_id
         self.roster.instance_id = instance_id
 

@@ -284,7 +284,13 @@ class Roster:
     def tracks(self, room: str) -> bool:
         """Whether ``room``'s presence is tracked (events are sent to its members)."""
         presence = self.presence
-        return presence is not None and not room.startswith(RESERVED_PREFIX) and presence.tracks(room)
+        if presence is None or room.startswith(RESERVED_PREFIX):
+            return False
+        try:
+            return presence.tracks(room)
+        except Exception:  # the application's predicate: its failure must not fail the join
+            logger.exception("presence: tracked() failed for room %r; taken as not tracked", room)
+            return False
 
     # --- answers -----------------------------------------------------------------------------------
 
