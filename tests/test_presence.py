@@ -75,6 +75,18 @@ async def instances(count: int, **presence: Any) -> AsyncIterator[list[tuple[Ser
         yield list(zip(servers, urls, strict=True))
 
 
+@asynccontextmanager
+async def ann_and_bob() -> AsyncIterator[tuple[Server[Any], Server[Any], Client, Client]]:
+    """Two instances, ann on the first (in ``chat:1``) and bob on the second (in no room yet)."""
+    async with instances(2) as [(first, one), (second, two)]:
+        async with (
+            connect_client(one, "/socket?user=ann") as ann,
+            connect_client(two, "/socket?user=bob") as bob,
+        ):
+            await join(ann, "chat:1")
+            yield first, second, ann, bob
+
+
 async def join(client: Client, room: str) -> list[tuple[str, str, Any]]:
     """Join ``room``; returns the presence events that arrived before the join's answer (the
     joiner's own ``joined`` comes first: the join returns once the cluster knows of it)."""
@@ -196,27 +208,21 @@ async def test_a_lost_change_is_noticed_at_the_next_and_the_table_asked_again() 
 
 
 async def test_an_instance_cut_off_is_missing_its_members_leave_and_come_back() -> None:
-    async with instances(2) as nodes:
-        (first, one), (second, two) = nodes
-        async with (
-            connect_client(one, "/socket?user=ann") as ann,
-            connect_client(two, "/socket?user=bob") as bob,
-        ):
-            await join(ann, "chat:1")
-            await join(bob, "chat:1")
-            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
-            cut_off(second).cut = True
-            # Waited for until the timeout, then named; after the bound, its members leave.
-            assert await presence_events(ann, 1) == [("left", bob.id, {"name": "bob"})]
-            members = await first.cluster.members("chat:1", timeout=0.2)
-            assert [m.socket for m in members.value] == [ann.id]
-            assert members.missing == {second.cluster.instance_id}
-            assert not members.complete
-            cut_off(second).cut = False
-            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
-            await eventually(lambda: second.cluster.instance_id in first.cluster.peers)
-            members = await first.cluster.members("chat:1")
-            assert sorted(m.socket for m in members.value) == sorted([ann.id, bob.id])
+    async with ann_and_bob() as (first, second, ann, bob):
+        await join(bob, "chat:1")
+        assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+        cut_off(second).cut = True
+        # Waited for until the timeout, then named; after the bound, its members leave.
+        assert await presence_events(ann, 1) == [("left", bob.id, {"name": "bob"})]
+        members = await first.cluster.members("chat:1", timeout=0.2)
+        assert [m.socket for m in members.value] == [ann.id]
+        assert members.missing == {second.cluster.instance_id}
+        assert not members.complete
+        cut_off(second).cut = False
+        assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+        await eventually(lambda: second.cluster.instance_id in first.cluster.peers)
+        members = await first.cluster.members("chat:1")
+        assert sorted(m.socket for m in members.value) == sorted([ann.id, bob.id])
 
 
 async def test_a_clean_stop_says_goodbye_its_members_leave_at_once_and_it_is_not_missing() -> None:
@@ -331,50 +337,32 @@ async def test_a_newcomer_is_asked_once_and_costs_the_others_nothing_more() -> N
 
 
 async def test_a_change_lost_on_its_own_is_recovered_when_the_backend_says_it_lost_messages() -> None:
-    async with instances(2) as nodes:
-        (first, one), (_, two) = nodes
-        async with (
-            connect_client(one, "/socket?user=ann") as ann,
-            connect_client(two, "/socket?user=bob") as bob,
-        ):
-            await join(ann, "chat:1")
-            cut_off(first).lose_arriving_changes = 1
-            await join(bob, "chat:1")  # the only change of the room: nothing later reveals its loss
-            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
-            members = first.health().cluster.presence_entries
-            assert members == 2
+    async with ann_and_bob() as (first, _, ann, bob):
+        cut_off(first).lose_arriving_changes = 1
+        await join(bob, "chat:1")  # the only change of the room: nothing later reveals its loss
+        assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+        members = first.health().cluster.presence_entries
+        assert members == 2
 
 
 async def test_a_change_lost_on_its_way_out_is_asked_for_when_its_sender_says_it_lost_messages() -> None:
-    async with instances(2) as nodes:
-        (first, one), (second, two) = nodes
-        async with (
-            connect_client(one, "/socket?user=ann") as ann,
-            connect_client(two, "/socket?user=bob") as bob,
-        ):
-            await join(ann, "chat:1")
-            cut_off(second).lose_changes = 1
-            cut_off(second).count_losses = True
-            await join(bob, "chat:1")  # the only change of the room, lost on its way out
-            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
-            assert first.health().cluster.presence_entries == 2
+    async with ann_and_bob() as (first, second, ann, bob):
+        cut_off(second).lose_changes = 1
+        cut_off(second).count_losses = True
+        await join(bob, "chat:1")  # the only change of the room, lost on its way out
+        assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+        assert first.health().cluster.presence_entries == 2
 
 
 async def test_an_instance_that_did_not_run_for_a_while_does_not_take_the_others_for_gone() -> None:
-    async with instances(2) as nodes:
-        (first, one), (second, two) = nodes
-        async with (
-            connect_client(one, "/socket?user=ann") as ann,
-            connect_client(two, "/socket?user=bob") as bob,
-        ):
-            await join(ann, "chat:1")
-            await join(bob, "chat:1")
-            assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
-            time.sleep(PEER_TIMEOUT + 1)  # noqa: ASYNC251  # the whole process stops running: both instances
-            await asyncio.sleep(2 * HEARTBEAT_INTERVAL + 0.5)  # two heartbeats' checks each
-            await ann.nothing_within(0.1)
-            await bob.nothing_within(0.1)
-            assert [ss.health().cluster.peers_lost for ss in (first, second)] == [0, 0]
+    async with ann_and_bob() as (first, second, ann, bob):
+        await join(bob, "chat:1")
+        assert await presence_events(ann, 1) == [("joined", bob.id, {"name": "bob"})]
+        time.sleep(PEER_TIMEOUT + 1)  # noqa: ASYNC251  # the whole process stops running: both instances
+        await asyncio.sleep(2 * HEARTBEAT_INTERVAL + 0.5)  # two heartbeats' checks each
+        await ann.nothing_within(0.1)
+        await bob.nothing_within(0.1)
+        assert [ss.health().cluster.peers_lost for ss in (first, second)] == [0, 0]
 
 
 async def test_the_changes_of_one_moment_travel_as_one_message() -> None:

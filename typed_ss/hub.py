@@ -186,8 +186,9 @@ class Hub:
             # The backend's position in the room, read once its casts reach this instance: what is
             # kept after it is the client's to receive (live, or in a replay).
             await recorder.joined(sock, room)
-        if self.roster is not None:
-            await self.roster.joined(sock, room)
+        roster = self.roster
+        if roster is not None and roster.tracks(room):  # checked here: no coroutine for other rooms
+            await roster.joined(sock, room)
 
     async def leave(self, sock: Socket, room: str) -> None:
         """Remove ``sock`` from ``room``, deleting the room once it is empty."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final, Literal, cast
 import msgspec
 
 from typed_ss.backends.base import Departure
-from typed_ss.cluster.wire import is_control_topic
+from typed_ss.cluster.wire import UNDECODABLE, is_control_topic
 from typed_ss.errors import ProtocolError
 from typed_ss.health import MultihomeHealth
 from typed_ss.outbox import Outbox
@@ -462,15 +462,12 @@ class Multihome:
         if len(data) > self._max_envelope_size:
             self._reject("oversized", f"{len(data)} bytes on {topic!r}")
             return None
-        # Besides its own errors, msgspec raises UnicodeDecodeError for a string that is not UTF-8
-        # and RecursionError while skipping deeply nested extra elements: malformed all the same.
-        undecodable = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
         try:
             envelope = _decoder.decode(data)
-        except undecodable:
+        except UNDECODABLE:
             try:
                 version = _version_decoder.decode(data).v
-            except undecodable:
+            except UNDECODABLE:
                 version = ENVELOPE_VERSION
             if version != ENVELOPE_VERSION:
                 self._reject("unknown_version", f"version {version} on {topic!r}")
@@ -559,13 +556,7 @@ class Multihome:
             try:
                 envelope = _decoder.decode(data)
                 frame = frame_from_parts(envelope.event, envelope.letter, envelope.payload)
-            except (
-                msgspec.DecodeError,
-                msgspec.ValidationError,
-                UnicodeDecodeError,
-                RecursionError,
-                ProtocolError,
-            ):
+            except (*UNDECODABLE, ProtocolError):
                 self._reject("malformed", f"an undecodable message kept on {topic!r}")
                 continue
             publication = (envelope.origin, envelope.epoch, envelope.stream, envelope.seq)

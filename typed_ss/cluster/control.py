@@ -20,14 +20,14 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import msgspec
-
 from typed_ss.cluster.peers import HEARTBEAT_INTERVAL, PEER_TIMEOUT, Peers
-from typed_ss.cluster.roster import Answered, Roster, merged_parts, reply_parts
+from typed_ss.cluster.roster import Answered, Roster
 from typed_ss.cluster.wire import (
     CONTROL_TOPIC,
+    UNDECODABLE,
     Ask,
     Change,
+    Entry,
     Heartbeat,
     Part,
     Parts,
@@ -235,7 +235,7 @@ class ControlPlane:
         """One control message from the backend."""
         try:
             message = decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        except UNDECODABLE:
             self.counters["malformed"] += 1
             logger.warning("cluster: dropped an undecodable control message on %r", topic)
             return
@@ -296,7 +296,7 @@ class ControlPlane:
         waiting.answers[reply.origin] = Answered(
             count=reply.count,
             entries=[entry for piece in pieces for entry in piece.entries],
-            parts=merged_parts(part for piece in pieces for part in piece.parts),
+            parts=_merged_parts(part for piece in pieces for part in piece.parts),
             truncated=reply.truncated,
         )
         waiting.check()
@@ -307,7 +307,7 @@ class ControlPlane:
         if self.bus is None:
             return
         self.counters["answered"] += 1
-        for reply in reply_parts(self.instance_id, ask.id, answered, REPLY_CHUNK):
+        for reply in _replies(self.instance_id, ask.id, answered, REPLY_CHUNK):
             self.bus.send(instance_topic(ask.origin), encode(reply))
 
     # --- heartbeats --------------------------------------------------------------------------------
@@ -382,6 +382,40 @@ class ControlPlane:
         if not task.cancelled() and task.exception() is not None:
             logger.error("cluster: answering a question failed", exc_info=task.exception())
 
-    def live_peers(self) -> Iterable[str]:
-        """The other instances heard from within the bound."""
-        return self.peers.live
+
+def _replies(origin: str, request_id: int, answered: Answered, chunk: int) -> list[Reply]:
+    """``answered`` as one or more replies of at most ``chunk`` entries each, the parts' included: a
+    large part travels in pieces (each with its room, stream and version; see :func:`_merged_parts`)."""
+    batches: list[tuple[list[Entry], list[Part]]] = [([], [])]
+    space = chunk
+    for part, entries in [(None, answered.entries), *((part, part.entries) for part in answered.parts)]:
+        at = 0
+        while True:
+            if space <= 0:
+                batches.append(([], []))
+                space = chunk
+            piece = entries[at : at + space]
+            if part is None:
+                batches[-1][0].extend(piece)
+            else:  # an empty part goes too: it says the instance has no member of the room
+                batches[-1][1].append(Part(part.room, part.stream, part.version, piece))
+            at += len(piece)
+            space -= len(piece)
+            if at >= len(entries):
+                break
+    replies = [Reply(origin, request_id, False, [], entries, parts) for entries, parts in batches]
+    last = replies[-1]
+    replies[-1] = Reply(
+        origin, request_id, True, answered.count, last.entries, last.parts, answered.truncated
+    )
+    return replies
+
+
+def _merged_parts(parts: Iterable[Part]) -> list[Part]:
+    """The pieces of one instance's parts (see :func:`_replies`), one part per room again."""
+    heads: dict[str, Part] = {}
+    entries: dict[str, list[Entry]] = {}
+    for part in parts:
+        heads.setdefault(part.room, part)
+        entries.setdefault(part.room, []).extend(part.entries)
+    return [Part(room, head.stream, head.version, entries[room]) for room, head in heads.items()]

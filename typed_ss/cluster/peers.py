@@ -111,7 +111,3 @@ class Peers:
     def suspect(self) -> frozenset[str]:
         """The peers gone (unheard) less than :data:`SUSPECT_FOR` seconds ago."""
         return frozenset(origin for origin, peer in self._peers.items() if peer.gone_at is not None)
-
-    def is_live(self, origin: str) -> bool:
-        peer = self._peers.get(origin)
-        return peer is not None and peer.gone_at is None

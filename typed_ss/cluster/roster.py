@@ -38,7 +38,6 @@ from typed_ss.cluster.wire import (
     Part,
     Parts,
     Query,
-    Reply,
     Target,
 )
 from typed_ss.errors import EncodeError, InvalidName, LimitExceeded
@@ -172,8 +171,9 @@ class Roster:
         self._payloads.pop(sock, None)
 
     async def joined(self, sock: Socket[Any], room: str) -> None:
-        """``sock`` joined ``room`` (it is a member, and the room's casts reach this instance)."""
-        if not self.tracks(room) or not self._in_room(sock, room):
+        """``sock`` joined ``room``, a tracked room (it is a member, and the room's casts reach this
+        instance)."""
+        if not self._in_room(sock, room):
             # It left (or is gone) while its join waited for the backend: its leave found no table
             # to drop, so none may be made for it now.
             return
@@ -325,7 +325,7 @@ class Roster:
             return Part(room, 0, 0, [])
         return Part(room, own.stream, own.version, list(own.entries.values()))
 
-    def targets(self, target: Target) -> list[Socket[Any]]:
+    def _targets(self, target: Target) -> list[Socket[Any]]:
         """The local sockets ``target`` names."""
         if target.kind == "sockets":
             found = (self.hub.sockets.get(socket_id) for socket_id in target.values)
@@ -335,7 +335,7 @@ class Roster:
         return [sock for key in target.values for sock in self._by_key.get(key, ())]
 
     async def _act(self, action: Action) -> int:
-        sockets = self.targets(action.target)
+        sockets = self._targets(action.target)
         if action.kind == "disconnect":
             closing = [sock for sock in sockets if sock.connected]
             await asyncio.gather(*(sock.close(action.code, action.room) for sock in closing))
@@ -549,10 +549,6 @@ class Roster:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def identities(self) -> int:
-        """Distinct identities connected here (for health)."""
-        return len(self._by_key)
-
     def _entry(self, sock: Socket[Any]) -> Entry:
         key = self._keys.get(sock)
         return Entry(sock.id, key if key is not None else self._key_of(sock), self.payload(sock))
@@ -584,41 +580,3 @@ def identity_fingerprint(identity: object) -> str:
     if key is None:
         raise EncodeError(f"an identity of type {type(identity).__qualname__} has no JSON form")
     return key[:32]
-
-
-def reply_parts(origin: str, request_id: int, answered: Answered, chunk: int) -> list[Reply]:
-    """``answered`` as one or more replies of at most ``chunk`` entries each, the parts' included: a
-    large part travels in pieces (each with its room, stream and version; see :func:`merged_parts`)."""
-    batches: list[tuple[list[Entry], list[Part]]] = [([], [])]
-    space = chunk
-    for part, entries in [(None, answered.entries), *((part, part.entries) for part in answered.parts)]:
-        at = 0
-        while True:
-            if space <= 0:
-                batches.append(([], []))
-                space = chunk
-            piece = entries[at : at + space]
-            if part is None:
-                batches[-1][0].extend(piece)
-            else:  # an empty part goes too: it says the instance has no member of the room
-                batches[-1][1].append(Part(part.room, part.stream, part.version, piece))
-            at += len(piece)
-            space -= len(piece)
-            if at >= len(entries):
-                break
-    replies = [Reply(origin, request_id, False, [], entries, parts) for entries, parts in batches]
-    last = replies[-1]
-    replies[-1] = Reply(
-        origin, request_id, True, answered.count, last.entries, last.parts, answered.truncated
-    )
-    return replies
-
-
-def merged_parts(parts: Iterable[Part]) -> list[Part]:
-    """The pieces of one instance's parts (see :func:`reply_parts`), one part per room again."""
-    heads: dict[str, Part] = {}
-    entries: dict[str, list[Entry]] = {}
-    for part in parts:
-        heads.setdefault(part.room, part)
-        entries.setdefault(part.room, []).extend(part.entries)
-    return [Part(room, head.stream, head.version, entries[room]) for room, head in heads.items()]

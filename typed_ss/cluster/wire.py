@@ -19,6 +19,7 @@ import msgspec
 
 __all__ = [
     "CONTROL_TOPIC",
+    "UNDECODABLE",
     "Action",
     "Ask",
     "Change",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 CONTROL_TOPIC: Final = "c"
+
+UNDECODABLE: Final = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+"""What decoding bytes from another instance raises when they are not the message expected: besides
+its own errors, msgspec raises UnicodeDecodeError for a string that is not UTF-8 and RecursionError
+while skipping deeply nested extra elements. Malformed all the same (the bridge's envelopes too)."""
 
 
 def instance_topic(instance: str) -> str:
@@ -180,6 +186,6 @@ def decode(data: bytes) -> Message:
     """A control message from its bytes.
 
     Raises:
-        msgspec.DecodeError, msgspec.ValidationError: not a control message this version knows.
+        UNDECODABLE: not a control message this version knows.
     """
     return _decoder.decode(data)
