@@ -4,6 +4,7 @@ logged and restarted, health that shows them, and the multihome outbox bounded i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import pytest
 from tests.apps import echo_server, make_app
 from tests.support import connect_client, eventually, running
 from typed_ss.backends import MemoryBackend, MemoryBroker
+from typed_ss.backends._support import Link
 from typed_ss.errors import BackendError
 from typed_ss.outbox import Outbox
 from typed_ss.supervision import Backoff, Supervised, TaskHealth
@@ -200,3 +202,55 @@ async def test_a_task_that_swallows_its_cancellation_is_cancelled_again_and_it_i
     assert not task.running
     assert swallowed == 1
     assert "the stubborn task did not end when cancelled; cancelling it again" in caplog.text
+
+
+async def test_a_link_whose_connection_turns_its_cancellation_into_an_error_still_stops_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # redis-py's cluster client, cancelled at the wrong moment, may raise a connection error (or
+    # return) instead of the cancellation: the link must not take it for a lost connection and go on.
+    entered = asyncio.Event()
+    turned = 0
+
+    async def serve() -> None:
+        nonlocal turned
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            turned += 1
+            raise ConnectionError("the connection was closed") from None
+
+    log = logging.getLogger("test.supervision")
+    link = Link("a broker", serve, gone=(ConnectionError,), log=log, max_backoff=1.0)
+    task = Supervised("link", link.run, log=log)
+    task.start()
+    await entered.wait()
+    await task.stop()
+    assert not task.running
+    assert turned == 1
+    assert link.reconnects == 0, "a cancellation is no lost connection"
+    assert not link.last_error
+    assert "did not end when cancelled" not in caplog.text
+
+
+async def test_the_multihome_publisher_stops_although_the_backend_swallows_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publishing = asyncio.Event()
+
+    class Swallowing(MemoryBackend):
+        """Publishing returns normally when cancelled halfway (as a client library may)."""
+
+        async def publish(self, topic: str, data: bytes) -> None:
+            publishing.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    ss = echo_server(backend=Swallowing(MemoryBroker()))
+    async with running(make_app(ss), ss):
+        await ss.broadcast("news", "queued")
+        await publishing.wait()  # the publisher waits in publish() when the server stops
+    # It ended at the first cancellation: not cancelled again.
+    assert ss.health().multihome is None
+    assert "did not end when cancelled" not in caplog.text

@@ -45,7 +45,7 @@ from typed_ss.protocol import (
     frame_parts,
     gap_frame,
 )
-from typed_ss.supervision import Backoff, Supervised, TaskHealth
+from typed_ss.supervision import Backoff, Supervised, TaskHealth, raise_if_cancelled
 
 if TYPE_CHECKING:
     from typed_ss.backends.base import Backend, HistoryBackend
@@ -310,6 +310,9 @@ class Multihome:
     async def _publish_loop(self) -> None:
         backoff = Backoff(cap=MAX_PUBLISH_BACKOFF, log_every=50)
         while True:
+            # A backend's client library may swallow the cancellation that stops this task (redis-py's
+            # cluster client does, now and then): the loop must not go on regardless.
+            raise_if_cancelled()
             if not self._outbox:
                 self._outbox_drained.set()
                 self._outbox_ready.clear()

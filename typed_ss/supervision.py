@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
-__all__ = ["Backoff", "Supervised", "TaskHealth", "TaskState"]
+__all__ = ["Backoff", "Supervised", "TaskHealth", "TaskState", "raise_if_cancelled"]
 
 logger = logging.getLogger("typed_ss")
 
@@ -28,6 +28,18 @@ STOP_GRACE: Final = 2.0
 """Seconds a stopped task has to end once cancelled before it is cancelled again (and it is logged)."""
 STOP_ATTEMPTS: Final = 5
 """Cancellations a stopped task gets before it is left to itself (and that is logged as an error)."""
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task was asked to stop.
+
+    A loop that catches a connection error and tries again calls it first: a client library whose
+    own timeout fires as the task is cancelled may turn the cancellation into its timeout error
+    (Python 3.11's ``asyncio.timeout`` does, in that race), and the loop would go on for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Backoff:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from typed_ss.backends.base import BackendState
-from typed_ss.supervision import Backoff
+from typed_ss.supervision import Backoff, raise_if_cancelled
 
 __all__ = ["Inbox", "Link"]
 
@@ -160,6 +160,7 @@ class Link:
             try:
                 await self._serve()
             except self._gone as exc:
+                raise_if_cancelled()  # a cancellation a library turned into a connection error
                 self._lost(exc)
             else:
                 self._lost(ConnectionError("the connection ended"))
