@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -15,20 +16,29 @@ __all__ = ["RedisServer"]
 
 
 class RedisServer:
-    """One redis-server, without persistence, on 127.0.0.1."""
+    """One redis-server, without persistence, on 127.0.0.1.
 
-    def __init__(self, workdir: Path) -> None:
+    ``port``: the port to use (0: pick a free one at the first start); ``options``: more
+    ``redis-server`` arguments (a cluster node's); ``password``: required of clients (``url`` has it).
+    """
+
+    def __init__(
+        self, workdir: Path, *, port: int = 0, options: Sequence[str] = (), password: str | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make test` (it installs it)")
         self.binary = binary
         self.workdir = workdir
-        self.port = 0
+        self.port = port
+        self.options = list(options)
+        self.password = password
         self.process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        secret = f":{self.password}@" if self.password else ""
+        return f"redis://{secret}127.0.0.1:{self.port}/0"
 
     async def start(self) -> None:
         """Start (or restart, on the same port once it has one) and wait until it answers PING.
@@ -53,6 +63,8 @@ class RedisServer:
                     "no",
                     "--dir",
                     str(self.workdir),
+                    *(["--requirepass", self.password] if self.password else []),
+                    *self.options,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -60,7 +72,7 @@ class RedisServer:
             if await self._ready():
                 return
             await self.kill()
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     async def _ready(self) -> bool:
         """Whether this process answers on the port: the redis-server there must report this
