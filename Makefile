@@ -13,13 +13,14 @@ JS_STAMP := $(JS)/node_modules/.installed
 ASYNCAPI := tools/asyncapi
 ASYNCAPI_STAMP := $(ASYNCAPI)/node_modules/.installed
 
-# Debian packages the tests need (chromium: the browser tests; Go and gorilla/websocket: the benchmark's
+# Debian packages the tests need (chromium: the browser tests; redis-server and nats-server: the brokers
+# the multihome suites run, a Redis Cluster included; Go and gorilla/websocket: the benchmark's
 # Go server, which tests/test_benchmarks.py builds and runs); installed only when missing.
-SYSTEM_PACKAGES := chromium redis-server golang-go golang-github-gorilla-websocket-dev
+SYSTEM_PACKAGES := chromium redis-server nats-server golang-go golang-github-gorilla-websocket-dev
 # The benchmarks' extra packages (valgrind: the callgrind instruction counts; Debian's Go and
 # gorilla/websocket: the Go server the Go original is measured by, benchmarks/goserver.py), not
 # installed by `make test`.
-BENCH_SYSTEM_PACKAGES := redis-server valgrind golang-go golang-github-gorilla-websocket-dev
+BENCH_SYSTEM_PACKAGES := redis-server nats-server valgrind golang-go golang-github-gorilla-websocket-dev
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: setup system-packages demo test lint typecheck pytest pytest-native jstest clean constraints proto dist \

@@ -27,10 +27,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tests.backends.grpc_certs import CertificateAuthority
+from tests.backends.nats_server import NatsCluster
+from tests.backends.redis_cluster_server import RedisClusterServer
 from tests.backends.redis_server import RedisServer
 from tests.mongo_standin import MongoStandIn
 from tests.support import Client, eventually, free_ports
 from typed_ss.backends.grpc import TLSConfig
+from typed_ss.backends.nats import NatsBackend
+from typed_ss.backends.redis_cluster import RedisClusterBackend
 from typed_ss.cluster.wire import CONTROL_TOPIC, is_control_topic
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "MongoCluster",
     "Node",
     "RedisCluster",
+    "RoutedNats",
+    "ShardedRedis",
     "cast",
     "cluster",
     "health",
@@ -51,7 +57,7 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.backends.cluster_app:app"
-KINDS = ("redis", "grpc", "mongo")
+KINDS = ("redis", "redis-cluster", "nats", "grpc", "mongo")
 """The backends :func:`cluster` runs nodes on."""
 
 
@@ -154,6 +160,76 @@ class RedisCluster:
         assert channels == {f"typed-ss:r:{room}"} | socket_rooms, channels
 
 
+class ShardedRedis:
+    """Nodes on one Redis Cluster (3 masters, 3 replicas), through sharded pub/sub."""
+
+    def __init__(self, redis: RedisClusterServer, count: int) -> None:
+        self.redis = redis
+        self.nodes = alike(
+            count, {"TYPED_SS_TEST_BACKEND": "redis-cluster", "TYPED_SS_TEST_REDIS_URL": redis.url}
+        )
+
+    async def subscribers(self, topic: str) -> int:
+        """Subscribers of ``topic``'s (first) sharded channel, on the master serving it."""
+        channel = RedisClusterBackend(self.redis.url).channels(topic)[0]
+        admin = self.redis.server((await self.redis.master_of(channel)).port).client()
+        try:
+            ((_, count),) = await admin.pubsub_shardnumsub(channel)
+        finally:
+            await admin.aclose()
+        return int(count)
+
+    async def check(self, clients: Sequence[Client], room: str) -> None:
+        """Interest routing, as the cluster's masters see it: only the nodes with members of a room
+        listen, and every node to the broadcasts; each node has one subscriber connection per master."""
+        numsub = (
+            await self.subscribers(f"r:{room}"),
+            await self.subscribers("r:no-such-room"),
+            await self.subscribers("b"),
+        )
+        assert numsub == (len(clients) - 1, 0, len(clients)), (
+            f"SHARDNUMSUB room, no room, broadcasts: {numsub}"
+        )
+        for client in clients:
+            masters = (await health(client))["backend"]["detail"]["masters"]
+            assert len(masters) == 3, masters
+
+
+class RoutedNats:
+    """Nodes on a cluster of 3 nats-server nodes, node ``i`` connected to server ``i % 3``."""
+
+    def __init__(self, nats: NatsCluster, count: int) -> None:
+        self.nats = nats
+        self.nodes = [
+            Node(
+                f"node{i + 1}",
+                {
+                    "TYPED_SS_TEST_BACKEND": "nats",
+                    "TYPED_SS_TEST_NATS_URLS": ",".join(nats.urls(i % len(nats.nodes))),
+                },
+            )
+            for i in range(count)
+        ]
+
+    async def subscribers(self, topic: str) -> int:
+        """Client connections interested in ``topic``'s subject, over every server."""
+        subject = NatsBackend(self.nats.nodes[0].url).subject(topic)
+        return sum([await server.interest(subject) for server in self.nats.nodes])
+
+    async def check(self, clients: Sequence[Client], room: str) -> None:
+        """Interest routing across the servers: only the nodes with members of a room subscribe to its
+        subject, and every node to the broadcasts; each node is on the server it was given first."""
+        numsub = (
+            await self.subscribers(f"r:{room}"),
+            await self.subscribers("r:no-such-room"),
+            await self.subscribers("b"),
+        )
+        assert numsub == (len(clients) - 1, 0, len(clients)), f"interest room, no room, broadcasts: {numsub}"
+        for i, client in enumerate(clients):
+            server = (await health(client))["backend"]["detail"]["server"]
+            assert server == f"127.0.0.1:{self.nats.nodes[i % len(self.nats.nodes)].port}", server
+
+
 class MongoCluster:
     """Nodes on one capped collection of the MongoDB stand-in."""
 
@@ -228,6 +304,20 @@ async def cluster(kind: str, directory: Path, count: int = 3) -> AsyncIterator[C
     elif kind == "mongo":
         async with MongoStandIn() as standin:
             yield MongoCluster(standin, count)
+    elif kind == "redis-cluster":
+        sharded = RedisClusterServer(directory)
+        try:
+            await sharded.start()
+            yield ShardedRedis(sharded, count)
+        finally:
+            await sharded.kill()
+    elif kind == "nats":
+        routed = NatsCluster(directory)
+        try:
+            await routed.start()
+            yield RoutedNats(routed, count)
+        finally:
+            await routed.kill()
     elif kind == "redis":
         redis = RedisServer(directory)
         await redis.start()

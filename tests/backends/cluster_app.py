@@ -6,6 +6,8 @@
 Its backend comes from the environment. ``TYPED_SS_TEST_BACKEND`` names it; then
 
 - ``redis``: ``TYPED_SS_TEST_REDIS_URL``;
+- ``redis-cluster``: ``TYPED_SS_TEST_REDIS_URL`` (any node of the cluster);
+- ``nats``: ``TYPED_SS_TEST_NATS_URLS`` (comma-separated, the one to connect to first, first);
 - ``mongo``: ``TYPED_SS_TEST_MONGO_URL`` (the stand-in's, or a real MongoDB's);
 - ``grpc``: ``TYPED_SS_TEST_GRPC_LISTEN`` (host:port), ``TYPED_SS_TEST_GRPC_PEERS`` (comma-separated),
   ``TYPED_SS_TEST_GRPC_NAME``, the TLS files ``TYPED_SS_TEST_GRPC_CA``/``_CERT``/``_KEY``,
@@ -131,6 +133,14 @@ def backend_from_env() -> Backend:
         from typed_ss.backends.redis import RedisBackend
 
         return RedisBackend(env["TYPED_SS_TEST_REDIS_URL"])
+    if kind == "redis-cluster":
+        from typed_ss.backends.redis_cluster import RedisClusterBackend
+
+        return RedisClusterBackend(env["TYPED_SS_TEST_REDIS_URL"])
+    if kind == "nats":
+        from typed_ss.backends.nats import NatsBackend
+
+        return NatsBackend(env["TYPED_SS_TEST_NATS_URLS"].split(","), dont_randomize=True)
     if kind == "mongo":
         from typed_ss.backends.mongo import MongoBackend
 
@@ -150,7 +160,9 @@ def backend_from_env() -> Backend:
             ),
             shared_key=bytes.fromhex(env["TYPED_SS_TEST_GRPC_SHARED_KEY"]),
         )
-    raise ValueError(f"TYPED_SS_TEST_BACKEND: no backend {kind!r} (redis, mongo or grpc)")
+    raise ValueError(
+        f"TYPED_SS_TEST_BACKEND: no backend {kind!r} (redis, redis-cluster, nats, mongo or grpc)"
+    )
 
 
 recovery = Recovery() if os.environ.get("TYPED_SS_TEST_RECOVERY") == "1" else None

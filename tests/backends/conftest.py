@@ -71,10 +71,22 @@ class RedisBus:
 Linked = Callable[..., AbstractAsyncContextManager[list[Instance]]]
 
 
-@pytest.fixture(params=["memory", "redis", "grpc", *MONGO_BUSES])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "nats", "grpc", *MONGO_BUSES])
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bus]:
     if request.param == "memory":
         yield MemoryBus()
+        return
+    if request.param == "redis-cluster":
+        from tests.backends.redis_cluster_bus import redis_cluster_bus
+
+        async with redis_cluster_bus(tmp_path) as cluster:
+            yield cluster
+        return
+    if request.param == "nats":
+        from tests.backends.nats_bus import nats_bus
+
+        async with nats_bus(tmp_path) as nats:
+            yield nats
         return
     if request.param in MONGO_BUSES:
         async with mongo_bus(request.param) as mongo:

@@ -1,13 +1,14 @@
 """The Backend protocol (``typed_ss/backends/base.py``) tested directly, with no Server: two linked
 backends of each kind, A and B, and what one publishes and the other receives.
 
-Memory, Redis (a real redis-server), MongoDB (the stand-in; a real mongod too with
-``TYPED_SS_MONGO_URL``) and gRPC (two nodes linked insecure on free ports). What every one of them
-does: what is published after ``subscribe`` returns arrives, once, intact and in order; only the
-topics subscribed arrive, and an unsubscribed topic stops arriving; subscribing twice and
-unsubscribing what is not subscribed are harmless; ``health`` names the backend and follows it from
-connected to stopped; ``stop`` ends the message stream, is safe twice, and a stopped backend refuses
-to publish. ``tests/backends/test_conformance.py`` runs the same backends under real servers.
+Memory, Redis (a real redis-server), Redis Cluster (3 masters and 3 replicas), NATS (a real
+nats-server), MongoDB (the stand-in; a real mongod too with ``TYPED_SS_MONGO_URL``) and gRPC (two
+nodes linked insecure on free ports). What every one of them does: what is published after
+``subscribe`` returns arrives, once, intact and in order; only the topics subscribed arrive, and an
+unsubscribed topic stops arriving; subscribing twice and unsubscribing what is not subscribed are
+harmless; ``health`` names the backend and follows it from connected to stopped; ``stop`` ends the
+message stream, is safe twice, and a stopped backend refuses to publish.
+``tests/backends/test_conformance.py`` runs the same backends under real servers.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ async def grpc_pair() -> list[Backend]:
     raise RuntimeError("no two free ports for the gRPC nodes")
 
 
-@pytest.fixture(params=["memory", "redis", *MONGO_BUSES, "grpc"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "nats", *MONGO_BUSES, "grpc"])
 async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Backend, Backend]]:
     """Two started backends of one kind, linked to each other; stopped afterwards."""
     async with contextlib.AsyncExitStack() as stack:
@@ -67,6 +68,14 @@ async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             await redis.start()
             stack.push_async_callback(redis.kill)
             backends = RedisBus(redis).backends(2)
+        elif request.param == "redis-cluster":
+            from tests.backends.redis_cluster_bus import redis_cluster_bus
+
+            backends = (await stack.enter_async_context(redis_cluster_bus(tmp_path))).backends(2)
+        elif request.param == "nats":
+            from tests.backends.nats_bus import nats_bus
+
+            backends = (await stack.enter_async_context(nats_bus(tmp_path))).backends(2)
         elif request.param in MONGO_BUSES:
             backends = (await stack.enter_async_context(mongo_bus(request.param))).backends(2)
         else:

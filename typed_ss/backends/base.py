@@ -41,7 +41,7 @@ class BackendHealth(msgspec.Struct, kw_only=True):
     """What a backend reports about itself (``ss.health()`` includes it)."""
 
     name: str
-    """The backend's kind: ``memory``, ``redis``, ``mongo``, ``grpc``."""
+    """The backend's kind: ``memory``, ``redis``, ``redis-cluster``, ``nats``, ``mongo``, ``grpc``."""
     state: BackendState
     reconnects: int = 0
     """How many times the backend lost its connection and made a new one."""
