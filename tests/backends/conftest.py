@@ -12,6 +12,7 @@ import pytest
 
 from tests.apps import echo_server, make_app
 from tests.backends.mongo_bus import MONGO_BUSES, mongo_bus
+from tests.backends.nats_server import NatsServer
 from tests.backends.redis_server import RedisServer
 from tests.support import running
 from typed_ss import Server
@@ -69,6 +70,17 @@ class RedisBus:
 
 
 Linked = Callable[..., AbstractAsyncContextManager[list[Instance]]]
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """A real nats-server on free loopback ports, killed (by its PID) afterwards."""
+    server = NatsServer(tmp_path / "nats")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
 
 
 @pytest.fixture(params=["memory", "redis", "redis-cluster", "nats", "grpc", *MONGO_BUSES])

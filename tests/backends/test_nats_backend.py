@@ -67,16 +67,6 @@ def backend_on(server: NatsServer, **options: Any) -> NatsBackend:
     return NatsBackend(server.url, group="test", **options)
 
 
-@pytest.fixture
-async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
-
-
 @contextlib.asynccontextmanager
 async def running(*backends: Backend) -> AsyncIterator[None]:
     try:
@@ -239,51 +229,40 @@ async def test_a_certificate_it_cannot_verify_is_reported(
         await server.kill()
 
 
-@pytest.mark.slow
-async def test_user_and_password_are_passed_through(tmp_path: Path) -> None:
-    server = NatsServer(tmp_path / "nats", options=["--user", "typed", "--pass", "s3cret"])
-    await server.start()
-    try:
-        a = backend_on(server, user="typed", password="s3cret")
-        b = backend_on(server, user="typed", password="s3cret")
-        async with running(a, b), collecting(b) as at_b:
-            await b.subscribe("t")
-            await a.publish("t", b"authenticated")
-            await eventually(lambda: at_b.received == [("t", b"authenticated")])
-    finally:
-        await server.kill()
-
-
-@pytest.mark.slow
-async def test_a_token_is_passed_through(tmp_path: Path) -> None:
-    server = NatsServer(tmp_path / "nats", options=["--auth", "t0ken"])
-    await server.start()
-    try:
-        a, b = backend_on(server, token="t0ken"), backend_on(server, token="t0ken")
-        async with running(a, b), collecting(b) as at_b:
-            await b.subscribe("t")
-            await a.publish("t", b"with a token")
-            await eventually(lambda: at_b.received == [("t", b"with a token")])
-    finally:
-        await server.kill()
-
-
-@pytest.mark.slow
-async def test_an_nkey_seed_is_passed_through(tmp_path: Path) -> None:
-    # A user known to the server by its public nkey only, made for the test (never a committed key).
+def nkey_user(directory: Path) -> tuple[str, dict[str, Any]]:
+    """A user the server knows by its public nkey only, made for the test (never a committed key):
+    the server's configuration, and the backend's options (the seed file)."""
     seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
     public = nkeys.from_seed(bytearray(seed)).public_key.decode()
-    seed_file = tmp_path / "user.nk"
+    seed_file = directory / "user.nk"
     seed_file.write_bytes(seed)
-    server = NatsServer(tmp_path / "nats", config=f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}')
+    return f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}', {"nkeys_seed": str(seed_file)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["user and password", "token", "nkey seed"])
+async def test_credentials_are_passed_through(kind: str, tmp_path: Path) -> None:
+    options: list[str] = []
+    config = ""
+    credentials: dict[str, Any]
+    if kind == "user and password":
+        options, credentials = (
+            ["--user", "typed", "--pass", "s3cret"],
+            {"user": "typed", "password": "s3cret"},
+        )
+    elif kind == "token":
+        options, credentials = ["--auth", "t0ken"], {"token": "t0ken"}
+    else:
+        config, credentials = nkey_user(tmp_path)
+    server = NatsServer(tmp_path / "nats", options=options, config=config)
     await server.start()
     try:
-        a, b = backend_on(server, nkeys_seed=str(seed_file)), backend_on(server, nkeys_seed=str(seed_file))
+        a, b = backend_on(server, **credentials), backend_on(server, **credentials)
         async with running(a, b), collecting(b) as at_b:
             await b.subscribe("t")
-            await a.publish("t", b"signed with an nkey")
-            await eventually(lambda: at_b.received == [("t", b"signed with an nkey")])
-        stranger = backend_on(server)  # no key: refused, and said so
+            await a.publish("t", kind.encode())
+            await eventually(lambda: at_b.received == [("t", kind.encode())])
+        stranger = backend_on(server)  # without them: refused, and said so
         async with running(stranger):
             await eventually(lambda: "authorization" in str(stranger.health().detail["last_error"]).lower())
             assert state(stranger) != "connected"

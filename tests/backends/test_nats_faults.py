@@ -33,16 +33,6 @@ pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 
 @pytest.fixture
-async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
-
-
-@pytest.fixture
 async def nats_cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
     cluster = NatsCluster(tmp_path / "cluster", size=3)
     await cluster.start()
