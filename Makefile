@@ -143,11 +143,12 @@ bench-system-packages:
 	scripts/ensure-system-packages $(BENCH_SYSTEM_PACKAGES)
 
 # Full sizes (10,000 idle connections, fan-out to 10,000, presence of 10,000 sockets in one room on 3
-# instances), 5 repetitions (presence: 3): over half an hour.
+# instances, 8 instances on each of Redis, Redis Cluster, NATS and the gRPC mesh), 5 repetitions
+# (presence and scale-out: 3): over half an hour.
 bench: $(BENCH_STAMP) bench-system-packages
 	$(PY) -m benchmarks full
 
-# Smaller sizes and one repetition, in under 2 minutes.
+# Smaller sizes and one repetition, in a few minutes (the scale-out scenario alone takes about 80 s).
 bench-quick: $(BENCH_STAMP) bench-system-packages
 	$(PY) -m benchmarks quick
 

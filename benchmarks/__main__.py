@@ -12,10 +12,11 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import goserver, report
-from benchmarks.run import ROOT, SCENARIOS, SIZES, run_suite
+from benchmarks.run import ROOT, SCALE_BACKENDS, SCENARIOS, SIZES, run_suite
 from benchmarks.servers import KINDS
 
 
@@ -69,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         help="servers to compare (default: all; reported in the order " + ", ".join(KINDS) + ")",
     )
     parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=SCALE_BACKENDS,
+        default=list(SCALE_BACKENDS),
+        help="the scale scenario's backends (default: all: " + ", ".join(SCALE_BACKENDS) + ")",
+    )
+    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -79,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     kinds = tuple(kind for kind in KINDS if kind in args.kinds)
     sizes = SIZES[args.mode]
     scenarios = tuple(name for name in SCENARIOS if name in args.scenarios)
-    sizes = type(sizes)(**{**sizes.__dict__, "kinds": kinds, "scenarios": scenarios})
+    backends = tuple(backend for backend in SCALE_BACKENDS if backend in args.backends)
+    sizes = replace(sizes, kinds=kinds, scenarios=scenarios, scale_backends=backends)
     narrowed = "" if scenarios == SCENARIOS else f"; only {', '.join(scenarios)}"
     print(f"typed-ss benchmarks, {sizes.note}{narrowed}", file=sys.stderr, flush=True)
 
@@ -109,6 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(cpu_clocks_note(outcome["cpu_clocks"]) + "\n")
     print("\n".join(report.table(outcome["medians"], kinds)))
+    scale = report.scale_table(outcome["medians"])
+    if scale:
+        print("\n### Scale-out: typed-ss native instances on each backend (scale scenario)\n")
+        print("\n".join(scale))
+        for phase, title in (("bc", "broadcasts"), ("rc", "roomcasts")):
+            print(f"\nPer broker node (gRPC: per instance), {title}, net of the control plane:\n")
+            print("\n".join(report.scale_node_table(outcome["medians"], phase)))
+        if "redis-cluster" in report.scale_backends(outcome["medians"]):
+            print(
+                "\nOn Redis Cluster each instance publishes its broadcasts to one of 16 channels, picked "
+                "at random when it starts: the masters' broadcast shares differ from one repetition to the "
+                "next, and their medians need not add up (the JSON's runs have each repetition's)."
+            )
+    for backend, why in outcome.get("scale_skipped", {}).items():
+        print(f"\nscale: not run on {backend}: {why}")
     print("\n### Targets (ratios from this run)\n")
     print("\n".join(report.target_lines(outcome["targets"], sizes.repetitions)))
     print(f"\n{outcome['go_origin']}\n")

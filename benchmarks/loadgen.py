@@ -3,9 +3,10 @@
     python -m benchmarks.loadgen '<JSON spec>'
 
 prints one line of JSON with the scenario's figures (the ``presence`` scenario's side is in
-:mod:`benchmarks.presence`). Connections are callback-driven (no task or future per message), on
-picows when it is installed (the fastest asyncio client here), else on websockets (a core dependency:
-slower, used only so the harness's smoke test runs without the bench group; the result says which).
+:mod:`benchmarks.presence`, the ``scale`` scenario's in :mod:`benchmarks.scale`). Connections are
+callback-driven (no task or future per message), on picows when it is installed (the fastest asyncio
+client here), else on websockets (a core dependency: slower, used only so the harness's smoke test
+runs without the bench group; the result says which).
 The generator measures its own CPU per message, so a report shows when the client, not the server, was
 the limit, and the server's CPU (user + system, by PID) over the same window, both in nanoseconds
 (:mod:`benchmarks.procstat`; the server's kernel part in clock ticks).
@@ -619,6 +620,15 @@ async def presence(spec: Spec) -> dict[str, Any]:
     return await measure(spec)
 
 
+async def scale(spec: Spec) -> dict[str, Any]:
+    """Instances in processes of their own on a multihome backend: cross-instance broadcasts and
+    roomcasts, and the broker's load (:func:`benchmarks.scale.measure`; imported here only, as it
+    imports typed-ss)."""
+    from benchmarks.scale import measure
+
+    return await measure(spec)
+
+
 SCENARIOS: dict[str, Callable[[Spec], Awaitable[dict[str, Any]]]] = {
     "echo": echo,
     "call": call,
@@ -627,6 +637,7 @@ SCENARIOS: dict[str, Callable[[Spec], Awaitable[dict[str, Any]]]] = {
     "roomcast": roomcast,
     "idle": idle,
     "presence": presence,
+    "scale": scale,
 }
 
 

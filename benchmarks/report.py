@@ -13,9 +13,20 @@ from typing import Any
 
 from benchmarks import goserver
 from benchmarks.run import ROOT
+from benchmarks.scale import NAMES as SCALE_NAMES
 from benchmarks.servers import OURS, VARIANTS, native_settings, serve_settings
 
-__all__ = ["all_targets", "comparisons", "environment", "rows", "table", "targets", "write_chart"]
+__all__ = [
+    "all_targets",
+    "comparisons",
+    "environment",
+    "rows",
+    "scale_node_table",
+    "scale_table",
+    "table",
+    "targets",
+    "write_chart",
+]
 
 NAMES = {
     "typed-ss": "typed-ss",
@@ -316,6 +327,151 @@ def targets(medians: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return checked
+
+
+SCALE_ROWS: tuple[tuple[str, str], ...] = (
+    ("instances", "instances (processes)"),
+    ("connections", "connections, all instances"),
+    ("rooms", "rooms"),
+    ("members_per_room", "members per room"),
+    ("member_instances", "instances with members (of every room)"),
+    ("broker_nodes", "broker nodes"),
+    ("broker_connections", "the instances' connections to the broker"),
+    ("streams", "gRPC streams, N x (N - 1)"),
+    ("room_subscribers_max", "instances subscribed to a room's channel, at most"),
+    ("idle_instance_cpu_util", "no casts: each instance's CPU (cores), the control plane alone"),
+    ("idle_instance_sent_per_s", "no casts: messages each instance sends its peers per second"),
+    ("bc_casts_per_s", "broadcast: casts/s (a steady rate)"),
+    ("bc_deliveries_per_s", "broadcast: deliveries/s"),
+    ("bc_latency_p50_ms", "broadcast: cross-instance latency p50 ms"),
+    ("bc_latency_p99_ms", "broadcast: cross-instance latency p99 ms"),
+    ("bc_servers_cpu_us_per_delivery", "broadcast: servers' CPU µs/delivery"),
+    ("bc_servers_cpu_us_per_cast", "broadcast: servers' CPU µs/cast"),
+    ("bc_instance_cpu_us_per_cast", "broadcast: each instance's CPU µs/cast"),
+    ("bc_instances_per_cast", "broadcast: messages the instances received per cast"),
+    ("bc_broker_in_per_cast", "broadcast: broker messages in per cast, all nodes"),
+    ("bc_broker_out_per_cast", "broadcast: broker messages out per cast, all nodes"),
+    ("bc_broker_bus_out_per_cast", "broadcast: cluster bus messages per cast"),
+    ("bc_mesh_messages_per_cast", "broadcast: mesh messages per cast"),
+    ("bc_broker_out_bytes_per_cast", "broadcast: broker bytes out per cast"),
+    ("bc_broker_cpu_us_per_cast", "broadcast: broker CPU µs/cast, all nodes"),
+    ("rc_casts_per_s", "roomcast: casts/s (a steady rate)"),
+    ("rc_deliveries_per_s", "roomcast: deliveries/s"),
+    ("rc_latency_p50_ms", "roomcast: cross-instance latency p50 ms"),
+    ("rc_latency_p99_ms", "roomcast: cross-instance latency p99 ms"),
+    ("rc_servers_cpu_us_per_delivery", "roomcast: servers' CPU µs/delivery"),
+    ("rc_servers_cpu_us_per_cast", "roomcast: servers' CPU µs/cast"),
+    ("rc_roomcaster_cpu_us_per_cast", "roomcast: the sending instance's CPU µs/cast"),
+    ("rc_member_instance_cpu_us_per_cast", "roomcast: each instance with members: CPU µs/cast"),
+    ("rc_other_instances_cpu_us_per_cast", "roomcast: the other instances without members: CPU µs/cast"),
+    ("rc_received_without_members", "roomcast: messages received by the instances without members"),
+    ("rc_received_by_members_min", "roomcast: messages received by each instance with members, fewest"),
+    ("rc_instances_per_cast", "roomcast: messages the instances received per cast"),
+    ("rc_broker_in_per_cast", "roomcast: broker messages in per cast, all nodes"),
+    ("rc_broker_out_per_cast", "roomcast: broker messages out per cast, all nodes"),
+    ("rc_broker_bus_out_per_cast", "roomcast: cluster bus messages per cast"),
+    ("rc_mesh_messages_per_cast", "roomcast: mesh messages per cast"),
+    ("rc_broker_out_bytes_per_cast", "roomcast: broker bytes out per cast"),
+    ("rc_broker_cpu_us_per_cast", "roomcast: broker CPU µs/cast, all nodes"),
+    ("burst", "burst: roomcasts sent at once to one instance"),
+    ("burst_casts_per_s", "burst: roomcasts/s that instance got out (all delivered)"),
+    ("burst_roomcaster_cpu_util", "burst: that instance's CPU (cores)"),
+    ("burst_member_cpu_util_max", "burst: the busiest receiving instance's CPU (cores)"),
+    ("burst_latency_p99_ms", "burst: cross-instance latency p99 ms"),
+    ("drain_publishes_per_s", "one instance's outbox, nothing delivered: publishes/s"),
+    ("drain_cpu_util", "one instance's outbox, nothing delivered: its CPU (cores)"),
+    ("drain_cpu_us_per_publish", "one instance's outbox, nothing delivered: its CPU µs/publish"),
+    ("ceiling_one_publishes_per_s", "broker alone, 1 subscriber: publishes/s"),
+    ("ceiling_one_node_cpu_util", "broker alone, 1 subscriber: the node's CPU (cores)"),
+    ("ceiling_one_node_cpu_us_per_publish", "broker alone, 1 subscriber: the node's CPU µs/publish"),
+    ("ceiling_all_publishes_per_s", "broker alone, a subscriber per instance: publishes/s"),
+    ("ceiling_all_deliveries_per_s", "broker alone, a subscriber per instance: deliveries/s"),
+    ("ceiling_all_node_cpu_util", "broker alone, a subscriber per instance: the node's CPU (cores)"),
+    ("ceiling_all_node_cpu_us_per_publish", "broker alone, a subscriber per instance: node CPU µs/publish"),
+    ("ceiling_all_replica_cpu_us_per_publish", "broker alone: its replica's CPU µs/publish (cluster bus)"),
+    ("ceiling_all_client_cpu_util", "broker alone: the load generator's CPU (cores)"),
+    ("ceiling_cpu_us_per_publish_alone", "broker alone: the node's CPU µs per publish, deliveries apart"),
+    ("ceiling_cpu_us_per_delivery", "broker alone: the node's CPU µs per delivery"),
+    ("lost", "messages lost between instances"),
+    ("other_cpu_util", "other tenants' CPU (cores), the busier phase"),
+)
+"""The scale scenario's figures (:mod:`benchmarks.scale`), one column per backend."""
+SCALE_NODE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("in_per_cast", "in/cast"),
+    ("out_per_cast", "out/cast"),
+    ("bus_in_per_cast", "bus in/cast"),
+    ("bus_out_per_cast", "bus out/cast"),
+    ("sent_per_cast", "sent/cast"),
+    ("out_bytes_per_cast", "bytes out/cast"),
+    ("cpu_us_per_cast", "CPU µs/cast"),
+)
+"""Each broker node's figures per cast (the gRPC mesh: each instance's messages sent to its peers)."""
+
+
+def scale_backends(medians: dict[str, Any]) -> list[str]:
+    """The backends a run measured the scale scenario on, in the reports' order."""
+    return [backend for backend in SCALE_NAMES if f"scale-{backend}" in medians]
+
+
+def _scale_figures(medians: dict[str, Any], backend: str) -> dict[str, Any]:
+    figures: dict[str, Any] = next(iter(medians.get(f"scale-{backend}", {}).values()), {})
+    return figures
+
+
+def scale_table(medians: dict[str, Any]) -> list[str]:
+    """The scale scenario's figures as a Markdown table, a column per backend (none: no line)."""
+    backends = scale_backends(medians)
+    if not backends:
+        return []
+    lines = ["| figure | " + " | ".join(SCALE_NAMES[b] for b in backends) + " |"]
+    lines.append("|---" + "|---:" * len(backends) + "|")
+    for metric, label in SCALE_ROWS:
+        values = []
+        for backend in backends:
+            figures = _scale_figures(medians, backend)
+            value = figures.get(metric)
+            values.append(float(value) if isinstance(value, int | float) else None)
+        if all(value is None for value in values):
+            continue
+        lines.append(f"| {label} | " + " | ".join(_format(value) for value in values) + " |")
+    return lines
+
+
+def scale_node_table(medians: dict[str, Any], phase: str) -> list[str]:
+    """Each broker node's share of ``phase`` (``bc``: the broadcasts, ``rc``: the roomcasts), per
+    cast, for every backend of the run: a row per node (the gRPC mesh: per instance)."""
+    rows: list[tuple[str, str, dict[str, float]]] = []
+    for backend in scale_backends(medians):
+        figures = _scale_figures(medians, backend)
+        nodes: dict[str, dict[str, float]] = {}
+        for key, value in figures.items():
+            parts = key.split(":")
+            if (
+                len(parts) == 4
+                and parts[0] == "node"
+                and parts[2] == phase
+                and isinstance(value, int | float)
+            ):
+                nodes.setdefault(parts[1], {})[parts[3]] = float(value)
+        for node, values in nodes.items():
+            rooms = figures.get(f"node:{node}:rooms", figures.get(f"node:{node}:room_subscriptions"))
+            if isinstance(rooms, int | float):
+                values["rooms"] = float(rooms)
+            rows.append((SCALE_NAMES[backend], node, values))
+    if not rows:
+        return []
+    columns = [
+        (metric, label) for metric, label in SCALE_NODE_COLUMNS if any(metric in v for _, _, v in rows)
+    ]
+    extra = any("rooms" in values for _, _, values in rows)
+    header = ["backend", "node", *(["rooms (Redis Cluster) / room subscriptions (NATS)"] if extra else [])]
+    header += [label for _, label in columns]
+    lines = ["| " + " | ".join(header) + " |", "|---|---" + "|---:" * (len(header) - 2) + "|"]
+    for backend, node, values in rows:
+        cells = [backend, node, *([_format(values.get("rooms"))] if extra else [])]
+        cells += [_format(values.get(metric)) for metric, _ in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 MIN_REPETITIONS_FOR_VERDICT = 3

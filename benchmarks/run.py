@@ -1,19 +1,18 @@
 """The orchestrator: starts every server in its own process, runs each scenario's load generator in
 another, alternates the servers between repetitions, and hands the medians to :mod:`benchmarks.report`.
 
-Every process it starts (servers, redis-server, load generators, valgrind) it stops itself, by PID.
+Every process it starts (servers, the brokers of :mod:`benchmarks.brokers`, load generators, valgrind)
+it stops itself, by PID.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import importlib.util
 import json
 import os
 import select
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,24 +24,33 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from benchmarks import goserver, procstat
+from benchmarks.brokers import Node, free_port, nats_cluster, redis_cluster, redis_server
+from benchmarks.brokers import die_with_parent as _die_with_parent
+from benchmarks.brokers import stop as _stop
 from benchmarks.loadgen import HAVE_PICOWS, Spec
+from benchmarks.scale import NATS_NODES, Layout
 from benchmarks.servers import KINDS, OURS, VARIANTS
 
 __all__ = [
     "FULL",
     "PRESENCE_KIND",
     "QUICK",
+    "SCALE_BACKENDS",
+    "SCALE_KIND",
     "SCENARIOS",
     "SMOKE",
     "Sizes",
     "presence_repetition",
     "run_suite",
+    "scale_repetition",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIOS = ("idle", "echo", "call", "broadcast", "roomcast", "redis", "presence", "callgrind")
+SCENARIOS = ("idle", "echo", "call", "broadcast", "roomcast", "redis", "presence", "scale", "callgrind")
 """Every scenario a run can be narrowed to (``python -m benchmarks quick --scenarios call``)."""
+SCALE_BACKENDS = ("redis", "redis-cluster", "nats", "grpc")
+"""The backends the scale scenario runs on (``--backends`` narrows them), in the reports' order."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,31 @@ class Sizes:
     """Sockets that join a room at once (the next ones once these have their answers)."""
     presence_repetitions: int = 1
     """Repetitions of the presence scenario (the first ones of the run's)."""
+    scale_instances: int = 4
+    """typed-ss native instances, each a process, on each backend of the scale scenario
+    (:mod:`benchmarks.scale`): half of them hold the rooms' members."""
+    scale_receivers: int = 4
+    """Connections on each instance (on the instances with members, each a member of one room)."""
+    scale_rooms: int = 2
+    scale_broadcasts: int = 20
+    """Broadcasts, sent at ``scale_broadcast_rate`` a second, from every instance in turn."""
+    scale_broadcast_rate: float = 50.0
+    scale_roomcasts: int = 40
+    """Roomcasts, sent at ``scale_roomcast_rate`` a second, from an instance without members."""
+    scale_roomcast_rate: float = 100.0
+    scale_idle: float = 0.5
+    """Seconds without casts, measuring what the control plane alone costs each broker node."""
+    scale_burst: int = 20
+    """Roomcasts sent at once from one instance: how many a second one instance gets out."""
+    scale_ceiling_seconds: float = 0.2
+    """Seconds of publishes straight into a broker node (:mod:`benchmarks.ceiling`), for each of two
+    fan-outs: the broker's own ceiling."""
+    scale_warmup: int = 2
+    """Broadcasts and roomcasts sent (and delivered) before the measured ones."""
+    scale_repetitions: int = 1
+    """Repetitions of the scale scenario (the first ones of the run's)."""
+    scale_backends: tuple[str, ...] = SCALE_BACKENDS
+    """The backends the scale scenario runs on, of :data:`SCALE_BACKENDS`."""
     quiet_retries: int = 0
     """Times a measurement is taken again when other processes used more than ``max_other_cpu``
     cores during it (the quietest attempt is kept), within ``retry_budget`` seconds per run."""
@@ -121,8 +154,20 @@ QUICK = Sizes(
     presence_identities=200,
     presence_queries=20,
     presence_probes=5,
+    scale_instances=8,
+    scale_receivers=50,
+    scale_rooms=20,
+    scale_broadcasts=150,
+    scale_broadcast_rate=50.0,
+    scale_roomcasts=1000,
+    scale_roomcast_rate=250.0,
+    scale_idle=2.0,
+    scale_burst=2000,
+    scale_ceiling_seconds=2.0,
+    scale_warmup=5,
     note="quick sizes: 1 repetition, fan-out up to 1,000, rooms of 10 members, 1,000 idle connections, "
-    "presence of 2,000 sockets in one room; `make bench` runs the full sizes",
+    "presence of 2,000 sockets in one room, 8 instances of 50 connections on each backend; `make bench` "
+    "runs the full sizes",
 )
 FULL = Sizes(
     name="full",
@@ -147,10 +192,22 @@ FULL = Sizes(
     presence_queries=50,
     presence_probes=20,
     presence_repetitions=3,
+    scale_instances=8,
+    scale_receivers=125,
+    scale_rooms=25,
+    scale_broadcasts=400,
+    scale_broadcast_rate=40.0,
+    scale_roomcasts=5000,
+    scale_roomcast_rate=500.0,
+    scale_idle=5.0,
+    scale_burst=5000,
+    scale_ceiling_seconds=3.0,
+    scale_warmup=20,
+    scale_repetitions=3,
     quiet_retries=3,
-    note="full sizes: medians of 5 repetitions (presence: 3), servers alternated between repetitions, a "
-    "measurement taken again (up to 3 times; presence never) when other processes used more than 0.3 "
-    "cores during it",
+    note="full sizes: medians of 5 repetitions (presence and scale: 3), servers alternated between "
+    "repetitions, a measurement taken again (up to 3 times; presence and scale never) when other "
+    "processes used more than 0.3 cores during it",
 )
 SMOKE = Sizes(
     name="smoke",
@@ -199,14 +256,8 @@ class Started:
         return self.process.pid
 
 
-def _die_with_parent() -> None:
-    """Run in a child before it executes: Linux sends it SIGTERM if this process dies first, so a
-    killed run (a stopped test, a Ctrl-C'd make) leaves no server behind."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
+class ServerDidNotStart(RuntimeError):
+    """A server process did not report its port (it failed to start: see its log)."""
 
 
 def _read_port(process: subprocess.Popen[str], timeout: float) -> int:
@@ -215,19 +266,8 @@ def _read_port(process: subprocess.Popen[str], timeout: float) -> int:
     ready, _, _ = select.select([process.stdout], [], [], timeout)
     line = process.stdout.readline() if ready else ""
     if not line.startswith("PORT "):
-        raise RuntimeError(f"the server did not report its port within {timeout} s: {line!r}")
+        raise ServerDidNotStart(f"the server did not report its port within {timeout} s: {line!r}")
     return int(line.split()[1])
-
-
-def _stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    """SIGINT (uvicorn shuts down gracefully, valgrind writes its output), then SIGKILL; by PID."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 @contextlib.contextmanager
@@ -238,10 +278,28 @@ def server(
     redis_url: str | None = None,
     wrapper: list[str] | None = None,
     module: str | None = None,
+    args: list[str] | None = None,
 ) -> Iterator[Started]:
     """Run ``python -m benchmarks.servers KIND`` (under ``wrapper``, e.g. valgrind) until the block ends;
     for ``go``, the Go server :func:`benchmarks.goserver.build` built in ``workdir``; with ``module``,
-    ``python -m MODULE`` (``kind`` names it in the logs: the presence server, :mod:`benchmarks.presence`)."""
+    ``python -m MODULE`` (``kind`` names it in the logs: the presence server, :mod:`benchmarks.presence`);
+    ``args``: more arguments."""
+    with servers(kind, workdir, [args or []], redis_url=redis_url, wrapper=wrapper, module=module) as (one,):
+        yield one
+
+
+@contextlib.contextmanager
+def servers(
+    kind: str,
+    workdir: Path,
+    args: list[list[str]],
+    *,
+    redis_url: str | None = None,
+    wrapper: list[str] | None = None,
+    module: str | None = None,
+) -> Iterator[list[Started]]:
+    """:func:`server` ``len(args)`` times at once, each with its own more arguments: all are started
+    before any is waited for (the scale scenario's instances start together)."""
     env = None
     if module is not None:
         command = [*(wrapper or []), sys.executable, "-m", module]
@@ -253,55 +311,32 @@ def server(
         command = [*(wrapper or []), sys.executable, "-m", "benchmarks.servers", kind]
     if redis_url is not None:
         command += ["--redis", redis_url]
-    log = open(workdir / f"server-{kind}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=_die_with_parent
-    )
+    started: list[tuple[subprocess.Popen[str], IO[str]]] = []
     try:
-        port = _read_port(process, 180.0 if wrapper else 30.0)
-        yield Started(kind, process, port, log)
+        for more in args:
+            output: IO[str] = open(workdir / f"server-{kind}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+            try:
+                child = subprocess.Popen(
+                    [*command, *more],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=output,
+                    text=True,
+                    preexec_fn=_die_with_parent,
+                )
+            except BaseException:
+                output.close()
+                raise
+            started.append((child, output))
+        timeout = (180.0 if wrapper else 30.0) + 2.0 * len(args)
+        yield [Started(kind, child, _read_port(child, timeout), output) for child, output in started]
     finally:
-        _stop(process)
-        if process.stdout is not None:
-            process.stdout.close()
-        log.close()
-
-
-def _free_port() -> int:
-    # redis-server cannot be given port 0: take one the OS picked and hand it over.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[tuple[str, int]]:
-    """A redis-server without persistence on a free loopback port; yields its URL and PID."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed: `make bench` installs it")
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", process.pid
-    finally:
-        _stop(process)
+        for child, output in started:  # closed here, whatever happened
+            _stop(child)
+            if child.stdout is not None:
+                child.stdout.close()
+            output.close()
 
 
 def loadgen(spec: Spec, timeout: float = 300.0) -> dict[str, Any]:
@@ -536,6 +571,120 @@ def presence_repetition(sizes: Sizes, workdir: Path, results: Results) -> None:
         results.setdefault("presence", {}).setdefault(PRESENCE_KIND, []).append(figures)
 
 
+SCALE_KIND = "typed-ss-native"
+"""The scale scenario's servers: typed-ss on its native transport (:mod:`benchmarks.scale`), its
+figures recorded under that kind (keys ``scale-<backend>``)."""
+NEEDS_REDIS = frozenset({"redis", "redis-cluster"})
+"""The scale scenario's backends on Redis: ``--no-redis`` leaves them out."""
+
+
+def scale_unavailable(backend: str) -> str | None:
+    """Why the scale scenario cannot run on ``backend`` here (``None``: it can)."""
+    programs = {
+        "redis": ["redis-server"],
+        "redis-cluster": ["redis-server"],
+        "nats": ["nats-server"],
+    }
+    for program in programs.get(backend, []):
+        if (shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin")) is None:
+            return f"{program} is not installed (`make bench` installs it)"
+    module = {"redis": "redis", "redis-cluster": "redis", "nats": "nats", "grpc": "grpc"}[backend]
+    if importlib.util.find_spec(module) is None:
+        return (
+            f"the Python package {module!r} is not installed (typed-ss's extras: `make test` installs them)"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _scale_brokers(backend: str, workdir: Path) -> Iterator[list[Node]]:
+    """The broker of ``backend``: one redis-server, a Redis Cluster of 3 masters with a replica each,
+    3 nats-server nodes routed to each other, or none (the gRPC mesh)."""
+    if backend == "redis":
+        with redis_server(workdir) as (url, pid):
+            yield [Node("redis", "single", int(url.rsplit(":", 1)[1].split("/")[0]), pid)]
+    elif backend == "redis-cluster":
+        with redis_cluster(workdir) as nodes:
+            yield nodes
+    elif backend == "nats":
+        with nats_cluster(workdir, NATS_NODES) as nodes:
+            yield nodes
+    else:
+        yield []
+
+
+def _scale_arguments(backend: str, nodes: list[Node], count: int) -> list[list[str]]:
+    """Each instance's arguments to ``python -m benchmarks.scale``: Redis's URL; a Redis Cluster
+    master's (each instance is given another, as a deployment spreads them); its NATS node's
+    (:meth:`benchmarks.scale.Layout.nats_node`); or its gRPC address and every other instance's."""
+    arguments = []
+    masters = [node for node in nodes if node.role != "replica"]
+    ports = [free_port() for _ in range(count)] if backend == "grpc" else []
+    for instance in range(count):
+        more = ["--backend", backend, "--name", f"instance-{instance}"]
+        if backend == "grpc":
+            more += ["--listen", f"127.0.0.1:{ports[instance]}"]
+            more += [
+                arg for port in ports if port != ports[instance] for arg in ("--peer", f"127.0.0.1:{port}")
+            ]
+        elif backend == "nats":
+            more += ["--url", nodes[Layout(count).nats_node(instance)].url]
+        else:
+            more += ["--url", masters[instance % len(masters)].url]
+        arguments.append(more)
+    return arguments
+
+
+def scale_repetition(sizes: Sizes, workdir: Path, results: Results, backends: tuple[str, ...]) -> None:
+    """``scale_instances`` instances of the scale server (:mod:`benchmarks.scale`), each a process, on
+    each of ``backends`` in turn, each with fresh brokers: cross-instance broadcasts and roomcasts,
+    and the broker's load. Never retaken: it needs fresh servers."""
+    count = sizes.scale_instances
+    for backend in backends:
+        _say(
+            f"  scale: {count} instances on {backend}, {sizes.scale_receivers} connections each, "
+            f"{sizes.scale_broadcasts} broadcasts at {sizes.scale_broadcast_rate:g}/s, "
+            f"{sizes.scale_roomcasts} roomcasts at {sizes.scale_roomcast_rate:g}/s to "
+            f"{sizes.scale_rooms} rooms"
+        )
+        with _scale_brokers(backend, workdir) as nodes:
+            for attempt in range(3):
+                arguments = _scale_arguments(backend, nodes, count)
+                try:
+                    instances = servers("scale", workdir, arguments, module="benchmarks.scale")
+                    with instances as started:
+                        spec = Spec(
+                            scenario="scale",
+                            kind=SCALE_KIND,
+                            url=started[0].url,
+                            server_pids=[one.pid for one in started],
+                            helper_pids=[node.pid for node in nodes],
+                            receivers=sizes.scale_receivers,
+                            rooms=sizes.scale_rooms,
+                            broadcasts=sizes.scale_broadcasts,
+                            messages=sizes.scale_roomcasts,
+                            warmup=sizes.scale_warmup,
+                            extra={
+                                "backend": backend,
+                                "urls": [one.url for one in started],
+                                "nodes": [{**asdict(node), "url": node.url} for node in nodes],
+                                "broadcast_rate": sizes.scale_broadcast_rate,
+                                "roomcast_rate": sizes.scale_roomcast_rate,
+                                "idle": sizes.scale_idle,
+                                "burst": sizes.scale_burst,
+                                "ceiling_seconds": sizes.scale_ceiling_seconds,
+                            },
+                        )
+                        figures = loadgen(spec, timeout=600)
+                except ServerDidNotStart:
+                    if attempt == 2:
+                        raise
+                    _say(f"  scale: an instance on {backend} did not start (a port taken meanwhile?): again")
+                    continue
+                results.setdefault(f"scale-{backend}", {}).setdefault(SCALE_KIND, []).append(figures)
+                break
+
+
 def _callgrind(sizes: Sizes, workdir: Path, results: Results) -> None:
     """The instruction counts: each Python server's per echo message (on 1 and on 50 connections) and
     per call (one process under callgrind, start-up excluded), and typed-ss's core alone
@@ -744,6 +893,21 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
         if "presence" in sizes.scenarios and not presence:
             why = "--no-redis" if not redis else f"{PRESENCE_KIND} is not in --kinds"
             _say(f"presence: not run ({why}; its servers are {PRESENCE_KIND} on Redis)")
+        scale_backends: tuple[str, ...] = ()
+        scale_skipped: dict[str, str] = {}
+        if "scale" in sizes.scenarios:
+            if SCALE_KIND not in sizes.kinds:
+                _say(f"scale: not run ({SCALE_KIND} is not in --kinds; its servers are {SCALE_KIND})")
+            else:
+                for backend in sizes.scale_backends:
+                    reason = (
+                        "--no-redis" if backend in NEEDS_REDIS and not redis else scale_unavailable(backend)
+                    )
+                    if reason is None:
+                        scale_backends += (backend,)
+                    else:
+                        scale_skipped[backend] = reason
+                        _say(f"scale: not run on {backend} ({reason})")
         counted = sizes.callgrind is not None and "callgrind" in sizes.scenarios
         for kind in sorted(set(sizes.kinds) & NO_CALLGRIND) if counted else []:
             _say(f"{kind}: not in the callgrind scenario (instruction counts are for the Python servers)")
@@ -754,6 +918,8 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
                 _redis_repetition(sizes, rep, workdir, results, retries)
             if presence and rep < sizes.presence_repetitions:
                 presence_repetition(sizes, workdir, results)
+            if scale_backends and rep < sizes.scale_repetitions:
+                scale_repetition(sizes, workdir, results, scale_backends)
         if "callgrind" in sizes.scenarios and (sizes.callgrind is not None or sizes.core is not None):
             _callgrind(sizes, workdir, results)
     return {
@@ -769,4 +935,5 @@ def run_suite(sizes: Sizes, *, redis: bool = True, wait_quiet: float = 0.0) -> d
         "medians": medians(results),
         "kinds": list(sizes.kinds),
         "skipped": skipped,
+        "scale_skipped": scale_skipped,
     }

@@ -60,6 +60,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from benchmarks.loadgen import TYPED_SS_KINDS
 from typed_ss import NativeServer, Recovery, Server, Socket, uvicorn_settings
+from typed_ss.backends.base import Backend
 from typed_ss.errors import CloseCode
 from typed_ss.native.server import DEFAULT_READ_BUFFER
 
@@ -115,11 +116,15 @@ def native_settings() -> dict[str, Any]:
 # --- typed-ss --------------------------------------------------------------------------------------
 
 
-def typed_ss_server(redis_url: str | None, *, recovery: bool = False) -> Server:
+def typed_ss_server(
+    redis_url: str | None, *, recovery: bool = False, backend: Backend | None = None
+) -> Server:
     """The typed-ss server and its handlers, the same for every typed-ss kind; ``recovery``: with
-    connection state recovery on, at its defaults (``typed-ss-recovery``)."""
-    backend = None
+    connection state recovery on, at its defaults (``typed-ss-recovery``); ``backend``: on this one
+    instead of ``RedisBackend(redis_url)`` (the scale scenario's, :mod:`benchmarks.scale`)."""
     if redis_url is not None:
+        if backend is not None:
+            raise ValueError("typed_ss_server takes redis_url or backend, not both")
         from typed_ss.backends.redis import RedisBackend
 
         backend = RedisBackend(redis_url, group="bench")

@@ -6,7 +6,9 @@ ASGI app answers every operation exactly as the bare Starlette endpoint does; wi
 typed-ss's casts carry an offset flag and its replies none, as the load generator expects.
 
 The callgrind scenario has tests of its own (a server's counts, 50 connections included, and the core
-alone's), each skipped where valgrind is missing: ``make test`` does not install it.
+alone's), each skipped where valgrind is missing: ``make test`` does not install it. So has the scale
+scenario, one per backend (4 instances, each a process, on Redis, a Redis Cluster, 3 NATS nodes or
+the gRPC mesh), each skipped, naming why, where its broker or client library is missing.
 
 `make test` does not install the bench group: /proc then stands in for psutil, and the load generator
 runs on picows only because the native transport made it a core dependency (else on websockets);
@@ -32,10 +34,20 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from benchmarks import goserver, procstat, report, run
+from benchmarks import goserver, procstat, report, run, scale
 from benchmarks.__main__ import main as bench_main
 from benchmarks.loadgen import Conn, Spec, call, call_frame, connect, frame, payload, reply_frame, wire
-from benchmarks.run import NO_REDIS, PRESENCE_KIND, SCENARIOS, SMOKE, Sizes, run_suite, server
+from benchmarks.run import (
+    NO_REDIS,
+    PRESENCE_KIND,
+    SCALE_BACKENDS,
+    SCALE_KIND,
+    SCENARIOS,
+    SMOKE,
+    Sizes,
+    run_suite,
+    server,
+)
 from benchmarks.servers import KINDS, OURS, VARIANTS
 from typed_ss.protocol import encode_frame, parse_call_flag, split_client_frame, with_flag
 
@@ -55,8 +67,9 @@ PRESENCE_ROW = f"presence, {SMOKE.presence_sockets} sockets in one room on 3 ins
 @pytest.mark.slow
 def test_every_scenario_runs_on_tiny_sizes() -> None:
     redis = shutil.which("redis-server") is not None
-    # callgrind has its own tests below: under valgrind, it would take as long as the rest together.
-    timed = tuple(scenario for scenario in SCENARIOS if scenario != "callgrind")
+    # callgrind has its own tests below: under valgrind, it would take as long as the rest together;
+    # so has scale (a test per backend, below: each starts brokers and several instances).
+    timed = tuple(scenario for scenario in SCENARIOS if scenario not in ("callgrind", "scale"))
     outcome = run_suite(replace(SMOKE, kinds=KINDS, scenarios=timed), redis=redis)
     medians = outcome["medians"]
     kinds: tuple[str, ...] = KINDS
@@ -161,6 +174,98 @@ def test_presence_runs_only_with_typed_ss_native_on_redis(
     label = "presence, 10,000 sockets in one room on 3 instances: members(room) p50 ms"
     assert table[2:] == [f"| {label} | - | 40.0 | - |  |  |  |"]
     assert report.targets(medians) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", SCALE_BACKENDS)
+def test_the_scale_scenario_runs_on_tiny_sizes(backend: str) -> None:
+    """Instances in processes of their own on each backend: every broadcast and roomcast reaches
+    every recipient (the load generator counts each cast's deliveries and fails the run on one
+    missing or one too many), the instances without members receive none of the roomcasts, and the
+    broker (or the mesh) is read per node. Sizes are tiny: nothing here is a measurement."""
+    unavailable = run.scale_unavailable(backend)
+    if unavailable is not None:
+        pytest.skip(unavailable)
+    sizes = replace(SMOKE, kinds=(SCALE_KIND,), scenarios=("scale",), scale_backends=(backend,))
+    outcome = run_suite(sizes)
+    assert outcome["scale_skipped"] == {}
+    assert set(outcome["medians"]) == {f"scale-{backend}"}
+    figures = outcome["medians"][f"scale-{backend}"][SCALE_KIND]
+    count, per = SMOKE.scale_instances, SMOKE.scale_receivers
+    half = count // 2  # the instances with members: each has members of every room
+    assert (figures["instances"], figures["connections"]) == (count, count * per)
+    # Every broadcast reached every connection; every roomcast every member, all on other instances.
+    assert figures["bc_deliveries"] == SMOKE.scale_broadcasts * count * per
+    assert figures["bc_remote_deliveries"] == SMOKE.scale_broadcasts * (count - 1) * per
+    members = half * per // SMOKE.scale_rooms
+    assert figures["members_per_room"] == members
+    assert figures["rc_deliveries"] == figures["rc_remote_deliveries"] == SMOKE.scale_roomcasts * members
+    # Interest routing: the broker (or the roomcasting instance) knows exactly the instances with
+    # members, and the others' bridges received nothing of the rooms.
+    assert figures["room_subscribers_min"] == figures["room_subscribers_max"] == half
+    assert figures["rc_received_without_members"] == 0
+    assert figures["rc_received_by_members_min"] == SMOKE.scale_roomcasts
+    assert figures["rc_instances_per_cast"] == half
+    # Redis sends a publisher its own messages back (its bridge drops them); NATS (no_echo) and the
+    # mesh do not.
+    assert figures["bc_instances_per_cast"] == (count if backend.startswith("redis") else count - 1)
+    assert figures["lost"] == figures["bc_duplicates"] == figures["rc_duplicates"] == 0
+    for phase in ("bc", "rc"):
+        assert 0 < figures[f"{phase}_latency_p50_ms"] <= figures[f"{phase}_latency_p99_ms"], phase
+        assert figures[f"{phase}_servers_cpu_us_per_delivery"] > 0, phase
+    nodes = {key.split(":")[1] for key in figures if key.startswith("node:")}
+    if backend == "grpc":
+        assert figures["streams"] == count * (count - 1)
+        assert nodes == {f"instance-{i}" for i in range(count)}
+        assert "rc_mesh_messages_per_cast" in figures
+    else:
+        expected = {"redis": {"redis"}, "nats": {"nats-1", "nats-2", "nats-3"}}.get(backend)
+        expected = expected or {f"{role}-{i}" for role in ("master", "replica") for i in (1, 2, 3)}
+        assert nodes == expected
+        assert figures["rc_broker_cpu_us_per_cast"] >= 0
+    if backend == "nats":  # node 2's clients are instances without members: no room subscription
+        assert figures["node:nats-2:room_subscriptions"] == 0
+        assert figures["node:nats-1:room_subscriptions"] > 0
+    if backend == "redis-cluster":  # every room's channel is served by one master
+        assert sum(figures[f"node:master-{i}:rooms"] for i in (1, 2, 3)) == SMOKE.scale_rooms
+
+    table = report.scale_table(outcome["medians"])
+    assert table[0] == f"| figure | {scale.NAMES[backend]} |"
+    label = "roomcast: messages received by the instances without members"
+    assert f"| {label} | 0.00 |" in table
+    assert report.scale_node_table(outcome["medians"], "rc")[2:]  # a row per node
+
+
+def test_the_scale_scenario_runs_on_the_backends_asked_for(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--backends`` narrows the scale scenario; ``--no-redis`` leaves out its Redis backends, and a
+    run without typed-ss native leaves it out, each saying why."""
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(
+        run, "scale_repetition", lambda sizes, workdir, results, backends: ran.append(backends)
+    )
+    monkeypatch.setattr(run, "scale_unavailable", lambda backend: None)  # every broker installed
+    outcome = run_suite(replace(SMOKE, kinds=(SCALE_KIND,), scenarios=("scale",)), redis=False)
+    assert outcome["scale_skipped"] == {"redis": "--no-redis", "redis-cluster": "--no-redis"}
+    run_suite(replace(SMOKE, kinds=(SCALE_KIND,), scenarios=("scale",), scale_backends=("grpc",)))
+    run_suite(replace(SMOKE, kinds=("starlette",), scenarios=("scale",)))
+    assert ran == [("nats", "grpc"), ("grpc",)]
+    assert f"scale: not run ({SCALE_KIND} is not in --kinds" in capsys.readouterr().err
+    monkeypatch.setattr(run, "scale_unavailable", lambda backend: "nats-server is not installed")
+    outcome = run_suite(replace(SMOKE, kinds=(SCALE_KIND,), scenarios=("scale",), scale_backends=("nats",)))
+    assert outcome["scale_skipped"] == {"nats": "nats-server is not installed"}
+    assert len(ran) == 2
+
+
+def test_the_scale_layout_leaves_a_nats_node_without_members() -> None:
+    """Half the instances hold the members, instance 0 (without) roomcasts; on NATS, node 2's clients
+    are instances without members only, and the roomcaster is on another node."""
+    layout = scale.Layout(8)
+    assert (layout.without_members, layout.members, layout.roomcaster) == ([0, 1, 2, 3], [4, 5, 6, 7], 0)
+    assert [layout.nats_node(i) for i in range(8)] == [0, 1, 1, 1, 0, 0, 2, 2]
+    small = scale.Layout(4)
+    assert [small.nats_node(i) for i in range(4)] == [0, 1, 0, 2]
 
 
 @pytest.mark.slow
