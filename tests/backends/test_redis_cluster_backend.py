@@ -170,3 +170,30 @@ async def test_an_unreachable_cluster_at_start_is_reported_not_raised(tmp_path: 
         await backend.subscribe(BROADCAST_TOPIC)  # returns: subscribed once the cluster answers
         assert backend.health().state in ("connecting", "reconnecting")
         assert backend.health().detail["last_error"]
+
+
+async def test_a_room_left_and_joined_at_once_is_no_slot_move(tmp_path: Path) -> None:
+    async with started_cluster(tmp_path) as cluster:
+        async with started(RedisClusterBackend(cluster.url)) as backend:
+            await backend.subscribe(BROADCAST_TOPIC)  # keeps a connection to every master open
+            topic = room_topic("lobby")
+            await backend.subscribe(topic)
+            for _ in range(20):
+                await backend.unsubscribe(topic)
+                await backend.subscribe(topic)
+            received: list[tuple[str, bytes]] = []
+
+            async def collect() -> None:
+                async for message in backend.messages():
+                    received.append(message)
+
+            reader = asyncio.create_task(collect())
+            try:
+                async with started(RedisClusterBackend(cluster.url)) as sender:
+                    await sender.publish(topic, b"still subscribed")
+                    await eventually(lambda: (topic, b"still subscribed") in received)
+            finally:
+                reader.cancel()
+            health = backend.health()
+            assert health.state == "connected"
+            assert (health.detail["moves"], health.detail["unplaced"]) == (0, 0)

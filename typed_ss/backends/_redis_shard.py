@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -105,6 +105,9 @@ class ShardSubscriber:
         self.channels: set[str] = set()
         """The channels wanted on this master; subscribed again on every new connection."""
         self._unsent: dict[str, bool] = {}  # changes not sent while the master did not answer
+        # SUNSUBSCRIBEs sent and not answered yet, by channel: their answers are no slot moves (a room
+        # left and joined again at once would look like one).
+        self._leaving: Counter[str] = Counter()
         self._pubsub: Any = None  # redis.asyncio.client.PubSub while the connection is up
         self._up = asyncio.Event()  # set once the master answered on this connection
         host, port = address
@@ -158,6 +161,7 @@ class ShardSubscriber:
         with contextlib.suppress(*_PUBSUB_GONE):
             async with asyncio.timeout(self._subscribe_timeout):
                 for group in by_slot(channels):
+                    self._leaving.update(group)
                     await self._pubsub.sunsubscribe(*group)
 
     # --- the connection ----------------------------------------------------------------------------
@@ -236,10 +240,15 @@ class ShardSubscriber:
             self._deliver(channel, message["data"])
         elif kind == "ssubscribe":
             self._confirmed(channel)
-        elif kind == "sunsubscribe" and channel in self.channels:
-            # Not asked for: the channel's slot left this master.
-            self.channels.discard(channel)
-            self._moved([channel])
+        elif kind == "sunsubscribe":
+            if self._leaving[channel] > 0:
+                self._leaving[channel] -= 1  # the answer to one this subscriber sent
+                if not self._leaving[channel]:
+                    del self._leaving[channel]
+            elif channel in self.channels:
+                # Not asked for: the channel's slot left this master.
+                self.channels.discard(channel)
+                self._moved([channel])
 
     async def _apply_unsent(self, pubsub: Any) -> None:
         changes, self._unsent = self._unsent, {}
@@ -249,10 +258,12 @@ class ShardSubscriber:
             for group in by_slot(subscribe):
                 await pubsub.ssubscribe(*group)
             for group in by_slot(unsubscribe):
+                self._leaving.update(group)
                 await pubsub.sunsubscribe(*group)
 
     async def _close(self) -> None:
         self._up.clear()
+        self._leaving.clear()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(*GONE):

@@ -259,7 +259,7 @@ class RedisClusterBackend:
                     for (host, port), shard in self._shards.items()
                 },
                 "channels": len(self._wanted),
-                "unplaced": len(self._wanted) - len(self._placed),
+                "unplaced": self._unplaced(),
                 "topology_refreshes": self._refreshes,
                 "moves": self._moves,
                 "probe_failures": sum(shard.probe_failures for shard in self._shards.values()),
@@ -280,11 +280,15 @@ class RedisClusterBackend:
         for state in worst:
             if state in states:
                 return state
-        if len(self._placed) < len(self._wanted):
+        if self._unplaced():
             return "reconnecting"  # channels whose master is not known yet
         return "connected"
 
     # --- placing channels on masters ---------------------------------------------------------------
+
+    def _unplaced(self) -> int:
+        """Wanted channels not subscribed on any master (their master is not known yet)."""
+        return sum(1 for channel in self._wanted if channel not in self._placed)
 
     def _confirmation(self, channel: str) -> asyncio.Future[None]:
         future = self._confirmed.get(channel)
@@ -316,6 +320,10 @@ class RedisClusterBackend:
                 by_master.setdefault(master, []).append(channel)
         shards = []
         for master, group in by_master.items():
+            # Only what is still wanted: an unsubscribe may have run during the previous await.
+            group = [channel for channel in group if channel in self._wanted]
+            if not group:
+                continue
             shard = self._shard(master)
             for channel in group:
                 self._placed[channel] = master
@@ -414,6 +422,13 @@ class RedisClusterBackend:
 
     async def _reconcile(self) -> None:
         """Move every channel not on the master serving it now; close connections no longer used."""
+        # Placed but no longer wanted (an unsubscribe that ran while a move was under way): drop them.
+        stale: dict[tuple[str, int], list[str]] = {}
+        for channel in [channel for channel in self._placed if channel not in self._wanted]:
+            stale.setdefault(self._placed.pop(channel), []).append(channel)
+        for master, channels in stale.items():
+            if (shard := self._shards.get(master)) is not None:
+                await shard.remove(channels)
         moving: dict[tuple[str, int] | None, list[str]] = {}
         for channel in self._wanted:
             now = self._master_of(channel)
