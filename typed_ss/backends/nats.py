@@ -65,6 +65,7 @@ import logging
 import re
 import ssl
 import string
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
@@ -72,7 +73,7 @@ from typing import Final
 from typed_ss.backends._support import Inbox
 from typed_ss.backends.base import BackendHealth, BackendState
 from typed_ss.errors import BackendError, ConfigurationError, MissingDependencyError
-from typed_ss.supervision import Backoff, Supervised
+from typed_ss.supervision import Backoff, Supervised, raise_if_cancelled
 
 try:
     from nats import errors as nats_errors
@@ -254,6 +255,8 @@ class NatsBackend:
         # Subjects whose subscription is still to be made on the client (recorded during an outage,
         # or not confirmed yet); the watcher makes them once NATS answers.
         self._unsent: set[str] = set()
+        # Subscriptions unsubscribed while NATS did not answer: the watcher tells the server later.
+        self._leaving: list[Subscription] = []
         # One subscription change at a time: a subscribe and the watcher's resubscription must not
         # both subscribe a subject (nats-py would deliver its messages twice).
         self._changing = asyncio.Lock()
@@ -303,6 +306,7 @@ class NatsBackend:
                         async with asyncio.timeout(self._subscribe_timeout):
                             await sub.unsubscribe()
         self._subs.clear()
+        self._leaving.clear()
         self._unsent = set(self._wanted)
         self._state = "stopped"
         self._inbox.close()
@@ -361,12 +365,22 @@ class NatsBackend:
         self._unsent.discard(subject)
         async with self._changing:
             sub = self._subs.pop(subject, None)
-            if sub is not None:
-                # While nats-py reconnects it only forgets the subscription (the new connection will
-                # not have it); otherwise it tells the server.
-                with contextlib.suppress(*_GONE):
-                    async with asyncio.timeout(self._subscribe_timeout):
-                        await sub.unsubscribe()
+            if sub is None:
+                return
+            if self._state == "unresponsive":
+                # nats-py would queue it behind writes the server does not take, and wait there
+                # however it is cancelled: the watcher unsubscribes it once NATS answers.
+                self._leaving.append(sub)
+                return
+            await self._unsubscribe(sub)
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        # While nats-py reconnects it only forgets the subscription (the new connection will not
+        # have it); otherwise it tells the server.
+        with contextlib.suppress(*_GONE):
+            async with asyncio.timeout(self._subscribe_timeout):
+                await sub.unsubscribe()
+        raise_if_cancelled()  # nats-py's flush may swallow the cancellation
 
     def messages(self) -> AsyncIterator[tuple[str, bytes]]:
         return self._inbox.messages()
@@ -405,10 +419,12 @@ class NatsBackend:
             assert self._client is not None
             await self._watch(self._client)
             return
-        while True:
+        while self._running:
+            raise_if_cancelled()  # nats-py may swallow the cancellation that stops this task
             client = NatsClient()
             self._client = client
             self._subs.clear()  # a new client has none: make every wanted one again
+            self._leaving.clear()
             self._unsent = set(self._wanted)
             try:
                 await self._connect(client)
@@ -493,10 +509,23 @@ class NatsBackend:
                     # made meanwhile, and count as connected once the server confirmed them all.
                     if await self._send_unsent(client) and await self._round_trip(client):
                         self._up(client)
+                elif self._state == "unresponsive":
+                    # Nothing more is queued in nats-py for a server that does not read: only a
+                    # round trip, until it answers; then the subscriptions made meanwhile, confirmed,
+                    # before it counts as answering again.
+                    if (
+                        await self._round_trip(client)
+                        and await self._send_unsent(client)
+                        and await self._round_trip(client)
+                    ):
+                        self._answered()
                 elif self._unsent:
                     await self._send_unsent(client)
-                elif self._state == "unresponsive" and await self._round_trip(client):
-                    self._answered()
+                elif self._leaving:
+                    async with self._changing:
+                        leaving, self._leaving = self._leaving, []
+                        for sub in leaving:
+                            await self._unsubscribe(sub)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_TICK):
                     await self._wake.wait()
@@ -511,6 +540,7 @@ class NatsBackend:
                 topic = self._wanted.get(subject)
                 if topic is None or subject in self._subs:
                     continue
+                started = time.monotonic()
                 try:
                     async with asyncio.timeout(self._subscribe_timeout):
                         self._subs[subject] = await client.subscribe(
@@ -522,6 +552,12 @@ class NatsBackend:
                 except _GONE as exc:
                     self._unsent.add(subject)
                     self._last_error = _describe(exc)
+                    return False
+                # nats-py's flush swallows the cancellation of a timeout, or of this task: a subscribe
+                # it held longer than the timeout means the server does not read.
+                raise_if_cancelled()
+                if time.monotonic() - started > self._subscribe_timeout:
+                    self._unresponsive(f"subscribing took more than {self._subscribe_timeout} s")
                     return False
         return True
 
@@ -545,7 +581,7 @@ class NatsBackend:
             return True
         except _GONE as exc:
             self._last_error = (
-                f"no answer from NATS within {self._subscribe_timeout} s (it must be 2.2 or later)"
+                f"no answer from NATS within {self._subscribe_timeout} s (hung, or older than 2.2)"
                 if isinstance(exc, TimeoutError)
                 else _describe(exc)
             )
