@@ -48,6 +48,7 @@ class SessionWriter(ABC):
         """Seconds a held session lasts in the store; its holder refreshes it before that."""
         self._log = log
         self._unwritten: dict[str, Change] = {}
+        self._writing = 0  # changes in the batch being written
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()  # clear while a batch is being written
         self._idle.set()
@@ -56,8 +57,8 @@ class SessionWriter(ABC):
         self.writer = Supervised(f"{store.lower()} session writer", self._write_loop, log=log)
 
     def __len__(self) -> int:
-        """Changes not written yet."""
-        return len(self._unwritten)
+        """Changes not written yet (those of a write under way included)."""
+        return len(self._unwritten) + self._writing
 
     # --- the SessionStore API ----------------------------------------------------------------------
 
@@ -143,14 +144,17 @@ class SessionWriter(ABC):
             self._changed.clear()
             batch, self._unwritten = self._unwritten, {}
             self._idle.clear()
+            self._writing = len(batch)
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await self._write(batch)
             except asyncio.CancelledError:
+                self._writing = 0
                 self._put_back(batch)
                 self._idle.set()
                 raise
             except Exception as exc:
+                self._writing = 0
                 self._put_back(batch)
                 self._idle.set()
                 task = asyncio.current_task()
@@ -168,6 +172,7 @@ class SessionWriter(ABC):
                     )
                 await asyncio.sleep(delay)
                 continue
+            self._writing = 0
             self._idle.set()
             failures = self._backoff.succeeded()
             if failures:
