@@ -87,7 +87,24 @@ def spread_tags(count: int) -> tuple[str, ...]:
 
 class RedisClusterBackend:
     """A :class:`~typed_ss.backends.base.Backend` over Redis Cluster sharded pub/sub (extra ``redis``).
-    See the module docstring."""
+    See the module docstring.
+
+    Args:
+        url: any node of the cluster (``redis://``, or ``rediss://`` for TLS; a password may be in it).
+        client: a ``redis.asyncio.RedisCluster`` the application made (TLS, credentials, several seed
+            nodes); instead of ``url``. Not closed by the backend.
+        group: the channels' first part, so that separate applications can share a cluster.
+        partitions: hash tags the topics are spread over (each channel of a partition shares a slot).
+        broadcast_shards: channels the broadcast and the control topic are each spread over.
+        publish_timeout: how long :meth:`publish` may take before it raises.
+        subscribe_timeout: how long :meth:`subscribe` waits for a master's confirmation.
+        probe_interval, probe_timeout: a PING on each subscriber connection every ``probe_interval``;
+            none answered within ``probe_timeout`` replaces the connection.
+        topology_interval: seconds between two reads of the slot map when nothing prompts one.
+        max_backoff: the longest wait between two attempts to connect to a master.
+        max_pending: received messages waiting for the bridge, at most (the oldest are dropped and
+            counted past it).
+    """
 
     def __init__(
         self,
