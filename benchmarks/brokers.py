@@ -173,16 +173,16 @@ def redis_server(workdir: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def redis_cluster(workdir: Path, masters: int = 3, replicas: int = 1) -> Iterator[list[Node]]:
-    """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each, every node a
-    redis-server without persistence on free loopback ports (its client port and its cluster bus
-    port), joined as ``redis-cli --cluster create`` joins one; yields the nodes once every node sees every
-    slot served and every replica attached: masters first, by their first slot (``master-1`` serves
-    slot 0), then the replicas (``replica-1`` is ``master-1``'s)."""
+def _attempts(
+    what: str, start: Callable[[int, list[subprocess.Popen[bytes]]], list[Node] | None]
+) -> Iterator[list[Node]]:
+    """Up to :data:`ATTEMPTS` times ``start(attempt, processes)``, which adds every process it starts
+    to ``processes`` and returns the nodes, or ``None`` (a port was taken meanwhile: its processes
+    are stopped and it is tried again); yields the nodes, and stops their processes on exit."""
     for attempt in range(ATTEMPTS):
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            nodes = _start_redis_cluster(workdir / f"redis-cluster-{attempt}", masters, replicas, processes)
+            nodes = start(attempt, processes)
             if nodes is not None:
                 break
         except BaseException:
@@ -192,12 +192,28 @@ def redis_cluster(workdir: Path, masters: int = 3, replicas: int = 1) -> Iterato
         for process in processes:
             stop(process)
     else:
-        raise RuntimeError("the Redis Cluster did not start")
+        raise RuntimeError(f"{what} did not start")
     try:
         yield nodes
     finally:
         for process in processes:
             stop(process)
+
+
+@contextlib.contextmanager
+def redis_cluster(workdir: Path, masters: int = 3, replicas: int = 1) -> Iterator[list[Node]]:
+    """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each, every node a
+    redis-server without persistence on free loopback ports (its client port and its cluster bus
+    port), joined as ``redis-cli --cluster create`` joins one; yields the nodes once every node sees every
+    slot served and every replica attached: masters first, by their first slot (``master-1`` serves
+    slot 0), then the replicas (``replica-1`` is ``master-1``'s)."""
+    with _attempts(
+        "the Redis Cluster",
+        lambda attempt, processes: _start_redis_cluster(
+            workdir / f"redis-cluster-{attempt}", masters, replicas, processes
+        ),
+    ) as nodes:
+        yield nodes
 
 
 def _start_redis_cluster(
@@ -301,25 +317,11 @@ def monitor(port: int, path: str) -> dict[str, Any]:
 def nats_cluster(workdir: Path, size: int = 3) -> Iterator[list[Node]]:
     """``size`` nats-server nodes (``nats-1``...) routed to each other, each with a client, a cluster
     and a monitoring port; yields them once every node has a route to every other."""
-    for attempt in range(ATTEMPTS):
-        processes: list[subprocess.Popen[bytes]] = []
-        try:
-            nodes = _start_nats_cluster(workdir, f"{attempt}", size, processes)
-            if nodes is not None:
-                break
-        except BaseException:
-            for process in processes:
-                stop(process)
-            raise
-        for process in processes:
-            stop(process)
-    else:
-        raise RuntimeError("the nats-server cluster did not start")
-    try:
+    with _attempts(
+        "the nats-server cluster",
+        lambda attempt, processes: _start_nats_cluster(workdir, f"{attempt}", size, processes),
+    ) as nodes:
         yield nodes
-    finally:
-        for process in processes:
-            stop(process)
 
 
 def _start_nats_cluster(

@@ -23,14 +23,13 @@ import pytest
 
 from tests.backends.conftest import MemoryBus, RedisBus
 from tests.backends.mongo_bus import MONGO_BUSES, mongo_bus
+from tests.backends.receiving import Message, receiving
 from tests.backends.redis_server import RedisServer
 from tests.support import eventually, free_ports
 from typed_ss.backends import Backend, BackendHealth
 from typed_ss.errors import BackendError
 
 pytestmark = pytest.mark.timeout(30)
-
-Message = tuple[str, bytes]
 
 
 async def grpc_pair() -> list[Backend]:
@@ -88,41 +87,6 @@ async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
                 await backend.start()
         a, b = backends
         yield a, b
-
-
-class Receiver:
-    """Collects what one backend's ``messages()`` yields, until its stream ends."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.received: list[Message] = []
-        self.ended = False
-        self._task = asyncio.create_task(self._collect(backend))
-
-    async def _collect(self, backend: Backend) -> None:
-        async for message in backend.messages():
-            self.received.append(message)
-        self.ended = True
-
-    async def until(self, message: Message) -> list[Message]:
-        """Everything received up to and including ``message``, once it has arrived."""
-        await eventually(lambda: message in self.received, interval=0.002)
-        return self.received[: self.received.index(message) + 1]
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        failure = None if self._task.cancelled() else self._task.exception()
-        if failure is not None:
-            raise failure
-
-
-@contextlib.asynccontextmanager
-async def receiving(backend: Backend) -> AsyncIterator[Receiver]:
-    receiver = Receiver(backend)
-    try:
-        yield receiver
-    finally:
-        await receiver.close()
 
 
 def on(topic: str, received: list[Message]) -> list[bytes]:

@@ -26,6 +26,7 @@ from nats.aio.client import Client as NatsClient
 
 from tests.backends.grpc_certs import CertificateAuthority
 from tests.backends.nats_server import MAX_PAYLOAD, NatsServer
+from tests.backends.receiving import receiving
 from tests.support import eventually, free_port
 from typed_ss import ConfigurationError
 from typed_ss.backends import Backend
@@ -76,31 +77,6 @@ async def running(*backends: Backend) -> AsyncIterator[None]:
     finally:
         for backend in backends:
             await backend.stop()
-
-
-class Collector:
-    """What one backend's ``messages()`` yields, as it arrives."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        self._task = asyncio.create_task(self._collect(backend))
-
-    async def _collect(self, backend: Backend) -> None:
-        async for message in backend.messages():
-            self.received.append(message)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-@contextlib.asynccontextmanager
-async def collecting(backend: Backend) -> AsyncIterator[Collector]:
-    collector = Collector(backend)
-    try:
-        yield collector
-    finally:
-        await collector.close()
 
 
 def state(backend: Backend) -> str:
@@ -159,7 +135,7 @@ def test_configuration_errors() -> None:
 @pytest.mark.slow
 async def test_awkward_topics_travel_each_on_its_own_subject(nats_server: NatsServer) -> None:
     a, b = backend_on(nats_server), backend_on(nats_server, name="b")
-    async with running(a, b), collecting(b) as at_b:
+    async with running(a, b), receiving(b) as at_b:
         for topic in AWKWARD:
             await b.subscribe(topic)
         for i, topic in enumerate(AWKWARD):
@@ -181,19 +157,23 @@ async def test_awkward_topics_travel_each_on_its_own_subject(nats_server: NatsSe
 # --- TLS and credentials ------------------------------------------------------------------------------
 
 
+def tls_server(directory: Path) -> tuple[CertificateAuthority, NatsServer]:
+    """A CA made for the test, and a nats-server (not started) requiring TLS with a certificate of it."""
+    ca = CertificateAuthority.create(directory / "ca")
+    cert = ca.issue(directory / "ca", "nats")
+    options = ["--tls", "--tlscert", str(cert.cert), "--tlskey", str(cert.key)]
+    return ca, NatsServer(directory / "nats", options=options)
+
+
 @pytest.mark.slow
 async def test_tls_with_the_servers_ca(tmp_path: Path) -> None:
-    ca = CertificateAuthority.create(tmp_path / "ca")
-    cert = ca.issue(tmp_path / "ca", "nats")
-    server = NatsServer(
-        tmp_path / "nats", options=["--tls", "--tlscert", str(cert.cert), "--tlskey", str(cert.key)]
-    )
+    ca, server = tls_server(tmp_path)
     await server.start()
     try:
         context = ssl.create_default_context(cafile=str(ca.path))
         a = backend_on(server, tls=context, tls_hostname="localhost")
         b = backend_on(server, tls=context)
-        async with running(a, b), collecting(b) as at_b:
+        async with running(a, b), receiving(b) as at_b:
             await b.subscribe("t")
             await a.publish("t", b"over TLS")
             await eventually(lambda: at_b.received == [("t", b"over TLS")])
@@ -207,11 +187,7 @@ async def test_tls_with_the_servers_ca(tmp_path: Path) -> None:
 async def test_a_certificate_it_cannot_verify_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ca = CertificateAuthority.create(tmp_path / "ca")
-    cert = ca.issue(tmp_path / "ca", "nats")
-    server = NatsServer(
-        tmp_path / "nats", options=["--tls", "--tlscert", str(cert.cert), "--tlskey", str(cert.key)]
-    )
+    _, server = tls_server(tmp_path)
     await server.start()
     try:
         stranger = CertificateAuthority.create(tmp_path / "other", "another CA")
@@ -258,7 +234,7 @@ async def test_credentials_are_passed_through(kind: str, tmp_path: Path) -> None
     await server.start()
     try:
         a, b = backend_on(server, **credentials), backend_on(server, **credentials)
-        async with running(a, b), collecting(b) as at_b:
+        async with running(a, b), receiving(b) as at_b:
             await b.subscribe("t")
             await a.publish("t", kind.encode())
             await eventually(lambda: at_b.received == [("t", kind.encode())])
@@ -300,7 +276,7 @@ async def test_nats_down_at_start_then_up(tmp_path: Path, caplog: pytest.LogCapt
     server = NatsServer(tmp_path / "nats")
     server.pick_ports()  # where it will listen, once it runs
     a, b = backend_on(server), backend_on(server)
-    async with asyncio.timeout(30), running(a, b), collecting(b) as at_b:
+    async with asyncio.timeout(30), running(a, b), receiving(b) as at_b:
         # Nothing waits for NATS: start returned, a subscription returns (recorded), a publish raises.
         await b.subscribe("made-while-down")
         await eventually(lambda: state(b) == "reconnecting")
@@ -324,7 +300,7 @@ async def test_publish_fails_fast_while_nats_is_down_and_subscriptions_follow_it
     nats_server: NatsServer,
 ) -> None:
     a, b = backend_on(nats_server, publish_timeout=0.5), backend_on(nats_server)
-    async with running(a, b), collecting(b) as at_b:
+    async with running(a, b), receiving(b) as at_b:
         await b.subscribe("kept")
         await b.subscribe("dropped-while-down")
         await nats_server.kill()
@@ -358,7 +334,7 @@ async def test_a_client_nats_py_closed_is_replaced(nats_server: NatsServer) -> N
     # nats-py closes its client for good on some server errors (an authorization revoked after
     # connecting): the backend makes a new one, and subscribes everything again.
     a, b = backend_on(nats_server), backend_on(nats_server)
-    async with running(a, b), collecting(b) as at_b:
+    async with running(a, b), receiving(b) as at_b:
         await b.subscribe("t")
         first = b._client
         assert first is not None
@@ -374,7 +350,7 @@ async def test_an_applications_own_client(nats_server: NatsServer) -> None:
     client = await nats.connect(nats_server.url, max_reconnect_attempts=-1)
     try:
         a, b = backend_on(nats_server), NatsBackend(client=client, group="test")
-        async with running(a, b), collecting(b) as at_b:
+        async with running(a, b), receiving(b) as at_b:
             await eventually(functools.partial(connected, b))
             await b.subscribe("t")
             await a.publish("t", b"1")
@@ -429,7 +405,7 @@ async def test_a_message_over_max_payload_is_dropped_and_counted(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = backend_on(nats_server), backend_on(nats_server)
-    async with running(a, b), collecting(b) as at_b:
+    async with running(a, b), receiving(b) as at_b:
         await b.subscribe("t")
         await a.publish("t", b"x" * (MAX_PAYLOAD + 1))  # does not raise: a retry could never work
         await a.publish("t", b"after")
@@ -445,7 +421,7 @@ async def test_a_hung_server_is_not_waited_on(
     # A short hang (SIGSTOP), shorter than nats-py's pings take to give up on the connection.
     a = backend_on(nats_server, ping_interval=10)
     b = backend_on(nats_server, subscribe_timeout=0.5, ping_interval=10)
-    async with running(a, b), collecting(b) as at_b:
+    async with running(a, b), receiving(b) as at_b:
         await eventually(lambda: connected(a) and connected(b))
         await nats_server.pause()
         try:

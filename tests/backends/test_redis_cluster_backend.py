@@ -6,7 +6,6 @@ the rest."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
+from tests.backends.receiving import receiving
 from tests.backends.redis_cluster_server import RedisClusterServer
 from tests.support import eventually
 from typed_ss.backends.redis_cluster import RedisClusterBackend, spread_tags
@@ -117,18 +117,9 @@ async def test_credentials_of_the_cluster_client_reach_every_master(tmp_path: Pa
         try:
             async with started(a), started(b):
                 await b.subscribe(BROADCAST_TOPIC)
-                received: list[tuple[str, bytes]] = []
-
-                async def collect() -> None:
-                    async for message in b.messages():
-                        received.append(message)
-
-                reader = asyncio.create_task(collect())
-                try:
+                async with receiving(b) as at_b:
                     await a.publish(BROADCAST_TOPIC, b"with a password")
-                    await eventually(lambda: (BROADCAST_TOPIC, b"with a password") in received)
-                finally:
-                    reader.cancel()
+                    await at_b.until((BROADCAST_TOPIC, b"with a password"))
                 assert a.health().state == b.health().state == "connected"
         finally:
             await client.aclose()
@@ -181,19 +172,9 @@ async def test_a_room_left_and_joined_at_once_is_no_slot_move(tmp_path: Path) ->
             for _ in range(20):
                 await backend.unsubscribe(topic)
                 await backend.subscribe(topic)
-            received: list[tuple[str, bytes]] = []
-
-            async def collect() -> None:
-                async for message in backend.messages():
-                    received.append(message)
-
-            reader = asyncio.create_task(collect())
-            try:
-                async with started(RedisClusterBackend(cluster.url)) as sender:
-                    await sender.publish(topic, b"still subscribed")
-                    await eventually(lambda: (topic, b"still subscribed") in received)
-            finally:
-                reader.cancel()
+            async with receiving(backend) as at_backend, started(RedisClusterBackend(cluster.url)) as sender:
+                await sender.publish(topic, b"still subscribed")
+                await at_backend.until((topic, b"still subscribed"))
             health = backend.health()
             assert health.state == "connected"
             assert (health.detail["moves"], health.detail["unplaced"]) == (0, 0)

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -116,6 +117,7 @@ class _AttemptFailed(Exception):
     """A connection attempt failed (raised out of nats-py's connect, see ``NatsBackend._connect``)."""
 
 
+@functools.lru_cache(maxsize=4096)  # every publish asks: the busy rooms' tokens are made once
 def subject_token(topic: str) -> str:
     """The NATS subject token that carries ``topic`` (see the module docstring): reversible with
     :func:`topic_of_token`, except for a token hashed because it would be longer than
